@@ -1,0 +1,49 @@
+/**
+ * The admin listener: operations endpoints (and, later, the admin API). Bound to
+ * 127.0.0.1 by default; it never shares a port with the proxy.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { KeyStore } from '../store/key-store.ts';
+import { sendProblem } from '../proxy/problem.ts';
+
+export interface AdminOptions {
+  store: KeyStore;
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(text);
+}
+
+async function ready(store: KeyStore): Promise<{ ok: boolean; checks: Record<string, string> }> {
+  const checks: Record<string, string> = { config: 'ok' };
+  try {
+    await store.ping();
+    checks.store = 'ok';
+  } catch (error) {
+    checks.store = `unreachable: ${(error as Error).message}`;
+  }
+  checks.revocationFeed = store.feedHealthy ? 'ok' : 'disconnected';
+  return { ok: Object.values(checks).every((v) => v === 'ok'), checks };
+}
+
+export function createAdminServer(options: AdminOptions): Server {
+  return createServer((req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      sendProblem(res, 'method_not_allowed', `${req.method} is not allowed here`);
+      return;
+    }
+    if (path === '/healthz') {
+      json(res, 200, { status: 'ok' });
+    } else if (path === '/readyz') {
+      ready(options.store).then(
+        (result) => json(res, result.ok ? 200 : 503, { status: result.ok ? 'ready' : 'not ready', checks: result.checks }),
+        () => json(res, 503, { status: 'not ready' }),
+      );
+    } else {
+      sendProblem(res, 'not_found', 'no such admin endpoint');
+    }
+  });
+}

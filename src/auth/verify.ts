@@ -1,0 +1,177 @@
+/**
+ * verify: key → Identity, or the reason it is refused.
+ *
+ *   format + CRC32 (no I/O) → HMAC → LRU cache → store (one call per key however many
+ *   requests miss at once)
+ *
+ * Staleness rules (README, "Revocation and staleness"):
+ *  - push feed healthy → cached answers are used, each for at most `maxAgeMs`;
+ *  - feed down but the store answers → every request goes to the store;
+ *  - store unreachable → cached answers younger than `maxAgeMs` are still used, anything
+ *    else is `auth_unavailable` (503), never accepted.
+ * Expiry and revocation status are checked on every request, cached or not.
+ *
+ * `verify` returns synchronously on a cache hit and a Promise only when it must ask the
+ * store, so the common path allocates no promise.
+ */
+import { LRUCache } from 'lru-cache';
+import { parseKey } from '../keys/format.ts';
+import type { KeyHasher } from '../keys/hash.ts';
+import type { KeyRecord } from '../keys/record.ts';
+import type { KeyStore, RevocationEvent, StoreFeed } from '../store/key-store.ts';
+import { toIdentity, type Identity, type PermissionGroups } from './identity.ts';
+
+export type VerifyFailure = 'invalid_key' | 'key_revoked' | 'key_expired' | 'auth_unavailable';
+export type VerifyResult = Identity | VerifyFailure;
+
+export interface VerifierOptions {
+  store: KeyStore;
+  hasher: KeyHasher;
+  prefix: string;
+  groups: PermissionGroups;
+  max: number;
+  maxAgeMs: number;
+  negativeMax: number;
+  negativeMaxAgeMs: number;
+  /** Told about store failures (for logs and metrics); must not throw. */
+  onStoreError?: (error: unknown) => void;
+  now?: () => number;
+}
+
+export interface VerifierStats {
+  hits: number;
+  misses: number;
+  storeCalls: number;
+  evictions: number;
+}
+
+export class Verifier implements StoreFeed {
+  readonly #store: KeyStore;
+  readonly #hasher: KeyHasher;
+  readonly #prefix: string;
+  #groups: PermissionGroups;
+  readonly #positive: LRUCache<string, Identity>;
+  readonly #negative: LRUCache<string, true>;
+  readonly #inflight = new Map<string, Promise<KeyRecord | null>>();
+  /** Bumped by every revocation or resync: a lookup that started before one is not cached. */
+  #generation = 0;
+  readonly #now: () => number;
+  readonly #onStoreError: (error: unknown) => void;
+  readonly stats: VerifierStats = { hits: 0, misses: 0, storeCalls: 0, evictions: 0 };
+  /** Called after each revocation event is applied, with the event. */
+  onRevocationApplied: ((event: RevocationEvent, appliedAt: number) => void) | null = null;
+
+  constructor(options: VerifierOptions) {
+    this.#store = options.store;
+    this.#hasher = options.hasher;
+    this.#prefix = options.prefix;
+    this.#groups = options.groups;
+    this.#now = options.now ?? Date.now;
+    this.#onStoreError = options.onStoreError ?? (() => {});
+    const stats = this.stats;
+    this.#positive = new LRUCache<string, Identity>({
+      max: options.max,
+      ttl: options.maxAgeMs,
+      updateAgeOnGet: false,
+      dispose: (_value, _key, reason) => {
+        if (reason === 'evict') stats.evictions++;
+      },
+    });
+    // Negative answers live apart so a flood of unknown keys cannot push out valid ones.
+    this.#negative = new LRUCache<string, true>({ max: options.negativeMax, ttl: options.negativeMaxAgeMs, updateAgeOnGet: false });
+  }
+
+  get size(): number {
+    return this.#positive.size;
+  }
+
+  verify(key: string): VerifyResult | Promise<VerifyResult> {
+    if (parseKey(key, this.#prefix) === null) return 'invalid_key';
+    const hash = this.#hasher(key);
+    if (this.#store.feedHealthy) {
+      const cached = this.#positive.get(hash);
+      if (cached !== undefined) {
+        this.stats.hits++;
+        return this.#judge(cached);
+      }
+      if (this.#negative.has(hash)) {
+        this.stats.hits++;
+        return 'invalid_key';
+      }
+    }
+    this.stats.misses++;
+    return this.#fromStore(hash);
+  }
+
+  #judge(identity: Identity): VerifyResult {
+    const record = identity.record;
+    if (record.status !== 'active') return 'key_revoked';
+    if (record.expiresAt !== null && record.expiresAt <= this.#now()) return 'key_expired';
+    return identity;
+  }
+
+  async #fromStore(hash: string): Promise<VerifyResult> {
+    const generation = this.#generation;
+    let record: KeyRecord | null;
+    try {
+      record = await this.#lookup(hash);
+    } catch (error) {
+      this.#onStoreError(error);
+      // Store unreachable: a recent cached answer is still good (bounded by maxAgeMs via the
+      // cache's TTL); without one we fail closed.
+      const cached = this.#positive.get(hash);
+      return cached !== undefined ? this.#judge(cached) : 'auth_unavailable';
+    }
+    const current = generation === this.#generation;
+    if (record === null) {
+      this.#positive.delete(hash);
+      if (current) this.#negative.set(hash, true);
+      return 'invalid_key';
+    }
+    const identity = toIdentity(record, this.#groups);
+    if (current) this.#positive.set(hash, identity);
+    return this.#judge(identity);
+  }
+
+  /** Concurrent misses for one key share one store call. */
+  #lookup(hash: string): Promise<KeyRecord | null> {
+    let pending = this.#inflight.get(hash);
+    if (pending === undefined) {
+      this.stats.storeCalls++;
+      const call: Promise<KeyRecord | null> = this.#store.findByHash(hash).finally(() => {
+        if (this.#inflight.get(hash) === call) this.#inflight.delete(hash);
+      });
+      this.#inflight.set(hash, call);
+      pending = call;
+    }
+    return pending;
+  }
+
+  /** StoreFeed: a revocation pushed by the store. */
+  revoked(event: RevocationEvent): void {
+    this.#generation++;
+    for (const hash of event.hashes) {
+      this.#positive.delete(hash);
+      this.#inflight.delete(hash);
+    }
+    this.onRevocationApplied?.(event, this.#now());
+  }
+
+  /** StoreFeed: revocations may have been missed; trust nothing cached. */
+  resync(): void {
+    this.flush();
+  }
+
+  flush(): void {
+    this.#generation++;
+    this.#inflight.clear();
+    this.#positive.clear();
+    this.#negative.clear();
+  }
+
+  /** New permission groups (config reload): cached identities were resolved with the old ones. */
+  setGroups(groups: PermissionGroups): void {
+    this.#groups = groups;
+    this.#positive.clear();
+  }
+}

@@ -1,0 +1,137 @@
+/** `keygate keys create|list|revoke` */
+import { toPublic, type KeyRecord, type Role } from '../keys/record.ts';
+import { KeyRuleError } from '../keys/service.ts';
+import { parseFlags, requireFlag, UsageError } from './args.ts';
+import { configFrom, withKeyService, type Io } from './context.ts';
+
+const USAGE = `usage:
+  keygate keys create --tenant T --name N [--role api-user|admin] [--permissions p1,p2]
+                      [--group G] [--user U] [--client C] [--expires 30d|90d|365d|never|<ISO date>] [--json]
+  keygate keys list [--tenant T] [--revoked] [--json]
+  keygate keys revoke <key-id>
+  keygate keys revoke --all --tenant T`;
+
+const common = { config: { type: 'string' }, json: { type: 'boolean' } } as const;
+
+function list(value: string | undefined): string[] {
+  return value === undefined ? [] : value.split(',').map((p) => p.trim()).filter(Boolean);
+}
+
+function date(ms: number | null): string {
+  return ms === null ? '-' : new Date(ms).toISOString().slice(0, 16).replace('T', ' ');
+}
+
+function table(records: KeyRecord[]): string {
+  const rows = [['ID', 'TENANT', 'NAME', 'PREFIX', 'ROLE', 'STATUS', 'CREATED', 'EXPIRES', 'LAST USED']];
+  for (const r of records) rows.push([r.id, r.tenant, r.name, r.prefix, r.role, r.status, date(r.createdAt), r.expiresAt === null ? 'never' : date(r.expiresAt), date(r.lastUsedAt)]);
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
+}
+
+async function create(args: string[], io: Io): Promise<number> {
+  const { values } = parseFlags(args, {
+    ...common,
+    tenant: { type: 'string' },
+    name: { type: 'string' },
+    role: { type: 'string' },
+    permissions: { type: 'string' },
+    group: { type: 'string' },
+    user: { type: 'string' },
+    client: { type: 'string' },
+    expires: { type: 'string' },
+  });
+  const tenant = requireFlag(values, 'tenant');
+  const name = requireFlag(values, 'name');
+  if (values.role !== undefined && values.role !== 'api-user' && values.role !== 'admin') throw new UsageError(`--role must be "api-user" or "admin", got "${values.role}"`);
+  if (values.permissions !== undefined && values.group !== undefined) throw new UsageError('--permissions and --group cannot be used together');
+  const config = configFrom(values.config, io);
+  const created = await withKeyService(config, io, async (service) => {
+    try {
+      return await service.create({
+        tenant,
+        name,
+        role: values.role as Role | undefined,
+        permissions: list(values.permissions),
+        group: values.group ?? null,
+        user: values.user ?? null,
+        client: values.client ?? null,
+        expires: values.expires ?? 'never',
+      });
+    } catch (error) {
+      if (error instanceof KeyRuleError) throw new UsageError(`--${error.message}`);
+      throw error;
+    }
+  });
+  const record = toPublic(created.record);
+  if (values.json) {
+    io.out(JSON.stringify({ ...record, key: created.key }));
+    return 0;
+  }
+  io.out(
+    [
+      `Created ${record.id} for tenant "${record.tenant}" (${record.name}, role ${record.role}, expires ${record.expiresAt ?? 'never'}).`,
+      '',
+      `  ${created.key}`,
+      '',
+      'Store this key now: keygate keeps only a hash and cannot show it again.',
+    ].join('\n'),
+  );
+  return 0;
+}
+
+async function listKeys(args: string[], io: Io): Promise<number> {
+  const { values } = parseFlags(args, { ...common, tenant: { type: 'string' }, revoked: { type: 'boolean' } });
+  const config = configFrom(values.config, io);
+  const records = await withKeyService(config, io, (service) => service.list({ tenant: values.tenant, includeRevoked: values.revoked ?? false }));
+  if (values.json) io.out(JSON.stringify(records.map(toPublic)));
+  else io.out(records.length ? table(records) : 'No keys.');
+  return 0;
+}
+
+async function revoke(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseFlags(args, { ...common, all: { type: 'boolean' }, tenant: { type: 'string' } }, 1);
+  const id = positionals[0];
+  if (values.all) {
+    if (id !== undefined) throw new UsageError('give either <key-id> or --all --tenant T, not both');
+    const tenant = requireFlag(values, 'tenant');
+    const config = configFrom(values.config, io);
+    const ids = await withKeyService(config, io, (service) => service.revokeTenant(tenant));
+    io.out(values.json ? JSON.stringify({ tenant, revoked: ids }) : `Revoked ${ids.length} key${ids.length === 1 ? '' : 's'} of tenant "${tenant}".`);
+    return 0;
+  }
+  if (id === undefined) throw new UsageError('keys revoke needs a <key-id> (or --all --tenant T)');
+  if (values.tenant !== undefined) throw new UsageError('--tenant is only used with --all');
+  const config = configFrom(values.config, io);
+  const record = await withKeyService(config, io, async (service) => {
+    const before = await service.get(id);
+    if (before === null) return null;
+    const after = await service.revoke(id);
+    return { before, after };
+  });
+  if (record === null) {
+    io.err(`keygate: no key with id "${id}"`);
+    return 1;
+  }
+  if (values.json) io.out(JSON.stringify(toPublic(record.after!)));
+  else io.out(record.before.status === 'revoked' ? `${id} was already revoked.` : `Revoked ${id}. It is refused from now on.`);
+  return 0;
+}
+
+export async function keysCommand(args: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = args;
+  switch (sub) {
+    case 'create':
+      return create(rest, io);
+    case 'list':
+      return listKeys(rest, io);
+    case 'revoke':
+      return revoke(rest, io);
+    case undefined:
+    case '--help':
+    case 'help':
+      io.out(USAGE);
+      return sub === undefined ? 2 : 0;
+    default:
+      throw new UsageError(`unknown command "keys ${sub}"\n${USAGE}`);
+  }
+}

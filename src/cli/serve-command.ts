@@ -1,0 +1,23 @@
+/** `keygate serve`: runs until SIGTERM/SIGINT, then drains in-flight requests and exits 0. */
+import { createLogger } from '../observability/logger.ts';
+import { startKeygate } from '../server.ts';
+import { parseFlags } from './args.ts';
+import { configFrom, type Io } from './context.ts';
+
+const GRACE_MS = 10_000;
+
+export async function serveCommand(args: string[], io: Io): Promise<number> {
+  const { values } = parseFlags(args, { config: { type: 'string' } });
+  const config = configFrom(values.config, io);
+  const logger = createLogger({ level: config.log.level });
+  const keygate = await startKeygate({ config, env: io.env, logger });
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  logger.info({ signal, graceMs: GRACE_MS }, 'shutting down: finishing in-flight requests');
+  await keygate.close(GRACE_MS);
+  logger.info('keygate stopped');
+  logger.flush();
+  return 0;
+}

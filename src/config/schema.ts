@@ -1,0 +1,137 @@
+/**
+ * The configuration schema: the one place where config is validated. Every other module
+ * receives a `Config` that is already known to be well-formed.
+ */
+import { z } from 'zod';
+import { PREFIX_PATTERN, TENANT_PATTERN } from '../keys/format.ts';
+
+const port = z.number({ error: 'must be a port number' }).int('must be a whole number').min(0, 'must be 0-65535').max(65535, 'must be 0-65535');
+const host = z.string().min(1, 'must not be empty');
+const positiveInt = (what: string) => z.number({ error: `must be a number (${what})` }).int('must be a whole number').positive('must be greater than 0');
+const headerName = z.string().regex(/^[a-z0-9!#$%&'*+.^_`|~-]+$/, 'must be a lower-case HTTP header name');
+
+function isHttpUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.search === '' && url.hash === '';
+  } catch {
+    return false;
+  }
+}
+
+const listener = z.strictObject({ host: host.default('0.0.0.0'), port });
+
+const redis = z.looseObject({
+  url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+  /** ioredis Sentinel options: `sentinels: [{host, port}]` and `name`. */
+  sentinels: z.array(z.strictObject({ host, port })).min(1, 'must list at least one sentinel').optional(),
+  name: z.string().optional(),
+  /** ioredis Cluster start-up nodes. */
+  cluster: z.array(z.strictObject({ host, port })).min(1, 'must list at least one node').optional(),
+  commandTimeoutMs: positiveInt('milliseconds').default(500),
+  keyPrefix: z.string().default('kg:'),
+});
+
+const store = z
+  .strictObject({
+    kind: z.enum(['embedded', 'redis'], { error: 'must be "embedded" or "redis"' }).default('embedded'),
+    path: z.string().min(1, 'must not be empty').default('./data/keygate.db'),
+    pollMs: positiveInt('milliseconds').default(250),
+    redis: redis.prefault({}),
+  })
+  .superRefine((value, ctx) => {
+    if (value.kind !== 'redis') return;
+    const r = value.redis;
+    const ways = [r.url, r.sentinels, r.cluster].filter((v) => v !== undefined).length;
+    if (ways === 0) ctx.addIssue({ code: 'custom', path: ['redis'], message: 'needs one of url, sentinels or cluster when kind is redis' });
+    if (ways > 1) ctx.addIssue({ code: 'custom', path: ['redis'], message: 'give only one of url, sentinels or cluster' });
+    if (r.sentinels && !r.name) ctx.addIssue({ code: 'custom', path: ['redis', 'name'], message: 'is required with sentinels (the master group name)' });
+  });
+
+const timeouts = z.strictObject({
+  connectMs: positiveInt('milliseconds').default(3000),
+  headersMs: positiveInt('milliseconds').default(30_000),
+  idleMs: positiveInt('milliseconds').default(300_000),
+});
+
+const pathPrefix = z
+  .string()
+  .regex(/^\/[A-Za-z0-9._~!$&'()*+,;=:@\/-]*$/, 'must start with "/" and contain only URL path characters')
+  .refine((p) => !p.includes('//') && !/(^|\/)\.\.?(\/|$)/.test(p), 'must not contain "//", "." or ".." segments')
+  .transform((p) => (p.length > 1 && p.endsWith('/') ? p.slice(0, -1) : p));
+
+const route = z.strictObject({
+  name: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'must be 1-64 letters, digits, "_", "." or "-"'),
+  pathPrefix,
+  host: z.string().regex(/^[a-z0-9.-]+$/i, 'must be a host name without port').transform((h) => h.toLowerCase()).optional(),
+  upstream: z.string().refine(isHttpUrl, 'must be an http(s) URL without query or fragment'),
+  stripPrefix: z.boolean().default(false),
+  auth: z
+    .strictObject({
+      required: z.boolean().default(true),
+      permissions: z.array(z.string().min(1)).default([]),
+      clients: z.array(z.string().min(1)).min(1, 'must list at least one client, or be left out').optional(),
+      tenantFromPath: z.boolean().default(false),
+    })
+    .prefault({}),
+  secret: z.strictObject({ id: z.string().min(1), header: headerName, template: z.string().includes('{value}', { error: 'must contain {value}' }).default('{value}') }).optional(),
+  mcp: z.strictObject({ resource: z.string().refine(isHttpUrl, 'must be an http(s) URL'), authorizationServers: z.array(z.string()).default([]) }).optional(),
+  maxBodyBytes: z.number().int().nonnegative('must be 0 or more').default(10 * 1024 * 1024),
+  timeouts: timeouts.prefault({}),
+});
+
+export const configSchema = z
+  .strictObject({
+    listen: listener.prefault({ port: 8080 }),
+    admin: listener.extend({ host: host.default('127.0.0.1') }).prefault({ port: 8081 }),
+    store: store.prefault({}),
+    keys: z.strictObject({ prefix: z.string().regex(PREFIX_PATTERN, 'must be 1-16 lower-case letters or digits, starting with a letter').default('kg') }).prefault({}),
+    tenants: z.strictObject({ system: z.string().regex(TENANT_PATTERN, 'must match [a-z0-9][a-z0-9-]{0,62}').default('system') }).prefault({}),
+    cache: z
+      .strictObject({
+        max: positiveInt('entries').default(100_000),
+        maxAgeMs: positiveInt('milliseconds').default(30_000),
+        negativeMax: positiveInt('entries').default(10_000),
+        negativeMaxAgeMs: positiveInt('milliseconds').default(5000),
+      })
+      .prefault({}),
+    headers: z
+      .strictObject({
+        tenant: headerName.default('x-tenant-id'),
+        keyId: headerName.default('x-api-key-id'),
+        role: headerName.default('x-auth-role'),
+        permissions: headerName.default('x-auth-permissions'),
+        user: headerName.default('x-auth-user'),
+        client: headerName.default('x-auth-client'),
+      })
+      .prefault({}),
+    permissionGroups: z.record(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'group names are 1-64 letters, digits, "_", ".", ":" or "-"'), z.array(z.string().min(1))).default({}),
+    forwarded: z.strictObject({ trustClient: z.boolean().default(false) }).prefault({}),
+    log: z
+      .strictObject({
+        level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'must be one of fatal, error, warn, info, debug, trace, silent' }).default('info'),
+        access: z.boolean().default(true),
+      })
+      .prefault({}),
+    echo: z.strictObject({ host: host.default('127.0.0.1'), port }).optional(),
+    routes: z.array(route).default([]),
+  })
+  .superRefine((config, ctx) => {
+    const seen = new Map<string, number>();
+    config.routes.forEach((r, i) => {
+      const previous = seen.get(r.name);
+      if (previous !== undefined) ctx.addIssue({ code: 'custom', path: ['routes', i, 'name'], message: `duplicates routes[${previous}].name "${r.name}"` });
+      seen.set(r.name, i);
+      const same = config.routes.findIndex((o, j) => j < i && o.pathPrefix === r.pathPrefix && o.host === r.host);
+      if (same >= 0) ctx.addIssue({ code: 'custom', path: ['routes', i, 'pathPrefix'], message: `routes[${same}] already serves ${r.host ?? '*'}${r.pathPrefix}` });
+      if (r.auth.tenantFromPath && !r.auth.required) ctx.addIssue({ code: 'custom', path: ['routes', i, 'auth', 'tenantFromPath'], message: 'needs auth.required: true' });
+      if (r.mcp && !r.auth.required) ctx.addIssue({ code: 'custom', path: ['routes', i, 'mcp'], message: 'needs auth.required: true' });
+    });
+    if (config.listen.port !== 0 && config.listen.port === config.admin.port && config.listen.host === config.admin.host) {
+      ctx.addIssue({ code: 'custom', path: ['admin', 'port'], message: 'must differ from listen.port' });
+    }
+  });
+
+export type Config = z.output<typeof configSchema>;
+export type RouteConfig = Config['routes'][number];
+export type RawConfig = z.input<typeof configSchema>;

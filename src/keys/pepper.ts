@@ -1,0 +1,39 @@
+/**
+ * The pepper mixed into every key hash. From `KEYGATE_PEPPER`; on the embedded store, if
+ * unset, generated once into the data directory (mode 0600) so a single-machine install
+ * needs no setup. Redis deployments share one pepper across instances, so it must be given.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { Config } from '../config/schema.ts';
+
+export class PepperError extends Error {
+  override name = 'PepperError';
+}
+
+export function pepperFilePath(config: Config): string {
+  return join(dirname(config.store.path), 'pepper');
+}
+
+export function loadPepper(config: Config, env: NodeJS.ProcessEnv): string {
+  const fromEnv = env.KEYGATE_PEPPER;
+  if (fromEnv !== undefined && fromEnv !== '') {
+    if (fromEnv.length < 16) throw new PepperError('KEYGATE_PEPPER: must be at least 16 characters (e.g. `openssl rand -base64 32`)');
+    return fromEnv;
+  }
+  if (config.store.kind === 'redis') {
+    throw new PepperError('KEYGATE_PEPPER: is required with the Redis store (every instance must hash keys with the same pepper); generate one with `openssl rand -base64 32`');
+  }
+  const file = pepperFilePath(config);
+  mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
+  try {
+    writeFileSync(file, randomBytes(32).toString('base64url'), { mode: 0o600, flag: 'wx' });
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  }
+  if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
+  const pepper = readFileSync(file, 'utf8').trim();
+  if (pepper.length < 16) throw new PepperError(`${file}: the pepper file is damaged (shorter than 16 characters)`);
+  return pepper;
+}

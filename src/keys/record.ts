@@ -1,0 +1,69 @@
+/**
+ * The key record: everything keygate knows about a key except the key itself.
+ * Times are epoch milliseconds so the hot path compares numbers, not dates.
+ */
+export type Role = 'api-user' | 'admin';
+export type KeyStatus = 'active' | 'revoked';
+
+export interface KeyRecord {
+  id: string;
+  tenant: string;
+  name: string;
+  role: Role;
+  /** Explicit permissions; ignored when `group` is set. */
+  permissions: string[];
+  /** A permission group from config, resolved at verification time. */
+  group: string | null;
+  user: string | null;
+  client: string | null;
+  status: KeyStatus;
+  /** e.g. `kg_acme_3f9a…` */
+  prefix: string;
+  createdAt: number;
+  expiresAt: number | null;
+  revokedAt: number | null;
+  lastUsedAt: number | null;
+}
+
+/** The JSON shape shown to people and scripts: ISO dates, never the key or its hash. */
+export interface PublicKeyRecord {
+  id: string;
+  tenant: string;
+  name: string;
+  role: Role;
+  permissions: string[];
+  group: string | null;
+  user: string | null;
+  client: string | null;
+  status: KeyStatus;
+  prefix: string;
+  createdAt: string;
+  expiresAt: string | null;
+  revokedAt: string | null;
+  lastUsedAt: string | null;
+}
+
+const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+export function toPublic(record: KeyRecord): PublicKeyRecord {
+  return {
+    id: record.id,
+    tenant: record.tenant,
+    name: record.name,
+    role: record.role,
+    permissions: record.permissions,
+    group: record.group,
+    user: record.user,
+    client: record.client,
+    status: record.status,
+    prefix: record.prefix,
+    createdAt: new Date(record.createdAt).toISOString(),
+    expiresAt: iso(record.expiresAt),
+    revokedAt: iso(record.revokedAt),
+    lastUsedAt: iso(record.lastUsedAt),
+  };
+}
+
+export function isExpired(record: KeyRecord, now: number): boolean {
+  return record.expiresAt !== null && record.expiresAt <= now;
+}

@@ -1,0 +1,55 @@
+/**
+ * keygate's entry point: `keygate serve|keys|config …`. Exit status: 0 success,
+ * 1 runtime failure, 2 bad usage or invalid config.
+ */
+import { ConfigError } from './config/load.ts';
+import { PepperError } from './keys/pepper.ts';
+import { UsageError } from './cli/args.ts';
+import type { Io } from './cli/context.ts';
+import { keysCommand } from './cli/keys-command.ts';
+import { configCommand } from './cli/config-command.ts';
+import { serveCommand } from './cli/serve-command.ts';
+
+const USAGE = `usage: keygate <command>
+
+  serve [--config FILE]          run the gateway
+  keys create|list|revoke …      manage API keys (keygate keys --help)
+  config check [--config FILE]   validate the configuration
+
+The config file is --config FILE, else $KEYGATE_CONFIG, else config/keygate.yaml.`;
+
+export async function run(argv: string[], io: Io): Promise<number> {
+  const [command, ...rest] = argv;
+  try {
+    switch (command) {
+      case 'serve':
+        return await serveCommand(rest, io);
+      case 'keys':
+        return await keysCommand(rest, io);
+      case 'config':
+        return await configCommand(rest, io);
+      case '--help':
+      case '-h':
+      case 'help':
+        io.out(USAGE);
+        return 0;
+      default:
+        io.err(command === undefined ? USAGE : `keygate: unknown command "${command}"\n\n${USAGE}`);
+        return 2;
+    }
+  } catch (error) {
+    if (error instanceof UsageError || error instanceof ConfigError || error instanceof PepperError) {
+      io.err(`keygate: ${error.message}`);
+      return 2;
+    }
+    io.err(`keygate: ${(error as Error).message ?? String(error)}`);
+    return 1;
+  }
+}
+
+export const processIo: Io = {
+  out: (text) => process.stdout.write(`${text}\n`),
+  err: (text) => process.stderr.write(`${text}\n`),
+  env: process.env,
+  stdin: process.stdin,
+};

@@ -1,0 +1,33 @@
+/**
+ * One request's state as it moves along the chain: a single object per request, so the
+ * stages pass it along instead of allocating closures.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Identity } from '../auth/identity.ts';
+import type { ProblemCode } from './problem.ts';
+import type { Route } from './router.ts';
+
+/** Bounded label set for logs and metrics. */
+export type AuthOutcome = 'ok' | 'public' | 'missing' | 'invalid' | 'revoked' | 'expired' | 'forbidden' | 'unavailable' | 'bad_request';
+
+export interface ExchangeAbort {
+  clientClosed(): void;
+}
+
+export class Exchange {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly start: number;
+  route: Route | null = null;
+  identity: Identity | null = null;
+  outcome: AuthOutcome = 'public';
+  /** keygate's own error, when it answered instead of the upstream. */
+  error: ProblemCode | null = null;
+  upstream: ExchangeAbort | null = null;
+
+  constructor(req: IncomingMessage, res: ServerResponse, start: number) {
+    this.req = req;
+    this.res = res;
+    this.start = start;
+  }
+}

@@ -1,0 +1,237 @@
+/**
+ * The request path, top to bottom:
+ *
+ *   normalise target → route match → body limit → extract credential → verify → authorize
+ *   → rewrite headers → forward
+ *
+ * Each stage either hands the Exchange on or answers with a problem. Nothing here blocks:
+ * verify returns synchronously on a cache hit and a Promise only on a store lookup.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
+import { authorize } from '../auth/authorize.ts';
+import { bearerToken, CONFLICT, extractCredential, type Credential } from '../auth/extract.ts';
+import type { Identity } from '../auth/identity.ts';
+import type { Verifier, VerifyResult } from '../auth/verify.ts';
+import type { Logger } from '../observability/logger.ts';
+import { limitBody } from './body-limit.ts';
+import { Exchange, type AuthOutcome } from './exchange.ts';
+import { forward, type ForwardHooks } from './forward.ts';
+import { upstreamHeaders, type HeaderPolicy } from './headers.ts';
+import { normalizeTarget, type NormalizedTarget } from './normalize-path.ts';
+import { sendProblem, type ProblemCode } from './problem.ts';
+import { Router, type Route } from './router.ts';
+
+export interface GatewayOptions {
+  router: Router;
+  verifier: Verifier;
+  headers: HeaderPolicy;
+  keyPrefix: string;
+  /** One line per request when set; null switches the access log off. */
+  accessLog: Logger | null;
+  logger: Logger;
+  hooks?: GatewayHooks;
+}
+
+export interface GatewayHooks extends ForwardHooks {
+  /** Called once per request when the client response is finished or abandoned. */
+  onRequestDone?(exchange: Exchange, durationMs: number): void;
+}
+
+const REALM = 'Bearer realm="keygate"';
+const kExchange = Symbol('keygate.exchange');
+const kGateway = Symbol('keygate.gateway');
+type Tagged = ServerResponse & { [kExchange]?: Exchange; [kGateway]?: Gateway };
+
+/** Shared by every response (no closure per request): ends the upstream call if the client left, logs. */
+function onClose(this: Tagged): void {
+  const exchange = this[kExchange];
+  if (exchange === undefined) return;
+  this[kExchange] = undefined;
+  exchange.upstream?.clientClosed();
+  this[kGateway]!.requestDone(exchange);
+}
+
+const FAILURE: Record<Exclude<VerifyResult, Identity>, [ProblemCode, AuthOutcome, string]> = {
+  invalid_key: ['invalid_key', 'invalid', 'the API key is not valid'],
+  key_revoked: ['key_revoked', 'revoked', 'the API key has been revoked'],
+  key_expired: ['key_expired', 'expired', 'the API key has expired'],
+  auth_unavailable: ['auth_unavailable', 'unavailable', 'the key store cannot be reached; try again shortly'],
+};
+
+function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
+export class Gateway {
+  router: Router;
+  headers: HeaderPolicy;
+  readonly #verifier: Verifier;
+  readonly #prefix: string;
+  readonly #accessLog: Logger | null;
+  readonly #logger: Logger;
+  readonly #hooks: GatewayHooks;
+
+  constructor(options: GatewayOptions) {
+    this.router = options.router;
+    this.headers = options.headers;
+    this.#verifier = options.verifier;
+    this.#prefix = options.keyPrefix;
+    this.#accessLog = options.accessLog;
+    this.#logger = options.logger;
+    this.#hooks = options.hooks ?? {};
+  }
+
+  /** node:http 'request' handler (and 'checkContinue' with expectContinue). */
+  handle(req: IncomingMessage, res: ServerResponse, expectContinue = false): void {
+    const exchange = new Exchange(req, res, performance.now());
+    (res as Tagged)[kExchange] = exchange;
+    (res as Tagged)[kGateway] = this;
+    res.on('close', onClose);
+    try {
+      this.#route(exchange, expectContinue);
+    } catch (error) {
+      this.#internalError(exchange, error);
+    }
+  }
+
+  /** Once per request, when the response is finished or abandoned. */
+  requestDone(exchange: Exchange): void {
+    const ms = performance.now() - exchange.start;
+    this.#hooks.onRequestDone?.(exchange, ms);
+    if (this.#accessLog === null) return;
+    const { req, res, route, identity } = exchange;
+    const target = req.url ?? '';
+    const q = target.indexOf('?');
+    this.#accessLog.info({
+      msg: 'request',
+      method: req.method,
+      // Without the query string: it is where careless clients put credentials.
+      path: q === -1 ? target : target.slice(0, q),
+      route: route?.name ?? null,
+      status: res.writableFinished ? res.statusCode : 499,
+      ms: Math.round(ms * 100) / 100,
+      outcome: exchange.outcome,
+      code: exchange.error,
+      keyId: identity?.record.id ?? null,
+      tenant: identity?.record.tenant ?? null,
+    });
+  }
+
+  #reject(exchange: Exchange, code: ProblemCode, outcome: AuthOutcome, detail: string, headers?: Record<string, string>): void {
+    exchange.outcome = outcome;
+    exchange.error = code;
+    // An unread body would otherwise be drained from the socket; close instead.
+    sendProblem(exchange.res, code, detail, headers, hasBody(exchange.req));
+  }
+
+  #internalError(exchange: Exchange, error: unknown): void {
+    this.#logger.error({ err: error, route: exchange.route?.name }, 'request failed inside keygate');
+    exchange.error = 'internal_error';
+    sendProblem(exchange.res, 'internal_error', 'keygate failed to handle the request', undefined, true);
+  }
+
+  #route(exchange: Exchange, expectContinue: boolean): void {
+    const req = exchange.req;
+    const target = normalizeTarget(req.url ?? '/');
+    if (target === null) {
+      this.#reject(exchange, 'bad_request', 'bad_request', 'the request path contains an encoded "/", "\\" or NUL, or is malformed');
+      return;
+    }
+    const route = this.router.match(req.headers.host, target.path);
+    if (route === undefined) {
+      this.#reject(exchange, 'no_route', 'public', 'no route matches this host and path');
+      return;
+    }
+    exchange.route = route;
+    const max = route.config.maxBodyBytes;
+    const length = req.headers['content-length'];
+    if (max > 0 && length !== undefined && Number(length) > max) {
+      this.#reject(exchange, 'payload_too_large', 'public', `the request body is larger than ${max} bytes`);
+      return;
+    }
+    if (!route.authRequired) {
+      // Public route: no key needed, but a key sent by mistake still never reaches the upstream.
+      const bearer = bearerToken(req.headers.authorization);
+      this.#forward(exchange, target, null, bearer !== undefined && bearer.startsWith(`${this.#prefix}_`), expectContinue);
+      return;
+    }
+    const credential = extractCredential(req.headers);
+    if (credential === CONFLICT) {
+      this.#reject(exchange, 'conflicting_credentials', 'bad_request', 'X-Api-Key and Authorization: Bearer carry different keys; send one');
+      return;
+    }
+    if (credential === null) {
+      this.#reject(exchange, 'missing_credentials', 'missing', 'send the API key in X-Api-Key or Authorization: Bearer', { 'www-authenticate': REALM });
+      return;
+    }
+    const result = this.#verifier.verify(credential.key);
+    if (result instanceof Promise) {
+      result.then(
+        (verified) => {
+          // The client may have given up while the store answered.
+          if (exchange.res.destroyed) return;
+          try {
+            this.#afterVerify(exchange, target, route, credential, verified, expectContinue);
+          } catch (error) {
+            this.#internalError(exchange, error);
+          }
+        },
+        (error: unknown) => this.#internalError(exchange, error),
+      );
+    } else {
+      this.#afterVerify(exchange, target, route, credential, result, expectContinue);
+    }
+  }
+
+  #afterVerify(exchange: Exchange, target: NormalizedTarget, route: Route, credential: Credential, result: VerifyResult, expectContinue: boolean): void {
+    if (typeof result === 'string') {
+      const [code, outcome, detail] = FAILURE[result];
+      const headers: Record<string, string> = result === 'auth_unavailable' ? { 'retry-after': '1' } : { 'www-authenticate': `${REALM}, error="invalid_token", error_description="${detail}"` };
+      this.#reject(exchange, code, outcome, detail, headers);
+      return;
+    }
+    exchange.identity = result;
+    const denied = authorize(route, result, target.path);
+    if (denied !== null) {
+      const headers =
+        denied === 'forbidden_permission' ? { 'www-authenticate': `${REALM}, error="insufficient_scope", scope="${route.permissions.join(' ')}"` } : undefined;
+      const detail =
+        denied === 'forbidden_permission'
+          ? `this route needs the permissions: ${route.permissions.join(', ')}`
+          : denied === 'forbidden_client'
+            ? "this route does not accept keys of this key's client"
+            : "the tenant in the path is not the key's tenant";
+      this.#reject(exchange, denied, 'forbidden', detail, headers);
+      return;
+    }
+    exchange.outcome = 'ok';
+    this.#forward(exchange, target, result, credential.inAuthorization, expectContinue);
+  }
+
+  #forward(exchange: Exchange, target: NormalizedTarget, identity: Identity | null, dropAuthorization: boolean, expectContinue: boolean): void {
+    const { req, res } = exchange;
+    const route = exchange.route!;
+    const headers = upstreamHeaders(req, this.headers, identity, dropAuthorization);
+    let body: IncomingMessage | AsyncIterable<Buffer> | null = null;
+    if (hasBody(req)) {
+      const max = route.config.maxBodyBytes;
+      // A Content-Length body was checked above; a chunked one is counted as it streams.
+      body = max > 0 && req.headers['content-length'] === undefined ? limitBody(req, max) : req;
+      if (expectContinue) res.writeContinue();
+    }
+    forward(
+      route.dispatcher,
+      exchange,
+      {
+        path: Router.upstreamPath(route, target.path) + target.query,
+        headers,
+        body,
+        headersTimeout: route.config.timeouts.headersMs,
+        bodyTimeout: route.config.timeouts.idleMs,
+      },
+      this.#hooks,
+    );
+  }
+}

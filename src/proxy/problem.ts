@@ -1,0 +1,64 @@
+/**
+ * Errors from keygate itself: `application/problem+json` (RFC 9457) with the stable codes
+ * of CONTRACT.md. The `detail` never contains a key, a hash or a secret.
+ */
+import type { ServerResponse } from 'node:http';
+
+export const PROBLEMS = {
+  missing_credentials: { status: 401, title: 'Missing credentials' },
+  invalid_key: { status: 401, title: 'Invalid API key' },
+  key_revoked: { status: 401, title: 'API key revoked' },
+  key_expired: { status: 401, title: 'API key expired' },
+  conflicting_credentials: { status: 400, title: 'Conflicting credentials' },
+  bad_request: { status: 400, title: 'Bad request' },
+  forbidden_permission: { status: 403, title: 'Missing permission' },
+  forbidden_tenant: { status: 403, title: 'Wrong tenant' },
+  forbidden_client: { status: 403, title: 'Client not allowed' },
+  forbidden: { status: 403, title: 'Forbidden' },
+  no_route: { status: 404, title: 'No route' },
+  not_found: { status: 404, title: 'Not found' },
+  method_not_allowed: { status: 405, title: 'Method not allowed' },
+  conflict: { status: 409, title: 'Conflict' },
+  payload_too_large: { status: 413, title: 'Payload too large' },
+  unsupported_media_type: { status: 415, title: 'Unsupported media type' },
+  validation_failed: { status: 422, title: 'Validation failed' },
+  rate_limited: { status: 429, title: 'Too many requests' },
+  internal_error: { status: 500, title: 'Internal error' },
+  upstream_unavailable: { status: 502, title: 'Upstream unavailable' },
+  auth_unavailable: { status: 503, title: 'Authentication unavailable' },
+  upstream_timeout: { status: 504, title: 'Upstream timeout' },
+} as const;
+
+export type ProblemCode = keyof typeof PROBLEMS;
+
+export interface ProblemBody {
+  type: string;
+  title: string;
+  status: number;
+  code: ProblemCode;
+  detail: string;
+}
+
+export function problemBody(code: ProblemCode, detail: string): ProblemBody {
+  const { status, title } = PROBLEMS[code];
+  return { type: `urn:keygate:problem:${code}`, title, status, code, detail };
+}
+
+/**
+ * Writes a problem response. `close` asks the client to open a new connection, used when a
+ * request body was refused unread.
+ */
+export function sendProblem(res: ServerResponse, code: ProblemCode, detail: string, headers?: Record<string, string>, close = false): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify(problemBody(code, detail));
+  res.statusCode = PROBLEMS[code].status;
+  res.setHeader('content-type', 'application/problem+json');
+  res.setHeader('content-length', Buffer.byteLength(body));
+  res.setHeader('cache-control', 'no-store');
+  if (headers) for (const name in headers) res.setHeader(name, headers[name]!);
+  if (close) res.setHeader('connection', 'close');
+  res.end(body);
+}

@@ -1,0 +1,86 @@
+/**
+ * Route table: segment-wise path-prefix match on the normalised path, optionally by host.
+ * Host-specific routes win over host-less ones, then the longest prefix wins.
+ */
+import type { Dispatcher } from 'undici';
+import type { RouteConfig } from '../config/schema.ts';
+import type { RoutePolicy } from '../auth/authorize.ts';
+
+export interface Route extends RoutePolicy {
+  readonly name: string;
+  readonly host: string | undefined;
+  readonly config: RouteConfig;
+  readonly authRequired: boolean;
+  readonly upstreamOrigin: string;
+  /** Path part of the upstream URL without a trailing '/', or ''. */
+  readonly upstreamBasePath: string;
+  readonly stripPrefix: boolean;
+  /** Where requests go; created once per upstream when the table is built. */
+  readonly dispatcher: Dispatcher;
+}
+
+export type DispatcherFor = (origin: string, config: RouteConfig) => Dispatcher;
+
+export function compileRoute(config: RouteConfig, dispatcherFor: DispatcherFor): Route {
+  const upstream = new URL(config.upstream);
+  return {
+    name: config.name,
+    host: config.host,
+    config,
+    pathPrefix: config.pathPrefix,
+    authRequired: config.auth.required,
+    permissions: config.auth.permissions,
+    clients: config.auth.clients ? new Set(config.auth.clients) : null,
+    tenantFromPath: config.auth.tenantFromPath,
+    upstreamOrigin: upstream.origin,
+    upstreamBasePath: upstream.pathname === '/' ? '' : upstream.pathname.replace(/\/$/, ''),
+    stripPrefix: config.stripPrefix,
+    dispatcher: dispatcherFor(upstream.origin, config),
+  };
+}
+
+export function prefixMatches(prefix: string, path: string): boolean {
+  if (prefix === '/') return true;
+  if (!path.startsWith(prefix)) return false;
+  return path.length === prefix.length || path.charCodeAt(prefix.length) === 47;
+}
+
+/** `Host` without port, lower-case. */
+export function hostName(host: string | undefined): string | undefined {
+  if (host === undefined) return undefined;
+  if (host.charCodeAt(0) === 91 /* [ IPv6 */) return host.slice(0, host.indexOf(']') + 1).toLowerCase();
+  const colon = host.indexOf(':');
+  return (colon === -1 ? host : host.slice(0, colon)).toLowerCase();
+}
+
+export class Router {
+  readonly routes: readonly Route[];
+
+  constructor(configs: readonly RouteConfig[], dispatcherFor: DispatcherFor) {
+    this.routes = configs
+      .map((config) => compileRoute(config, dispatcherFor))
+      .sort((a, b) => Number(b.host !== undefined) - Number(a.host !== undefined) || b.pathPrefix.length - a.pathPrefix.length);
+  }
+
+  match(host: string | undefined, path: string): Route | undefined {
+    let name: string | undefined;
+    for (const route of this.routes) {
+      if (route.host !== undefined) {
+        name ??= hostName(host) ?? '';
+        if (route.host !== name) continue;
+      }
+      if (prefixMatches(route.pathPrefix, path)) return route;
+    }
+    return undefined;
+  }
+
+  /** The path the upstream receives. */
+  static upstreamPath(route: Route, path: string): string {
+    let rest = path;
+    if (route.stripPrefix && route.pathPrefix !== '/') {
+      rest = path.slice(route.pathPrefix.length);
+      if (rest === '' || rest.charCodeAt(0) !== 47) rest = `/${rest}`;
+    }
+    return route.upstreamBasePath + rest;
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * Assembles a running keygate from a validated config: store → verifier (subscribed to
+ * revocations) → route table → gateway on the proxy listener; operations on the admin
+ * listener. `keygate serve` and the tests both start keygate through here.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { once } from 'node:events';
+import type { Config } from './config/schema.ts';
+import { createAdminServer } from './admin/server.ts';
+import { Verifier } from './auth/verify.ts';
+import { createKeyHasher } from './keys/hash.ts';
+import { loadPepper } from './keys/pepper.ts';
+import type { Logger } from './observability/logger.ts';
+import { createEchoUpstream } from './proxy/echo-upstream.ts';
+import { Gateway } from './proxy/gateway.ts';
+import { createHeaderPolicy } from './proxy/headers.ts';
+import { Router } from './proxy/router.ts';
+import { Upstreams } from './proxy/upstreams.ts';
+import type { KeyStore } from './store/key-store.ts';
+import { openStore } from './store/open.ts';
+
+export interface Keygate {
+  readonly config: Config;
+  readonly store: KeyStore;
+  readonly verifier: Verifier;
+  readonly gateway: Gateway;
+  readonly proxyPort: number;
+  readonly adminPort: number;
+  readonly echoPort: number | null;
+  /** Stops accepting, lets in-flight requests finish for up to `graceMs`, then closes everything. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export interface StartOptions {
+  config: Config;
+  env: NodeJS.ProcessEnv;
+  logger: Logger;
+}
+
+async function listen(server: Server, host: string, port: number): Promise<number> {
+  server.listen(port, host);
+  await once(server, 'listening');
+  return (server.address() as AddressInfo).port;
+}
+
+async function closeServer(server: Server, graceMs: number): Promise<void> {
+  const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+  server.closeIdleConnections();
+  const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+  await closed;
+  clearTimeout(timer);
+}
+
+export async function startKeygate({ config, env, logger }: StartOptions): Promise<Keygate> {
+  const pepper = loadPepper(config, env);
+  const store = await openStore(config);
+  const verifier = new Verifier({
+    store,
+    hasher: createKeyHasher(pepper),
+    prefix: config.keys.prefix,
+    groups: config.permissionGroups,
+    ...config.cache,
+    onStoreError: (error) => logger.warn({ err: { message: (error as Error).message } }, 'key store lookup failed'),
+  });
+  await store.subscribe(verifier);
+  const upstreams = new Upstreams();
+  const gateway = new Gateway({
+    router: new Router(config.routes, upstreams.poolFor),
+    verifier,
+    headers: createHeaderPolicy(config),
+    keyPrefix: config.keys.prefix,
+    accessLog: config.log.access ? logger.child({ log: 'access' }) : null,
+    logger,
+  });
+
+  const proxy = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000, noDelay: true });
+  proxy.on('request', (req, res) => gateway.handle(req, res));
+  proxy.on('checkContinue', (req, res) => gateway.handle(req, res, true));
+  const admin = createAdminServer({ store });
+  const echo = config.echo ? createEchoUpstream() : null;
+
+  let proxyPort: number;
+  let adminPort: number;
+  let echoPort: number | null = null;
+  try {
+    if (echo && config.echo) echoPort = await listen(echo, config.echo.host, config.echo.port);
+    proxyPort = await listen(proxy, config.listen.host, config.listen.port);
+    adminPort = await listen(admin, config.admin.host, config.admin.port);
+  } catch (error) {
+    for (const server of [echo, proxy, admin]) server?.close();
+    await store.close();
+    throw error;
+  }
+  logger.info(
+    { proxy: `${config.listen.host}:${proxyPort}`, admin: `${config.admin.host}:${adminPort}`, store: config.store.kind, routes: config.routes.map((r) => r.name) },
+    'keygate listening',
+  );
+
+  let closing: Promise<void> | null = null;
+  return {
+    config,
+    store,
+    verifier,
+    gateway,
+    proxyPort,
+    adminPort,
+    echoPort,
+    close(graceMs = 10_000) {
+      closing ??= (async () => {
+        await closeServer(proxy, graceMs);
+        await Promise.all([closeServer(admin, 1000), echo ? closeServer(echo, 1000) : undefined]);
+        upstreams.destroy();
+        await store.close();
+      })();
+      return closing;
+    },
+  };
+}

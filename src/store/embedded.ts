@@ -1,0 +1,210 @@
+/**
+ * The embedded store: one SQLite file (node:sqlite) in WAL mode with synchronous=FULL,
+ * so an acknowledged write survives a crash. Several processes may open the same file
+ * (a running `keygate serve` and the CLI): revocations go into an append-only table that
+ * long-running processes poll, so a key revoked from the CLI is refused by the server
+ * within `pollMs` (and at once by the process that revoked it).
+ *
+ * SQLite calls are synchronous. An indexed lookup costs microseconds and only happens on a
+ * cache miss; multi-instance production deployments use the Redis store.
+ */
+import { chmodSync, mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import type { KeyRecord, Role, KeyStatus } from '../keys/record.ts';
+import { DuplicateKeyError, type KeyQuery, type KeyStore, type StoreFeed } from './key-store.ts';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS keys (
+  id TEXT PRIMARY KEY,
+  hash TEXT NOT NULL UNIQUE,
+  tenant TEXT NOT NULL,
+  name TEXT NOT NULL,
+  role TEXT NOT NULL,
+  permissions TEXT NOT NULL,
+  grp TEXT,
+  user_name TEXT,
+  client TEXT,
+  status TEXT NOT NULL,
+  prefix TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER,
+  revoked_at INTEGER,
+  last_used_at INTEGER
+) STRICT;
+CREATE INDEX IF NOT EXISTS keys_tenant ON keys (tenant, created_at);
+CREATE TABLE IF NOT EXISTS revocations (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  key_id TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  at INTEGER NOT NULL
+) STRICT;
+`;
+
+interface Row {
+  id: string;
+  hash: string;
+  tenant: string;
+  name: string;
+  role: string;
+  permissions: string;
+  grp: string | null;
+  user_name: string | null;
+  client: string | null;
+  status: string;
+  prefix: string;
+  created_at: number;
+  expires_at: number | null;
+  revoked_at: number | null;
+  last_used_at: number | null;
+}
+
+function fromRow(row: Row): KeyRecord {
+  return {
+    id: row.id,
+    tenant: row.tenant,
+    name: row.name,
+    role: row.role as Role,
+    permissions: JSON.parse(row.permissions) as string[],
+    group: row.grp,
+    user: row.user_name,
+    client: row.client,
+    status: row.status as KeyStatus,
+    prefix: row.prefix,
+    createdAt: row.created_at,
+    expiresAt: row.expires_at,
+    revokedAt: row.revoked_at,
+    lastUsedAt: row.last_used_at,
+  };
+}
+
+export interface EmbeddedStoreOptions {
+  path: string;
+  /** How often a serving process looks for revocations written by other processes. */
+  pollMs?: number;
+}
+
+export class EmbeddedStore implements KeyStore {
+  readonly kind = 'embedded' as const;
+  readonly feedHealthy = true;
+  readonly #db: DatabaseSync;
+  readonly #pollMs: number;
+  readonly #q: Record<'byHash' | 'byId' | 'insert' | 'revoke' | 'logRevocation' | 'activeOfTenant' | 'revocationsAfter' | 'lastSeq', StatementSync>;
+  #feed: StoreFeed | null = null;
+  #lastSeq = 0;
+  #timer: NodeJS.Timeout | null = null;
+
+  constructor(options: EmbeddedStoreOptions) {
+    mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
+    this.#db = new DatabaseSync(options.path);
+    // Hashes are not keys, but nobody else on the machine needs to read them. SQLite gives
+    // its -wal and -shm files the database file's mode.
+    chmodSync(options.path, 0o600);
+    this.#pollMs = options.pollMs ?? 250;
+    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;');
+    this.#db.exec(SCHEMA);
+    this.#q = {
+      byHash: this.#db.prepare('SELECT * FROM keys WHERE hash = ?'),
+      byId: this.#db.prepare('SELECT * FROM keys WHERE id = ?'),
+      insert: this.#db.prepare(
+        `INSERT INTO keys (id, hash, tenant, name, role, permissions, grp, user_name, client, status, prefix, created_at, expires_at, revoked_at, last_used_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ),
+      revoke: this.#db.prepare("UPDATE keys SET status = 'revoked', revoked_at = ? WHERE id = ? AND status = 'active' RETURNING hash"),
+      logRevocation: this.#db.prepare('INSERT INTO revocations (key_id, hash, at) VALUES (?, ?, ?)'),
+      activeOfTenant: this.#db.prepare("SELECT id FROM keys WHERE tenant = ? AND status = 'active'"),
+      revocationsAfter: this.#db.prepare('SELECT seq, key_id, hash, at FROM revocations WHERE seq > ? ORDER BY seq LIMIT 1000'),
+      lastSeq: this.#db.prepare('SELECT COALESCE(MAX(seq), 0) AS seq FROM revocations'),
+    };
+  }
+
+  async findByHash(hash: string): Promise<KeyRecord | null> {
+    const row = this.#q.byHash.get(hash) as Row | undefined;
+    return row ? fromRow(row) : null;
+  }
+
+  async get(id: string): Promise<KeyRecord | null> {
+    const row = this.#q.byId.get(id) as Row | undefined;
+    return row ? fromRow(row) : null;
+  }
+
+  async create(r: KeyRecord, hash: string): Promise<void> {
+    try {
+      this.#q.insert.run(
+        r.id, hash, r.tenant, r.name, r.role, JSON.stringify(r.permissions), r.group, r.user, r.client,
+        r.status, r.prefix, r.createdAt, r.expiresAt, r.revokedAt, r.lastUsedAt,
+      );
+    } catch (error) {
+      if (String((error as Error).message).includes('UNIQUE')) throw new DuplicateKeyError('a key with this id or hash exists');
+      throw error;
+    }
+  }
+
+  async list(query: KeyQuery): Promise<KeyRecord[]> {
+    const where: string[] = [];
+    const params: string[] = [];
+    if (query.tenant !== undefined) {
+      where.push('tenant = ?');
+      params.push(query.tenant);
+    }
+    if (!query.includeRevoked) where.push("status = 'active'");
+    const sql = `SELECT * FROM keys ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY created_at DESC, id`;
+    return (this.#db.prepare(sql).all(...params) as unknown as Row[]).map(fromRow);
+  }
+
+  async revoke(id: string, at: number): Promise<KeyRecord | null> {
+    this.#revokeIds([id], at);
+    return this.get(id);
+  }
+
+  async revokeTenant(tenant: string, at: number): Promise<string[]> {
+    const ids = (this.#q.activeOfTenant.all(tenant) as { id: string }[]).map((row) => row.id);
+    return this.#revokeIds(ids, at);
+  }
+
+  /** One transaction: the status change and its revocation-log entry land together or not at all. */
+  #revokeIds(ids: string[], at: number): string[] {
+    const revoked: string[] = [];
+    const hashes: string[] = [];
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      for (const id of ids) {
+        const row = this.#q.revoke.get(at, id) as { hash: string } | undefined;
+        if (!row) continue;
+        this.#q.logRevocation.run(id, row.hash, at);
+        revoked.push(id);
+        hashes.push(row.hash);
+      }
+      this.#db.exec('COMMIT');
+    } catch (error) {
+      this.#db.exec('ROLLBACK');
+      throw error;
+    }
+    if (revoked.length && this.#feed) this.#feed.revoked({ ids: revoked, hashes, at });
+    return revoked;
+  }
+
+  async subscribe(feed: StoreFeed): Promise<void> {
+    this.#feed = feed;
+    this.#lastSeq = (this.#q.lastSeq.get() as { seq: number }).seq;
+    this.#timer = setInterval(() => this.#poll(), this.#pollMs);
+    this.#timer.unref();
+  }
+
+  #poll(): void {
+    const rows = this.#q.revocationsAfter.all(this.#lastSeq) as { seq: number; key_id: string; hash: string; at: number }[];
+    if (!rows.length || !this.#feed) return;
+    this.#lastSeq = rows[rows.length - 1]!.seq;
+    this.#feed.revoked({ ids: rows.map((r) => r.key_id), hashes: rows.map((r) => r.hash), at: Math.min(...rows.map((r) => r.at)) });
+  }
+
+  async ping(): Promise<void> {
+    this.#q.lastSeq.get();
+  }
+
+  async close(): Promise<void> {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#feed = null;
+    if (this.#db.isOpen) this.#db.close();
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * Starts a real keygate (in this process) on free ports with a temporary data directory,
+ * for integration tests. Everything it starts is closed by `stop()`.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { parseConfig } from '../../src/config/load.ts';
+import type { Config, RawConfig } from '../../src/config/schema.ts';
+import { createKeyHasher } from '../../src/keys/hash.ts';
+import { KeyService } from '../../src/keys/service.ts';
+import { createLogger } from '../../src/observability/logger.ts';
+import { startKeygate, type Keygate } from '../../src/server.ts';
+
+export const TEST_PEPPER = 'test-pepper-0123456789abcdef';
+
+export interface TestKeygate {
+  keygate: Keygate;
+  config: Config;
+  keys: KeyService;
+  url: string;
+  adminUrl: string;
+  /** Every log line written so far, as text (to assert that no secret is in it). */
+  logs(): string;
+  stop(): Promise<void>;
+}
+
+export function captureStream(): { stream: Writable; text(): string } {
+  const chunks: string[] = [];
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      chunks.push(String(chunk));
+      done();
+    },
+  });
+  return { stream, text: () => chunks.join('') };
+}
+
+export async function startTestKeygate(raw: RawConfig, env: NodeJS.ProcessEnv = {}): Promise<TestKeygate> {
+  const dir = mkdtempSync(join(tmpdir(), 'keygate-test-'));
+  const config = parseConfig(
+    {
+      listen: { host: '127.0.0.1', port: 0 },
+      admin: { host: '127.0.0.1', port: 0 },
+      ...raw,
+      store: { path: join(dir, 'keygate.db'), pollMs: 50, ...raw.store },
+      log: { level: 'info', ...raw.log },
+    },
+    'test',
+  );
+  const fullEnv = { KEYGATE_PEPPER: TEST_PEPPER, ...env };
+  const capture = captureStream();
+  const logger = createLogger({ level: config.log.level, destination: capture.stream });
+  const keygate = await startKeygate({ config, env: fullEnv, logger });
+  const keys = new KeyService(keygate.store, createKeyHasher(fullEnv.KEYGATE_PEPPER ?? TEST_PEPPER), config);
+  return {
+    keygate,
+    config,
+    keys,
+    url: `http://127.0.0.1:${keygate.proxyPort}`,
+    adminUrl: `http://127.0.0.1:${keygate.adminPort}`,
+    logs: capture.text,
+    async stop() {
+      await keygate.close(500);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

@@ -1,0 +1,13 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    include: ['test/**/*.test.ts'],
+    testTimeout: 30_000,
+    hookTimeout: 30_000,
+    // Integration tests start servers and redis-server processes; two cores, so keep files
+    // from competing for them too hard.
+    maxWorkers: 2,
+    pool: 'forks',
+  },
+});
