@@ -36,6 +36,8 @@ export interface StartOptions {
   config: Config;
   env: NodeJS.ProcessEnv;
   logger: Logger;
+  /** The access log's logger (see createLoggers); a child of `logger` if not given. */
+  accessLogger?: Logger;
 }
 
 async function listen(server: Server, host: string, port: number): Promise<number> {
@@ -52,7 +54,7 @@ async function closeServer(server: Server, graceMs: number): Promise<void> {
   clearTimeout(timer);
 }
 
-export async function startKeygate({ config, env, logger }: StartOptions): Promise<Keygate> {
+export async function startKeygate({ config, env, logger, accessLogger }: StartOptions): Promise<Keygate> {
   const pepper = loadPepper(config, env);
   const store = await openStore(config);
   const verifier = new Verifier({
@@ -70,7 +72,7 @@ export async function startKeygate({ config, env, logger }: StartOptions): Promi
     verifier,
     headers: createHeaderPolicy(config),
     keyPrefix: config.keys.prefix,
-    accessLog: config.log.access ? logger.child({ log: 'access' }) : null,
+    accessLog: config.log.access ? (accessLogger ?? logger.child({ log: 'access' })) : null,
     logger,
   });
 

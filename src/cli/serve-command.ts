@@ -1,5 +1,5 @@
 /** `keygate serve`: runs until SIGTERM/SIGINT, then drains in-flight requests and exits 0. */
-import { createLogger } from '../observability/logger.ts';
+import { createLoggers } from '../observability/logger.ts';
 import { startKeygate } from '../server.ts';
 import { parseFlags } from './args.ts';
 import { configFrom, type Io } from './context.ts';
@@ -9,8 +9,8 @@ const GRACE_MS = 10_000;
 export async function serveCommand(args: string[], io: Io): Promise<number> {
   const { values } = parseFlags(args, { config: { type: 'string' } });
   const config = configFrom(values.config, io);
-  const logger = createLogger({ level: config.log.level });
-  const keygate = await startKeygate({ config, env: io.env, logger });
+  const { logger, access } = createLoggers({ level: config.log.level });
+  const keygate = await startKeygate({ config, env: io.env, logger, accessLogger: access });
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);

@@ -29,16 +29,30 @@ export interface LoggerOptions {
   destination?: pino.DestinationStream;
 }
 
-export function createLogger(options: LoggerOptions): Logger {
+export interface Loggers {
+  logger: Logger;
+  /**
+   * The access log: same destination, but no redaction pass. Its lines have a fixed shape
+   * built in gateway.ts that holds no header or secret, and redaction was a sixth of the
+   * request path's CPU time.
+   */
+  access: Logger;
+}
+
+export function createLoggers(options: LoggerOptions): Loggers {
   const destination = options.destination ?? pino.destination({ fd: 1, sync: options.sync ?? false });
-  return pino(
-    {
-      level: options.level,
-      base: { pid: process.pid },
-      timestamp: pino.stdTimeFunctions.isoTime,
-      redact: { paths: REDACT_PATHS, censor: '[redacted]' },
-      formatters: { level: (label) => ({ level: label }) },
-    },
-    destination,
-  );
+  const common = {
+    level: options.level,
+    base: { pid: process.pid },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: (label: string) => ({ level: label }) },
+  };
+  return {
+    logger: pino({ ...common, redact: { paths: REDACT_PATHS, censor: '[redacted]' } }, destination),
+    access: pino({ ...common, base: { pid: process.pid, log: 'access' } }, destination),
+  };
+}
+
+export function createLogger(options: LoggerOptions): Logger {
+  return createLoggers(options).logger;
 }

@@ -10,7 +10,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import type { Config, RawConfig } from '../../src/config/schema.ts';
 import { createKeyHasher } from '../../src/keys/hash.ts';
 import { KeyService } from '../../src/keys/service.ts';
-import { createLogger } from '../../src/observability/logger.ts';
+import { createLoggers } from '../../src/observability/logger.ts';
 import { startKeygate, type Keygate } from '../../src/server.ts';
 
 export const TEST_PEPPER = 'test-pepper-0123456789abcdef';
@@ -51,8 +51,8 @@ export async function startTestKeygate(raw: RawConfig, env: NodeJS.ProcessEnv = 
   );
   const fullEnv = { KEYGATE_PEPPER: TEST_PEPPER, ...env };
   const capture = captureStream();
-  const logger = createLogger({ level: config.log.level, destination: capture.stream });
-  const keygate = await startKeygate({ config, env: fullEnv, logger });
+  const { logger, access } = createLoggers({ level: config.log.level, destination: capture.stream });
+  const keygate = await startKeygate({ config, env: fullEnv, logger, accessLogger: access });
   const keys = new KeyService(keygate.store, createKeyHasher(fullEnv.KEYGATE_PEPPER ?? TEST_PEPPER), config);
   return {
     keygate,
