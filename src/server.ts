@@ -17,13 +17,19 @@ import { Gateway } from './proxy/gateway.ts';
 import { createHeaderPolicy } from './proxy/headers.ts';
 import { Router } from './proxy/router.ts';
 import { Upstreams } from './proxy/upstreams.ts';
-import type { KeyStore } from './store/key-store.ts';
-import { openStore } from './store/open.ts';
+import { openStore, type Store } from './store/open.ts';
+import { createAdminApi } from './admin/api.ts';
+import { EventSink, type Notify } from './events/event-sink.ts';
+import { LastUsed } from './events/last-used.ts';
+import { LifecycleJobs } from './events/lifecycle-jobs.ts';
+import { KeyService } from './keys/service.ts';
 
 export interface Keygate {
   readonly config: Config;
-  readonly store: KeyStore;
+  readonly store: Store;
   readonly verifier: Verifier;
+  readonly service: KeyService;
+  readonly jobs: LifecycleJobs;
   readonly gateway: Gateway;
   readonly proxyPort: number;
   readonly adminPort: number;
@@ -38,6 +44,8 @@ export interface StartOptions {
   logger: Logger;
   /** The access log's logger (see createLoggers); a child of `logger` if not given. */
   accessLogger?: Logger;
+  /** Where lifecycle notifications go (email, webhooks); none if not given. */
+  notify?: Notify;
 }
 
 async function listen(server: Server, host: string, port: number): Promise<number> {
@@ -54,24 +62,30 @@ async function closeServer(server: Server, graceMs: number): Promise<void> {
   clearTimeout(timer);
 }
 
-export async function startKeygate({ config, env, logger, accessLogger }: StartOptions): Promise<Keygate> {
+export async function startKeygate({ config, env, logger, accessLogger, notify }: StartOptions): Promise<Keygate> {
   const pepper = loadPepper(config, env);
   const store = await openStore(config);
+  const hasher = createKeyHasher(pepper);
   const verifier = new Verifier({
     store,
-    hasher: createKeyHasher(pepper),
+    hasher,
     prefix: config.keys.prefix,
     groups: config.permissionGroups,
     ...config.cache,
     onStoreError: (error) => logger.warn({ err: { message: (error as Error).message } }, 'key store lookup failed'),
   });
   await store.subscribe(verifier);
+  const events = new EventSink(store, notify ?? null, logger);
+  const service = new KeyService(store, hasher, config, events);
+  const lastUsed = new LastUsed();
+  const jobs = new LifecycleJobs({ store, events, lastUsed, logger, sweepMs: config.lifecycle.sweepMs, lastUsedFlushMs: config.lifecycle.lastUsedFlushMs });
   const upstreams = new Upstreams();
   const gateway = new Gateway({
     router: new Router(config.routes, upstreams.poolFor),
     verifier,
     headers: createHeaderPolicy(config),
     keyPrefix: config.keys.prefix,
+    lastUsed,
     accessLog: config.log.access ? (accessLogger ?? logger.child({ log: 'access' })) : null,
     logger,
   });
@@ -79,7 +93,7 @@ export async function startKeygate({ config, env, logger, accessLogger }: StartO
   const proxy = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000, noDelay: true });
   proxy.on('request', (req, res) => gateway.handle(req, res));
   proxy.on('checkContinue', (req, res) => gateway.handle(req, res, true));
-  const admin = createAdminServer({ store });
+  const admin = createAdminServer({ store, api: createAdminApi({ service, verifier, events, systemTenant: config.tenants.system, logger }) });
   const echo = config.echo ? createEchoUpstream() : null;
 
   let proxyPort: number;
@@ -94,6 +108,7 @@ export async function startKeygate({ config, env, logger, accessLogger }: StartO
     await store.close();
     throw error;
   }
+  jobs.start();
   logger.info(
     { proxy: `${config.listen.host}:${proxyPort}`, admin: `${config.admin.host}:${adminPort}`, store: config.store.kind, routes: config.routes.map((r) => r.name) },
     'keygate listening',
@@ -104,6 +119,8 @@ export async function startKeygate({ config, env, logger, accessLogger }: StartO
     config,
     store,
     verifier,
+    service,
+    jobs,
     gateway,
     proxyPort,
     adminPort,
@@ -112,6 +129,7 @@ export async function startKeygate({ config, env, logger, accessLogger }: StartO
       closing ??= (async () => {
         await closeServer(proxy, graceMs);
         await Promise.all([closeServer(admin, 1000), echo ? closeServer(echo, 1000) : undefined]);
+        await jobs.stop();
         upstreams.destroy();
         await store.close();
       })();

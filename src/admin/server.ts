@@ -5,9 +5,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { KeyStore } from '../store/key-store.ts';
 import { sendProblem } from '../proxy/problem.ts';
+import { openApiDocument } from './openapi.ts';
 
 export interface AdminOptions {
   store: KeyStore;
+  /** The /v1/… admin API (api.ts). */
+  api?: (req: IncomingMessage, res: ServerResponse, path: string, search: URLSearchParams) => void;
 }
 
 function json(res: ServerResponse, status: number, body: unknown): void {
@@ -30,13 +33,20 @@ async function ready(store: KeyStore): Promise<{ ok: boolean; checks: Record<str
 
 export function createAdminServer(options: AdminOptions): Server {
   return createServer((req: IncomingMessage, res: ServerResponse) => {
-    const path = (req.url ?? '/').split('?')[0];
+    const url = new URL(req.url ?? '/', 'http://admin');
+    const path = url.pathname;
+    if (path.startsWith('/v1/') && options.api) {
+      options.api(req, res, path, url.searchParams);
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       sendProblem(res, 'method_not_allowed', `${req.method} is not allowed here`);
       return;
     }
     if (path === '/healthz') {
       json(res, 200, { status: 'ok' });
+    } else if (path === '/openapi.json') {
+      json(res, 200, openApiDocument());
     } else if (path === '/readyz') {
       ready(options.store).then(
         (result) => json(res, result.ok ? 200 : 503, { status: result.ok ? 'ready' : 'not ready', checks: result.checks }),

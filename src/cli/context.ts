@@ -4,8 +4,8 @@ import { loadConfig, resolveConfigPath } from '../config/load.ts';
 import { createKeyHasher } from '../keys/hash.ts';
 import { loadPepper } from '../keys/pepper.ts';
 import { KeyService } from '../keys/service.ts';
-import type { KeyStore } from '../store/key-store.ts';
-import { openStore } from '../store/open.ts';
+import { EventSink } from '../events/event-sink.ts';
+import { openStore, type Store } from '../store/open.ts';
 
 export interface Io {
   out(text: string): void;
@@ -18,11 +18,15 @@ export function configFrom(flag: string | undefined, io: Io): Config {
   return loadConfig(resolveConfigPath(flag, io.env), io.env);
 }
 
-export async function withKeyService<T>(config: Config, io: Io, run: (service: KeyService, store: KeyStore) => Promise<T>): Promise<T> {
+/**
+ * The CLI audits what it does like the admin API does. It sends no notifications itself:
+ * it exits right away, and retrying deliveries is the servers' job.
+ */
+export async function withKeyService<T>(config: Config, io: Io, run: (service: KeyService, store: Store) => Promise<T>): Promise<T> {
   const pepper = loadPepper(config, io.env);
   const store = await openStore(config);
   try {
-    return await run(new KeyService(store, createKeyHasher(pepper), config), store);
+    return await run(new KeyService(store, createKeyHasher(pepper), config, new EventSink(store, null, null)), store);
   } finally {
     await store.close();
   }

@@ -1,6 +1,6 @@
 /** `keygate keys create|list|revoke` */
 import { toPublic, type KeyRecord, type Role } from '../keys/record.ts';
-import { KeyRuleError } from '../keys/service.ts';
+import { CLI_CALLER, KeyNotFoundError, KeyRuleError } from '../keys/service.ts';
 import { parseFlags, requireFlag, UsageError } from './args.ts';
 import { configFrom, withKeyService, type Io } from './context.ts';
 
@@ -47,7 +47,7 @@ async function create(args: string[], io: Io): Promise<number> {
   const config = configFrom(values.config, io);
   const created = await withKeyService(config, io, async (service) => {
     try {
-      return await service.create({
+      return await service.create(CLI_CALLER, {
         tenant,
         name,
         role: values.role as Role | undefined,
@@ -82,7 +82,7 @@ async function create(args: string[], io: Io): Promise<number> {
 async function listKeys(args: string[], io: Io): Promise<number> {
   const { values } = parseFlags(args, { ...common, tenant: { type: 'string' }, revoked: { type: 'boolean' } });
   const config = configFrom(values.config, io);
-  const records = await withKeyService(config, io, (service) => service.list({ tenant: values.tenant, includeRevoked: values.revoked ?? false }));
+  const records = await withKeyService(config, io, (service) => service.list(CLI_CALLER, { tenant: values.tenant, includeRevoked: values.revoked ?? false }));
   if (values.json) io.out(JSON.stringify(records.map(toPublic)));
   else io.out(records.length ? table(records) : 'No keys.');
   return 0;
@@ -95,25 +95,27 @@ async function revoke(args: string[], io: Io): Promise<number> {
     if (id !== undefined) throw new UsageError('give either <key-id> or --all --tenant T, not both');
     const tenant = requireFlag(values, 'tenant');
     const config = configFrom(values.config, io);
-    const ids = await withKeyService(config, io, (service) => service.revokeTenant(tenant));
+    const ids = await withKeyService(config, io, (service) => service.revokeTenant(CLI_CALLER, tenant));
     io.out(values.json ? JSON.stringify({ tenant, revoked: ids }) : `Revoked ${ids.length} key${ids.length === 1 ? '' : 's'} of tenant "${tenant}".`);
     return 0;
   }
   if (id === undefined) throw new UsageError('keys revoke needs a <key-id> (or --all --tenant T)');
   if (values.tenant !== undefined) throw new UsageError('--tenant is only used with --all');
   const config = configFrom(values.config, io);
-  const record = await withKeyService(config, io, async (service) => {
-    const before = await service.get(id);
-    if (before === null) return null;
-    const after = await service.revoke(id);
-    return { before, after };
+  const result = await withKeyService(config, io, async (service) => {
+    try {
+      return await service.revoke(CLI_CALLER, id);
+    } catch (error) {
+      if (error instanceof KeyNotFoundError) return null;
+      throw error;
+    }
   });
-  if (record === null) {
+  if (result === null) {
     io.err(`keygate: no key with id "${id}"`);
     return 1;
   }
-  if (values.json) io.out(JSON.stringify(toPublic(record.after!)));
-  else io.out(record.before.status === 'revoked' ? `${id} was already revoked.` : `Revoked ${id}. It is refused from now on.`);
+  if (values.json) io.out(JSON.stringify(toPublic(result.record)));
+  else io.out(result.changed ? `Revoked ${id}. It is refused from now on.` : `${id} was already revoked.`);
   return 0;
 }
 

@@ -33,8 +33,7 @@ export function formatPath(path: readonly PropertyKey[]): string {
 export function formatIssues(error: z.ZodError): string[] {
   return error.issues.map((issue) => {
     if (issue.code === 'unrecognized_keys') {
-      const where = issue.path.length ? `${formatPath(issue.path)}: ` : '';
-      return `${where}unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
+      return `${formatPath(issue.path)}: unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}`;
     }
     if (issue.code === 'invalid_type' && issue.input === undefined) return `${formatPath(issue.path)}: is required`;
     return `${formatPath(issue.path)}: ${issue.message}`;

@@ -113,6 +113,12 @@ export const configSchema = z
         access: z.boolean().default(true),
       })
       .prefault({}),
+    lifecycle: z
+      .strictObject({
+        sweepMs: positiveInt('milliseconds').default(15_000),
+        lastUsedFlushMs: positiveInt('milliseconds').default(60_000),
+      })
+      .prefault({}),
     echo: z.strictObject({ host: host.default('127.0.0.1'), port }).optional(),
     routes: z.array(route).default([]),
   })

@@ -1,9 +1,12 @@
 /**
- * The rules for creating and revoking keys, in one place for the CLI and the admin API.
- * Returns the full key only from `create`; nothing else ever sees it.
+ * The rules for keys, in one place for the CLI and the admin API: who may see and manage
+ * which keys, what a valid key is, and the audit line and notification every change leaves.
+ * Returns the full key only from `create` and `rotate`; nothing else ever sees it.
  */
 import type { Config } from '../config/schema.ts';
+import type { EventSink } from '../events/event-sink.ts';
 import type { KeyStore } from '../store/key-store.ts';
+import type { AuditPage, LifecycleStore } from '../store/lifecycle-store.ts';
 import { displayPrefix, generateKey, TENANT_PATTERN } from './format.ts';
 import type { KeyHasher } from './hash.ts';
 import { newKeyId } from './ids.ts';
@@ -11,16 +14,44 @@ import { parseExpiry } from './expiry.ts';
 import type { KeyRecord, Role } from './record.ts';
 
 export const PERMISSION_PATTERN = /^[A-Za-z0-9_.:*-]{1,128}$/;
+export const MANAGE_PERMISSION = 'keys:manage';
+export const MAX_OVERLAP_SECONDS = 30 * 86_400;
 
+/** Bad input: the field at fault and what is wrong (422, or exit 2 in the CLI). */
 export class KeyRuleError extends Error {
   override name = 'KeyRuleError';
-  /** The input field at fault (`tenant`, `role`, …), for messages and problem details. */
   readonly field: string;
   constructor(field: string, message: string) {
     super(`${field}: ${message}`);
     this.field = field;
   }
 }
+
+/** The key does not exist, or belongs to a tenant the caller cannot see (404 either way). */
+export class KeyNotFoundError extends Error {
+  override name = 'KeyNotFoundError';
+}
+
+/** The caller is known but may not do this (403). */
+export class KeyForbiddenError extends Error {
+  override name = 'KeyForbiddenError';
+}
+
+/** The request conflicts with the key's state, e.g. rotating a revoked key (409). */
+export class KeyStateError extends Error {
+  override name = 'KeyStateError';
+}
+
+/**
+ * Who is asking. `tenant: null` is a platform admin (every tenant); the CLI is one, since
+ * whoever runs it already holds the store.
+ */
+export interface Caller {
+  actor: string;
+  tenant: string | null;
+}
+
+export const CLI_CALLER: Caller = { actor: 'cli', tenant: null };
 
 export interface CreateKeyInput {
   tenant: string;
@@ -39,35 +70,56 @@ export interface CreatedKey {
   record: KeyRecord;
 }
 
+export type ServiceStore = KeyStore & LifecycleStore;
+type ServiceConfig = Pick<Config, 'keys' | 'tenants' | 'permissionGroups'>;
+
 export class KeyService {
-  readonly #store: KeyStore;
+  readonly #store: ServiceStore;
   readonly #hasher: KeyHasher;
-  readonly #config: Pick<Config, 'keys' | 'tenants' | 'permissionGroups'>;
+  readonly #config: ServiceConfig;
+  readonly #events: EventSink | null;
   readonly #now: () => number;
 
-  constructor(store: KeyStore, hasher: KeyHasher, config: Pick<Config, 'keys' | 'tenants' | 'permissionGroups'>, now: () => number = Date.now) {
+  constructor(store: ServiceStore, hasher: KeyHasher, config: ServiceConfig, events: EventSink | null = null, now: () => number = Date.now) {
     this.#store = store;
     this.#hasher = hasher;
     this.#config = config;
+    this.#events = events;
     this.#now = now;
   }
 
-  async create(input: CreateKeyInput): Promise<CreatedKey> {
+  /** Whether a caller with this key may use the admin API, and over which tenants. */
+  static callerFor(record: KeyRecord, permissions: ReadonlySet<string>, systemTenant: string): Caller | null {
+    if (record.role === 'admin' && record.tenant === systemTenant) return { actor: record.id, tenant: null };
+    if (permissions.has(MANAGE_PERMISSION)) return { actor: record.id, tenant: record.tenant };
+    return null;
+  }
+
+  #visible(caller: Caller, record: KeyRecord | null): KeyRecord {
+    if (record === null || (caller.tenant !== null && caller.tenant !== record.tenant)) throw new KeyNotFoundError('no such key');
+    return record;
+  }
+
+  async create(caller: Caller, input: CreateKeyInput): Promise<CreatedKey> {
     const now = this.#now();
     if (!TENANT_PATTERN.test(input.tenant)) throw new KeyRuleError('tenant', 'must match [a-z0-9][a-z0-9-]{0,62}');
+    if (caller.tenant !== null && caller.tenant !== input.tenant) throw new KeyForbiddenError(`this key manages tenant "${caller.tenant}" only`);
     const name = input.name.trim();
     if (name === '' || name.length > 128) throw new KeyRuleError('name', 'must be 1-128 characters');
     const role = input.role ?? 'api-user';
     if (role !== 'api-user' && role !== 'admin') throw new KeyRuleError('role', 'must be "api-user" or "admin"');
-    if (role === 'admin' && input.tenant !== this.#config.tenants.system) {
-      throw new KeyRuleError('role', `"admin" keys belong to the system tenant "${this.#config.tenants.system}"; tenant keys are always "api-user"`);
+    if (role === 'admin') {
+      if (input.tenant !== this.#config.tenants.system) {
+        throw new KeyRuleError('role', `"admin" keys belong to the system tenant "${this.#config.tenants.system}"; tenant keys are always "api-user"`);
+      }
+      if (caller.tenant !== null) throw new KeyForbiddenError('only a platform admin may create admin keys');
     }
     const permissions = input.permissions ?? [];
     for (const p of permissions) if (!PERMISSION_PATTERN.test(p)) throw new KeyRuleError('permissions', `"${p}" is not a valid permission name`);
     const group = input.group ?? null;
     if (group !== null) {
       if (permissions.length) throw new KeyRuleError('group', 'give either permissions or a group, not both');
-      if (!(group in this.#config.permissionGroups)) throw new KeyRuleError('group', `"${group}" is not defined in permissionGroups`);
+      if (!Object.hasOwn(this.#config.permissionGroups, group)) throw new KeyRuleError('group', `"${group}" is not defined in permissionGroups`);
     }
     let expiresAt: number | null;
     try {
@@ -75,20 +127,31 @@ export class KeyService {
     } catch (error) {
       throw new KeyRuleError('expires', (error as Error).message);
     }
-    const key = generateKey(this.#config.keys.prefix, input.tenant);
+    const created = await this.#insert(
+      {
+        tenant: input.tenant,
+        name,
+        role,
+        permissions: [...new Set(permissions)],
+        group,
+        user: input.user || null,
+        client: input.client || null,
+        expiresAt,
+      },
+      now,
+    );
+    await this.#events?.key('key.create', caller.actor, created.record, { role, expiresAt });
+    return created;
+  }
+
+  async #insert(attributes: Pick<KeyRecord, 'tenant' | 'name' | 'role' | 'permissions' | 'group' | 'user' | 'client' | 'expiresAt'>, now: number): Promise<CreatedKey> {
+    const key = generateKey(this.#config.keys.prefix, attributes.tenant);
     const record: KeyRecord = {
       id: newKeyId(),
-      tenant: input.tenant,
-      name,
-      role,
-      permissions: [...new Set(permissions)],
-      group,
-      user: input.user || null,
-      client: input.client || null,
+      ...attributes,
       status: 'active',
       prefix: displayPrefix(key),
       createdAt: now,
-      expiresAt,
       revokedAt: null,
       lastUsedAt: null,
     };
@@ -96,21 +159,76 @@ export class KeyService {
     return { key, record };
   }
 
-  list(query: { tenant?: string; includeRevoked?: boolean }): Promise<KeyRecord[]> {
-    return this.#store.list(query);
+  /** Newest first. A tenant-scoped caller sees its own tenant only, whatever it asks for. */
+  async list(caller: Caller, query: { tenant?: string; includeRevoked?: boolean; prefix?: string }): Promise<KeyRecord[]> {
+    if (caller.tenant !== null && query.tenant !== undefined && query.tenant !== caller.tenant) return [];
+    const records = await this.#store.list({ tenant: caller.tenant ?? query.tenant, includeRevoked: query.includeRevoked ?? false });
+    const prefix = query.prefix?.replace(/…$/, '');
+    return prefix ? records.filter((r) => r.prefix.startsWith(prefix)) : records;
   }
 
-  get(id: string): Promise<KeyRecord | null> {
-    return this.#store.get(id);
+  async get(caller: Caller, id: string): Promise<KeyRecord> {
+    return this.#visible(caller, await this.#store.get(id));
   }
 
-  /** Permanent. Returns null for an unknown id; a revoked key stays revoked. */
-  revoke(id: string): Promise<KeyRecord | null> {
-    return this.#store.revoke(id, this.#now());
+  /** The only edit there is: the name. */
+  async rename(caller: Caller, id: string, name: string): Promise<KeyRecord> {
+    const before = this.#visible(caller, await this.#store.get(id));
+    const trimmed = name.trim();
+    if (trimmed === '' || trimmed.length > 128) throw new KeyRuleError('name', 'must be 1-128 characters');
+    const after = this.#visible(caller, await this.#store.rename(id, trimmed));
+    await this.#events?.key('key.rename', caller.actor, after, { from: before.name });
+    return after;
   }
 
-  revokeTenant(tenant: string): Promise<string[]> {
+  /** Permanent. Revoking a revoked key changes nothing and is not an error. */
+  async revoke(caller: Caller, id: string): Promise<{ record: KeyRecord; changed: boolean }> {
+    const before = this.#visible(caller, await this.#store.get(id));
+    if (before.status === 'revoked') return { record: before, changed: false };
+    const after = this.#visible(caller, await this.#store.revoke(id, this.#now()));
+    await this.#events?.key('key.revoke', caller.actor, after);
+    return { record: after, changed: true };
+  }
+
+  async revokeTenant(caller: Caller, tenant: string): Promise<string[]> {
     if (!TENANT_PATTERN.test(tenant)) throw new KeyRuleError('tenant', 'must match [a-z0-9][a-z0-9-]{0,62}');
-    return this.#store.revokeTenant(tenant, this.#now());
+    if (caller.tenant !== null && caller.tenant !== tenant) throw new KeyNotFoundError('no such tenant');
+    const ids = await this.#store.revokeTenant(tenant, this.#now());
+    await this.#events?.audit('key.revoke_all', caller.actor, tenant, null, { count: ids.length });
+    return ids;
+  }
+
+  /**
+   * A successor with the same attributes (and expiry, unless `expires` is given). The old
+   * key works for `overlapSeconds` more and is then revoked by whichever instance's sweeper
+   * gets there first (0: now).
+   */
+  async rotate(caller: Caller, id: string, overlapSeconds: number, expires?: string): Promise<CreatedKey & { previous: KeyRecord }> {
+    const old = this.#visible(caller, await this.#store.get(id));
+    if (old.status !== 'active') throw new KeyStateError('a revoked key cannot be rotated');
+    if (!Number.isInteger(overlapSeconds) || overlapSeconds < 0 || overlapSeconds > MAX_OVERLAP_SECONDS) {
+      throw new KeyRuleError('overlapSeconds', `must be a whole number from 0 to ${MAX_OVERLAP_SECONDS}`);
+    }
+    const now = this.#now();
+    let expiresAt = old.expiresAt;
+    if (expires !== undefined) {
+      try {
+        expiresAt = parseExpiry(expires, now);
+      } catch (error) {
+        throw new KeyRuleError('expires', (error as Error).message);
+      }
+    }
+    const created = await this.#insert({ ...old, expiresAt }, now);
+    let previous = old;
+    if (overlapSeconds === 0) previous = (await this.#store.revoke(old.id, now)) ?? old;
+    else await this.#store.scheduleRevocation(old.id, now + overlapSeconds * 1000);
+    await this.#events?.key('key.rotate', caller.actor, old, { successor: created.record.id, overlapSeconds });
+    await this.#events?.key('key.create', caller.actor, created.record, { rotatedFrom: old.id });
+    if (overlapSeconds === 0) await this.#events?.key('key.revoke', caller.actor, previous, { reason: 'rotated' });
+    return { ...created, previous };
+  }
+
+  audit(caller: Caller, query: { before?: string; limit: number }): Promise<AuditPage> {
+    return this.#store.listAudit({ ...query, tenant: caller.tenant ?? undefined });
   }
 }

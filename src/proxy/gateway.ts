@@ -13,6 +13,7 @@ import { authorize } from '../auth/authorize.ts';
 import { bearerToken, CONFLICT, extractCredential, type Credential } from '../auth/extract.ts';
 import type { Identity } from '../auth/identity.ts';
 import type { Verifier, VerifyResult } from '../auth/verify.ts';
+import type { LastUsed } from '../events/last-used.ts';
 import type { Logger } from '../observability/logger.ts';
 import { limitBody } from './body-limit.ts';
 import { Exchange, type AuthOutcome } from './exchange.ts';
@@ -31,6 +32,8 @@ export interface GatewayOptions {
   accessLog: Logger | null;
   logger: Logger;
   hooks?: GatewayHooks;
+  /** Notes each key's use; written to the store in batches, never per request. */
+  lastUsed?: LastUsed;
 }
 
 export interface GatewayHooks extends ForwardHooks {
@@ -72,6 +75,7 @@ export class Gateway {
   readonly #accessLog: Logger | null;
   readonly #logger: Logger;
   readonly #hooks: GatewayHooks;
+  readonly #lastUsed: LastUsed | null;
 
   constructor(options: GatewayOptions) {
     this.router = options.router;
@@ -81,6 +85,7 @@ export class Gateway {
     this.#accessLog = options.accessLog;
     this.#logger = options.logger;
     this.#hooks = options.hooks ?? {};
+    this.#lastUsed = options.lastUsed ?? null;
   }
 
   /** node:http 'request' handler (and 'checkContinue' with expectContinue). */
@@ -207,6 +212,7 @@ export class Gateway {
       return;
     }
     exchange.outcome = 'ok';
+    this.#lastUsed?.mark(result.record.id, Date.now());
     this.#forward(exchange, target, result, credential.inAuthorization, expectContinue);
   }
 

@@ -13,6 +13,7 @@ import { dirname } from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { KeyRecord, Role, KeyStatus } from '../keys/record.ts';
 import { DuplicateKeyError, type KeyQuery, type KeyStore, type StoreFeed } from './key-store.ts';
+import type { AuditAction, AuditEntry, AuditPage, AuditQuery, LifecycleStore, ReminderStage } from './lifecycle-store.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS keys (
@@ -33,6 +34,20 @@ CREATE TABLE IF NOT EXISTS keys (
   last_used_at INTEGER
 ) STRICT;
 CREATE INDEX IF NOT EXISTS keys_tenant ON keys (tenant, created_at);
+CREATE INDEX IF NOT EXISTS keys_expiry ON keys (expires_at) WHERE status = 'active' AND expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS audit (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL UNIQUE,
+  at INTEGER NOT NULL,
+  actor TEXT,
+  action TEXT NOT NULL,
+  tenant TEXT,
+  target TEXT,
+  detail TEXT NOT NULL
+) STRICT;
+CREATE INDEX IF NOT EXISTS audit_tenant ON audit (tenant, seq);
+CREATE TABLE IF NOT EXISTS scheduled_revocations (key_id TEXT PRIMARY KEY, at INTEGER NOT NULL) STRICT;
+CREATE TABLE IF NOT EXISTS reminders (key_id TEXT NOT NULL, stage TEXT NOT NULL, PRIMARY KEY (key_id, stage)) STRICT;
 CREATE TABLE IF NOT EXISTS revocations (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   key_id TEXT NOT NULL,
@@ -84,7 +99,7 @@ export interface EmbeddedStoreOptions {
   pollMs?: number;
 }
 
-export class EmbeddedStore implements KeyStore {
+export class EmbeddedStore implements KeyStore, LifecycleStore {
   readonly kind = 'embedded' as const;
   readonly feedHealthy = true;
   readonly #db: DatabaseSync;
@@ -153,35 +168,105 @@ export class EmbeddedStore implements KeyStore {
   }
 
   async revoke(id: string, at: number): Promise<KeyRecord | null> {
-    this.#revokeIds([id], at);
+    this.#revokeIds(() => [id], at);
     return this.get(id);
   }
 
   async revokeTenant(tenant: string, at: number): Promise<string[]> {
-    const ids = (this.#q.activeOfTenant.all(tenant) as { id: string }[]).map((row) => row.id);
-    return this.#revokeIds(ids, at);
+    return this.#revokeIds(() => (this.#q.activeOfTenant.all(tenant) as { id: string }[]).map((row) => row.id), at);
   }
 
-  /** One transaction: the status change and its revocation-log entry land together or not at all. */
-  #revokeIds(ids: string[], at: number): string[] {
+  /**
+   * One write transaction (BEGIN IMMEDIATE takes the file's write lock, so this is atomic
+   * across processes too): the ids are chosen, their status changed and the revocation log
+   * written together or not at all.
+   */
+  #revokeIds(choose: () => string[], at: number): string[] {
     const revoked: string[] = [];
     const hashes: string[] = [];
-    this.#db.exec('BEGIN IMMEDIATE');
-    try {
-      for (const id of ids) {
+    this.#transaction(() => {
+      for (const id of choose()) {
         const row = this.#q.revoke.get(at, id) as { hash: string } | undefined;
         if (!row) continue;
         this.#q.logRevocation.run(id, row.hash, at);
         revoked.push(id);
         hashes.push(row.hash);
       }
+    });
+    if (revoked.length && this.#feed) this.#feed.revoked({ ids: revoked, hashes, at });
+    return revoked;
+  }
+
+  #transaction(work: () => void): void {
+    this.#db.exec('BEGIN IMMEDIATE');
+    try {
+      work();
       this.#db.exec('COMMIT');
     } catch (error) {
       this.#db.exec('ROLLBACK');
       throw error;
     }
-    if (revoked.length && this.#feed) this.#feed.revoked({ ids: revoked, hashes, at });
-    return revoked;
+  }
+
+  async rename(id: string, name: string): Promise<KeyRecord | null> {
+    this.#db.prepare('UPDATE keys SET name = ? WHERE id = ?').run(name, id);
+    return this.get(id);
+  }
+
+  async touch(lastUsed: ReadonlyMap<string, number>): Promise<void> {
+    if (lastUsed.size === 0) return;
+    const update = this.#db.prepare('UPDATE keys SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)');
+    this.#transaction(() => {
+      for (const [id, at] of lastUsed) update.run(at, id, at);
+    });
+  }
+
+  async appendAudit(entry: AuditEntry): Promise<void> {
+    this.#db
+      .prepare('INSERT INTO audit (id, at, actor, action, tenant, target, detail) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(entry.id, entry.at, entry.actor, entry.action, entry.tenant, entry.target, JSON.stringify(entry.detail));
+  }
+
+  async listAudit(query: AuditQuery): Promise<AuditPage> {
+    const where: string[] = [];
+    const params: (string | number)[] = [];
+    if (query.tenant !== undefined) {
+      where.push('tenant = ?');
+      params.push(query.tenant);
+    }
+    if (query.before !== undefined && /^\d+$/.test(query.before)) {
+      where.push('seq < ?');
+      params.push(Number(query.before));
+    }
+    const rows = this.#db
+      .prepare(`SELECT * FROM audit ${where.length ? `WHERE ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ?`)
+      .all(...params, query.limit + 1) as { seq: number; id: string; at: number; actor: string | null; action: string; tenant: string | null; target: string | null; detail: string }[];
+    const page = rows.slice(0, query.limit);
+    return {
+      entries: page.map((r) => ({ id: r.id, at: r.at, actor: r.actor, action: r.action as AuditAction, tenant: r.tenant, target: r.target, detail: JSON.parse(r.detail) as AuditEntry['detail'] })),
+      next: rows.length > query.limit ? String(page[page.length - 1]!.seq) : null,
+    };
+  }
+
+  async scheduleRevocation(id: string, at: number): Promise<void> {
+    this.#db.prepare('INSERT INTO scheduled_revocations (key_id, at) VALUES (?, ?) ON CONFLICT (key_id) DO UPDATE SET at = MIN(at, excluded.at)').run(id, at);
+  }
+
+  async revokeDue(now: number): Promise<string[]> {
+    return this.#revokeIds(() => {
+      const due = (this.#db.prepare('DELETE FROM scheduled_revocations WHERE at <= ? RETURNING key_id').all(now) as { key_id: string }[]).map((r) => r.key_id);
+      return due;
+    }, now);
+  }
+
+  async listExpiring(from: number, until: number): Promise<KeyRecord[]> {
+    return (
+      this.#db.prepare("SELECT * FROM keys WHERE status = 'active' AND expires_at IS NOT NULL AND expires_at BETWEEN ? AND ? ORDER BY expires_at").all(from, until) as unknown as Row[]
+    ).map(fromRow);
+  }
+
+  async claimReminder(id: string, stage: ReminderStage): Promise<boolean> {
+    return this.#db.prepare('INSERT OR IGNORE INTO reminders (key_id, stage) VALUES (?, ?)').run(id, stage).changes === 1;
   }
 
   async subscribe(feed: StoreFeed): Promise<void> {

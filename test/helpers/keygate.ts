@@ -8,8 +8,8 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { parseConfig } from '../../src/config/load.ts';
 import type { Config, RawConfig } from '../../src/config/schema.ts';
-import { createKeyHasher } from '../../src/keys/hash.ts';
-import { KeyService } from '../../src/keys/service.ts';
+import { CLI_CALLER, KeyNotFoundError, KeyService, type CreateKeyInput, type CreatedKey } from '../../src/keys/service.ts';
+import type { KeyRecord } from '../../src/keys/record.ts';
 import { createLoggers } from '../../src/observability/logger.ts';
 import { startKeygate, type Keygate } from '../../src/server.ts';
 
@@ -18,12 +18,40 @@ export const TEST_PEPPER = 'test-pepper-0123456789abcdef';
 export interface TestKeygate {
   keygate: Keygate;
   config: Config;
-  keys: KeyService;
+  /** The key service as the CLI uses it (a platform admin). */
+  keys: TestKeys;
+  service: KeyService;
   url: string;
   adminUrl: string;
   /** Every log line written so far, as text (to assert that no secret is in it). */
   logs(): string;
   stop(): Promise<void>;
+}
+
+export interface TestKeys {
+  create(input: CreateKeyInput): Promise<CreatedKey>;
+  get(id: string): Promise<KeyRecord | null>;
+  list(query?: { tenant?: string; includeRevoked?: boolean }): Promise<KeyRecord[]>;
+  revoke(id: string): Promise<KeyRecord | null>;
+  revokeTenant(tenant: string): Promise<string[]>;
+}
+
+export function cliKeys(service: KeyService): TestKeys {
+  const orNull = async (work: Promise<KeyRecord>) => {
+    try {
+      return await work;
+    } catch (error) {
+      if (error instanceof KeyNotFoundError) return null;
+      throw error;
+    }
+  };
+  return {
+    create: (input) => service.create(CLI_CALLER, input),
+    get: (id) => orNull(service.get(CLI_CALLER, id)),
+    list: (query = {}) => service.list(CLI_CALLER, query),
+    revoke: (id) => orNull(service.revoke(CLI_CALLER, id).then((r) => r.record)),
+    revokeTenant: (tenant) => service.revokeTenant(CLI_CALLER, tenant),
+  };
 }
 
 export function captureStream(): { stream: Writable; text(): string } {
@@ -53,11 +81,12 @@ export async function startTestKeygate(raw: RawConfig, env: NodeJS.ProcessEnv = 
   const capture = captureStream();
   const { logger, access } = createLoggers({ level: config.log.level, destination: capture.stream });
   const keygate = await startKeygate({ config, env: fullEnv, logger, accessLogger: access });
-  const keys = new KeyService(keygate.store, createKeyHasher(fullEnv.KEYGATE_PEPPER ?? TEST_PEPPER), config);
+  const service = keygate.service;
   return {
     keygate,
     config,
-    keys,
+    keys: cliKeys(service),
+    service,
     url: `http://127.0.0.1:${keygate.proxyPort}`,
     adminUrl: `http://127.0.0.1:${keygate.adminPort}`,
     logs: capture.text,

@@ -1,0 +1,205 @@
+/**
+ * The admin API (/v1/…): authenticate the caller with its keygate key, decide which
+ * tenants it manages (KeyService.callerFor), validate the request with the schemas that
+ * also make /openapi.json, and hand the work to KeyService — the same rules the CLI uses.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { z } from 'zod';
+import { extractCredential, CONFLICT } from '../auth/extract.ts';
+import type { Verifier } from '../auth/verify.ts';
+import { formatIssues } from '../config/load.ts';
+import type { EventSink } from '../events/event-sink.ts';
+import { toPublic, type KeyRecord } from '../keys/record.ts';
+import { KeyForbiddenError, KeyNotFoundError, KeyRuleError, KeyService, KeyStateError, type Caller } from '../keys/service.ts';
+import type { Logger } from '../observability/logger.ts';
+import { sendProblem, type ProblemCode } from '../proxy/problem.ts';
+import { BodyError, readJson } from './body.ts';
+import { auditQuery, createKeyBody, listKeysQuery, renameKeyBody, rotateKeyBody } from './schemas.ts';
+
+export interface AdminApiOptions {
+  service: KeyService;
+  verifier: Verifier;
+  events: EventSink;
+  systemTenant: string;
+  logger: Logger;
+}
+
+interface Context {
+  caller: Caller;
+  req: IncomingMessage;
+  params: string[];
+  query: URLSearchParams;
+}
+
+type Result = { status: number; body: unknown };
+type Handler = (ctx: Context) => Promise<Result>;
+
+class ValidationError extends Error {
+  override name = 'ValidationError';
+}
+
+function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
+  const result = schema.safeParse(value);
+  if (!result.success) throw new ValidationError(formatIssues(result.error).map((p) => (p.startsWith('(top level)') ? `${where}${p.slice(11)}` : `${where}.${p}`)).join('; '));
+  return result.data;
+}
+
+const query = (ctx: Context) => Object.fromEntries(ctx.query);
+const keyOut = (record: KeyRecord) => toPublic(record);
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(text);
+}
+
+/** Failed admin logins are audited, but a flood of them must not flood the audit log. */
+class FailureBudget {
+  #windowStart = 0;
+  #count = 0;
+  take(now: number): boolean {
+    if (now - this.#windowStart >= 60_000) {
+      this.#windowStart = now;
+      this.#count = 0;
+    }
+    return ++this.#count <= 60;
+  }
+}
+
+export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage, res: ServerResponse, path: string, search: URLSearchParams) => void {
+  const { service, verifier, events, systemTenant, logger } = options;
+  const budget = new FailureBudget();
+
+  const routes: [string, RegExp, Handler][] = [
+    [
+      'POST',
+      /^\/v1\/keys$/,
+      async (ctx) => {
+        const body = parse(createKeyBody, await readJson(ctx.req), 'body');
+        const tenant = body.tenant ?? ctx.caller.tenant;
+        if (tenant === null) throw new KeyRuleError('tenant', 'is required for a platform admin');
+        const created = await service.create(ctx.caller, { ...body, tenant });
+        return { status: 201, body: { ...keyOut(created.record), key: created.key } };
+      },
+    ],
+    [
+      'GET',
+      /^\/v1\/keys$/,
+      async (ctx) => {
+        const q = parse(listKeysQuery, query(ctx), 'query');
+        const records = await service.list(ctx.caller, { tenant: q.tenant, includeRevoked: q.revoked === 'true', prefix: q.prefix });
+        return { status: 200, body: { keys: records.map(keyOut) } };
+      },
+    ],
+    ['GET', /^\/v1\/keys\/([^/]+)$/, async (ctx) => ({ status: 200, body: keyOut(await service.get(ctx.caller, ctx.params[0]!)) })],
+    [
+      'PATCH',
+      /^\/v1\/keys\/([^/]+)$/,
+      async (ctx) => {
+        const body = parse(renameKeyBody, await readJson(ctx.req), 'body');
+        return { status: 200, body: keyOut(await service.rename(ctx.caller, ctx.params[0]!, body.name)) };
+      },
+    ],
+    ['POST', /^\/v1\/keys\/([^/]+)\/revoke$/, async (ctx) => ({ status: 200, body: keyOut((await service.revoke(ctx.caller, ctx.params[0]!)).record) })],
+    [
+      'POST',
+      /^\/v1\/keys\/([^/]+)\/rotate$/,
+      async (ctx) => {
+        const body = parse(rotateKeyBody, await readJson(ctx.req), 'body');
+        const rotated = await service.rotate(ctx.caller, ctx.params[0]!, body.overlapSeconds, body.expires);
+        return { status: 201, body: { ...keyOut(rotated.record), key: rotated.key, previous: keyOut(rotated.previous) } };
+      },
+    ],
+    [
+      'POST',
+      /^\/v1\/tenants\/([^/]+)\/keys\/revoke$/,
+      async (ctx) => {
+        const tenant = ctx.params[0]!;
+        return { status: 200, body: { tenant, revoked: await service.revokeTenant(ctx.caller, tenant) } };
+      },
+    ],
+    [
+      'GET',
+      /^\/v1\/audit$/,
+      async (ctx) => {
+        const q = parse(auditQuery, query(ctx), 'query');
+        const limit = Math.min(Math.max(Number(q.limit ?? 100), 1), 500);
+        const page = await service.audit(ctx.caller, { before: q.before, limit });
+        return { status: 200, body: { entries: page.entries.map((e) => ({ ...e, at: new Date(e.at).toISOString() })), next: page.next } };
+      },
+    ],
+  ];
+
+  function fail(res: ServerResponse, error: unknown): void {
+    let code: ProblemCode;
+    let detail: string;
+    if (error instanceof ValidationError || error instanceof KeyRuleError) [code, detail] = ['validation_failed', error.message];
+    else if (error instanceof KeyNotFoundError) [code, detail] = ['not_found', error.message];
+    else if (error instanceof KeyForbiddenError) [code, detail] = ['forbidden', error.message];
+    else if (error instanceof KeyStateError) [code, detail] = ['conflict', error.message];
+    else if (error instanceof BodyError) [code, detail] = [error.code, error.message];
+    else {
+      logger.error({ err: { message: (error as Error).message, name: (error as Error).name } }, 'admin request failed');
+      [code, detail] = ['internal_error', 'the request failed inside keygate'];
+    }
+    sendProblem(res, code, detail);
+  }
+
+  async function authenticate(req: IncomingMessage, res: ServerResponse): Promise<Caller | null> {
+    const credential = extractCredential(req.headers);
+    const denied = async (code: ProblemCode, detail: string, reason: string) => {
+      if (code !== 'auth_unavailable' && budget.take(Date.now())) {
+        await events.audit('admin.login_failed', null, null, null, { reason, method: req.method ?? '', path: (req.url ?? '').split('?')[0]!, ip: req.socket.remoteAddress ?? '' }).catch(() => {});
+      }
+      sendProblem(res, code, detail, code === 'auth_unavailable' ? { 'retry-after': '1' } : { 'www-authenticate': 'Bearer realm="keygate-admin"' });
+      return null;
+    };
+    if (credential === CONFLICT) return denied('conflicting_credentials', 'X-Api-Key and Authorization: Bearer carry different keys', 'conflicting');
+    if (credential === null) return denied('missing_credentials', 'send an admin key in X-Api-Key', 'missing');
+    const result = await verifier.verify(credential.key);
+    if (typeof result === 'string') {
+      const code: ProblemCode = result === 'auth_unavailable' ? 'auth_unavailable' : result;
+      return denied(code, 'the admin key is not valid', result);
+    }
+    const caller = KeyService.callerFor(result.record, result.permissionSet, systemTenant);
+    if (caller === null) {
+      if (budget.take(Date.now())) {
+        await events.audit('admin.login_failed', result.record.id, result.record.tenant, null, { reason: 'not an admin key', path: (req.url ?? '').split('?')[0]! }).catch(() => {});
+      }
+      sendProblem(res, 'forbidden', `this key may not use the admin API (it needs role admin on tenant "${systemTenant}", or the keys:manage permission)`);
+      return null;
+    }
+    return caller;
+  }
+
+  return (req, res, path, search) => {
+    let handler: Handler | undefined;
+    let params: string[] = [];
+    let pathKnown = false;
+    for (const [method, pattern, h] of routes) {
+      const match = pattern.exec(path);
+      if (!match) continue;
+      pathKnown = true;
+      if (method !== req.method) continue;
+      handler = h;
+      try {
+        params = match.slice(1).map((p) => decodeURIComponent(p));
+      } catch {
+        sendProblem(res, 'bad_request', 'the path is not valid percent-encoding');
+        return;
+      }
+      break;
+    }
+    if (handler === undefined) {
+      sendProblem(res, pathKnown ? 'method_not_allowed' : 'not_found', pathKnown ? `${req.method} is not allowed on ${path}` : 'no such admin endpoint');
+      return;
+    }
+    const run = handler;
+    (async () => {
+      const caller = await authenticate(req, res);
+      if (caller === null) return;
+      const result = await run({ caller, req, params, query: search });
+      json(res, result.status, result.body);
+    })().catch((error: unknown) => fail(res, error));
+  };
+}

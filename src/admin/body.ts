@@ -1,0 +1,33 @@
+/** Reads a small JSON request body for the admin API, with a size limit. */
+import type { IncomingMessage } from 'node:http';
+
+export const MAX_ADMIN_BODY = 64 * 1024;
+
+export class BodyError extends Error {
+  override name = 'BodyError';
+  readonly code: 'payload_too_large' | 'unsupported_media_type' | 'bad_request';
+  constructor(code: BodyError['code'], message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export async function readJson(req: IncomingMessage): Promise<unknown> {
+  const type = req.headers['content-type'] ?? '';
+  const length = Number(req.headers['content-length'] ?? 0);
+  if (length > MAX_ADMIN_BODY) throw new BodyError('payload_too_large', `the body is larger than ${MAX_ADMIN_BODY} bytes`);
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > MAX_ADMIN_BODY) throw new BodyError('payload_too_large', `the body is larger than ${MAX_ADMIN_BODY} bytes`);
+    chunks.push(chunk);
+  }
+  if (size === 0) return {};
+  if (!/^application\/(.+\+)?json\b/i.test(type)) throw new BodyError('unsupported_media_type', 'send the body as application/json');
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new BodyError('bad_request', 'the body is not valid JSON');
+  }
+}

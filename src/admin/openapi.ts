@@ -1,0 +1,78 @@
+/** /openapi.json, generated from the same zod schemas that validate admin requests. */
+import { z } from 'zod';
+import { auditEntry, createdKey, createKeyBody, keyRecord, problem, renameKeyBody, rotateKeyBody } from './schemas.ts';
+
+const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
+const json = (id: string) => ({ content: { 'application/json': { schema: ref(id) } } });
+const errors = {
+  '400': { description: 'bad request', content: { 'application/problem+json': { schema: ref('Problem') } } },
+  '401': { description: 'missing or invalid admin key', content: { 'application/problem+json': { schema: ref('Problem') } } },
+  '403': { description: 'this key may not manage keys', content: { 'application/problem+json': { schema: ref('Problem') } } },
+  '404': { description: 'no such key (or not in your tenant)', content: { 'application/problem+json': { schema: ref('Problem') } } },
+  '422': { description: 'a field is invalid; detail names it', content: { 'application/problem+json': { schema: ref('Problem') } } },
+};
+const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
+
+export function openApiDocument(): unknown {
+  // Touch the schemas so their ids are registered before the registry is rendered.
+  void [auditEntry, createdKey, createKeyBody, keyRecord, problem, renameKeyBody, rotateKeyBody];
+  const rendered = z.toJSONSchema(z.globalRegistry, { uri: (id) => `#/components/schemas/${id}` }) as { schemas: Record<string, Record<string, unknown>> };
+  const schemas: Record<string, unknown> = {};
+  for (const [id, schema] of Object.entries(rendered.schemas)) {
+    const { $schema: _s, $id: _i, ...rest } = schema;
+    schemas[id] = rest;
+  }
+  return {
+    openapi: '3.1.0',
+    info: { title: 'keygate admin API', version: '1', description: 'Authenticate with X-Api-Key (or Authorization: Bearer) of an admin key.' },
+    components: { schemas, securitySchemes: { apiKey: { type: 'apiKey', in: 'header', name: 'X-Api-Key' } } },
+    security: [{ apiKey: [] }],
+    paths: {
+      '/v1/keys': {
+        post: { summary: 'Create a key (the full key is returned only here)', requestBody: { required: true, ...json('CreateKey') }, responses: { '201': { description: 'created', ...json('CreatedKey') }, ...errors } },
+        get: {
+          summary: 'List keys, newest first',
+          parameters: [
+            { name: 'tenant', in: 'query', schema: { type: 'string' } },
+            { name: 'revoked', in: 'query', schema: { type: 'string', enum: ['true', 'false'] }, description: 'include revoked keys' },
+            { name: 'prefix', in: 'query', schema: { type: 'string' }, description: 'display prefix to match' },
+          ],
+          responses: { '200': { description: 'keys', content: { 'application/json': { schema: { type: 'object', properties: { keys: { type: 'array', items: ref('Key') } } } } } }, ...errors },
+        },
+      },
+      '/v1/keys/{id}': {
+        get: { summary: 'One key', parameters: [idParam], responses: { '200': { description: 'the key', ...json('Key') }, ...errors } },
+        patch: { summary: 'Rename (the only edit)', parameters: [idParam], requestBody: { required: true, ...json('RenameKey') }, responses: { '200': { description: 'renamed', ...json('Key') }, ...errors } },
+      },
+      '/v1/keys/{id}/revoke': { post: { summary: 'Revoke, permanently', parameters: [idParam], responses: { '200': { description: 'revoked', ...json('Key') }, ...errors } } },
+      '/v1/keys/{id}/rotate': {
+        post: {
+          summary: 'Create a successor; the old key is revoked after overlapSeconds',
+          parameters: [idParam],
+          requestBody: { required: true, ...json('RotateKey') },
+          responses: { '201': { description: 'the successor (full key shown once)', ...json('CreatedKey') }, '409': errors['400'], ...errors },
+        },
+      },
+      '/v1/tenants/{tenant}/keys/revoke': {
+        post: {
+          summary: "Revoke every key of a tenant",
+          parameters: [{ name: 'tenant', in: 'path', required: true, schema: { type: 'string' } }],
+          responses: { '200': { description: 'ids revoked', content: { 'application/json': { schema: { type: 'object', properties: { tenant: { type: 'string' }, revoked: { type: 'array', items: { type: 'string' } } } } } } }, ...errors },
+        },
+      },
+      '/v1/audit': {
+        get: {
+          summary: 'The audit log, newest first',
+          parameters: [
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 500 } },
+            { name: 'before', in: 'query', schema: { type: 'string' }, description: 'cursor: `next` of the previous page' },
+          ],
+          responses: {
+            '200': { description: 'a page', content: { 'application/json': { schema: { type: 'object', properties: { entries: { type: 'array', items: ref('AuditEntry') }, next: { type: ['string', 'null'] } } } } } },
+            ...errors,
+          },
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,84 @@
+/**
+ * The admin API's request and response shapes. These zod schemas both validate requests
+ * and generate /openapi.json (openapi.ts), so the documentation cannot drift from the code.
+ */
+import { z } from 'zod';
+import { EXPIRY_PRESETS } from '../keys/expiry.ts';
+import { TENANT_PATTERN } from '../keys/format.ts';
+
+const tenant = z.string().regex(TENANT_PATTERN, 'must match [a-z0-9][a-z0-9-]{0,62}');
+const expires = z
+  .string()
+  .regex(/^(\d{1,4}d|never|\d{4}-\d{2}-\d{2}.*)$/, `must be one of ${EXPIRY_PRESETS.join(', ')}, <N>d or an ISO date`)
+  .describe('30d, 60d, 90d, 180d, 365d, never, or an ISO 8601 date');
+const isoDate = z.string().describe('ISO 8601 date-time');
+
+export const createKeyBody = z
+  .strictObject({
+    tenant: tenant.optional().describe("the key's tenant; defaults to the caller's own"),
+    name: z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters'),
+    role: z.enum(['api-user', 'admin'], { error: 'must be "api-user" or "admin"' }).optional(),
+    permissions: z.array(z.string().min(1)).max(100, 'at most 100 permissions').optional(),
+    group: z.string().min(1).optional().describe('a permission group from the config (instead of permissions)'),
+    user: z.string().min(1).max(256).optional().describe('the user the key acts as'),
+    client: z.string().min(1).max(64).optional().describe('e.g. "mcp": limits the routes the key may use'),
+    expires: expires.optional(),
+  })
+  .meta({ id: 'CreateKey' });
+
+export const renameKeyBody = z.strictObject({ name: z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters') }).meta({ id: 'RenameKey' });
+
+export const rotateKeyBody = z
+  .strictObject({
+    overlapSeconds: z.number({ error: 'must be a number of seconds' }).int('must be a whole number').min(0, 'must be 0 or more').max(30 * 86_400, 'must be at most 30 days'),
+    expires: expires.optional().describe("the successor's expiry; defaults to the old key's"),
+  })
+  .meta({ id: 'RotateKey' });
+
+export const listKeysQuery = z.strictObject({
+  tenant: tenant.optional(),
+  revoked: z.enum(['true', 'false'], { error: 'must be "true" or "false"' }).optional(),
+  prefix: z.string().max(100).optional().describe('only keys whose display prefix starts with this'),
+});
+
+export const auditQuery = z.strictObject({
+  limit: z.string().regex(/^\d{1,3}$/, 'must be a number from 1 to 500').optional(),
+  before: z.string().regex(/^\d+$/, 'must be a cursor from a previous page').optional(),
+});
+
+export const keyRecord = z
+  .object({
+    id: z.string(),
+    tenant: z.string(),
+    name: z.string(),
+    role: z.enum(['api-user', 'admin']),
+    permissions: z.array(z.string()),
+    group: z.string().nullable(),
+    user: z.string().nullable(),
+    client: z.string().nullable(),
+    status: z.enum(['active', 'revoked']),
+    prefix: z.string().describe('display prefix, e.g. kg_acme_3f9a…'),
+    createdAt: isoDate,
+    expiresAt: isoDate.nullable(),
+    revokedAt: isoDate.nullable(),
+    lastUsedAt: isoDate.nullable(),
+  })
+  .meta({ id: 'Key' });
+
+export const createdKey = keyRecord.extend({ key: z.string().describe('the full key: shown in this response only') }).meta({ id: 'CreatedKey' });
+
+export const auditEntry = z
+  .object({
+    id: z.string(),
+    at: isoDate,
+    actor: z.string().nullable(),
+    action: z.string(),
+    tenant: z.string().nullable(),
+    target: z.string().nullable(),
+    detail: z.record(z.string(), z.union([z.string(), z.number(), z.boolean(), z.null()])),
+  })
+  .meta({ id: 'AuditEntry' });
+
+export const problem = z
+  .object({ type: z.string(), title: z.string(), status: z.number(), code: z.string(), detail: z.string() })
+  .meta({ id: 'Problem' });

@@ -1,0 +1,77 @@
+/**
+ * Where lifecycle events go: the audit log (awaited, part of the operation) and the
+ * notifier (fire and forget: never delays or fails the admin request). Builds both from
+ * ids, names and display prefixes only.
+ */
+import { randomBytes } from 'node:crypto';
+import type { KeyRecord } from '../keys/record.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { AuditAction, AuditEntry, LifecycleStore } from '../store/lifecycle-store.ts';
+import type { KeygateEvent, KeygateEventType } from './types.ts';
+
+export type Notify = (event: KeygateEvent) => void;
+
+const NOTIFIED: Partial<Record<AuditAction, KeygateEventType>> = {
+  'key.create': 'key.created',
+  'key.revoke': 'key.revoked',
+  'key.rotate': 'key.rotated',
+  'key.expire': 'key.expired',
+  'secret.create': 'secret.created',
+  'secret.rename': 'secret.renamed',
+  'secret.remove': 'secret.removed',
+};
+
+export const newEventId = (): string => `evt_${randomBytes(12).toString('hex')}`;
+
+export class EventSink {
+  readonly #store: LifecycleStore;
+  readonly #notify: Notify;
+  readonly #logger: Logger | null;
+  readonly #now: () => number;
+
+  constructor(store: LifecycleStore, notify: Notify | null, logger: Logger | null, now: () => number = Date.now) {
+    this.#store = store;
+    this.#notify = notify ?? (() => {});
+    this.#logger = logger;
+    this.#now = now;
+  }
+
+  /** Audits (and notifies, for the actions admins are told about) an action on a key. */
+  async key(action: AuditAction, actor: string | null, record: KeyRecord, detail: AuditEntry['detail'] = {}): Promise<void> {
+    const at = this.#now();
+    const id = newEventId();
+    await this.#store.appendAudit({ id, at, actor, action, tenant: record.tenant, target: record.id, detail: { name: record.name, prefix: record.prefix, ...detail } });
+    this.#logger?.info({ audit: action, actor, tenant: record.tenant, target: record.id }, 'audit');
+    const type = NOTIFIED[action];
+    if (type !== undefined) {
+      this.#notify({
+        id,
+        type,
+        at,
+        actor,
+        tenant: record.tenant,
+        target: { keyId: record.id, name: record.name, prefix: record.prefix, role: record.role, expiresAt: record.expiresAt },
+      });
+    }
+  }
+
+  /** Anything else worth an audit line (revoke-all, failed admin logins, secrets). */
+  async audit(action: AuditAction, actor: string | null, tenant: string | null, target: string | null, detail: AuditEntry['detail'] = {}): Promise<string> {
+    const id = newEventId();
+    await this.#store.appendAudit({ id, at: this.#now(), actor, action, tenant, target, detail });
+    this.#logger?.info({ audit: action, actor, tenant, target }, 'audit');
+    return id;
+  }
+
+  /** Expiry reminders: notification only (the claim in the store is the record). */
+  reminder(record: KeyRecord, reminder: '30d' | '7d' | 'today'): void {
+    this.#notify({
+      id: newEventId(),
+      type: 'key.expiring',
+      at: this.#now(),
+      actor: null,
+      tenant: record.tenant,
+      target: { keyId: record.id, name: record.name, prefix: record.prefix, role: record.role, expiresAt: record.expiresAt, reminder },
+    });
+  }
+}

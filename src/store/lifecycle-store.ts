@@ -1,0 +1,66 @@
+/**
+ * What key lifecycle features need from a store beyond the request path: rename, batched
+ * last-used times, the audit log, rotation's delayed revocations and once-only reminder
+ * claims. Every operation that must happen once across instances is atomic in the store
+ * (no leader election).
+ */
+import type { KeyRecord } from '../keys/record.ts';
+
+export type AuditAction =
+  | 'key.create'
+  | 'key.rename'
+  | 'key.revoke'
+  | 'key.revoke_all'
+  | 'key.rotate'
+  | 'key.expire'
+  | 'secret.create'
+  | 'secret.rename'
+  | 'secret.remove'
+  | 'admin.login_failed';
+
+/** Never a key, a hash or a secret value: ids, names and display prefixes only. */
+export interface AuditEntry {
+  id: string;
+  at: number;
+  /** Key id of the caller, `cli`, `keygate` (automatic), or null for an unauthenticated caller. */
+  actor: string | null;
+  action: AuditAction;
+  tenant: string | null;
+  /** Key id or secret id acted on. */
+  target: string | null;
+  detail: Record<string, string | number | boolean | null>;
+}
+
+export interface AuditQuery {
+  /** Only entries of this tenant (tenant-scoped callers). */
+  tenant?: string;
+  /** Cursor from a previous page: entries older than it. */
+  before?: string;
+  limit: number;
+}
+
+export interface AuditPage {
+  entries: AuditEntry[];
+  next: string | null;
+}
+
+export type ReminderStage = '30d' | '7d' | 'today' | 'expired';
+
+export interface LifecycleStore {
+  rename(id: string, name: string): Promise<KeyRecord | null>;
+  /** Sets lastUsedAt where the given time is newer; one write per key per flush. */
+  touch(lastUsed: ReadonlyMap<string, number>): Promise<void>;
+  appendAudit(entry: AuditEntry): Promise<void>;
+  listAudit(query: AuditQuery): Promise<AuditPage>;
+  /** Rotation: revoke `id` at `at`. */
+  scheduleRevocation(id: string, at: number): Promise<void>;
+  /**
+   * Revokes every scheduled key that is due and returns the ids this call revoked: when
+   * several instances sweep at once, each id is returned to exactly one of them.
+   */
+  revokeDue(now: number): Promise<string[]>;
+  /** Active keys whose expiry falls in [from, until]. */
+  listExpiring(from: number, until: number): Promise<KeyRecord[]>;
+  /** True for exactly one caller per key and stage, however many instances ask. */
+  claimReminder(id: string, stage: ReminderStage): Promise<boolean>;
+}
