@@ -16,6 +16,6 @@ export type PermissionGroups = Readonly<Record<string, readonly string[]>>;
 
 /** Groups are resolved here, at verification, so editing a group changes its keys' access. */
 export function toIdentity(record: KeyRecord, groups: PermissionGroups): Identity {
-  const permissions = record.group !== null ? (groups[record.group] ?? []) : record.permissions;
+  const permissions = record.group !== null ? (Object.hasOwn(groups, record.group) ? groups[record.group]! : []) : record.permissions;
   return { record, permissions, permissionSet: new Set(permissions), permissionsHeader: permissions.join(',') };
 }

@@ -71,7 +71,7 @@ export function applyEnv(raw: Json, env: NodeJS.ProcessEnv): Json {
 export function parseConfig(raw: unknown, source: string, env: NodeJS.ProcessEnv = {}): Config {
   if (raw === null || raw === undefined) raw = {};
   if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(source, ['(top level): must be a YAML mapping']);
-  const result = configSchema.safeParse(applyEnv(structuredClone(raw) as Json, env));
+  const result = configSchema.safeParse(applyEnv(structuredClone(raw) as Json, env), { reportInput: true });
   if (!result.success) throw new ConfigError(source, formatIssues(result.error));
   return result.data;
 }

@@ -16,7 +16,12 @@ export function parseExpiry(value: string, now: number): number | null {
   }
   if (/^\d{4}-\d{2}-\d{2}/.test(value)) {
     const at = Date.parse(value);
-    if (Number.isNaN(at)) throw new Error(`"${value}" is not a valid date`);
+    // Date.parse rolls 2027-02-30 over to March 2; a person meant something else.
+    const [y, m, d] = value.slice(0, 10).split('-').map(Number) as [number, number, number];
+    const check = new Date(Date.UTC(y, m - 1, d));
+    if (Number.isNaN(at) || check.getUTCFullYear() !== y || check.getUTCMonth() !== m - 1 || check.getUTCDate() !== d) {
+      throw new Error(`"${value}" is not a valid date`);
+    }
     if (at <= now) throw new Error(`"${value}" is in the past`);
     return at;
   }

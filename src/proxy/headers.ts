@@ -15,14 +15,18 @@ const FORWARDED = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', '
 export interface HeaderPolicy {
   /** Lower-case names never forwarded from the client. */
   readonly drop: ReadonlySet<string>;
+  /** `Bearer <prefix>_`: an Authorization header that looks like one of our keys is never forwarded. */
+  readonly keyBearer: string;
   readonly names: Config['headers'];
   readonly trustForwarded: boolean;
 }
 
-export function createHeaderPolicy(config: Pick<Config, 'headers' | 'forwarded'>): HeaderPolicy {
-  const drop = new Set<string>([...HOP_BY_HOP, 'host', 'expect', 'x-api-key', ...Object.values(config.headers)]);
-  if (!config.forwarded.trustClient) for (const name of FORWARDED) drop.add(name);
-  return { drop, names: config.headers, trustForwarded: config.forwarded.trustClient };
+export function createHeaderPolicy(config: Pick<Config, 'headers' | 'forwarded' | 'keys'>): HeaderPolicy {
+  // X-Forwarded-* are always rebuilt below (from the connection, or appended to when the
+  // client is trusted), so the client's copies never go through as they are.
+  const drop = new Set<string>([...HOP_BY_HOP, ...FORWARDED, 'host', 'expect', 'x-api-key', ...Object.values(config.headers)]);
+  if (config.forwarded.trustClient) drop.delete('forwarded');
+  return { drop, keyBearer: `bearer ${config.keys.prefix}_`, names: config.headers, trustForwarded: config.forwarded.trustClient };
 }
 
 /** Response headers that must not be relayed to the client. */
@@ -60,7 +64,9 @@ export function upstreamHeaders(
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
     if (policy.drop.has(name)) continue;
-    if (dropAuthorization && name === 'authorization') continue;
+    // Every copy: node:http keeps only the first Authorization in req.headers, so a key in a
+    // second copy would otherwise slip through.
+    if (name === 'authorization' && (dropAuthorization || raw[i + 1]!.trimStart().toLowerCase().startsWith(policy.keyBearer))) continue;
     if (listed !== null && listed.has(name)) continue;
     if (extraNames !== null && extraNames.has(name)) continue;
     out.push(raw[i]!, raw[i + 1]!);

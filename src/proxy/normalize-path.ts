@@ -1,8 +1,8 @@
 /**
  * Request-target normalisation, so the path a route is chosen by is exactly the path the
  * upstream receives. `/mcp/../admin`, `/mcp/%2e%2e/admin` and `//admin` all become
- * `/admin`; an encoded `/` or `\` (`%2f`, `%5c`), a raw backslash or a NUL is refused,
- * because upstreams disagree on whether they separate segments.
+ * `/admin`; an encoded `/` or `\` (`%2f`, `%5c`), a raw backslash, a NUL, or a dot segment
+ * with a `;` parameter (`..;`) is refused, because upstreams disagree on what they mean.
  */
 export interface NormalizedTarget {
   path: string;
@@ -45,12 +45,14 @@ function decodeUnreserved(path: string): string | null {
   return out;
 }
 
-function removeDotSegments(path: string): string {
+/** Null when a segment is a dot segment with a `;` parameter (`..;x`), which Java servlet containers treat as `..`. */
+function removeDotSegments(path: string): string | null {
   const segments = path.split('/');
   const out: string[] = [];
   const last = segments.length - 1;
   for (let i = 1; i <= last; i++) {
     const s = segments[i]!;
+    if (s.startsWith('.;') || s.startsWith('..;')) return null;
     if (s === '..') out.pop();
     else if (s !== '.' && s !== '') out.push(s);
     // A trailing '/', '.' or '..' leaves the path ending in '/'.
@@ -75,5 +77,6 @@ export function normalizeTarget(url: string): NormalizedTarget | null {
   if (!needsWork(path)) return { path, query };
   const decoded = decodeUnreserved(path);
   if (decoded === null) return null;
-  return { path: removeDotSegments(decoded), query };
+  const normalized = removeDotSegments(decoded);
+  return normalized === null ? null : { path: normalized, query };
 }

@@ -106,6 +106,8 @@ export class EmbeddedStore implements KeyStore, LifecycleStore {
   readonly #pollMs: number;
   readonly #q: Record<'byHash' | 'byId' | 'insert' | 'revoke' | 'logRevocation' | 'activeOfTenant' | 'revocationsAfter' | 'lastSeq', StatementSync>;
   #feed: StoreFeed | null = null;
+  /** Ids this process already reported when it revoked them, so the poll does not report them again. */
+  readonly #reported = new Set<string>();
   #lastSeq = 0;
   #timer: NodeJS.Timeout | null = null;
 
@@ -193,7 +195,10 @@ export class EmbeddedStore implements KeyStore, LifecycleStore {
         hashes.push(row.hash);
       }
     });
-    if (revoked.length && this.#feed) this.#feed.revoked({ ids: revoked, hashes, at });
+    if (revoked.length && this.#feed) {
+      for (const id of revoked) this.#reported.add(id);
+      this.#feed.revoked({ ids: revoked, hashes, at });
+    }
     return revoked;
   }
 
@@ -280,7 +285,8 @@ export class EmbeddedStore implements KeyStore, LifecycleStore {
     const rows = this.#q.revocationsAfter.all(this.#lastSeq) as { seq: number; key_id: string; hash: string; at: number }[];
     if (!rows.length || !this.#feed) return;
     this.#lastSeq = rows[rows.length - 1]!.seq;
-    this.#feed.revoked({ ids: rows.map((r) => r.key_id), hashes: rows.map((r) => r.hash), at: Math.min(...rows.map((r) => r.at)) });
+    const fresh = rows.filter((r) => !this.#reported.delete(r.key_id));
+    if (fresh.length) this.#feed.revoked({ ids: fresh.map((r) => r.key_id), hashes: fresh.map((r) => r.hash), at: Math.min(...fresh.map((r) => r.at)) });
   }
 
   async ping(): Promise<void> {

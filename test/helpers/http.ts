@@ -1,0 +1,141 @@
+/**
+ * Raw HTTP helpers for the proxy tests: requests through node:http (so the request-target
+ * reaches keygate exactly as written — fetch would normalise `..` and `%2e%2e` away — and
+ * duplicate or hop-by-hop headers can be sent), a raw-socket variant for what node:http
+ * itself refuses, and small waiting helpers.
+ */
+import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { connect } from 'node:net';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+export interface RawResponse {
+  status: number;
+  headers: IncomingHttpHeaders;
+  rawHeaders: string[];
+  body: string;
+  /** The body parsed as JSON, or undefined when it is not JSON. */
+  json: any;
+  /** True when the server answered `100 Continue` before the final response. */
+  continued: boolean;
+}
+
+export interface RawRequestOptions {
+  method?: string;
+  /** Request-target exactly as sent on the request line. */
+  path?: string;
+  /** An object, or a flat [name, value, …] array (duplicates and order kept). */
+  headers?: Record<string, string | string[]> | string[];
+  body?: string | Buffer;
+  /**
+   * Send `Expect: 100-continue` and write the body only once the server answers
+   * `100 Continue` (never, if the final response comes first).
+   */
+  expectContinue?: boolean;
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+export function rawRequest(base: string, options: RawRequestOptions = {}): Promise<RawResponse> {
+  const url = new URL(base);
+  const body = options.body === undefined ? undefined : Buffer.from(options.body);
+  let headers: Record<string, string | string[]> | string[] = options.headers ?? {};
+  if (body !== undefined) {
+    if (Array.isArray(headers)) {
+      if (!headers.some((h, i) => i % 2 === 0 && /^(content-length|transfer-encoding)$/i.test(h))) headers = [...headers, 'content-length', String(body.length)];
+    } else if (!Object.keys(headers).some((h) => /^(content-length|transfer-encoding)$/i.test(h))) {
+      headers = { ...headers, 'content-length': String(body.length) };
+    }
+  }
+  // node:http adds Host itself only for object headers; HTTP/1.1 requires one.
+  if (Array.isArray(headers) && !headers.some((h, i) => i % 2 === 0 && h.toLowerCase() === 'host')) headers = ['Host', url.host, ...headers];
+  if (options.expectContinue) headers = Array.isArray(headers) ? [...headers, 'expect', '100-continue'] : { ...headers, expect: '100-continue' };
+  return new Promise((resolve, reject) => {
+    let continued = false;
+    const req = httpRequest({
+      host: url.hostname,
+      port: url.port,
+      method: options.method ?? 'GET',
+      path: options.path ?? '/',
+      headers: headers as Record<string, string>,
+      agent: false,
+    });
+    req.on('error', reject);
+    req.on('continue', () => {
+      continued = true;
+      req.end(body);
+    });
+    req.on('response', (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', reject);
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        resolve({ status: res.statusCode ?? 0, headers: res.headers, rawHeaders: res.rawHeaders, body: text, json: parseJson(text), continued });
+        // With Expect, a final answer came first: the body is never sent.
+        if (options.expectContinue && !continued) req.destroy();
+      });
+    });
+    if (options.expectContinue) req.flushHeaders();
+    else req.end(body);
+  });
+}
+
+export interface RawSocketResponse {
+  status: number;
+  /** Everything the server wrote, as text. */
+  text: string;
+  head: string;
+  body: string;
+}
+
+/**
+ * Writes `payload` verbatim on a fresh TCP connection and reads until the server closes
+ * it (send `Connection: close`). For request lines node:http will not produce.
+ */
+export async function rawSocket(base: string, payload: string): Promise<RawSocketResponse> {
+  const url = new URL(base);
+  const socket = connect(Number(url.port), url.hostname);
+  await once(socket, 'connect');
+  const chunks: Buffer[] = [];
+  socket.on('data', (c: Buffer) => chunks.push(c));
+  socket.write(payload);
+  await Promise.race([once(socket, 'close'), sleep(5000).then(() => socket.destroy())]);
+  const text = Buffer.concat(chunks).toString('utf8');
+  const split = text.indexOf('\r\n\r\n');
+  const head = split === -1 ? text : text.slice(0, split);
+  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
+  return { status, text, head, body: split === -1 ? '' : text.slice(split + 4) };
+}
+
+/** Polls `check` until it returns a truthy value or `timeoutMs` passes (then throws). */
+type Falsy = null | undefined | false | 0 | '';
+
+export async function waitFor<T>(check: () => T | Falsy | Promise<T | Falsy>, timeoutMs = 2000, stepMs = 5): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value as T;
+    if (Date.now() > deadline) throw new Error(`waitFor: condition not met within ${timeoutMs} ms`);
+    await sleep(stepMs);
+  }
+}
+
+/** The JSON lines a TestKeygate's `logs()` holds, parsed. */
+export function logLines(text: string): Record<string, unknown>[] {
+  return text
+    .split('\n')
+    .filter((line) => line.trim() !== '')
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+/** Access-log lines only. */
+export function accessLines(text: string): Record<string, unknown>[] {
+  return logLines(text).filter((line) => line.log === 'access');
+}
