@@ -9,7 +9,8 @@ const GRACE_MS = 10_000;
 export async function serveCommand(args: string[], io: Io): Promise<number> {
   const { values } = parseFlags(args, { config: { type: 'string' } });
   const config = configFrom(values.config, io);
-  const { logger, access } = createLoggers({ level: config.log.level });
+  const loggers = createLoggers({ level: config.log.level });
+  const { logger, access } = loggers;
   const keygate = await startKeygate({ config, env: io.env, logger, accessLogger: access });
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', resolve);
@@ -18,6 +19,6 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   logger.info({ signal, graceMs: GRACE_MS }, 'shutting down: finishing in-flight requests');
   await keygate.close(GRACE_MS);
   logger.info('keygate stopped');
-  logger.flush();
+  loggers.flush();
   return 0;
 }
