@@ -10,7 +10,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { authorize } from '../auth/authorize.ts';
-import { bearerToken, CONFLICT, extractCredential, type Credential } from '../auth/extract.ts';
+import { CONFLICT, extractCredential, type Credential } from '../auth/extract.ts';
 import type { Identity } from '../auth/identity.ts';
 import type { Verifier, VerifyResult } from '../auth/verify.ts';
 import type { LastUsed } from '../events/last-used.ts';
@@ -27,7 +27,6 @@ export interface GatewayOptions {
   router: Router;
   verifier: Verifier;
   headers: HeaderPolicy;
-  keyPrefix: string;
   /** One line per request when set; null switches the access log off. */
   accessLog: Logger | null;
   logger: Logger;
@@ -71,7 +70,6 @@ export class Gateway {
   router: Router;
   headers: HeaderPolicy;
   readonly #verifier: Verifier;
-  readonly #prefix: string;
   readonly #accessLog: Logger | null;
   readonly #logger: Logger;
   readonly #hooks: GatewayHooks;
@@ -81,7 +79,6 @@ export class Gateway {
     this.router = options.router;
     this.headers = options.headers;
     this.#verifier = options.verifier;
-    this.#prefix = options.keyPrefix;
     this.#accessLog = options.accessLog;
     this.#logger = options.logger;
     this.#hooks = options.hooks ?? {};
@@ -157,9 +154,9 @@ export class Gateway {
       return;
     }
     if (!route.authRequired) {
-      // Public route: no key needed, but a key sent by mistake still never reaches the upstream.
-      const bearer = bearerToken(req.headers.authorization);
-      this.#forward(exchange, target, null, bearer !== undefined && bearer.startsWith(`${this.#prefix}_`), expectContinue);
+      // Public route: no key needed. A key sent by mistake is still never forwarded: the
+      // header policy drops X-Api-Key and key-shaped Bearer values on every route.
+      this.#forward(exchange, target, null, false, expectContinue);
       return;
     }
     const credential = extractCredential(req.headers);
