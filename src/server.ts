@@ -12,6 +12,7 @@ import { Verifier } from './auth/verify.ts';
 import { createKeyHasher } from './keys/hash.ts';
 import { loadPepper } from './keys/pepper.ts';
 import type { Logger } from './observability/logger.ts';
+import { createMetrics, observeRevocation, type KeygateMetrics } from './observability/metrics.ts';
 import { createEchoUpstream } from './proxy/echo-upstream.ts';
 import { Gateway } from './proxy/gateway.ts';
 import { createHeaderPolicy } from './proxy/headers.ts';
@@ -31,6 +32,7 @@ export interface Keygate {
   readonly service: KeyService;
   readonly jobs: LifecycleJobs;
   readonly gateway: Gateway;
+  readonly metrics: KeygateMetrics;
   readonly proxyPort: number;
   readonly adminPort: number;
   readonly echoPort: number | null;
@@ -46,6 +48,22 @@ export interface StartOptions {
   accessLogger?: Logger;
   /** Where lifecycle notifications go (email, webhooks); none if not given. */
   notify?: Notify;
+}
+
+/** One warning per 5 s with a count, not one per request, while the store is failing. */
+function storeErrorLog(logger: Logger): (error: unknown) => void {
+  let last = 0;
+  let suppressed = 0;
+  return (error) => {
+    const now = Date.now();
+    if (now - last < 5000) {
+      suppressed++;
+      return;
+    }
+    logger.warn({ err: { message: (error as Error).message }, failuresSinceLast: suppressed }, 'key store lookup failed');
+    last = now;
+    suppressed = 0;
+  };
 }
 
 async function listen(server: Server, host: string, port: number): Promise<number> {
@@ -64,7 +82,9 @@ async function closeServer(server: Server, graceMs: number): Promise<void> {
 
 export async function startKeygate({ config, env, logger, accessLogger, notify }: StartOptions): Promise<Keygate> {
   const pepper = loadPepper(config, env);
-  const store = await openStore(config);
+  // Redis unreachable at start: serve degraded (readyz 503, unknown keys 503) and recover.
+  const store = await openStore(config, { allowUnavailable: true, logger });
+  const metrics = createMetrics();
   const hasher = createKeyHasher(pepper);
   const verifier = new Verifier({
     store,
@@ -72,8 +92,9 @@ export async function startKeygate({ config, env, logger, accessLogger, notify }
     prefix: config.keys.prefix,
     groups: config.permissionGroups,
     ...config.cache,
-    onStoreError: (error) => logger.warn({ err: { message: (error as Error).message } }, 'key store lookup failed'),
+    onStoreError: storeErrorLog(logger),
   });
+  verifier.onRevocationApplied = (event, appliedAt) => observeRevocation(metrics, event.at, appliedAt);
   await store.subscribe(verifier);
   const events = new EventSink(store, notify ?? null, logger);
   const service = new KeyService(store, hasher, config, events);
@@ -84,7 +105,6 @@ export async function startKeygate({ config, env, logger, accessLogger, notify }
     router: new Router(config.routes, upstreams.poolFor),
     verifier,
     headers: createHeaderPolicy(config),
-    keyPrefix: config.keys.prefix,
     lastUsed,
     accessLog: config.log.access ? (accessLogger ?? logger.child({ log: 'access' })) : null,
     logger,
@@ -93,7 +113,7 @@ export async function startKeygate({ config, env, logger, accessLogger, notify }
   const proxy = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000, noDelay: true });
   proxy.on('request', (req, res) => gateway.handle(req, res));
   proxy.on('checkContinue', (req, res) => gateway.handle(req, res, true));
-  const admin = createAdminServer({ store, api: createAdminApi({ service, verifier, events, systemTenant: config.tenants.system, logger }) });
+  const admin = createAdminServer({ store, metrics: metrics.registry, api: createAdminApi({ service, verifier, events, systemTenant: config.tenants.system, logger }) });
   const echo = config.echo ? createEchoUpstream() : null;
 
   let proxyPort: number;
@@ -122,6 +142,7 @@ export async function startKeygate({ config, env, logger, accessLogger, notify }
     service,
     jobs,
     gateway,
+    metrics,
     proxyPort,
     adminPort,
     echoPort,

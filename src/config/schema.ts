@@ -4,6 +4,7 @@
  */
 import { z } from 'zod';
 import { PREFIX_PATTERN, TENANT_PATTERN } from '../keys/format.ts';
+import { notificationsSchema } from '../events/notifications/config.ts';
 
 const port = z.number({ error: 'must be a port number' }).int('must be a whole number').min(0, 'must be 0-65535').max(65535, 'must be 0-65535');
 const host = z.string().min(1, 'must not be empty');
@@ -113,6 +114,7 @@ export const configSchema = z
         access: z.boolean().default(true),
       })
       .prefault({}),
+    notifications: notificationsSchema.prefault({}),
     lifecycle: z
       .strictObject({
         sweepMs: positiveInt('milliseconds').default(15_000),

@@ -1,33 +1,47 @@
 /**
  * Lifecycle events, as the audit log and notifications see them. There is deliberately no
- * field that could carry a key, a key hash or a secret value.
+ * field that could carry a key, a key hash or a secret value: only ids, names, display
+ * prefixes (`kg_acme_3f9a…`) and times. Notifications go further and copy only the fields
+ * listed here, so even a value smuggled in at runtime (`{ ...event, key }`) is not sent.
  */
-export type KeygateEventType =
-  | 'key.created'
-  | 'key.revoked'
-  | 'key.rotated'
-  | 'key.expiring'
-  | 'key.expired'
-  | 'secret.created'
-  | 'secret.renamed'
-  | 'secret.removed';
+export const KEYGATE_EVENT_TYPES = [
+  'key.created',
+  'key.revoked',
+  'key.rotated',
+  'key.expiring',
+  'key.expired',
+  'secret.created',
+  'secret.renamed',
+  'secret.removed',
+] as const;
+
+export type KeygateEventType = (typeof KEYGATE_EVENT_TYPES)[number];
+
+/** The events notifications are sent for when `notifications.events` is not given. */
+export const KEY_EVENT_TYPES: readonly KeygateEventType[] = KEYGATE_EVENT_TYPES.filter((t) => t.startsWith('key.'));
+
+export type ReminderLabel = '30d' | '7d' | 'today';
+
+export interface KeygateEventTarget {
+  keyId?: string;
+  name?: string;
+  /** The display prefix, e.g. `kg_acme_3f9a…`: never enough to use or guess the key. */
+  prefix?: string;
+  role?: string;
+  /** Epoch ms; null = never. */
+  expiresAt?: number | null;
+  secretId?: string;
+  reminder?: ReminderLabel;
+}
 
 export interface KeygateEvent {
-  /** Unique; also the webhook-id, so receivers can drop duplicates. */
+  /** Unique (`evt_` + random hex); also the webhook-id, so receivers can drop duplicates. */
   id: string;
   type: KeygateEventType;
   /** Epoch ms. */
   at: number;
-  /** Key id of who did it, 'cli', or null for keygate itself (reminders). */
+  /** Key id of who did it, 'cli', 'keygate' or null for keygate itself (reminders, sweeps). */
   actor: string | null;
   tenant: string;
-  target: {
-    keyId?: string;
-    name?: string;
-    prefix?: string;
-    role?: string;
-    expiresAt?: number | null;
-    secretId?: string;
-    reminder?: '30d' | '7d' | 'today';
-  };
+  target: KeygateEventTarget;
 }

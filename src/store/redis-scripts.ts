@@ -1,0 +1,200 @@
+/**
+ * The Lua scripts of the Redis store (layout: docs/redis.md). Each runs atomically: Redis
+ * executes a script to the end before serving anything else, and replicates / appends to
+ * the AOF its writes as one MULTI/EXEC block, so a crash never leaves half a key. Every
+ * script checks what it needs before its first write and then only uses writes that cannot
+ * fail, so an error never leaves a partial write behind either.
+ *
+ * Conventions: ARGV[1] is the key prefix; keys a script derives from stored ids share the
+ * prefix (and, in Cluster mode, its hash tag), so they are in the declared keys' slot.
+ * Revocations publish `{"ids":[…],"hashes":[…],"at":<Redis time, epoch ms>}` on the channel
+ * in the same script, and return `at` so the revoking process can apply the same event.
+ */
+import { createHash } from 'node:crypto';
+
+export interface LuaScript {
+  readonly name: string;
+  readonly lua: string;
+  readonly sha: string;
+}
+
+function script(name: string, lua: string): LuaScript {
+  return { name, lua, sha: createHash('sha1').update(lua).digest('hex') };
+}
+
+/**
+ * Shared by every script that revokes: marks the active ones of `ids` revoked, publishes one
+ * message for them, and returns {at, revokedIds, theirHashes}.
+ */
+const REVOKE_IDS = `
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function revoke_ids(prefix, ids, revoked_at, channel)
+  local done, hashes = {}, {}
+  for _, id in ipairs(ids) do
+    local h = redis.call('GET', prefix .. 'id:' .. id)
+    if h then
+      local rk = prefix .. 'hash:' .. h
+      if redis.call('HGET', rk, 'status') == 'active' then
+        redis.call('HSET', rk, 'status', 'revoked', 'revokedAt', revoked_at)
+        redis.call('ZREM', prefix .. 'expiring', id)
+        done[#done + 1] = id
+        hashes[#hashes + 1] = h
+      end
+    end
+  end
+  local at = now_ms()
+  if #done > 0 then
+    redis.call('PUBLISH', channel, cjson.encode({ ids = done, hashes = hashes, at = at }))
+  end
+  return { tostring(at), done, hashes }
+end
+`;
+
+/**
+ * KEYS: hash:{h}, id:{id}, tenant:{t}, keys, expiring
+ * ARGV: prefix, h, id, createdAt, expiresAt ('' = none), then field/value pairs of the record.
+ * Returns 1, or 0 if the id or the hash already exists (nothing written). The same id with
+ * the same hash is the same key: a create resent after a lost reply returns 1 again.
+ */
+export const CREATE = script(
+  'create',
+  `
+if redis.call('GET', KEYS[2]) == ARGV[2] then return 1 end
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('SET', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[4], ARGV[3])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[3])
+if ARGV[5] ~= '' then redis.call('ZADD', KEYS[5], ARGV[5], ARGV[3]) end
+return 1
+`,
+);
+
+/** KEYS: id:{id}. ARGV: prefix. Returns the record's flat field list, or nil. */
+export const GET = script(
+  'get',
+  `
+local h = redis.call('GET', KEYS[1])
+if not h then return false end
+return redis.call('HGETALL', ARGV[1] .. 'hash:' .. h)
+`,
+);
+
+/**
+ * KEYS: a sorted set of ids (keys, or tenant:{t}). ARGV: prefix, '1' to include revoked keys.
+ * Returns a list of flat field lists, newest first.
+ */
+export const LIST = script(
+  'list',
+  `
+local out = {}
+for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
+  local h = redis.call('GET', ARGV[1] .. 'id:' .. id)
+  if h then
+    local rk = ARGV[1] .. 'hash:' .. h
+    if ARGV[2] == '1' or redis.call('HGET', rk, 'status') == 'active' then
+      out[#out + 1] = redis.call('HGETALL', rk)
+    end
+  end
+end
+return out
+`,
+);
+
+/**
+ * KEYS: id:{id}, expiring. ARGV: prefix, id, revokedAt, channel.
+ * Returns nil for an unknown id, else {at, revokedIds, hashes, record fields after}.
+ */
+export const REVOKE = script(
+  'revoke',
+  `${REVOKE_IDS}
+local h = redis.call('GET', KEYS[1])
+if not h then return false end
+local result = revoke_ids(ARGV[1], { ARGV[2] }, ARGV[3], ARGV[4])
+result[4] = redis.call('HGETALL', ARGV[1] .. 'hash:' .. h)
+return result
+`,
+);
+
+/** KEYS: tenant:{t}, expiring. ARGV: prefix, revokedAt, channel. Returns {at, revokedIds, hashes}. */
+export const REVOKE_TENANT = script(
+  'revokeTenant',
+  `${REVOKE_IDS}
+return revoke_ids(ARGV[1], redis.call('ZRANGE', KEYS[1], 0, -1), ARGV[2], ARGV[3])
+`,
+);
+
+/**
+ * KEYS: scheduled, expiring. ARGV: prefix, now, channel. Takes every scheduled revocation
+ * that is due off the schedule and revokes it. Returns {at, revokedIds, hashes}.
+ */
+export const REVOKE_DUE = script(
+  'revokeDue',
+  `${REVOKE_IDS}
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
+return revoke_ids(ARGV[1], due, ARGV[2], ARGV[3])
+`,
+);
+
+/** KEYS: id:{id}. ARGV: prefix, name. Returns the record's fields after, or nil. */
+export const RENAME = script(
+  'rename',
+  `
+local h = redis.call('GET', KEYS[1])
+if not h then return false end
+local rk = ARGV[1] .. 'hash:' .. h
+redis.call('HSET', rk, 'name', ARGV[2])
+return redis.call('HGETALL', rk)
+`,
+);
+
+/** KEYS: keys (for routing). ARGV: prefix, then id/time pairs. Sets lastUsedAt where newer. */
+export const TOUCH = script(
+  'touch',
+  `
+for i = 2, #ARGV, 2 do
+  local h = redis.call('GET', ARGV[1] .. 'id:' .. ARGV[i])
+  if h then
+    local rk = ARGV[1] .. 'hash:' .. h
+    local at = tonumber(ARGV[i + 1])
+    local current = tonumber(redis.call('HGET', rk, 'lastUsedAt') or '0')
+    if redis.call('EXISTS', rk) == 1 and at > current then redis.call('HSET', rk, 'lastUsedAt', ARGV[i + 1]) end
+  end
+end
+return 1
+`,
+);
+
+/** KEYS: expiring. ARGV: prefix, from, until. Records of active keys expiring in [from, until]. */
+export const LIST_EXPIRING = script(
+  'listExpiring',
+  `
+local out = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[2], ARGV[3])) do
+  local h = redis.call('GET', ARGV[1] .. 'id:' .. id)
+  if h then
+    local rk = ARGV[1] .. 'hash:' .. h
+    if redis.call('HGET', rk, 'status') == 'active' then out[#out + 1] = redis.call('HGETALL', rk) end
+  end
+end
+return out
+`,
+);
+
+/**
+ * KEYS: audit:seq, audit, audit:tenant:{t} (or audit again when there is no tenant).
+ * ARGV: the entry as JSON. Returns the entry's sequence number.
+ */
+export const APPEND_AUDIT = script(
+  'appendAudit',
+  `
+local seq = redis.call('INCR', KEYS[1])
+redis.call('ZADD', KEYS[2], seq, ARGV[1])
+if KEYS[3] ~= KEYS[2] then redis.call('ZADD', KEYS[3], seq, ARGV[1]) end
+return seq
+`,
+);
