@@ -13,6 +13,7 @@ import { createKeyHasher } from './keys/hash.ts';
 import { loadPepper } from './keys/pepper.ts';
 import type { Logger } from './observability/logger.ts';
 import { createMetrics, observeRevocation, type KeygateMetrics } from './observability/metrics.ts';
+import { RequestMetrics } from './observability/request-metrics.ts';
 import { createEchoUpstream } from './proxy/echo-upstream.ts';
 import { Gateway } from './proxy/gateway.ts';
 import { createHeaderPolicy } from './proxy/headers.ts';
@@ -84,7 +85,9 @@ export async function startKeygate({ config, env, logger, accessLogger, notify }
   const pepper = loadPepper(config, env);
   // Redis unreachable at start: serve degraded (readyz 503, unknown keys 503) and recover.
   const store = await openStore(config, { allowUnavailable: true, logger });
-  const metrics = createMetrics();
+  const metrics = createMetrics({}, () => verifier);
+  const storeOk = metrics.storeLatency.labels('ok');
+  const storeError = metrics.storeLatency.labels('error');
   const hasher = createKeyHasher(pepper);
   const verifier = new Verifier({
     store,
@@ -93,6 +96,7 @@ export async function startKeygate({ config, env, logger, accessLogger, notify }
     groups: config.permissionGroups,
     ...config.cache,
     onStoreError: storeErrorLog(logger),
+    onStoreLookup: (seconds, ok) => (ok ? storeOk : storeError).observe(seconds),
   });
   verifier.onRevocationApplied = (event, appliedAt) => observeRevocation(metrics, event.at, appliedAt);
   await store.subscribe(verifier);
@@ -101,7 +105,9 @@ export async function startKeygate({ config, env, logger, accessLogger, notify }
   const lastUsed = new LastUsed();
   const jobs = new LifecycleJobs({ store, events, lastUsed, logger, sweepMs: config.lifecycle.sweepMs, lastUsedFlushMs: config.lifecycle.lastUsedFlushMs });
   const upstreams = new Upstreams();
+  const requestMetrics = new RequestMetrics(metrics, config.routes.map((route) => route.name));
   const gateway = new Gateway({
+    hooks: requestMetrics,
     router: new Router(config.routes, upstreams.poolFor),
     verifier,
     headers: createHeaderPolicy(config),

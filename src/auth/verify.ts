@@ -14,6 +14,7 @@
  * `verify` returns synchronously on a cache hit and a Promise only when it must ask the
  * store, so the common path allocates no promise.
  */
+import { performance } from 'node:perf_hooks';
 import { LRUCache } from 'lru-cache';
 import { parseKey } from '../keys/format.ts';
 import type { KeyHasher } from '../keys/hash.ts';
@@ -35,6 +36,8 @@ export interface VerifierOptions {
   negativeMaxAgeMs: number;
   /** Told about store failures (for logs and metrics); must not throw. */
   onStoreError?: (error: unknown) => void;
+  /** Told how long each store lookup took and whether it succeeded (metrics); must not throw. */
+  onStoreLookup?: (seconds: number, ok: boolean) => void;
   now?: () => number;
 }
 
@@ -57,6 +60,7 @@ export class Verifier implements StoreFeed {
   #generation = 0;
   readonly #now: () => number;
   readonly #onStoreError: (error: unknown) => void;
+  readonly #onStoreLookup: ((seconds: number, ok: boolean) => void) | null;
   readonly stats: VerifierStats = { hits: 0, misses: 0, storeCalls: 0, evictions: 0 };
   /** Called after each revocation event is applied, with the event. */
   onRevocationApplied: ((event: RevocationEvent, appliedAt: number) => void) | null = null;
@@ -68,6 +72,7 @@ export class Verifier implements StoreFeed {
     this.#groups = options.groups;
     this.#now = options.now ?? Date.now;
     this.#onStoreError = options.onStoreError ?? (() => {});
+    this.#onStoreLookup = options.onStoreLookup ?? null;
     const stats = this.stats;
     this.#positive = new LRUCache<string, Identity>({
       max: options.max,
@@ -138,7 +143,18 @@ export class Verifier implements StoreFeed {
     let pending = this.#inflight.get(hash);
     if (pending === undefined) {
       this.stats.storeCalls++;
-      const call: Promise<KeyRecord | null> = this.#store.findByHash(hash).finally(() => {
+      const started = performance.now();
+      const observe = this.#onStoreLookup;
+      const call: Promise<KeyRecord | null> = this.#store.findByHash(hash).then(
+        (record) => {
+          observe?.((performance.now() - started) / 1000, true);
+          return record;
+        },
+        (error: unknown) => {
+          observe?.((performance.now() - started) / 1000, false);
+          throw error;
+        },
+      ).finally(() => {
         if (this.#inflight.get(hash) === call) this.#inflight.delete(hash);
       });
       this.#inflight.set(hash, call);

@@ -15,8 +15,17 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 /** Seconds: pushed revocations normally land in the first buckets; the rest shows stalls. */
 export const REVOCATION_LAG_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
 
+/** Seconds: the request path itself is sub-millisecond; upstreams and stores are slower. */
+const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
 export interface KeygateMetrics {
   readonly registry: Registry;
+  readonly requests: Counter<'route' | 'status_class' | 'outcome'>;
+  readonly requestDuration: Histogram<'route'>;
+  readonly upstreamDuration: Histogram<'route'>;
+  readonly upstreamErrors: Counter<'route' | 'kind'>;
+  readonly openStreams: Gauge<'route' | 'kind'>;
+  readonly storeLatency: Histogram<'result'>;
   /** Time from a revocation being written to the store to this instance applying it. */
   readonly revocationLag: Histogram;
   /** The same, for the most recent revocation event. */
@@ -30,11 +39,85 @@ export interface MetricsOptions {
   defaultMetrics?: boolean;
 }
 
-export function createMetrics(options: MetricsOptions = {}): KeygateMetrics {
+/** Numbers kept by the cache without prom-client on the hot path, read at scrape time. */
+export interface CacheStats {
+  readonly stats: { hits: number; misses: number; storeCalls: number; evictions: number };
+  readonly size: number;
+}
+
+/** A counter that mirrors a monotonic number read at scrape time. */
+function mirroredCounter(registry: Registry, name: string, help: string, read: () => number | undefined): void {
+  let seen = 0;
+  new Counter({
+    name,
+    help,
+    registers: [registry],
+    collect() {
+      const now = read();
+      if (now !== undefined && now > seen) {
+        this.inc(now - seen);
+        seen = now;
+      }
+    },
+  });
+}
+
+export function createMetrics(options: MetricsOptions = {}, cache: () => CacheStats | undefined = () => undefined): KeygateMetrics {
   const registry = new Registry();
   if (options.defaultMetrics ?? true) collectDefaultMetrics({ register: registry });
+  mirroredCounter(registry, 'keygate_cache_hits_total', 'Key verifications answered from the in-process cache (positive or negative entries).', () => cache()?.stats.hits);
+  mirroredCounter(registry, 'keygate_cache_misses_total', 'Key verifications that had to ask the store.', () => cache()?.stats.misses);
+  mirroredCounter(registry, 'keygate_cache_evictions_total', 'Valid-key cache entries evicted because the cache was full.', () => cache()?.stats.evictions);
+  mirroredCounter(registry, 'keygate_store_lookups_total', 'Store lookups made (concurrent misses for one key share one).', () => cache()?.stats.storeCalls);
+  new Gauge({
+    name: 'keygate_cache_entries',
+    help: 'Entries in the valid-key cache.',
+    registers: [registry],
+    collect() {
+      this.set(cache()?.size ?? 0);
+    },
+  });
   return {
     registry,
+    requests: new Counter({
+      name: 'keygate_requests_total',
+      help: 'Requests by route, status class and authentication outcome.',
+      labelNames: ['route', 'status_class', 'outcome'],
+      registers: [registry],
+    }),
+    requestDuration: new Histogram({
+      name: 'keygate_request_duration_seconds',
+      help: 'Time from a request arriving to its response finishing (streams: until they end).',
+      labelNames: ['route'],
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    upstreamDuration: new Histogram({
+      name: 'keygate_upstream_duration_seconds',
+      help: "Time from dispatching to the upstream to receiving its response headers.",
+      labelNames: ['route'],
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
+    upstreamErrors: new Counter({
+      name: 'keygate_upstream_errors_total',
+      help: 'Upstream failures: kind="timeout" (connect, headers or idle body timeout) or "connection" (refused, reset, closed).',
+      labelNames: ['route', 'kind'],
+      registers: [registry],
+    }),
+    openStreams: new Gauge({
+      name: 'keygate_open_streams',
+      help: 'Long-lived responses open now: kind="sse" (text/event-stream).',
+      labelNames: ['route', 'kind'],
+      registers: [registry],
+    }),
+    storeLatency: new Histogram({
+      name: 'keygate_store_lookup_duration_seconds',
+      help: 'Key store lookups by result ("ok" or "error": unreachable, timed out).',
+      labelNames: ['result'],
+      buckets: LATENCY_BUCKETS,
+      registers: [registry],
+    }),
     revocationLag: new Histogram({
       name: 'keygate_revocation_lag_seconds',
       help: 'Time from a revocation being written to the key store to this instance evicting the key from its cache.',

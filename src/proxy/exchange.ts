@@ -24,6 +24,9 @@ export class Exchange {
   /** keygate's own error, when it answered instead of the upstream. */
   error: ProblemCode | null = null;
   upstream: ExchangeAbort | null = null;
+  /** performance.now() when the upstream request was dispatched, and when its headers came (0: not yet). */
+  upstreamStart = 0;
+  upstreamHeadersAt = 0;
 
   constructor(req: IncomingMessage, res: ServerResponse, start: number) {
     this.req = req;

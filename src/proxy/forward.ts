@@ -5,6 +5,7 @@
  * and undici's errors become 502/504 problems.
  */
 import type { ServerResponse } from 'node:http';
+import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import type { Exchange } from './exchange.ts';
@@ -25,6 +26,8 @@ const TIMEOUTS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 
 export interface ForwardHooks {
   /** Called once with the upstream's status (or the error that replaced it). */
   onUpstreamDone?(exchange: Exchange, error: Error | null): void;
+  /** A text/event-stream response started (open) or ended (closed), for the open-streams gauge. */
+  onEventStream?(exchange: Exchange, open: boolean): void;
 }
 
 class ForwardHandler implements Dispatcher.DispatchHandler {
@@ -32,6 +35,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   readonly #hooks: ForwardHooks;
   #controller: Controller | null = null;
   #clientGone = false;
+  #eventStream = false;
 
   constructor(exchange: Exchange, hooks: ForwardHooks) {
     this.#exchange = exchange;
@@ -39,6 +43,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   clientClosed(): void {
+    this.#streamEnded();
     if (this.#exchange.res.writableFinished) return;
     this.#clientGone = true;
     this.#controller?.abort(new Error('client closed the connection'));
@@ -76,8 +81,19 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       if (!hasAccel) out.push('x-accel-buffering', 'no');
       if (!hasCacheControl) out.push('cache-control', 'no-cache, no-transform');
     }
+    this.#exchange.upstreamHeadersAt = performance.now();
     res.writeHead(statusCode, statusMessage || undefined, out);
-    if (eventStream) res.flushHeaders();
+    if (eventStream) {
+      res.flushHeaders();
+      this.#eventStream = true;
+      this.#hooks.onEventStream?.(this.#exchange, true);
+    }
+  }
+
+  #streamEnded(): void {
+    if (!this.#eventStream) return;
+    this.#eventStream = false;
+    this.#hooks.onEventStream?.(this.#exchange, false);
   }
 
   onResponseData(controller: Controller, chunk: Buffer): void {
@@ -90,11 +106,13 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
+    this.#streamEnded();
     this.#exchange.res.end();
     this.#hooks.onUpstreamDone?.(this.#exchange, null);
   }
 
   onResponseError(_controller: Controller, error: Error): void {
+    this.#streamEnded();
     const exchange = this.#exchange;
     this.#hooks.onUpstreamDone?.(exchange, error);
     if (this.#clientGone) return;
@@ -127,6 +145,7 @@ export interface ForwardRequest {
 export function forward(dispatcher: Dispatcher, exchange: Exchange, request: ForwardRequest, hooks: ForwardHooks): void {
   const handler = new ForwardHandler(exchange, hooks);
   exchange.upstream = handler;
+  exchange.upstreamStart = performance.now();
   dispatcher.dispatch(
     {
       path: request.path,

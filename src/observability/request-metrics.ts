@@ -1,0 +1,84 @@
+/**
+ * The request path's metrics, fed through the gateway's hooks. Label sets are bounded:
+ * route name (never a raw path or a key id), status class and auth outcome. Every child is
+ * created when the route table is built, so an observation is an array lookup and an `inc`.
+ */
+import type { Histogram, Counter, Gauge } from 'prom-client';
+import type { Exchange, AuthOutcome } from '../proxy/exchange.ts';
+import type { GatewayHooks } from '../proxy/gateway.ts';
+import type { KeygateMetrics } from './metrics.ts';
+
+export const OUTCOMES: readonly AuthOutcome[] = ['ok', 'public', 'missing', 'invalid', 'revoked', 'expired', 'forbidden', 'unavailable', 'bad_request'];
+const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
+const NO_ROUTE = '(none)';
+const TIMEOUTS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+
+interface RouteChildren {
+  /** [outcome index][status class index] */
+  requests: Counter.Internal[][];
+  duration: Histogram.Internal<string>;
+  upstream: Histogram.Internal<string>;
+  upstreamTimeouts: Counter.Internal;
+  upstreamErrors: Counter.Internal;
+  streams: Gauge.Internal<string>;
+}
+
+function childrenFor(metrics: KeygateMetrics, route: string): RouteChildren {
+  return {
+    requests: OUTCOMES.map((outcome) => CLASSES.map((cls) => metrics.requests.labels(route, cls, outcome))),
+    duration: metrics.requestDuration.labels(route),
+    upstream: metrics.upstreamDuration.labels(route),
+    upstreamTimeouts: metrics.upstreamErrors.labels(route, 'timeout'),
+    upstreamErrors: metrics.upstreamErrors.labels(route, 'connection'),
+    streams: metrics.openStreams.labels(route, 'sse'),
+  };
+}
+
+export class RequestMetrics implements GatewayHooks {
+  readonly #metrics: KeygateMetrics;
+  #byRoute = new Map<string, RouteChildren>();
+  readonly #outcomeIndex = new Map<AuthOutcome, number>(OUTCOMES.map((o, i) => [o, i]));
+  readonly #none: RouteChildren;
+
+  constructor(metrics: KeygateMetrics, routeNames: readonly string[]) {
+    this.#metrics = metrics;
+    this.#none = childrenFor(metrics, NO_ROUTE);
+    this.setRoutes(routeNames);
+  }
+
+  /** Called when the route table is (re)built. */
+  setRoutes(routeNames: readonly string[]): void {
+    const next = new Map<string, RouteChildren>();
+    for (const name of routeNames) next.set(name, this.#byRoute.get(name) ?? childrenFor(this.#metrics, name));
+    this.#byRoute = next;
+  }
+
+  #children(exchange: Exchange): RouteChildren {
+    return (exchange.route !== null && this.#byRoute.get(exchange.route.name)) || this.#none;
+  }
+
+  onRequestDone(exchange: Exchange, durationMs: number): void {
+    const c = this.#children(exchange);
+    const res = exchange.res;
+    const status = res.writableFinished ? res.statusCode : 499;
+    const cls = Math.min(Math.max(Math.floor(status / 100), 1), 5) - 1;
+    c.requests[this.#outcomeIndex.get(exchange.outcome) ?? 0]![cls]!.inc();
+    c.duration.observe(durationMs / 1000);
+  }
+
+  onUpstreamDone(exchange: Exchange, error: Error | null): void {
+    const c = this.#children(exchange);
+    if (exchange.upstreamHeadersAt > 0) c.upstream.observe((exchange.upstreamHeadersAt - exchange.upstreamStart) / 1000);
+    // A client that left is not the upstream's failure.
+    if (error === null || exchange.res.destroyed) return;
+    const code = (error as { code?: string }).code ?? '';
+    if (TIMEOUTS.has(code)) c.upstreamTimeouts.inc();
+    else if (code !== 'KG_PAYLOAD_TOO_LARGE' && code !== 'UND_ERR_ABORTED' && exchange.upstreamHeadersAt === 0) c.upstreamErrors.inc();
+  }
+
+  onEventStream(exchange: Exchange, open: boolean): void {
+    const gauge = this.#children(exchange).streams;
+    if (open) gauge.inc();
+    else gauge.dec();
+  }
+}
