@@ -15,3 +15,6 @@ process.emitWarning = function (warning, ...rest) {
 const { run, processIo } = await import('../src/main.ts');
 const code = await run(process.argv.slice(2), processIo);
 process.exitCode = code;
+// A cluster worker's IPC channel would keep it alive after `serve` has returned.
+const { default: cluster } = await import('node:cluster');
+if (cluster.isWorker) process.exit(code);

@@ -14,6 +14,8 @@ import { loadPepper } from './keys/pepper.ts';
 import type { Logger } from './observability/logger.ts';
 import { createMetrics, observeRevocation, type KeygateMetrics } from './observability/metrics.ts';
 import { RequestMetrics } from './observability/request-metrics.ts';
+import { metricsSource } from './cluster/metrics-ipc.ts';
+import { applyConfig, type LiveConfig, type ReloadResult } from './reload.ts';
 import { createEchoUpstream } from './proxy/echo-upstream.ts';
 import { Gateway } from './proxy/gateway.ts';
 import { createHeaderPolicy } from './proxy/headers.ts';
@@ -37,6 +39,11 @@ export interface Keygate {
   readonly proxyPort: number;
   readonly adminPort: number;
   readonly echoPort: number | null;
+  /**
+   * Re-reads the config (the `reloadConfig` given at start) and applies what can change
+   * live. Throws (ConfigError) and keeps the old config if the new one is invalid.
+   */
+  reload(): ReloadResult;
   /** Stops accepting, lets in-flight requests finish for up to `graceMs`, then closes everything. */
   close(graceMs?: number): Promise<void>;
 }
@@ -49,6 +56,8 @@ export interface StartOptions {
   accessLogger?: Logger;
   /** Where lifecycle notifications go (email, webhooks); none if not given. */
   notify?: Notify;
+  /** Reads the config again for a reload (SIGHUP, POST /v1/reload); reload is refused without it. */
+  reloadConfig?: () => Config;
 }
 
 /** One warning per 5 s with a count, not one per request, while the store is failing. */
@@ -81,7 +90,8 @@ async function closeServer(server: Server, graceMs: number): Promise<void> {
   clearTimeout(timer);
 }
 
-export async function startKeygate({ config, env, logger, accessLogger, notify }: StartOptions): Promise<Keygate> {
+export async function startKeygate({ config: initial, env, logger, accessLogger, notify, reloadConfig }: StartOptions): Promise<Keygate> {
+  let config = initial;
   const pepper = loadPepper(config, env);
   // Redis unreachable at start: serve degraded (readyz 503, unknown keys 503) and recover.
   const store = await openStore(config, { allowUnavailable: true, logger });
@@ -101,7 +111,8 @@ export async function startKeygate({ config, env, logger, accessLogger, notify }
   verifier.onRevocationApplied = (event, appliedAt) => observeRevocation(metrics, event.at, appliedAt);
   await store.subscribe(verifier);
   const events = new EventSink(store, notify ?? null, logger);
-  const service = new KeyService(store, hasher, config, events);
+  const live: LiveConfig = { keys: config.keys, tenants: config.tenants, permissionGroups: config.permissionGroups };
+  const service = new KeyService(store, hasher, live, events);
   const lastUsed = new LastUsed();
   const jobs = new LifecycleJobs({ store, events, lastUsed, logger, sweepMs: config.lifecycle.sweepMs, lastUsedFlushMs: config.lifecycle.lastUsedFlushMs });
   const upstreams = new Upstreams();
@@ -119,7 +130,7 @@ export async function startKeygate({ config, env, logger, accessLogger, notify }
   const proxy = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000, noDelay: true });
   proxy.on('request', (req, res) => gateway.handle(req, res));
   proxy.on('checkContinue', (req, res) => gateway.handle(req, res, true));
-  const admin = createAdminServer({ store, metrics: metrics.registry, api: createAdminApi({ service, verifier, events, systemTenant: config.tenants.system, logger }) });
+  const admin = createAdminServer({ store, metrics: metricsSource(metrics.registry), api: createAdminApi({ service, verifier, events, systemTenant: config.tenants.system, logger, reload: () => reload() }) });
   const echo = config.echo ? createEchoUpstream() : null;
 
   let proxyPort: number;
@@ -140,9 +151,23 @@ export async function startKeygate({ config, env, logger, accessLogger, notify }
     'keygate listening',
   );
 
+  const reload = (): ReloadResult => {
+    if (!reloadConfig) throw new Error('this keygate was started without a config file to reload');
+    const next = reloadConfig();
+    const result = applyConfig({ gateway, verifier, requestMetrics, dispatcherFor: upstreams.poolFor, live }, config, next);
+    // Sections that need a restart keep their running values, so `config` is what is in force.
+    config = { ...config, routes: next.routes, permissionGroups: next.permissionGroups, headers: next.headers, forwarded: next.forwarded };
+    logger.info({ ...result, routes: next.routes.map((r) => r.name) }, 'configuration reloaded');
+    if (result.restartNeeded.length) logger.warn({ sections: result.restartNeeded }, 'these config changes take effect only after a restart');
+    return result;
+  };
+
   let closing: Promise<void> | null = null;
   return {
-    config,
+    get config() {
+      return config;
+    },
+    reload,
     store,
     verifier,
     service,

@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
 import { extractCredential, CONFLICT } from '../auth/extract.ts';
 import type { Verifier } from '../auth/verify.ts';
-import { formatIssues } from '../config/load.ts';
+import { ConfigError, formatIssues } from '../config/load.ts';
 import type { EventSink } from '../events/event-sink.ts';
 import { toPublic, type KeyRecord } from '../keys/record.ts';
 import { KeyForbiddenError, KeyNotFoundError, KeyRuleError, KeyService, KeyStateError, type Caller } from '../keys/service.ts';
@@ -22,6 +22,8 @@ export interface AdminApiOptions {
   events: EventSink;
   systemTenant: string;
   logger: Logger;
+  /** POST /v1/reload (platform admins only). */
+  reload?: () => { applied: string[]; restartNeeded: string[] };
 }
 
 interface Context {
@@ -71,6 +73,20 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
   const budget = new FailureBudget();
 
   const routes: [string, RegExp, Handler][] = [
+    [
+      'POST',
+      /^\/v1\/reload$/,
+      async (ctx) => {
+        if (ctx.caller.tenant !== null) throw new KeyForbiddenError('only a platform admin may reload the configuration');
+        if (!options.reload) throw new KeyStateError('this keygate has no config file to reload');
+        try {
+          return { status: 200, body: options.reload() };
+        } catch (error) {
+          if (error instanceof ConfigError) throw new ValidationError(`the new configuration was refused, the old one is still in force: ${error.problems.join('; ')}`);
+          throw error;
+        }
+      },
+    ],
     [
       'POST',
       /^\/v1\/keys$/,

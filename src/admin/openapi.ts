@@ -1,6 +1,6 @@
 /** /openapi.json, generated from the same zod schemas that validate admin requests. */
 import { z } from 'zod';
-import { auditEntry, createdKey, createKeyBody, keyRecord, problem, renameKeyBody, rotateKeyBody } from './schemas.ts';
+import { auditEntry, createdKey, createKeyBody, keyRecord, problem, renameKeyBody, rotatedKey, rotateKeyBody } from './schemas.ts';
 
 const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
 const json = (id: string) => ({ content: { 'application/json': { schema: ref(id) } } });
@@ -15,7 +15,7 @@ const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'strin
 
 export function openApiDocument(): unknown {
   // Touch the schemas so their ids are registered before the registry is rendered.
-  void [auditEntry, createdKey, createKeyBody, keyRecord, problem, renameKeyBody, rotateKeyBody];
+  void [auditEntry, createdKey, createKeyBody, keyRecord, problem, renameKeyBody, rotatedKey, rotateKeyBody];
   const rendered = z.toJSONSchema(z.globalRegistry, { uri: (id) => `#/components/schemas/${id}` }) as { schemas: Record<string, Record<string, unknown>> };
   const schemas: Record<string, unknown> = {};
   for (const [id, schema] of Object.entries(rendered.schemas)) {
@@ -50,7 +50,7 @@ export function openApiDocument(): unknown {
           summary: 'Create a successor; the old key is revoked after overlapSeconds',
           parameters: [idParam],
           requestBody: { required: true, ...json('RotateKey') },
-          responses: { '201': { description: 'the successor (full key shown once)', ...json('CreatedKey') }, '409': errors['400'], ...errors },
+          responses: { '201': { description: 'the successor (full key shown once) and the old key', ...json('RotatedKey') }, '409': errors['400'], ...errors },
         },
       },
       '/v1/tenants/{tenant}/keys/revoke': {

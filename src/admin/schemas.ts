@@ -67,6 +67,8 @@ export const keyRecord = z
 
 export const createdKey = keyRecord.extend({ key: z.string().describe('the full key: shown in this response only') }).meta({ id: 'CreatedKey' });
 
+export const rotatedKey = createdKey.extend({ previous: keyRecord.describe('the old key as it is now (revoked, or still active until the overlap ends)') }).meta({ id: 'RotatedKey' });
+
 export const auditEntry = z
   .object({
     id: z.string(),

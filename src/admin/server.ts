@@ -3,15 +3,15 @@
  * 127.0.0.1 by default; it never shares a port with the proxy.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { Registry } from 'prom-client';
+import type { MetricsSource } from '../cluster/metrics-ipc.ts';
 import type { KeyStore } from '../store/key-store.ts';
 import { sendProblem } from '../proxy/problem.ts';
 import { openApiDocument } from './openapi.ts';
 
 export interface AdminOptions {
   store: KeyStore;
-  /** Served at GET /metrics. */
-  metrics?: Registry;
+  /** Served at GET /metrics (cluster-wide under `workers: N`). */
+  metrics?: MetricsSource;
   /** The /v1/… admin API (api.ts). */
   api?: (req: IncomingMessage, res: ServerResponse, path: string, search: URLSearchParams) => void;
 }
@@ -49,10 +49,10 @@ export function createAdminServer(options: AdminOptions): Server {
     if (path === '/healthz') {
       json(res, 200, { status: 'ok' });
     } else if (path === '/metrics' && options.metrics) {
-      const registry = options.metrics;
-      registry.metrics().then(
+      const source = options.metrics;
+      source.text().then(
         (text) => {
-          res.writeHead(200, { 'content-type': registry.contentType, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+          res.writeHead(200, { 'content-type': source.contentType, 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
           res.end(req.method === 'HEAD' ? undefined : text);
         },
         () => sendProblem(res, 'internal_error', 'metrics could not be collected'),

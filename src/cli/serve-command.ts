@@ -1,26 +1,58 @@
-/** `keygate serve`: runs until SIGTERM/SIGINT, then drains in-flight requests and exits 0. */
+/**
+ * `keygate serve`: runs until SIGTERM/SIGINT, then stops accepting, lets in-flight requests
+ * finish for up to `shutdown.graceMs`, flushes batched writes, logs and notifications, and
+ * exits 0. SIGHUP reloads the config. With `workers: N` (or auto) this process becomes the
+ * primary of N worker processes, each running what follows.
+ */
+import cluster from 'node:cluster';
+import { runPrimary, workerCount } from '../cluster/primary.ts';
+import { ConfigError } from '../config/load.ts';
 import { createNotifier } from '../events/notifications/notifier.ts';
 import { createLoggers } from '../observability/logger.ts';
 import { startKeygate } from '../server.ts';
 import { parseFlags } from './args.ts';
 import { configFrom, type Io } from './context.ts';
 
-const GRACE_MS = 10_000;
-
 export async function serveCommand(args: string[], io: Io): Promise<number> {
   const { values } = parseFlags(args, { config: { type: 'string' } });
   const config = configFrom(values.config, io);
   const loggers = createLoggers({ level: config.log.level });
   const { logger, access } = loggers;
+  const workers = workerCount(config.workers);
+  if (workers > 1 && cluster.isPrimary) {
+    const code = await runPrimary({ workers, graceMs: config.shutdown.graceMs, logger });
+    loggers.flush();
+    return code;
+  }
+  // Until keygate is up, a reload request has nothing to reload, but must not kill the process.
+  const early = () => logger.warn('SIGHUP before start-up finished: ignored');
+  process.on('SIGHUP', early);
   // Before anything starts, so a missing notification secret stops start-up with exit 2.
   const notifier = createNotifier({ config: config.notifications, env: io.env, logger });
-  const keygate = await startKeygate({ config, env: io.env, logger, accessLogger: access, notify: notifier.notify });
+  const keygate = await startKeygate({
+    config,
+    env: io.env,
+    logger,
+    accessLogger: access,
+    notify: notifier.notify,
+    reloadConfig: () => configFrom(values.config, io),
+  });
+  process.off('SIGHUP', early);
+  process.on('SIGHUP', () => {
+    try {
+      keygate.reload();
+    } catch (error) {
+      const problems = error instanceof ConfigError ? error.problems : [(error as Error).message];
+      logger.error({ problems }, 'reload refused: the new configuration is invalid; the old one stays in force');
+    }
+  });
   const signal = await new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
   });
-  logger.info({ signal, graceMs: GRACE_MS }, 'shutting down: finishing in-flight requests');
-  await keygate.close(GRACE_MS);
+  const graceMs = keygate.config.shutdown.graceMs;
+  logger.info({ signal, graceMs }, 'shutting down: finishing in-flight requests');
+  await keygate.close(graceMs);
   await notifier.flush(5000);
   await notifier.close();
   logger.info('keygate stopped');

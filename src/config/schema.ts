@@ -115,6 +115,8 @@ export const configSchema = z
       })
       .prefault({}),
     notifications: notificationsSchema.prefault({}),
+    workers: z.union([z.literal('auto'), z.number().int('must be a whole number').min(1, 'must be at least 1').max(256, 'must be at most 256')], { error: 'must be "auto" or a number of processes' }).default(1),
+    shutdown: z.strictObject({ graceMs: positiveInt('milliseconds').default(10_000) }).prefault({}),
     lifecycle: z
       .strictObject({
         sweepMs: positiveInt('milliseconds').default(15_000),

@@ -9,7 +9,9 @@ const DAY = 86_400_000;
 
 export function dueStage(expiresAt: number, now: number): ReminderStage | null {
   if (expiresAt <= now) return 'expired';
-  if (now >= Math.floor(expiresAt / DAY) * DAY) return 'today';
+  // The day of expiry is the last day the key works: for one expiring at 00:00 UTC (a date
+  // typed without a time) that is the day before.
+  if (now >= Math.floor((expiresAt - 1) / DAY) * DAY) return 'today';
   if (expiresAt - now <= 7 * DAY) return '7d';
   if (expiresAt - now <= 30 * DAY) return '30d';
   return null;

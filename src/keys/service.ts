@@ -206,6 +206,8 @@ export class KeyService {
   async rotate(caller: Caller, id: string, overlapSeconds: number, expires?: string): Promise<CreatedKey & { previous: KeyRecord }> {
     const old = this.#visible(caller, await this.#store.get(id));
     if (old.status !== 'active') throw new KeyStateError('a revoked key cannot be rotated');
+    // Rotating mints a key with the old one's role: the same rule as creating an admin key.
+    if (old.role === 'admin' && caller.tenant !== null) throw new KeyForbiddenError('only a platform admin may rotate admin keys');
     if (!Number.isInteger(overlapSeconds) || overlapSeconds < 0 || overlapSeconds > MAX_OVERLAP_SECONDS) {
       throw new KeyRuleError('overlapSeconds', `must be a whole number from 0 to ${MAX_OVERLAP_SECONDS}`);
     }
@@ -218,7 +220,8 @@ export class KeyService {
         throw new KeyRuleError('expires', (error as Error).message);
       }
     }
-    const created = await this.#insert({ ...old, expiresAt }, now);
+    const { tenant, name, role, permissions, group, user, client } = old;
+    const created = await this.#insert({ tenant, name, role, permissions, group, user, client, expiresAt }, now);
     let previous = old;
     if (overlapSeconds === 0) previous = (await this.#store.revoke(old.id, now)) ?? old;
     else await this.#store.scheduleRevocation(old.id, now + overlapSeconds * 1000);

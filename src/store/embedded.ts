@@ -118,7 +118,8 @@ export class EmbeddedStore implements KeyStore, LifecycleStore {
     // its -wal and -shm files the database file's mode.
     chmodSync(options.path, 0o600);
     this.#pollMs = options.pollMs ?? 250;
-    this.#db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;');
+    // busy_timeout first: several processes (workers, the CLI) may open the file at once.
+    this.#db.exec('PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;');
     this.#db.exec(SCHEMA);
     this.#q = {
       byHash: this.#db.prepare('SELECT * FROM keys WHERE hash = ?'),
