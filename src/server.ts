@@ -82,10 +82,14 @@ async function listen(server: Server, host: string, port: number): Promise<numbe
   return (server.address() as AddressInfo).port;
 }
 
-async function closeServer(server: Server, graceMs: number): Promise<void> {
+async function closeServer(server: Server, graceMs: number, atGraceEnd?: () => void): Promise<void> {
   const closed = new Promise<void>((resolve) => server.close(() => resolve()));
   server.closeIdleConnections();
-  const timer = setTimeout(() => server.closeAllConnections(), graceMs);
+  const timer = setTimeout(() => {
+    atGraceEnd?.();
+    // Let the ended streams' last bytes go out before the sockets are cut.
+    setTimeout(() => server.closeAllConnections(), 50).unref();
+  }, graceMs);
   await closed;
   clearTimeout(timer);
 }
@@ -179,7 +183,10 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     echoPort,
     close(graceMs = 10_000) {
       closing ??= (async () => {
-        await closeServer(proxy, graceMs);
+        await closeServer(proxy, graceMs, () => {
+          const ended = gateway.endStreams();
+          if (ended) logger.info({ streams: ended }, 'grace period over: ended open event streams');
+        });
         await Promise.all([closeServer(admin, 1000), echo ? closeServer(echo, 1000) : undefined]);
         await jobs.stop();
         upstreams.destroy();

@@ -73,6 +73,9 @@ export class Gateway {
   readonly #accessLog: Logger | null;
   readonly #logger: Logger;
   readonly #hooks: GatewayHooks;
+  readonly #forwardHooks: ForwardHooks;
+  /** Event streams open now, to end them cleanly at shutdown. */
+  readonly #streams = new Set<Exchange>();
   readonly #lastUsed: LastUsed | null;
 
   constructor(options: GatewayOptions) {
@@ -81,7 +84,16 @@ export class Gateway {
     this.#verifier = options.verifier;
     this.#accessLog = options.accessLog;
     this.#logger = options.logger;
-    this.#hooks = options.hooks ?? {};
+    const hooks = (this.#hooks = options.hooks ?? {});
+    const streams = this.#streams;
+    this.#forwardHooks = {
+      onUpstreamDone: hooks.onUpstreamDone?.bind(hooks),
+      onEventStream(exchange, open) {
+        if (open) streams.add(exchange);
+        else streams.delete(exchange);
+        hooks.onEventStream?.(exchange, open);
+      },
+    };
     this.#lastUsed = options.lastUsed ?? null;
   }
 
@@ -96,6 +108,20 @@ export class Gateway {
     } catch (error) {
       this.#internalError(exchange, error);
     }
+  }
+
+  /**
+   * Shutdown: ends every open event stream the way a stream ends normally (the client sees
+   * the end of the response and may reconnect elsewhere) and stops its upstream request.
+   */
+  endStreams(): number {
+    const open = [...this.#streams];
+    for (const exchange of open) {
+      exchange.upstream?.clientClosed();
+      exchange.res.end();
+    }
+    this.#streams.clear();
+    return open.length;
   }
 
   /** Once per request, when the response is finished or abandoned. */
@@ -234,7 +260,7 @@ export class Gateway {
         headersTimeout: route.config.timeouts.headersMs,
         bodyTimeout: route.config.timeouts.idleMs,
       },
-      this.#hooks,
+      this.#forwardHooks,
     );
   }
 }
