@@ -76,7 +76,6 @@ const route = z.strictObject({
     })
     .prefault({}),
   secret: z.strictObject({ id: z.string().min(1), header: headerName, template: z.string().includes('{value}', { error: 'must contain {value}' }).default('{value}') }).optional(),
-  mcp: z.strictObject({ resource: z.string().refine(isHttpUrl, 'must be an http(s) URL'), authorizationServers: z.array(z.string()).default([]) }).optional(),
   maxBodyBytes: z.number().int().nonnegative('must be 0 or more').default(10 * 1024 * 1024),
   timeouts: timeouts.prefault({}),
 });
@@ -135,7 +134,6 @@ export const configSchema = z
       const same = config.routes.findIndex((o, j) => j < i && o.pathPrefix === r.pathPrefix && o.host === r.host);
       if (same >= 0) ctx.addIssue({ code: 'custom', path: ['routes', i, 'pathPrefix'], message: `routes[${same}] already serves ${r.host ?? '*'}${r.pathPrefix}` });
       if (r.auth.tenantFromPath && !r.auth.required) ctx.addIssue({ code: 'custom', path: ['routes', i, 'auth', 'tenantFromPath'], message: 'needs auth.required: true' });
-      if (r.mcp && !r.auth.required) ctx.addIssue({ code: 'custom', path: ['routes', i, 'mcp'], message: 'needs auth.required: true' });
     });
     if (config.listen.port !== 0 && config.listen.port === config.admin.port && config.listen.host === config.admin.host) {
       ctx.addIssue({ code: 'custom', path: ['admin', 'port'], message: 'must differ from listen.port' });

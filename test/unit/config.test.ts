@@ -97,9 +97,12 @@ describe('config errors name the field', () => {
     expect(problems({ routes: [{ ...route, host: 'a.example.com:8080' }] })[0]).toMatch(/^routes\[0\]\.host: must be a host name without port/);
   });
 
-  it('needs auth on routes that check the tenant in the path or serve MCP', () => {
+  it('needs auth on routes that check the tenant in the path', () => {
     expect(problems({ routes: [{ ...route, auth: { required: false, tenantFromPath: true } }] })).toEqual(['routes[0].auth.tenantFromPath: needs auth.required: true']);
-    expect(problems({ routes: [{ ...route, auth: { required: false }, mcp: { resource: 'https://x/mcp' } }] })).toEqual(['routes[0].mcp: needs auth.required: true']);
+  });
+
+  it('refuses MCP settings until keygate implements them, rather than ignoring them', () => {
+    expect(problems({ routes: [{ ...route, mcp: { resource: 'https://x/mcp' } }] })).toEqual(['routes[0]: unknown field "mcp"']);
   });
 
   it('refuses an empty clients list and empty permission names', () => {
