@@ -4,6 +4,7 @@
 # the same key check. Usage: load/anchor.sh [ROUNDS] [SECONDS] [CONNECTIONS]
 #   KEYGATE_BENCH_STORE=redis KEYGATE_REDIS_URL=redis://127.0.0.1:6379 load/anchor.sh
 #   KEYGATE_BENCH_ACCESS_LOG=false load/anchor.sh     # access log off
+#   KEYGATE_BENCH_WORKERS=auto load/anchor.sh         # one worker per core
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$PATH"
@@ -15,6 +16,7 @@ listen: { host: 127.0.0.1, port: $port }
 admin: { host: 127.0.0.1, port: $((port + 1)) }
 store: { kind: ${KEYGATE_BENCH_STORE:-embedded}, path: $dir/keygate.db }
 log: { level: info, access: ${KEYGATE_BENCH_ACCESS_LOG:-true} }
+workers: ${KEYGATE_BENCH_WORKERS:-1}
 routes:
   - name: anchor
     pathPrefix: /
@@ -26,5 +28,5 @@ pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 50); do curl -s "http://127.0.0.1:$((port + 1))/healthz" >/dev/null && break; sleep 0.1; done
 key=$(node bin/keygate.js keys create --config "$dir/keygate.yaml" --tenant anchor --name bench --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>process.stdout.write(JSON.parse(s).key))')
-echo "keygate $(node --version) on $(nproc) cores, store ${KEYGATE_BENCH_STORE:-embedded}, access log ${KEYGATE_BENCH_ACCESS_LOG:-true}"
+echo "keygate $(node --version) on $(nproc) cores, store ${KEYGATE_BENCH_STORE:-embedded}, access log ${KEYGATE_BENCH_ACCESS_LOG:-true}, workers ${KEYGATE_BENCH_WORKERS:-1}"
 bash "$anchor" "http://127.0.0.1:$port/" "$key" "${1:-3}" "${2:-8}" "${3:-64}"
