@@ -1,5 +1,5 @@
 /**
- * keygate's entry point: `keygate serve|keys|config …`. Exit status: 0 success,
+ * keygate's entry point: `keygate serve|keys|secrets|config …`. Exit status: 0 success,
  * 1 runtime failure, 2 bad usage or invalid config.
  */
 import { ConfigError } from './config/load.ts';
@@ -7,6 +7,8 @@ import { PepperError } from './keys/pepper.ts';
 import { UsageError } from './cli/args.ts';
 import type { Io } from './cli/context.ts';
 import { keysCommand } from './cli/keys-command.ts';
+import { secretsCommand } from './cli/secrets-command.ts';
+import { MasterKeyError } from './secrets/crypto.ts';
 import { configCommand } from './cli/config-command.ts';
 import { serveCommand } from './cli/serve-command.ts';
 
@@ -14,6 +16,8 @@ const USAGE = `usage: keygate <command>
 
   serve [--config FILE]          run the gateway
   keys create|list|revoke …      manage API keys (keygate keys --help)
+  secrets add|list|rename|remove|rewrap …
+                                 manage upstream secrets (keygate secrets --help)
   config check [--config FILE]   validate the configuration
 
 The config file is --config FILE, else $KEYGATE_CONFIG, else config/keygate.yaml.`;
@@ -26,6 +30,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
         return await serveCommand(rest, io);
       case 'keys':
         return await keysCommand(rest, io);
+      case 'secrets':
+        return await secretsCommand(rest, io);
       case 'config':
         return await configCommand(rest, io);
       case '--help':
@@ -38,7 +44,7 @@ export async function run(argv: string[], io: Io): Promise<number> {
         return 2;
     }
   } catch (error) {
-    if (error instanceof UsageError || error instanceof ConfigError || error instanceof PepperError) {
+    if (error instanceof UsageError || error instanceof ConfigError || error instanceof PepperError || error instanceof MasterKeyError) {
       io.err(`keygate: ${error.message}`);
       return 2;
     }

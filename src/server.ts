@@ -27,12 +27,17 @@ import { EventSink, type Notify } from './events/event-sink.ts';
 import { LastUsed } from './events/last-used.ts';
 import { LifecycleJobs } from './events/lifecycle-jobs.ts';
 import { KeyService } from './keys/service.ts';
+import { loadKeyring } from './secrets/crypto.ts';
+import { SecretService } from './secrets/service.ts';
+import { Vault } from './secrets/vault.ts';
 
 export interface Keygate {
   readonly config: Config;
   readonly store: Store;
   readonly verifier: Verifier;
   readonly service: KeyService;
+  readonly secrets: SecretService;
+  readonly vault: Vault;
   readonly jobs: LifecycleJobs;
   readonly gateway: Gateway;
   readonly metrics: KeygateMetrics;
@@ -97,6 +102,8 @@ async function closeServer(server: Server, graceMs: number, atGraceEnd?: () => v
 export async function startKeygate({ config: initial, env, logger, accessLogger, notify, reloadConfig }: StartOptions): Promise<Keygate> {
   let config = initial;
   const pepper = loadPepper(config, env);
+  // A malformed master key stops start-up (exit 2); a missing one only disables secrets.
+  const keyring = loadKeyring(env);
   // Redis unreachable at start: serve degraded (readyz 503, unknown keys 503) and recover.
   const store = await openStore(config, { allowUnavailable: true, logger });
   const metrics = createMetrics({}, () => verifier);
@@ -113,10 +120,13 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     onStoreLookup: (seconds, ok) => (ok ? storeOk : storeError).observe(seconds),
   });
   verifier.onRevocationApplied = (event, appliedAt) => observeRevocation(metrics, event.at, appliedAt);
+  const vault = new Vault({ store, keyring, logger, lastUsedFlushMs: config.lifecycle.lastUsedFlushMs });
+  store.subscribeSecrets(vault);
   await store.subscribe(verifier);
   const events = new EventSink(store, notify ?? null, logger);
   const live: LiveConfig = { keys: config.keys, tenants: config.tenants, permissionGroups: config.permissionGroups };
   const service = new KeyService(store, hasher, live, events);
+  const secrets = new SecretService(store, keyring, events, config.tenants.system);
   const lastUsed = new LastUsed();
   const jobs = new LifecycleJobs({ store, events, lastUsed, logger, sweepMs: config.lifecycle.sweepMs, lastUsedFlushMs: config.lifecycle.lastUsedFlushMs });
   const upstreams = new Upstreams();
@@ -127,6 +137,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     verifier,
     headers: createHeaderPolicy(config),
     lastUsed,
+    secrets: vault,
     accessLog: config.log.access ? (accessLogger ?? logger.child({ log: 'access' })) : null,
     logger,
   });
@@ -134,7 +145,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   const proxy = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000, noDelay: true });
   proxy.on('request', (req, res) => gateway.handle(req, res));
   proxy.on('checkContinue', (req, res) => gateway.handle(req, res, true));
-  const admin = createAdminServer({ store, metrics: metricsSource(metrics.registry), api: createAdminApi({ service, verifier, events, systemTenant: config.tenants.system, logger, reload: () => reload() }) });
+  const admin = createAdminServer({ store, metrics: metricsSource(metrics.registry), api: createAdminApi({ service, secrets, verifier, events, systemTenant: config.tenants.system, logger, reload: () => reload() }) });
   const echo = config.echo ? createEchoUpstream() : null;
 
   let proxyPort: number;
@@ -150,6 +161,9 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     throw error;
   }
   jobs.start();
+  vault.start();
+  const needSecrets = config.routes.filter((r) => r.secret).map((r) => r.name);
+  if (keyring === null && needSecrets.length) logger.warn({ routes: needSecrets }, 'KEYGATE_MASTER_KEY is not set: these routes inject an upstream secret and will answer 502');
   logger.info(
     { proxy: `${config.listen.host}:${proxyPort}`, admin: `${config.admin.host}:${adminPort}`, store: config.store.kind, routes: config.routes.map((r) => r.name) },
     'keygate listening',
@@ -175,6 +189,8 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     store,
     verifier,
     service,
+    secrets,
+    vault,
     jobs,
     gateway,
     metrics,
@@ -189,6 +205,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
         });
         await Promise.all([closeServer(admin, 1000), echo ? closeServer(echo, 1000) : undefined]);
         await jobs.stop();
+        await vault.stop();
         upstreams.destroy();
         await store.close();
       })();

@@ -14,7 +14,9 @@ import { KeyForbiddenError, KeyNotFoundError, KeyRuleError, KeyService, KeyState
 import type { Logger } from '../observability/logger.ts';
 import { sendProblem, type ProblemCode } from '../proxy/problem.ts';
 import { BodyError, readJson } from './body.ts';
-import { auditQuery, createKeyBody, listKeysQuery, renameKeyBody, rotateKeyBody } from './schemas.ts';
+import { auditQuery, createKeyBody, createSecretBody, listKeysQuery, renameKeyBody, rotateKeyBody, updateSecretBody } from './schemas.ts';
+import type { SecretService } from '../secrets/service.ts';
+import type { SecretMeta } from '../secrets/secret-store.ts';
 
 export interface AdminApiOptions {
   service: KeyService;
@@ -22,6 +24,8 @@ export interface AdminApiOptions {
   events: EventSink;
   systemTenant: string;
   logger: Logger;
+  /** /v1/secrets (platform admins only); without it those endpoints answer 404. */
+  secrets?: SecretService;
   /** POST /v1/reload (platform admins only). */
   reload?: () => { applied: string[]; restartNeeded: string[] };
 }
@@ -48,6 +52,14 @@ function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
 
 const query = (ctx: Context) => Object.fromEntries(ctx.query);
 const keyOut = (record: KeyRecord) => toPublic(record);
+/** Field by field, so nothing else a store object might carry can reach a response. */
+const secretOut = (s: SecretMeta) => ({
+  id: s.id,
+  name: s.name,
+  createdAt: new Date(s.createdAt).toISOString(),
+  lastUsedAt: s.lastUsedAt === null ? null : new Date(s.lastUsedAt).toISOString(),
+  keyVersion: s.keyVersion,
+});
 
 function json(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
@@ -71,6 +83,12 @@ class FailureBudget {
 export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage, res: ServerResponse, path: string, search: URLSearchParams) => void {
   const { service, verifier, events, systemTenant, logger } = options;
   const budget = new FailureBudget();
+  /** Platform admins only: checked before the body is even read. */
+  const secretService = (caller: Caller): SecretService => {
+    if (caller.tenant !== null) throw new KeyForbiddenError('only a platform admin may manage upstream secrets');
+    if (!options.secrets) throw new KeyNotFoundError('upstream secrets are not available on this keygate');
+    return options.secrets;
+  };
 
   const routes: [string, RegExp, Handler][] = [
     [
@@ -134,6 +152,30 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
         return { status: 200, body: { tenant, revoked: await service.revokeTenant(ctx.caller, tenant) } };
       },
     ],
+    [
+      'POST',
+      /^\/v1\/secrets$/,
+      async (ctx) => {
+        const secrets = secretService(ctx.caller);
+        const body = parse(createSecretBody, await readJson(ctx.req), 'body');
+        return { status: 201, body: secretOut(await secrets.add(ctx.caller, body)) };
+      },
+    ],
+    ['GET', /^\/v1\/secrets$/, async (ctx) => ({ status: 200, body: { secrets: (await secretService(ctx.caller).list(ctx.caller)).map(secretOut) } })],
+    [
+      'PATCH',
+      /^\/v1\/secrets\/([^/]+)$/,
+      async (ctx) => {
+        const secrets = secretService(ctx.caller);
+        const raw = await readJson(ctx.req);
+        if (raw !== null && typeof raw === 'object' && 'value' in raw) {
+          throw new ValidationError('body.value: a secret\'s value cannot change; add a new secret and repoint the routes to it');
+        }
+        const body = parse(updateSecretBody, raw, 'body');
+        return { status: 200, body: secretOut(await secrets.rename(ctx.caller, ctx.params[0]!, body)) };
+      },
+    ],
+    ['DELETE', /^\/v1\/secrets\/([^/]+)$/, async (ctx) => ({ status: 200, body: { ...secretOut(await secretService(ctx.caller).remove(ctx.caller, ctx.params[0]!)), removed: true } })],
     [
       'GET',
       /^\/v1\/audit$/,

@@ -1,6 +1,6 @@
 /** /openapi.json, generated from the same zod schemas that validate admin requests. */
 import { z } from 'zod';
-import { auditEntry, createdKey, createKeyBody, keyRecord, problem, renameKeyBody, rotatedKey, rotateKeyBody } from './schemas.ts';
+import { auditEntry, createdKey, createKeyBody, createSecretBody, keyRecord, problem, renameKeyBody, rotatedKey, rotateKeyBody, removedSecret, secretRecord, updateSecretBody } from './schemas.ts';
 
 const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
 const json = (id: string) => ({ content: { 'application/json': { schema: ref(id) } } });
@@ -15,7 +15,7 @@ const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'strin
 
 export function openApiDocument(): unknown {
   // Touch the schemas so their ids are registered before the registry is rendered.
-  void [auditEntry, createdKey, createKeyBody, keyRecord, problem, renameKeyBody, rotatedKey, rotateKeyBody];
+  void [auditEntry, createdKey, createKeyBody, keyRecord, problem, renameKeyBody, rotatedKey, rotateKeyBody, createSecretBody, updateSecretBody, secretRecord, removedSecret];
   const rendered = z.toJSONSchema(z.globalRegistry, { uri: (id) => `#/components/schemas/${id}` }) as { schemas: Record<string, Record<string, unknown>> };
   const schemas: Record<string, unknown> = {};
   for (const [id, schema] of Object.entries(rendered.schemas)) {
@@ -58,6 +58,30 @@ export function openApiDocument(): unknown {
           summary: "Revoke every key of a tenant",
           parameters: [{ name: 'tenant', in: 'path', required: true, schema: { type: 'string' } }],
           responses: { '200': { description: 'ids revoked', content: { 'application/json': { schema: { type: 'object', properties: { tenant: { type: 'string' }, revoked: { type: 'array', items: { type: 'string' } } } } } } }, ...errors },
+        },
+      },
+      '/v1/secrets': {
+        post: {
+          summary: 'Store an upstream secret (platform admins). The value is encrypted and can never be read back',
+          requestBody: { required: true, ...json('CreateSecret') },
+          responses: { '201': { description: 'stored (metadata only)', ...json('Secret') }, '409': { ...errors['400'], description: 'the id exists, or keygate has no master key' }, ...errors },
+        },
+        get: {
+          summary: 'List upstream secrets, newest first (never a value)',
+          responses: { '200': { description: 'secrets', content: { 'application/json': { schema: { type: 'object', properties: { secrets: { type: 'array', items: ref('Secret') } } } } } }, ...errors },
+        },
+      },
+      '/v1/secrets/{id}': {
+        patch: {
+          summary: 'Rename, or move to a new id; the value cannot change',
+          parameters: [idParam],
+          requestBody: { required: true, ...json('UpdateSecret') },
+          responses: { '200': { description: 'the secret after', ...json('Secret') }, '409': { ...errors['400'], description: 'the new id exists, or keygate has no master key' }, ...errors },
+        },
+        delete: {
+          summary: 'Remove; routes that inject it answer 502 from then on',
+          parameters: [idParam],
+          responses: { '200': { description: 'the secret as it was', ...json('RemovedSecret') }, ...errors },
         },
       },
       '/v1/audit': {

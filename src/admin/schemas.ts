@@ -5,6 +5,8 @@
 import { z } from 'zod';
 import { EXPIRY_PRESETS } from '../keys/expiry.ts';
 import { TENANT_PATTERN } from '../keys/format.ts';
+import { SECRET_ID_PATTERN, SECRET_ID_RULE } from '../secrets/secret-store.ts';
+import { MAX_SECRET_BYTES } from '../secrets/service.ts';
 
 const tenant = z.string().regex(TENANT_PATTERN, 'must match [a-z0-9][a-z0-9-]{0,62}');
 const expires = z
@@ -68,6 +70,40 @@ export const keyRecord = z
 export const createdKey = keyRecord.extend({ key: z.string().describe('the full key: shown in this response only') }).meta({ id: 'CreatedKey' });
 
 export const rotatedKey = createdKey.extend({ previous: keyRecord.describe('the old key as it is now (revoked, or still active until the overlap ends)') }).meta({ id: 'RotatedKey' });
+
+const secretId = z.string().regex(SECRET_ID_PATTERN, SECRET_ID_RULE).describe('what routes[].secret.id names');
+const secretName = z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters');
+
+export const createSecretBody = z
+  .strictObject({
+    id: secretId,
+    name: secretName,
+    value: z
+      .string({ error: 'must be a string' })
+      .min(1, 'must not be empty')
+      .max(MAX_SECRET_BYTES, `must be at most ${MAX_SECRET_BYTES} bytes`)
+      .describe('the secret itself: encrypted before it is stored, and never returned by any API'),
+  })
+  .meta({ id: 'CreateSecret' });
+
+export const updateSecretBody = z
+  .strictObject({
+    name: secretName.optional(),
+    id: secretId.optional().describe('move the secret to a new id (its value is re-encrypted for it); routes naming the old id stop resolving'),
+  })
+  .meta({ id: 'UpdateSecret' });
+
+export const secretRecord = z
+  .object({
+    id: z.string(),
+    name: z.string(),
+    createdAt: isoDate,
+    lastUsedAt: isoDate.nullable(),
+    keyVersion: z.string().describe('version of the master key the value is encrypted under'),
+  })
+  .meta({ id: 'Secret', description: 'An upstream secret: never its value, nor any part of it' });
+
+export const removedSecret = secretRecord.extend({ removed: z.literal(true) }).meta({ id: 'RemovedSecret' });
 
 export const auditEntry = z
   .object({

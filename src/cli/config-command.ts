@@ -1,7 +1,17 @@
-/** `keygate config check`: validates the config (file + environment) without starting anything. */
+/**
+ * `keygate config check`: validates the config (file + environment) without starting anything.
+ * Exit 2 for what stops `serve` (invalid config, a malformed pepper or master key); exit 0
+ * with `warning:` lines for what only some requests would notice — above all, routes whose
+ * upstream secret is not stored, or cannot be decrypted with the master keys given (those
+ * routes answer 502).
+ */
+import { existsSync } from 'node:fs';
 import { parseFlags, UsageError } from './args.ts';
 import { configFrom, type Io } from './context.ts';
 import { resolveConfigPath } from '../config/load.ts';
+import type { Config } from '../config/schema.ts';
+import { keyFor, loadKeyring, MASTER_KEY_ENV, PREVIOUS_MASTER_KEY_ENV, type Keyring } from '../secrets/crypto.ts';
+import { openStore } from '../store/open.ts';
 
 export async function configCommand(args: string[], io: Io): Promise<number> {
   const [sub, ...rest] = args;
@@ -13,8 +23,47 @@ export async function configCommand(args: string[], io: Io): Promise<number> {
     throw new UsageError('KEYGATE_PEPPER: is required with the Redis store');
   }
   if (config.store.kind === 'embedded' && !io.env.KEYGATE_PEPPER) warnings.push(`KEYGATE_PEPPER is not set: the pepper in the data directory is used (created on first start)`);
+  const keyring = loadKeyring(io.env);
+  warnings.push(...(await secretWarnings(config, keyring)));
   const path = resolveConfigPath(values.config, io.env);
   io.out(`${path}: OK (${config.routes.length} route${config.routes.length === 1 ? '' : 's'}, store ${config.store.kind})`);
   for (const w of warnings) io.out(`warning: ${w}`);
   return 0;
+}
+
+/** What would make a route's secret injection fail: no master key, a secret not stored, one under a key not given. */
+async function secretWarnings(config: Config, keyring: Keyring | null): Promise<string[]> {
+  const routes = config.routes.flatMap((route, i) => (route.secret ? [{ where: `routes[${i}] (${route.name})`, id: route.secret.id }] : []));
+  if (!routes.length) return [];
+  const warnings: string[] = [];
+  if (keyring === null) warnings.push(`${MASTER_KEY_ENV} is not set: ${routes.map((r) => r.where).join(', ')} inject an upstream secret and will answer 502 upstream_unavailable`);
+  // Looking must not create anything: a database that does not exist yet holds no secrets.
+  let stored: Map<string, string> = new Map();
+  if (config.store.kind === 'embedded' && !existsSync(config.store.path)) {
+    stored = new Map();
+  } else {
+    try {
+      const store = await openStore(config);
+      try {
+        stored = new Map((await store.listSecrets()).map((s) => [s.id, s.keyVersion]));
+      } finally {
+        await store.close();
+      }
+    } catch (error) {
+      warnings.push(`could not check that the routes' secrets are stored: ${(error as Error).message}`);
+      return warnings;
+    }
+  }
+  for (const route of routes) {
+    const version = stored.get(route.id);
+    if (version === undefined) {
+      warnings.push(`${route.where} injects secret "${route.id}", which is not stored (keygate secrets add --id ${route.id} --name …); the route answers 502 upstream_unavailable`);
+    } else if (keyring !== null && keyFor(keyring, version) === null) {
+      warnings.push(`${route.where} injects secret "${route.id}", encrypted under master key version ${version}, which is neither ${MASTER_KEY_ENV} nor ${PREVIOUS_MASTER_KEY_ENV}; the route answers 502 upstream_unavailable`);
+    }
+  }
+  if (keyring?.previous && [...stored.values()].some((v) => v === keyring.previous!.version)) {
+    warnings.push(`some secrets are still encrypted under ${PREVIOUS_MASTER_KEY_ENV} (version ${keyring.previous.version}): run keygate secrets rewrap`);
+  }
+  return warnings;
 }

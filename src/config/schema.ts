@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { PREFIX_PATTERN, TENANT_PATTERN } from '../keys/format.ts';
 import { notificationsSchema } from '../events/notifications/config.ts';
+import { SECRET_ID_PATTERN, SECRET_ID_RULE } from '../secrets/secret-store.ts';
 
 const port = z.number({ error: 'must be a port number' }).int('must be a whole number').min(0, 'must be 0-65535').max(65535, 'must be 0-65535');
 const host = z.string().min(1, 'must not be empty');
@@ -19,6 +20,9 @@ function isHttpUrl(value: string): boolean {
     return false;
   }
 }
+
+/** Headers a route's secret may not be injected as: keygate or the HTTP framing owns them. */
+const RESERVED_SECRET_HEADERS = new Set(['host', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length', 'expect', 'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
 
 const listener = z.strictObject({ host: host.default('0.0.0.0'), port });
 
@@ -75,7 +79,18 @@ const route = z.strictObject({
       tenantFromPath: z.boolean().default(false),
     })
     .prefault({}),
-  secret: z.strictObject({ id: z.string().min(1), header: headerName, template: z.string().includes('{value}', { error: 'must contain {value}' }).default('{value}') }).optional(),
+  secret: z
+    .strictObject({
+      id: z.string().regex(SECRET_ID_PATTERN, SECRET_ID_RULE),
+      header: headerName.refine((h) => !RESERVED_SECRET_HEADERS.has(h), 'cannot be a hop-by-hop, Host, Content-Length or X-Forwarded-* header'),
+      template: z
+        .string()
+        .includes('{value}', { error: 'must contain {value}' })
+        .regex(/^[\t\x20-\x7e]*$/, 'must be printable ASCII (it becomes an HTTP header value)')
+        .max(256, 'must be at most 256 characters')
+        .default('{value}'),
+    })
+    .optional(),
   maxBodyBytes: z.number().int().nonnegative('must be 0 or more').default(10 * 1024 * 1024),
   timeouts: timeouts.prefault({}),
 });
@@ -134,6 +149,10 @@ export const configSchema = z
       const same = config.routes.findIndex((o, j) => j < i && o.pathPrefix === r.pathPrefix && o.host === r.host);
       if (same >= 0) ctx.addIssue({ code: 'custom', path: ['routes', i, 'pathPrefix'], message: `routes[${same}] already serves ${r.host ?? '*'}${r.pathPrefix}` });
       if (r.auth.tenantFromPath && !r.auth.required) ctx.addIssue({ code: 'custom', path: ['routes', i, 'auth', 'tenantFromPath'], message: 'needs auth.required: true' });
+      if (r.secret && !r.auth.required) ctx.addIssue({ code: 'custom', path: ['routes', i, 'secret'], message: 'needs auth.required: true (a public route would let anyone use the secret)' });
+      if (r.secret && (Object.values(config.headers) as string[]).includes(r.secret.header)) {
+        ctx.addIssue({ code: 'custom', path: ['routes', i, 'secret', 'header'], message: `is one of keygate's identity headers (headers.*)` });
+      }
     });
     if (config.listen.port !== 0 && config.listen.port === config.admin.port && config.listen.host === config.admin.host) {
       ctx.addIssue({ code: 'custom', path: ['admin', 'port'], message: 'must differ from listen.port' });

@@ -55,6 +55,21 @@ export class EventSink {
     }
   }
 
+  /**
+   * Audits (and notifies about) an action on an upstream secret. Built from its id and name
+   * only: there is no parameter a value could come through. Secrets are platform-wide, so
+   * the audit entry has no tenant (only platform admins see it) and the notification names
+   * the system tenant.
+   */
+  async secret(action: AuditAction, actor: string | null, secret: { id: string; name: string }, systemTenant: string, detail: AuditEntry['detail'] = {}): Promise<void> {
+    const at = this.#now();
+    const id = newEventId();
+    await this.#store.appendAudit({ id, at, actor, action, tenant: null, target: secret.id, detail: { name: secret.name, ...detail } });
+    this.#logger?.info({ audit: action, actor, target: secret.id }, 'audit');
+    const type = NOTIFIED[action];
+    if (type !== undefined) this.#notify({ id, type, at, actor, tenant: systemTenant, target: { secretId: secret.id, name: secret.name } });
+  }
+
   /** Anything else worth an audit line (revoke-all, failed admin logins, secrets). */
   async audit(action: AuditAction, actor: string | null, tenant: string | null, target: string | null, detail: AuditEntry['detail'] = {}): Promise<string> {
     const id = newEventId();

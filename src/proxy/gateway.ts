@@ -2,7 +2,7 @@
  * The request path, top to bottom:
  *
  *   normalise target → route match → body limit → extract credential → verify → authorize
- *   → rewrite headers → forward
+ *   → upstream secret (routes that name one) → rewrite headers → forward
  *
  * Each stage either hands the Exchange on or answers with a problem. Nothing here blocks:
  * verify returns synchronously on a cache hit and a Promise only on a store lookup.
@@ -15,6 +15,7 @@ import type { Identity } from '../auth/identity.ts';
 import type { Verifier, VerifyResult } from '../auth/verify.ts';
 import type { LastUsed } from '../events/last-used.ts';
 import type { Logger } from '../observability/logger.ts';
+import type { HeaderResult, SecretSpec } from '../secrets/vault.ts';
 import { limitBody } from './body-limit.ts';
 import { Exchange, type AuthOutcome } from './exchange.ts';
 import { forward, type ForwardHooks } from './forward.ts';
@@ -33,6 +34,13 @@ export interface GatewayOptions {
   hooks?: GatewayHooks;
   /** Notes each key's use; written to the store in batches, never per request. */
   lastUsed?: LastUsed;
+  /** Upstream secrets for routes that name one (secrets/vault.ts); without it such routes answer 502. */
+  secrets?: SecretSource | null;
+}
+
+export interface SecretSource {
+  /** `[header, value]` to set upstream, why there is none, or a Promise of either. */
+  headerFor(spec: SecretSpec): HeaderResult | Promise<HeaderResult>;
 }
 
 export interface GatewayHooks extends ForwardHooks {
@@ -77,6 +85,7 @@ export class Gateway {
   /** Event streams open now, to end them cleanly at shutdown. */
   readonly #streams = new Set<Exchange>();
   readonly #lastUsed: LastUsed | null;
+  readonly #secrets: SecretSource | null;
 
   constructor(options: GatewayOptions) {
     this.router = options.router;
@@ -95,6 +104,7 @@ export class Gateway {
       },
     };
     this.#lastUsed = options.lastUsed ?? null;
+    this.#secrets = options.secrets ?? null;
   }
 
   /** node:http 'request' handler (and 'checkContinue' with expectContinue). */
@@ -240,9 +250,43 @@ export class Gateway {
   }
 
   #forward(exchange: Exchange, target: NormalizedTarget, identity: Identity | null, dropAuthorization: boolean, expectContinue: boolean): void {
+    const secret = exchange.route!.config.secret;
+    if (secret === undefined) {
+      this.#dispatch(exchange, target, upstreamHeaders(exchange.req, this.headers, identity, dropAuthorization), expectContinue);
+      return;
+    }
+    const result = this.#secrets === null ? 'no_master_key' : this.#secrets.headerFor(secret);
+    if (result instanceof Promise) {
+      result.then(
+        (resolved) => {
+          if (exchange.res.destroyed) return;
+          try {
+            this.#withSecret(exchange, target, identity, dropAuthorization, expectContinue, secret.id, resolved);
+          } catch (error) {
+            this.#internalError(exchange, error);
+          }
+        },
+        (error: unknown) => this.#internalError(exchange, error),
+      );
+    } else {
+      this.#withSecret(exchange, target, identity, dropAuthorization, expectContinue, secret.id, result);
+    }
+  }
+
+  /** The route's secret header replaces any client copy; no secret, no request upstream (502). */
+  #withSecret(exchange: Exchange, target: NormalizedTarget, identity: Identity | null, dropAuthorization: boolean, expectContinue: boolean, id: string, result: HeaderResult): void {
+    if (typeof result === 'string') {
+      // The reason is in the log (vault.ts); the client learns which secret, never anything of its value.
+      exchange.error = 'upstream_unavailable';
+      sendProblem(exchange.res, 'upstream_unavailable', `the upstream secret "${id}" that this route injects is not available`, undefined, hasBody(exchange.req));
+      return;
+    }
+    this.#dispatch(exchange, target, upstreamHeaders(exchange.req, this.headers, identity, dropAuthorization, result), expectContinue);
+  }
+
+  #dispatch(exchange: Exchange, target: NormalizedTarget, headers: string[], expectContinue: boolean): void {
     const { req, res } = exchange;
     const route = exchange.route!;
-    const headers = upstreamHeaders(req, this.headers, identity, dropAuthorization);
     let body: IncomingMessage | AsyncIterable<Buffer> | null = null;
     if (hasBody(req)) {
       const max = route.config.maxBodyBytes;

@@ -5,6 +5,10 @@
  * long-running processes poll, so a key revoked from the CLI is refused by the server
  * within `pollMs` (and at once by the process that revoked it).
  *
+ * Upstream secrets (encrypted envelopes only) live in `secrets`; every change to one is
+ * also written to `secret_changes`, which servers poll the same way, so a secret removed
+ * from the CLI stops being injected within `pollMs`.
+ *
  * SQLite calls are synchronous. An indexed lookup costs microseconds and only happens on a
  * cache miss; multi-instance production deployments use the Redis store.
  */
@@ -14,6 +18,8 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import type { KeyRecord, Role, KeyStatus } from '../keys/record.ts';
 import { DuplicateKeyError, type KeyQuery, type KeyStore, type StoreFeed } from './key-store.ts';
 import type { AuditAction, AuditEntry, AuditPage, AuditQuery, LifecycleStore, ReminderStage } from './lifecycle-store.ts';
+import { envelopeText, parseEnvelope, type Envelope } from '../secrets/crypto.ts';
+import { DuplicateSecretError, type SecretFeed, type SecretMeta, type SecretStore, type StoredSecret } from '../secrets/secret-store.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS keys (
@@ -54,7 +60,33 @@ CREATE TABLE IF NOT EXISTS revocations (
   hash TEXT NOT NULL,
   at INTEGER NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS secrets (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  last_used_at INTEGER,
+  key_version TEXT NOT NULL,
+  envelope TEXT NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS secret_changes (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  secret_id TEXT NOT NULL,
+  at INTEGER NOT NULL
+) STRICT;
 `;
+
+interface SecretRow {
+  id: string;
+  name: string;
+  created_at: number;
+  last_used_at: number | null;
+  key_version: string;
+  envelope: string;
+}
+
+function secretMeta(row: Omit<SecretRow, 'envelope'>): SecretMeta {
+  return { id: row.id, name: row.name, createdAt: row.created_at, lastUsedAt: row.last_used_at, keyVersion: row.key_version };
+}
 
 interface Row {
   id: string;
@@ -99,7 +131,7 @@ export interface EmbeddedStoreOptions {
   pollMs?: number;
 }
 
-export class EmbeddedStore implements KeyStore, LifecycleStore {
+export class EmbeddedStore implements KeyStore, LifecycleStore, SecretStore {
   readonly kind = 'embedded' as const;
   readonly feedHealthy = true;
   readonly #db: DatabaseSync;
@@ -109,6 +141,9 @@ export class EmbeddedStore implements KeyStore, LifecycleStore {
   /** Ids this process already reported when it revoked them, so the poll does not report them again. */
   readonly #reported = new Set<string>();
   #lastSeq = 0;
+  #secretFeed: SecretFeed | null = null;
+  #secretChangesAfter: StatementSync | null = null;
+  #lastSecretSeq = 0;
   #timer: NodeJS.Timeout | null = null;
 
   constructor(options: EmbeddedStoreOptions) {
@@ -278,11 +313,20 @@ export class EmbeddedStore implements KeyStore, LifecycleStore {
   async subscribe(feed: StoreFeed): Promise<void> {
     this.#feed = feed;
     this.#lastSeq = (this.#q.lastSeq.get() as { seq: number }).seq;
-    this.#timer = setInterval(() => this.#poll(), this.#pollMs);
+    this.#startPolling();
+  }
+
+  #startPolling(): void {
+    if (this.#timer) return;
+    this.#timer = setInterval(() => {
+      this.#poll();
+      this.#pollSecrets();
+    }, this.#pollMs);
     this.#timer.unref();
   }
 
   #poll(): void {
+    if (!this.#feed) return;
     const rows = this.#q.revocationsAfter.all(this.#lastSeq) as { seq: number; key_id: string; hash: string; at: number }[];
     if (!rows.length || !this.#feed) return;
     this.#lastSeq = rows[rows.length - 1]!.seq;
@@ -294,9 +338,128 @@ export class EmbeddedStore implements KeyStore, LifecycleStore {
     this.#q.lastSeq.get();
   }
 
+  // ---- SecretStore ----------------------------------------------------------------------
+
+  /** Logs the change for other processes and tells this process's feed at once. */
+  #secretsChanged(ids: string[], at: number): void {
+    const log = this.#db.prepare('INSERT INTO secret_changes (secret_id, at) VALUES (?, ?)');
+    for (const id of ids) log.run(id, at);
+  }
+
+  #announce(ids: string[]): void {
+    this.#secretFeed?.secretsChanged(ids);
+  }
+
+  async addSecret(secret: StoredSecret): Promise<void> {
+    try {
+      this.#transaction(() => {
+        this.#db
+          .prepare('INSERT INTO secrets (id, name, created_at, last_used_at, key_version, envelope) VALUES (?, ?, ?, ?, ?, ?)')
+          .run(secret.id, secret.name, secret.createdAt, secret.lastUsedAt, secret.envelope.v, envelopeText(secret.envelope));
+        this.#secretsChanged([secret.id], secret.createdAt);
+      });
+    } catch (error) {
+      if (String((error as Error).message).includes('UNIQUE')) throw new DuplicateSecretError(`a secret with id "${secret.id}" exists`);
+      throw error;
+    }
+    this.#announce([secret.id]);
+  }
+
+  async listSecrets(): Promise<SecretMeta[]> {
+    const rows = this.#db.prepare('SELECT id, name, created_at, last_used_at, key_version FROM secrets ORDER BY created_at DESC, id').all() as unknown as Omit<SecretRow, 'envelope'>[];
+    return rows.map(secretMeta);
+  }
+
+  async getSecret(id: string): Promise<StoredSecret | null> {
+    const row = this.#db.prepare('SELECT * FROM secrets WHERE id = ?').get(id) as SecretRow | undefined;
+    if (!row) return null;
+    const envelope = parseEnvelope(row.envelope);
+    // An unreadable envelope is kept as one that can never decrypt: refused, not skipped.
+    return { ...secretMeta(row), envelope: envelope ?? { v: row.key_version, nonce: '', ct: '', tag: '' } };
+  }
+
+  async renameSecret(id: string, name: string): Promise<SecretMeta | null> {
+    let row: Omit<SecretRow, 'envelope'> | undefined;
+    this.#transaction(() => {
+      row = this.#db.prepare('UPDATE secrets SET name = ? WHERE id = ? RETURNING id, name, created_at, last_used_at, key_version').get(name, id) as typeof row;
+      if (row) this.#secretsChanged([id], Date.now());
+    });
+    if (!row) return null;
+    this.#announce([id]);
+    return secretMeta(row);
+  }
+
+  async moveSecret(from: string, to: string, name: string, envelope: Envelope): Promise<SecretMeta | null> {
+    let row: Omit<SecretRow, 'envelope'> | undefined;
+    try {
+      this.#transaction(() => {
+        const old = this.#db.prepare('DELETE FROM secrets WHERE id = ? RETURNING created_at, last_used_at').get(from) as { created_at: number; last_used_at: number | null } | undefined;
+        if (!old) return;
+        row = this.#db
+          .prepare('INSERT INTO secrets (id, name, created_at, last_used_at, key_version, envelope) VALUES (?, ?, ?, ?, ?, ?) RETURNING id, name, created_at, last_used_at, key_version')
+          .get(to, name, old.created_at, old.last_used_at, envelope.v, envelopeText(envelope)) as typeof row;
+        this.#secretsChanged([from, to], Date.now());
+      });
+    } catch (error) {
+      if (String((error as Error).message).includes('UNIQUE')) throw new DuplicateSecretError(`a secret with id "${to}" exists`);
+      throw error;
+    }
+    if (!row) return null;
+    this.#announce([from, to]);
+    return secretMeta(row);
+  }
+
+  async replaceEnvelope(id: string, expected: Envelope, next: Envelope): Promise<boolean> {
+    let replaced = false;
+    this.#transaction(() => {
+      const row = this.#db.prepare('SELECT envelope FROM secrets WHERE id = ?').get(id) as { envelope: string } | undefined;
+      const current = row ? parseEnvelope(row.envelope) : null;
+      if (current === null || current.v !== expected.v || current.nonce !== expected.nonce || current.ct !== expected.ct || current.tag !== expected.tag) return;
+      this.#db.prepare('UPDATE secrets SET envelope = ?, key_version = ? WHERE id = ?').run(envelopeText(next), next.v, id);
+      replaced = true;
+    });
+    return replaced;
+  }
+
+  async removeSecret(id: string): Promise<SecretMeta | null> {
+    let row: Omit<SecretRow, 'envelope'> | undefined;
+    this.#transaction(() => {
+      row = this.#db.prepare('DELETE FROM secrets WHERE id = ? RETURNING id, name, created_at, last_used_at, key_version').get(id) as typeof row;
+      if (row) this.#secretsChanged([id], Date.now());
+    });
+    if (!row) return null;
+    this.#announce([id]);
+    return secretMeta(row);
+  }
+
+  async touchSecrets(lastUsed: ReadonlyMap<string, number>): Promise<void> {
+    if (lastUsed.size === 0) return;
+    const update = this.#db.prepare('UPDATE secrets SET last_used_at = ? WHERE id = ? AND (last_used_at IS NULL OR last_used_at < ?)');
+    this.#transaction(() => {
+      for (const [id, at] of lastUsed) update.run(at, id, at);
+    });
+  }
+
+  subscribeSecrets(feed: SecretFeed): void {
+    this.#secretFeed = feed;
+    this.#lastSecretSeq = (this.#db.prepare('SELECT COALESCE(MAX(seq), 0) AS seq FROM secret_changes').get() as { seq: number }).seq;
+    this.#secretChangesAfter = this.#db.prepare('SELECT seq, secret_id FROM secret_changes WHERE seq > ? ORDER BY seq LIMIT 1000');
+    this.#startPolling();
+  }
+
+  /** Changes by any process, this one's included (dropping a cache entry twice is harmless). */
+  #pollSecrets(): void {
+    if (!this.#secretFeed || !this.#secretChangesAfter) return;
+    const rows = this.#secretChangesAfter.all(this.#lastSecretSeq) as { seq: number; secret_id: string }[];
+    if (!rows.length) return;
+    this.#lastSecretSeq = rows[rows.length - 1]!.seq;
+    this.#secretFeed.secretsChanged([...new Set(rows.map((r) => r.secret_id))]);
+  }
+
   async close(): Promise<void> {
     if (this.#timer) clearInterval(this.#timer);
     this.#feed = null;
+    this.#secretFeed = null;
     if (this.#db.isOpen) this.#db.close();
   }
 }

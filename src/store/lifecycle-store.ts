@@ -16,6 +16,7 @@ export type AuditAction =
   | 'secret.create'
   | 'secret.rename'
   | 'secret.remove'
+  | 'secret.rewrap'
   | 'admin.login_failed';
 
 /** Never a key, a hash or a secret value: ids, names and display prefixes only. */

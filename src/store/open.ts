@@ -4,8 +4,9 @@ import type { Logger } from '../observability/logger.ts';
 import { EmbeddedStore } from './embedded.ts';
 import type { KeyStore } from './key-store.ts';
 import type { LifecycleStore } from './lifecycle-store.ts';
+import type { SecretStore } from '../secrets/secret-store.ts';
 
-export type Store = KeyStore & LifecycleStore;
+export type Store = KeyStore & LifecycleStore & SecretStore;
 
 export interface OpenStoreOptions {
   /**

@@ -198,3 +198,113 @@ if KEYS[3] ~= KEYS[2] then redis.call('ZADD', KEYS[3], seq, ARGV[1]) end
 return seq
 `,
 );
+
+// ---- upstream secrets -------------------------------------------------------------------
+// A secret is the hash secret:{id} (id name createdAt lastUsedAt keyVersion envelope); the
+// sorted set `secrets` indexes the ids by createdAt. Every change publishes
+// `{"ids":[…]}` on the secrets channel so every instance drops its cached value.
+
+const SECRET_META = `'id', 'name', 'createdAt', 'lastUsedAt', 'keyVersion'`;
+
+/**
+ * KEYS: secret:{id}, secrets. ARGV: id, createdAt, channel, envelope, then the hash's
+ * field/value pairs. Returns 1, or 0 if the id exists (nothing written). The same envelope
+ * again is the same add (resent after a lost reply) and returns 1.
+ */
+export const SECRET_ADD = script(
+  'secretAdd',
+  `
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('HGET', KEYS[1], 'envelope') == ARGV[4] then return 1 end
+  return 0
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
+redis.call('PUBLISH', ARGV[3], cjson.encode({ ids = { ARGV[1] } }))
+return 1
+`,
+);
+
+/** KEYS: secrets. ARGV: prefix. Every secret's [id, name, createdAt, lastUsedAt, keyVersion], newest first; never an envelope. */
+export const SECRET_LIST = script(
+  'secretList',
+  `
+local out = {}
+for _, id in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
+  local f = redis.call('HMGET', ARGV[1] .. 'secret:' .. id, ${SECRET_META})
+  if f[1] then out[#out + 1] = f end
+end
+return out
+`,
+);
+
+/** KEYS: secret:{id}. ARGV: id, name, channel. The metadata after, or nil for an unknown id. */
+export const SECRET_RENAME = script(
+  'secretRename',
+  `
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('HSET', KEYS[1], 'name', ARGV[2])
+redis.call('PUBLISH', ARGV[3], cjson.encode({ ids = { ARGV[1] } }))
+return redis.call('HMGET', KEYS[1], ${SECRET_META})
+`,
+);
+
+/**
+ * KEYS: secret:{from}, secret:{to}, secrets. ARGV: from, to, name, keyVersion, envelope, channel.
+ * Moves the secret to the new id with the new envelope, keeping createdAt and lastUsedAt.
+ * Returns the metadata after, nil if `from` does not exist, 0 if `to` does.
+ */
+export const SECRET_MOVE = script(
+  'secretMove',
+  `
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local created = redis.call('HGET', KEYS[1], 'createdAt') or '0'
+local used = redis.call('HGET', KEYS[1], 'lastUsedAt')
+redis.call('DEL', KEYS[1])
+redis.call('HSET', KEYS[2], 'id', ARGV[2], 'name', ARGV[3], 'createdAt', created, 'keyVersion', ARGV[4], 'envelope', ARGV[5])
+if used then redis.call('HSET', KEYS[2], 'lastUsedAt', used) end
+redis.call('ZREM', KEYS[3], ARGV[1])
+redis.call('ZADD', KEYS[3], created, ARGV[2])
+redis.call('PUBLISH', ARGV[6], cjson.encode({ ids = { ARGV[1], ARGV[2] } }))
+return redis.call('HMGET', KEYS[2], ${SECRET_META})
+`,
+);
+
+/** KEYS: secret:{id}. ARGV: expected envelope, new envelope, new keyVersion. 1 if replaced, 0 if the envelope is not (or no longer) the expected one. */
+export const SECRET_REPLACE = script(
+  'secretReplace',
+  `
+if redis.call('HGET', KEYS[1], 'envelope') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'envelope', ARGV[2], 'keyVersion', ARGV[3])
+return 1
+`,
+);
+
+/** KEYS: secret:{id}, secrets. ARGV: id, channel. The metadata as it was, or nil. */
+export const SECRET_REMOVE = script(
+  'secretRemove',
+  `
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local f = redis.call('HMGET', KEYS[1], ${SECRET_META})
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('PUBLISH', ARGV[2], cjson.encode({ ids = { ARGV[1] } }))
+return f
+`,
+);
+
+/** KEYS: secrets (for routing). ARGV: prefix, then id/time pairs. Sets lastUsedAt where newer. */
+export const SECRET_TOUCH = script(
+  'secretTouch',
+  `
+for i = 2, #ARGV, 2 do
+  local k = ARGV[1] .. 'secret:' .. ARGV[i]
+  if redis.call('EXISTS', k) == 1 then
+    local current = tonumber(redis.call('HGET', k, 'lastUsedAt') or '0')
+    if tonumber(ARGV[i + 1]) > current then redis.call('HSET', k, 'lastUsedAt', ARGV[i + 1]) end
+  end
+end
+return 1
+`,
+);

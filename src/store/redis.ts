@@ -11,6 +11,9 @@
  *    disconnect the feed is told to `resync` (flush) only once the SUBSCRIBE is confirmed,
  *    so no revocation published during the gap can be missed. A PING on that connection
  *    every `heartbeatMs` catches a connection that died silently.
+ *  - Upstream secrets (encrypted envelopes only) are one hash each; every change publishes
+ *    the ids on a second channel that the same subscriber connection listens on, so every
+ *    instance drops its cached value, and a resync flushes that cache too.
  *  - Every command error becomes a StoreUnavailableError (the request path answers 503 or
  *    falls back to a recent cached answer); messages never carry a key name or a hash.
  *
@@ -34,6 +37,8 @@ import {
 } from './redis-connection.ts';
 import * as scripts from './redis-scripts.ts';
 import type { LuaScript } from './redis-scripts.ts';
+import { envelopeText, parseEnvelope, type Envelope } from '../secrets/crypto.ts';
+import { DuplicateSecretError, type SecretFeed, type SecretMeta, type SecretStore, type StoredSecret } from '../secrets/secret-store.ts';
 
 export interface RedisStoreOptions {
   /**
@@ -57,6 +62,8 @@ class KeyNames {
   readonly audit: string;
   readonly auditSeq: string;
   readonly channel: string;
+  readonly secrets: string;
+  readonly secretsChannel: string;
   constructor(prefix: string) {
     this.prefix = prefix;
     this.all = `${prefix}keys`;
@@ -66,6 +73,11 @@ class KeyNames {
     this.audit = `${prefix}audit`;
     this.auditSeq = `${prefix}audit:seq`;
     this.channel = `${prefix}revocations`;
+    this.secrets = `${prefix}secrets`;
+    this.secretsChannel = `${prefix}secrets:changes`;
+  }
+  secret(id: string): string {
+    return `${this.prefix}secret:${id}`;
   }
   hash(h: string): string {
     return `${this.prefix}hash:${h}`;
@@ -182,11 +194,29 @@ export function parseRevocation(message: string): RevocationEvent | null {
   return { ids, hashes, at };
 }
 
+/** [id, name, createdAt, lastUsedAt, keyVersion] (an HMGET reply) as metadata, or null. */
+function secretMeta(reply: unknown): SecretMeta | null {
+  if (!Array.isArray(reply) || reply[0] === null || reply[0] === undefined) return null;
+  const [id, name, createdAt, lastUsedAt, keyVersion] = reply.map((v) => (v === null || v === undefined ? undefined : String(v)));
+  return { id: id!, name: name ?? '', createdAt: num(createdAt) ?? 0, lastUsedAt: num(lastUsedAt), keyVersion: keyVersion ?? '' };
+}
+
+/** A secrets-channel message's ids, or null if it is not one. */
+export function parseSecretChange(message: string): string[] | null {
+  try {
+    const value = JSON.parse(message) as { ids?: unknown };
+    if (Array.isArray(value.ids) && value.ids.every((x) => typeof x === 'string')) return value.ids as string[];
+  } catch {
+    // fall through
+  }
+  return null;
+}
+
 function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-export class RedisStore implements KeyStore, LifecycleStore {
+export class RedisStore implements KeyStore, LifecycleStore, SecretStore {
   readonly kind = 'redis' as const;
   readonly #config: RedisConfig;
   readonly #keys: KeyNames;
@@ -201,6 +231,7 @@ export class RedisStore implements KeyStore, LifecycleStore {
   #commandsUp = false;
 
   #feed: StoreFeed | null = null;
+  #secretFeed: SecretFeed | null = null;
   #sub: Redis | null = null;
   #subAttempt = 0;
   /** Bumped on every subscriber (re)connect and disconnect: stale SUBSCRIBE replies are ignored. */
@@ -481,17 +512,20 @@ export class RedisStore implements KeyStore, LifecycleStore {
     this.#sub = sub;
     sub.on('error', (error: Error) => this.#logger?.debug({ err: { message: error.message } }, 'redis subscriber connection error'));
     sub.on('message', (channel: string, message: string) => {
-      if (this.#sub === sub && channel === this.#keys.channel) this.#onMessage(message);
+      if (this.#sub !== sub) return;
+      if (channel === this.#keys.channel) this.#onMessage(message);
+      else if (channel === this.#keys.secretsChannel) this.#onSecretMessage(message);
     });
     sub.on('ready', () => {
       if (this.#sub !== sub) return;
       const epoch = ++this.#subEpoch;
-      sub.subscribe(this.#keys.channel).then(
+      sub.subscribe(this.#keys.channel, this.#keys.secretsChannel).then(
         () => {
           if (this.#sub !== sub || epoch !== this.#subEpoch || this.#closed) return;
           // Subscribed first, then flushed: a revocation written during the gap is either
           // in Redis before the flush (the next lookup sees it) or arrives as a message.
           this.#feed?.resync();
+          this.#secretFeed?.secretsResync();
           this.#subscribed = true;
           this.#logger?.info({ channel: this.#keys.channel }, 'revocation feed subscribed');
           this.#firstSubscription?.resolve();
@@ -539,6 +573,91 @@ export class RedisStore implements KeyStore, LifecycleStore {
       .finally(() => (this.#beating = false));
   }
 
+  // ---- upstream secrets -----------------------------------------------------------------
+
+  #secretsChanged(ids: string[]): void {
+    this.#secretFeed?.secretsChanged(ids);
+  }
+
+  #onSecretMessage(message: string): void {
+    const feed = this.#secretFeed;
+    if (!feed) return;
+    const ids = parseSecretChange(message);
+    if (ids === null) {
+      this.#logger?.warn({ channel: this.#keys.secretsChannel }, 'unreadable secrets message; flushing the secret cache');
+      feed.secretsResync();
+    } else feed.secretsChanged(ids);
+  }
+
+  subscribeSecrets(feed: SecretFeed): void {
+    this.#secretFeed = feed;
+  }
+
+  async addSecret(secret: StoredSecret): Promise<void> {
+    const k = this.#keys;
+    const text = envelopeText(secret.envelope);
+    const fields = ['id', secret.id, 'name', secret.name, 'createdAt', String(secret.createdAt), 'keyVersion', secret.envelope.v, 'envelope', text];
+    if (secret.lastUsedAt !== null) fields.push('lastUsedAt', String(secret.lastUsedAt));
+    const added = await this.#script(scripts.SECRET_ADD, [k.secret(secret.id), k.secrets], [secret.id, String(secret.createdAt), k.secretsChannel, text, ...fields]);
+    if (Number(added) !== 1) throw new DuplicateSecretError(`a secret with id "${secret.id}" exists`);
+    this.#secretsChanged([secret.id]);
+  }
+
+  async listSecrets(): Promise<SecretMeta[]> {
+    const reply = await this.#script(scripts.SECRET_LIST, [this.#keys.secrets], [this.#keys.prefix]);
+    const out: SecretMeta[] = [];
+    if (Array.isArray(reply)) {
+      for (const item of reply) {
+        const meta = secretMeta(item);
+        if (meta) out.push(meta);
+      }
+    }
+    return out.sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  async getSecret(id: string): Promise<StoredSecret | null> {
+    const f = pairs(await this.#call('HGETALL', this.#keys.secret(id)));
+    if (f.id === undefined) return null;
+    const meta: SecretMeta = { id: f.id, name: f.name ?? '', createdAt: num(f.createdAt) ?? 0, lastUsedAt: num(f.lastUsedAt), keyVersion: f.keyVersion ?? '' };
+    // An unreadable envelope is kept as one that can never decrypt: refused, not skipped.
+    return { ...meta, envelope: parseEnvelope(f.envelope ?? '') ?? { v: meta.keyVersion, nonce: '', ct: '', tag: '' } };
+  }
+
+  async renameSecret(id: string, name: string): Promise<SecretMeta | null> {
+    const meta = secretMeta(await this.#script(scripts.SECRET_RENAME, [this.#keys.secret(id)], [id, name, this.#keys.secretsChannel]));
+    if (meta) this.#secretsChanged([id]);
+    return meta;
+  }
+
+  async moveSecret(from: string, to: string, name: string, envelope: Envelope): Promise<SecretMeta | null> {
+    const k = this.#keys;
+    const reply = await this.#script(scripts.SECRET_MOVE, [k.secret(from), k.secret(to), k.secrets], [from, to, name, envelope.v, envelopeText(envelope), k.secretsChannel]);
+    if (typeof reply === 'number' || reply === '0') throw new DuplicateSecretError(`a secret with id "${to}" exists`);
+    const meta = secretMeta(reply);
+    if (meta) this.#secretsChanged([from, to]);
+    return meta;
+  }
+
+  async replaceEnvelope(id: string, expected: Envelope, next: Envelope): Promise<boolean> {
+    return Number(await this.#script(scripts.SECRET_REPLACE, [this.#keys.secret(id)], [envelopeText(expected), envelopeText(next), next.v])) === 1;
+  }
+
+  async removeSecret(id: string): Promise<SecretMeta | null> {
+    const k = this.#keys;
+    const meta = secretMeta(await this.#script(scripts.SECRET_REMOVE, [k.secret(id), k.secrets], [id, k.secretsChannel]));
+    if (meta) this.#secretsChanged([id]);
+    return meta;
+  }
+
+  async touchSecrets(lastUsed: ReadonlyMap<string, number>): Promise<void> {
+    const entries = [...lastUsed];
+    for (let i = 0; i < entries.length; i += 500) {
+      const args: (string | number)[] = [this.#keys.prefix];
+      for (const [id, at] of entries.slice(i, i + 500)) args.push(id, String(at));
+      await this.#script(scripts.SECRET_TOUCH, [this.#keys.secrets], args);
+    }
+  }
+
   // ---- shutdown -------------------------------------------------------------------------
 
   async close(): Promise<void> {
@@ -546,6 +665,7 @@ export class RedisStore implements KeyStore, LifecycleStore {
     this.#closed = true;
     if (this.#heartbeat) clearInterval(this.#heartbeat);
     this.#feed = null;
+    this.#secretFeed = null;
     this.#subscribed = false;
     this.#firstSubscription?.resolve();
     const sub = this.#sub;
