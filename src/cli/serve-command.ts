@@ -8,6 +8,8 @@ import cluster from 'node:cluster';
 import { runPrimary, workerCount } from '../cluster/primary.ts';
 import { ConfigError } from '../config/load.ts';
 import { createNotifier } from '../events/notifications/notifier.ts';
+import { loadPepper } from '../keys/pepper.ts';
+import { loadKeyring } from '../secrets/crypto.ts';
 import { createLoggers } from '../observability/logger.ts';
 import { startKeygate } from '../server.ts';
 import { parseFlags } from './args.ts';
@@ -20,6 +22,11 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   const { logger, access } = loggers;
   const workers = workerCount(config.workers);
   if (workers > 1 && cluster.isPrimary) {
+    // What would make every worker fail at start is checked once here (exit 2), rather than
+    // left to a restart loop. The pepper file, if it has to be created, is created once.
+    loadPepper(config, io.env);
+    loadKeyring(io.env);
+    await createNotifier({ config: config.notifications, env: io.env, logger }).close();
     const code = await runPrimary({ workers, graceMs: config.shutdown.graceMs, logger });
     loggers.flush();
     return code;
