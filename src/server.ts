@@ -145,7 +145,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   const proxy = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000, noDelay: true });
   proxy.on('request', (req, res) => gateway.handle(req, res));
   proxy.on('checkContinue', (req, res) => gateway.handle(req, res, true));
-  const admin = createAdminServer({ store, metrics: metricsSource(metrics.registry), api: createAdminApi({ service, secrets, verifier, events, systemTenant: config.tenants.system, logger, reload: () => reload() }) });
+  const admin = createAdminServer({ store, metrics: metricsSource(metrics.registry), api: createAdminApi({ service, secrets, verifier, events, systemTenant: config.tenants.system, logger, reload: reloadConfig ? () => reload() : undefined }) });
   const echo = config.echo ? createEchoUpstream() : null;
 
   let proxyPort: number;

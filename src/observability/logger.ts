@@ -6,15 +6,12 @@ import pino, { type Logger } from 'pino';
 
 export type { Logger };
 
+const CREDENTIAL_HEADERS = ['authorization', '["x-api-key"]', 'cookie', '["set-cookie"]', '["proxy-authorization"]'];
+const at = (header: string) => (header.startsWith('[') ? header : `.${header}`);
+
+/** Credential headers wherever a `headers` object sits, up to three levels deep, and secret-named fields. */
 export const REDACT_PATHS = [
-  '*.headers.authorization',
-  '*.headers["x-api-key"]',
-  '*.headers.cookie',
-  '*.headers["set-cookie"]',
-  '*.headers["proxy-authorization"]',
-  'headers.authorization',
-  'headers["x-api-key"]',
-  'headers.cookie',
+  ...CREDENTIAL_HEADERS.flatMap((h) => [`headers${at(h)}`, `*.headers${at(h)}`, `*.*.headers${at(h)}`, `*.*.*.headers${at(h)}`]),
   'key',
   'hash',
   'value',
