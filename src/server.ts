@@ -3,6 +3,7 @@
  * revocations) → route table → gateway on the proxy listener; operations on the admin
  * listener. `keygate serve` and the tests both start keygate through here.
  */
+import cluster from 'node:cluster';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
@@ -82,7 +83,11 @@ function storeErrorLog(logger: Logger): (error: unknown) => void {
 }
 
 async function listen(server: Server, host: string, port: number): Promise<number> {
-  server.listen(port, host);
+  // Workers each bind their own socket (SO_REUSEPORT) and the kernel spreads connections:
+  // no hand-off through the primary, which leaves a connection hanging if the worker it was
+  // passed to dies before accepting it.
+  if (cluster.isWorker && port !== 0) server.listen({ port, host, exclusive: true, reusePort: true });
+  else server.listen(port, host);
   await once(server, 'listening');
   return (server.address() as AddressInfo).port;
 }

@@ -20,9 +20,6 @@ export interface PrimaryOptions {
 
 /** Resolves with the exit code once every worker has stopped after a signal. */
 export function runPrimary({ workers, graceMs, logger }: PrimaryOptions): Promise<number> {
-  // The kernel hands connections to workers (SCHED_NONE) instead of the primary round-robin:
-  // a connection the primary passed to a worker that died before accepting it would hang.
-  cluster.schedulingPolicy = cluster.SCHED_NONE;
   serveClusterMetrics();
   let stopping = false;
   const crashes: number[] = [];
