@@ -150,7 +150,8 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   const proxy = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000, noDelay: true });
   proxy.on('request', (req, res) => gateway.handle(req, res));
   proxy.on('checkContinue', (req, res) => gateway.handle(req, res, true));
-  const admin = createAdminServer({ store, metrics: metricsSource(metrics.registry), api: createAdminApi({ service, secrets, verifier, events, systemTenant: config.tenants.system, logger, reload: reloadConfig ? () => reload() : undefined }) });
+  let closing: Promise<void> | null = null;
+  const admin = createAdminServer({ store, draining: () => closing !== null, metrics: metricsSource(metrics.registry), api: createAdminApi({ service, secrets, verifier, events, systemTenant: config.tenants.system, logger, reload: reloadConfig ? () => reload() : undefined }) });
   const echo = config.echo ? createEchoUpstream() : null;
 
   let proxyPort: number;
@@ -185,7 +186,6 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     return result;
   };
 
-  let closing: Promise<void> | null = null;
   return {
     get config() {
       return config;
@@ -204,6 +204,13 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     echoPort,
     close(graceMs = 10_000) {
       closing ??= (async () => {
+        // Behind a load balancer: keep serving while /readyz already says 503, so the balancer
+        // stops sending before the listener closes.
+        const delay = config.shutdown.drainDelayMs;
+        if (delay > 0) {
+          logger.info({ drainDelayMs: delay }, 'draining: /readyz answers 503; still serving');
+          await new Promise((resolve) => setTimeout(resolve, delay));
+        }
         await closeServer(proxy, graceMs, () => {
           const ended = gateway.endStreams();
           if (ended) logger.info({ streams: ended }, 'grace period over: ended open event streams');

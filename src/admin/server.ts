@@ -10,6 +10,8 @@ import { openApiDocument } from './openapi.ts';
 
 export interface AdminOptions {
   store: KeyStore;
+  /** True once shutdown has begun: /readyz says 503 so load balancers stop sending traffic. */
+  draining?: () => boolean;
   /** Served at GET /metrics (cluster-wide under `workers: N`). */
   metrics?: MetricsSource;
   /** The /v1/… admin API (api.ts). */
@@ -22,8 +24,8 @@ function json(res: ServerResponse, status: number, body: unknown): void {
   res.end(text);
 }
 
-async function ready(store: KeyStore): Promise<{ ok: boolean; checks: Record<string, string> }> {
-  const checks: Record<string, string> = { config: 'ok' };
+async function ready(store: KeyStore, draining: boolean): Promise<{ ok: boolean; checks: Record<string, string> }> {
+  const checks: Record<string, string> = { config: 'ok', shutdown: draining ? 'draining' : 'ok' };
   try {
     await store.ping();
     checks.store = 'ok';
@@ -60,7 +62,7 @@ export function createAdminServer(options: AdminOptions): Server {
     } else if (path === '/openapi.json') {
       json(res, 200, openApiDocument());
     } else if (path === '/readyz') {
-      ready(options.store).then(
+      ready(options.store, options.draining?.() ?? false).then(
         (result) => json(res, result.ok ? 200 : 503, { status: result.ok ? 'ready' : 'not ready', checks: result.checks }),
         () => json(res, 503, { status: 'not ready' }),
       );

@@ -130,7 +130,7 @@ export const configSchema = z
       .prefault({}),
     notifications: notificationsSchema.prefault({}),
     workers: z.union([z.literal('auto'), z.number().int('must be a whole number').min(1, 'must be at least 1').max(256, 'must be at most 256')], { error: 'must be "auto" or a number of processes' }).default(1),
-    shutdown: z.strictObject({ graceMs: positiveInt('milliseconds').default(10_000) }).prefault({}),
+    shutdown: z.strictObject({ graceMs: positiveInt('milliseconds').default(10_000), drainDelayMs: z.number().int('must be a whole number').nonnegative('must be 0 or more').default(0) }).prefault({}),
     lifecycle: z
       .strictObject({
         sweepMs: positiveInt('milliseconds').default(15_000),
