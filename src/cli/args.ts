@@ -22,6 +22,20 @@ export function parseFlags<const O extends Options>(args: string[], options: O, 
   return parsed;
 }
 
+export type Subcommand<Io> = (args: string[], io: Io) => Promise<number>;
+
+/** `keygate <group> <sub> …`: runs the subcommand, or prints usage (exit 2 when none was given). */
+export function runSubcommand<Io extends { out(text: string): void }>(group: string, usage: string, table: Record<string, Subcommand<Io>>, args: string[], io: Io): Promise<number> {
+  const [sub, ...rest] = args;
+  if (sub === undefined || sub === 'help' || sub === '--help') {
+    io.out(usage);
+    return Promise.resolve(sub === undefined ? 2 : 0);
+  }
+  const command = Object.hasOwn(table, sub) ? table[sub] : undefined;
+  if (command === undefined) throw new UsageError(`unknown command "${group} ${sub}"\n${usage}`);
+  return command(rest, io);
+}
+
 export function requireFlag(values: Record<string, unknown>, name: string): string {
   const value = values[name];
   if (typeof value !== 'string' || value === '') throw new UsageError(`--${name} is required`);

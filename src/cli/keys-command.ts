@@ -1,7 +1,7 @@
 /** `keygate keys create|list|revoke` */
 import { toPublic, type KeyRecord, type Role } from '../keys/record.ts';
 import { CLI_CALLER, KeyNotFoundError, KeyRuleError } from '../keys/service.ts';
-import { parseFlags, requireFlag, UsageError } from './args.ts';
+import { parseFlags, requireFlag, runSubcommand, UsageError } from './args.ts';
 import { configFrom, withKeyService, type Io } from './context.ts';
 
 const USAGE = `usage:
@@ -119,21 +119,6 @@ async function revoke(args: string[], io: Io): Promise<number> {
   return 0;
 }
 
-export async function keysCommand(args: string[], io: Io): Promise<number> {
-  const [sub, ...rest] = args;
-  switch (sub) {
-    case 'create':
-      return create(rest, io);
-    case 'list':
-      return listKeys(rest, io);
-    case 'revoke':
-      return revoke(rest, io);
-    case undefined:
-    case '--help':
-    case 'help':
-      io.out(USAGE);
-      return sub === undefined ? 2 : 0;
-    default:
-      throw new UsageError(`unknown command "keys ${sub}"\n${USAGE}`);
-  }
+export function keysCommand(args: string[], io: Io): Promise<number> {
+  return runSubcommand('keys', USAGE, { create, list: listKeys, revoke }, args, io);
 }

@@ -12,7 +12,7 @@ import { CLI_CALLER, KeyNotFoundError, KeyRuleError, KeyStateError } from '../ke
 import { EventSink } from '../events/event-sink.ts';
 import { openStore } from '../store/open.ts';
 import type { Config } from '../config/schema.ts';
-import { parseFlags, requireFlag, UsageError } from './args.ts';
+import { parseFlags, requireFlag, runSubcommand, UsageError } from './args.ts';
 import { configFrom, type Io } from './context.ts';
 
 const USAGE = `usage:
@@ -213,25 +213,6 @@ async function rewrap(args: string[], io: Io): Promise<number> {
   return result.failed.length ? 1 : 0;
 }
 
-export async function secretsCommand(args: string[], io: Io): Promise<number> {
-  const [sub, ...rest] = args;
-  switch (sub) {
-    case 'add':
-      return add(rest, io);
-    case 'list':
-      return list(rest, io);
-    case 'rename':
-      return rename(rest, io);
-    case 'remove':
-      return remove(rest, io);
-    case 'rewrap':
-      return rewrap(rest, io);
-    case undefined:
-    case '--help':
-    case 'help':
-      io.out(USAGE);
-      return sub === undefined ? 2 : 0;
-    default:
-      throw new UsageError(`unknown command "secrets ${sub}"\n${USAGE}`);
-  }
+export function secretsCommand(args: string[], io: Io): Promise<number> {
+  return runSubcommand('secrets', USAGE, { add, list, rename, remove, rewrap }, args, io);
 }
