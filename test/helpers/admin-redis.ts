@@ -7,13 +7,12 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseConfig } from '../../src/config/load.ts';
 import type { Config, RawConfig } from '../../src/config/schema.ts';
 import type { Notify } from '../../src/events/event-sink.ts';
 import type { KeygateEvent } from '../../src/events/types.ts';
 import { createLoggers, type Logger } from '../../src/observability/logger.ts';
 import { startKeygate, type Keygate } from '../../src/server.ts';
-import { captureStream, TEST_PEPPER } from './keygate.ts';
+import { captureStream, TEST_PEPPER, testConfig } from './keygate.ts';
 
 export interface Instance {
   keygate: Keygate;
@@ -41,16 +40,7 @@ export interface InstanceOptions {
 export async function startInstance(raw: RawConfig, options: InstanceOptions = {}): Promise<Instance> {
   const dir = mkdtempSync(join(tmpdir(), 'keygate-admin-redis-'));
   try {
-    const config = parseConfig(
-      {
-        listen: { host: '127.0.0.1', port: 0 },
-        admin: { host: '127.0.0.1', port: 0 },
-        ...raw,
-        store: { path: join(dir, 'keygate.db'), pollMs: 50, ...raw.store },
-        log: { level: 'info', ...raw.log },
-      },
-      'test',
-    );
+    const config = testConfig(raw, dir);
     const capture = captureStream();
     const { logger, access } = createLoggers({ level: config.log.level, destination: capture.stream });
     const events: KeygateEvent[] = [];

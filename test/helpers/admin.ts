@@ -8,14 +8,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
-import { parseConfig } from '../../src/config/load.ts';
 import type { Config, RawConfig } from '../../src/config/schema.ts';
 import type { KeygateEvent } from '../../src/events/types.ts';
 import { createKeyHasher } from '../../src/keys/hash.ts';
 import { KeyService } from '../../src/keys/service.ts';
 import { createLoggers } from '../../src/observability/logger.ts';
 import { startKeygate, type Keygate } from '../../src/server.ts';
-import { captureStream, cliKeys, TEST_PEPPER, type TestKeys } from './keygate.ts';
+import { captureStream, cliKeys, TEST_PEPPER, testConfig, type TestKeys } from './keygate.ts';
 
 export interface AdminTestKeygate {
   keygate: Keygate;
@@ -37,16 +36,7 @@ export interface AdminTestKeygate {
  */
 export async function startAdminKeygate(raw: RawConfig = {}, env: NodeJS.ProcessEnv = {}): Promise<AdminTestKeygate> {
   const dir = mkdtempSync(join(tmpdir(), 'keygate-admin-'));
-  const config = parseConfig(
-    {
-      listen: { host: '127.0.0.1', port: 0 },
-      admin: { host: '127.0.0.1', port: 0 },
-      ...raw,
-      store: { path: join(dir, 'keygate.db'), pollMs: 50, ...raw.store },
-      log: { level: 'info', ...raw.log },
-    },
-    'test',
-  );
+  const config = testConfig(raw, dir);
   const capture = captureStream();
   const { logger, access } = createLoggers({ level: config.log.level, destination: capture.stream });
   const events: KeygateEvent[] = [];

@@ -65,9 +65,9 @@ export function captureStream(): { stream: Writable; text(): string } {
   return { stream, text: () => chunks.join('') };
 }
 
-export async function startTestKeygate(raw: RawConfig, env: NodeJS.ProcessEnv = {}): Promise<TestKeygate> {
-  const dir = mkdtempSync(join(tmpdir(), 'keygate-test-'));
-  const config = parseConfig(
+/** A config for tests: loopback listeners on free ports, the embedded store in `dir` (unless `raw.store` says otherwise). */
+export function testConfig(raw: RawConfig, dir: string): Config {
+  return parseConfig(
     {
       listen: { host: '127.0.0.1', port: 0 },
       admin: { host: '127.0.0.1', port: 0 },
@@ -77,6 +77,11 @@ export async function startTestKeygate(raw: RawConfig, env: NodeJS.ProcessEnv = 
     },
     'test',
   );
+}
+
+export async function startTestKeygate(raw: RawConfig, env: NodeJS.ProcessEnv = {}): Promise<TestKeygate> {
+  const dir = mkdtempSync(join(tmpdir(), 'keygate-test-'));
+  const config = testConfig(raw, dir);
   const fullEnv = { KEYGATE_PEPPER: TEST_PEPPER, ...env };
   const capture = captureStream();
   const { logger, access } = createLoggers({ level: config.log.level, destination: capture.stream });
