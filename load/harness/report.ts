@@ -1,0 +1,69 @@
+/**
+ * The bench report: one markdown table of every target run (rps, latency percentiles,
+ * status codes, ratios to direct and to the baseline measured in the same round), plus
+ * the added latency of the fixed-rate scenario.
+ */
+import type { AcResult } from './autocannon.ts';
+import type { Scenario, TargetName } from './scenarios.ts';
+
+export interface Run {
+  scenario: Scenario;
+  round: number;
+  target: TargetName;
+  result: AcResult;
+  /** keygate only: store lookups per request during the run (from /metrics). */
+  lookupsPerRequest?: number;
+}
+
+const f0 = (n: number) => n.toFixed(0);
+const f2 = (n: number) => n.toFixed(2);
+/** autocannon latencies are whole ms; the open-loop generator's have µs. */
+const ms = (n: number) => (Number.isInteger(n) ? String(n) : n.toFixed(3));
+const ratio = (a: number | undefined, b: number | undefined) => (a === undefined || b === undefined || b === 0 ? '' : (a / b).toFixed(3));
+
+function codes(result: AcResult): string {
+  const parts = Object.entries(result.statusCodeStats).map(([code, { count }]) => `${code}×${count}`);
+  if (result.errors) parts.push(`err×${result.errors}`);
+  if (result.timeouts) parts.push(`timeout×${result.timeouts}`);
+  return parts.join(' ');
+}
+
+function rowOk(run: Run): string {
+  const expected = run.target === 'direct' ? 200 : run.scenario.expect;
+  const stats = run.result.statusCodeStats;
+  const good = Object.keys(stats).every((c) => Number(c) === expected) && run.result.errors === 0 && run.result.timeouts === 0;
+  return good ? '' : ' ⚠';
+}
+
+export function table(runs: Run[]): string {
+  const lines = [
+    '| scenario | round | target | rps | p50 ms | p99 ms | p99.9 ms | status codes | store lookups/req | rps ×direct | rps ×baseline |',
+    '| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |',
+  ];
+  for (const run of runs) {
+    const peer = (t: TargetName) => runs.find((r) => r.scenario === run.scenario && r.round === run.round && r.target === t)?.result.requests.average;
+    const rps = run.result.requests.average;
+    const gw = run.target === 'keygate' && run.scenario.rate === undefined; // a fixed rate makes rps ratios meaningless
+    lines.push(
+      `| ${run.scenario.name} | ${run.round} | ${run.target} | ${f0(rps)} | ${ms(run.result.latency.p50)} | ${ms(run.result.latency.p99)} | ${ms(run.result.latency.p99_9)} | ${codes(run.result)}${rowOk(run)} | ${run.lookupsPerRequest === undefined ? '' : f2(run.lookupsPerRequest)} | ${gw ? ratio(rps, peer('direct')) : ''} | ${gw ? ratio(rps, peer('baseline')) : ''} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+/** For rate-limited scenarios: each target's percentiles minus direct's, per round. */
+export function addedLatency(runs: Run[]): string {
+  const rated = runs.filter((r) => r.scenario.rate !== undefined && r.target !== 'direct');
+  if (rated.length === 0) return '';
+  const lines = [
+    '| scenario | round | target | achieved rps | p50 ms | p99 ms | p99.9 ms | added p50 ms | added p99 ms | added p99.9 ms |',
+    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (const run of rated) {
+    const direct = runs.find((r) => r.scenario === run.scenario && r.round === run.round && r.target === 'direct')?.result.latency;
+    const l = run.result.latency;
+    const plus = (a: number, b: number | undefined) => (b === undefined ? '' : `${a - b >= 0 ? '+' : ''}${ms(Math.round((a - b) * 1000) / 1000)}`);
+    lines.push(`| ${run.scenario.name} | ${run.round} | ${run.target} | ${f0(run.result.requests.average)} | ${ms(l.p50)} | ${ms(l.p99)} | ${ms(l.p99_9)} | ${plus(l.p50, direct?.p50)} | ${plus(l.p99, direct?.p99)} | ${plus(l.p99_9, direct?.p99_9)} |`);
+  }
+  return lines.join('\n');
+}
