@@ -1,6 +1,6 @@
 /** `keygate keys create|list|revoke` */
 import { toPublic, type KeyRecord, type Role } from '../keys/record.ts';
-import { CLI_CALLER, KeyNotFoundError, KeyRuleError } from '../keys/service.ts';
+import { CLI_CALLER, KeyRuleError, orNullIfNotFound } from '../keys/service.ts';
 import { parseFlags, requireFlag, runSubcommand, UsageError } from './args.ts';
 import { configFrom, withKeyService, type Io } from './context.ts';
 
@@ -102,14 +102,7 @@ async function revoke(args: string[], io: Io): Promise<number> {
   if (id === undefined) throw new UsageError('keys revoke needs a <key-id> (or --all --tenant T)');
   if (values.tenant !== undefined) throw new UsageError('--tenant is only used with --all');
   const config = configFrom(values.config, io);
-  const result = await withKeyService(config, io, async (service) => {
-    try {
-      return await service.revoke(CLI_CALLER, id);
-    } catch (error) {
-      if (error instanceof KeyNotFoundError) return null;
-      throw error;
-    }
-  });
+  const result = await withKeyService(config, io, (service) => orNullIfNotFound(service.revoke(CLI_CALLER, id)));
   if (result === null) {
     io.err(`keygate: no key with id "${id}"`);
     return 1;

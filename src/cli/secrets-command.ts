@@ -8,7 +8,7 @@ import type { Keyring } from '../secrets/crypto.ts';
 import { loadKeyring, MASTER_KEY_ENV, MasterKeyError, PREVIOUS_MASTER_KEY_ENV } from '../secrets/crypto.ts';
 import type { SecretMeta } from '../secrets/secret-store.ts';
 import { MAX_SECRET_BYTES, SecretService } from '../secrets/service.ts';
-import { CLI_CALLER, KeyNotFoundError, KeyRuleError, KeyStateError } from '../keys/service.ts';
+import { CLI_CALLER, KeyRuleError, KeyStateError, orNullIfNotFound } from '../keys/service.ts';
 import { EventSink } from '../events/event-sink.ts';
 import { openStore } from '../store/open.ts';
 import type { Config } from '../config/schema.ts';
@@ -160,14 +160,7 @@ async function rename(args: string[], io: Io): Promise<number> {
   if (values.name === undefined && values.id === undefined) throw new UsageError('give --name N, --id NEW_ID, or both (the value cannot change)');
   const config = configFrom(values.config, io);
   const meta = await withSecrets(config, io, (service) =>
-    rules(async () => {
-      try {
-        return await service.rename(CLI_CALLER, id, { name: values.name, id: values.id });
-      } catch (error) {
-        if (error instanceof KeyNotFoundError) return null;
-        throw error;
-      }
-    }),
+    rules(() => orNullIfNotFound(service.rename(CLI_CALLER, id, { name: values.name, id: values.id }))),
   );
   if (meta === null) {
     io.err(`keygate: no secret with id "${id}"`);
@@ -184,14 +177,7 @@ async function remove(args: string[], io: Io): Promise<number> {
   const id = positionals[0];
   if (id === undefined) throw new UsageError('secrets remove needs the <id> of the secret');
   const config = configFrom(values.config, io);
-  const meta = await withSecrets(config, io, async (service) => {
-    try {
-      return await service.remove(CLI_CALLER, id);
-    } catch (error) {
-      if (error instanceof KeyNotFoundError) return null;
-      throw error;
-    }
-  });
+  const meta = await withSecrets(config, io, (service) => orNullIfNotFound(service.remove(CLI_CALLER, id)));
   if (meta === null) {
     io.err(`keygate: no secret with id "${id}"`);
     return 1;

@@ -32,6 +32,16 @@ export class KeyNotFoundError extends Error {
   override name = 'KeyNotFoundError';
 }
 
+/** `work`'s result, or null when it failed with KeyNotFoundError (the CLI's "no such id", exit 1). */
+export async function orNullIfNotFound<T>(work: Promise<T>): Promise<T | null> {
+  try {
+    return await work;
+  } catch (error) {
+    if (error instanceof KeyNotFoundError) return null;
+    throw error;
+  }
+}
+
 /** The caller is known but may not do this (403). */
 export class KeyForbiddenError extends Error {
   override name = 'KeyForbiddenError';

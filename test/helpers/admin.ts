@@ -14,20 +14,11 @@ import { createKeyHasher } from '../../src/keys/hash.ts';
 import { KeyService } from '../../src/keys/service.ts';
 import { createLoggers } from '../../src/observability/logger.ts';
 import { startKeygate, type Keygate } from '../../src/server.ts';
-import { captureStream, cliKeys, TEST_PEPPER, testConfig, type TestKeys } from './keygate.ts';
+import { captureStream, cliKeys, TEST_PEPPER, testConfig, type TestKeygate } from './keygate.ts';
 
-export interface AdminTestKeygate {
-  keygate: Keygate;
-  config: Config;
-  /** The key service as the CLI uses it (a platform admin). */
-  keys: TestKeys;
-  service: KeyService;
-  url: string;
-  adminUrl: string;
+export interface AdminTestKeygate extends TestKeygate {
   /** Every notification keygate emitted (reminders, created, revoked, …), in order. */
   events: KeygateEvent[];
-  logs(): string;
-  stop(): Promise<void>;
 }
 
 /**

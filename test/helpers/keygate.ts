@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { parseConfig } from '../../src/config/load.ts';
 import type { Config, RawConfig } from '../../src/config/schema.ts';
-import { CLI_CALLER, KeyNotFoundError, KeyService, type CreateKeyInput, type CreatedKey } from '../../src/keys/service.ts';
+import { CLI_CALLER, KeyService, orNullIfNotFound, type CreateKeyInput, type CreatedKey } from '../../src/keys/service.ts';
 import type { KeyRecord } from '../../src/keys/record.ts';
 import { createLoggers } from '../../src/observability/logger.ts';
 import { startKeygate, type Keygate } from '../../src/server.ts';
@@ -37,14 +37,7 @@ export interface TestKeys {
 }
 
 export function cliKeys(service: KeyService): TestKeys {
-  const orNull = async (work: Promise<KeyRecord>) => {
-    try {
-      return await work;
-    } catch (error) {
-      if (error instanceof KeyNotFoundError) return null;
-      throw error;
-    }
-  };
+  const orNull = orNullIfNotFound<KeyRecord>;
   return {
     create: (input) => service.create(CLI_CALLER, input),
     get: (id) => orNull(service.get(CLI_CALLER, id)),
