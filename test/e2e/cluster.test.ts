@@ -200,10 +200,13 @@ describe('workers: 2', () => {
     expect(alive(victim)).toBe(false);
     await waitFor(() => listeningPids().includes(replacement), 10_000, 20);
 
-    // The new worker takes its share of the connections.
-    const after = await burst('/spread', 10);
-    expect(after).toEqual(Array(10).fill(200));
-    await waitFor(() => accessPids('spread').has(replacement), 3000, 20);
+    // The new worker takes its share of the connections. The kernel picks the worker by a
+    // hash of each connection (SO_REUSEPORT), so keep opening connections, all of which must
+    // succeed, until one of them has reached the replacement.
+    await waitFor(async () => {
+      expect(await burst('/spread', 10)).toEqual(Array(10).fill(200));
+      return accessPids('spread').has(replacement);
+    }, 10_000, 50);
   });
 
   it('connections handed to a worker that dies before taking them are not left hanging', async () => {
