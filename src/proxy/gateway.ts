@@ -206,21 +206,28 @@ export class Gateway {
     }
     const result = this.#verifier.verify(credential.key);
     if (result instanceof Promise) {
-      result.then(
-        (verified) => {
-          // The client may have given up while the store answered.
-          if (exchange.res.destroyed) return;
-          try {
-            this.#afterVerify(exchange, target, route, credential, verified, expectContinue);
-          } catch (error) {
-            this.#internalError(exchange, error);
-          }
-        },
-        (error: unknown) => this.#internalError(exchange, error),
-      );
+      this.#resume(exchange, result, (verified) => this.#afterVerify(exchange, target, route, credential, verified, expectContinue));
     } else {
       this.#afterVerify(exchange, target, route, credential, result, expectContinue);
     }
+  }
+
+  /**
+   * Continues a request once a store lookup settles (the slow path only: cache hits never get
+   * here). Skips it if the client gave up meanwhile; any failure becomes a 500 problem.
+   */
+  #resume<T>(exchange: Exchange, pending: Promise<T>, next: (value: T) => void): void {
+    pending.then(
+      (value) => {
+        if (exchange.res.destroyed) return;
+        try {
+          next(value);
+        } catch (error) {
+          this.#internalError(exchange, error);
+        }
+      },
+      (error: unknown) => this.#internalError(exchange, error),
+    );
   }
 
   #afterVerify(exchange: Exchange, target: NormalizedTarget, route: Route, credential: Credential, result: VerifyResult, expectContinue: boolean): void {
@@ -257,17 +264,7 @@ export class Gateway {
     }
     const result = this.#secrets === null ? 'no_master_key' : this.#secrets.headerFor(secret);
     if (result instanceof Promise) {
-      result.then(
-        (resolved) => {
-          if (exchange.res.destroyed) return;
-          try {
-            this.#withSecret(exchange, target, identity, dropAuthorization, expectContinue, secret.id, resolved);
-          } catch (error) {
-            this.#internalError(exchange, error);
-          }
-        },
-        (error: unknown) => this.#internalError(exchange, error),
-      );
+      this.#resume(exchange, result, (resolved) => this.#withSecret(exchange, target, identity, dropAuthorization, expectContinue, secret.id, resolved));
     } else {
       this.#withSecret(exchange, target, identity, dropAuthorization, expectContinue, secret.id, result);
     }
