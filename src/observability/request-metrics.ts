@@ -6,12 +6,12 @@
 import type { Histogram, Counter, Gauge } from 'prom-client';
 import type { Exchange, AuthOutcome } from '../proxy/exchange.ts';
 import type { GatewayHooks } from '../proxy/gateway.ts';
+import { UPSTREAM_TIMEOUTS } from '../proxy/forward.ts';
 import type { KeygateMetrics } from './metrics.ts';
 
 export const OUTCOMES: readonly AuthOutcome[] = ['ok', 'public', 'missing', 'invalid', 'revoked', 'expired', 'forbidden', 'unavailable', 'bad_request'];
 const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 const NO_ROUTE = '(none)';
-const TIMEOUTS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 interface RouteChildren {
   /** [outcome index][status class index] */
@@ -72,7 +72,7 @@ export class RequestMetrics implements GatewayHooks {
     // A client that left is not the upstream's failure.
     if (error === null || exchange.res.destroyed) return;
     const code = (error as { code?: string }).code ?? '';
-    if (TIMEOUTS.has(code)) c.upstreamTimeouts.inc();
+    if (UPSTREAM_TIMEOUTS.has(code)) c.upstreamTimeouts.inc();
     else if (code !== 'KG_PAYLOAD_TOO_LARGE' && code !== 'UND_ERR_ABORTED' && exchange.upstreamHeadersAt === 0) c.upstreamErrors.inc();
   }
 

@@ -21,7 +21,8 @@ function onDrain(this: WithHandler): void {
   this[kHandler]?.resume();
 }
 
-const TIMEOUTS = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
+/** undici's error codes for an upstream that was too slow (504, and the metrics' `timeout` kind). */
+export const UPSTREAM_TIMEOUTS: ReadonlySet<string> = new Set(['UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT']);
 
 export interface ForwardHooks {
   /** Called once with the upstream's status (or the error that replaced it). */
@@ -124,7 +125,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     } else if (res.headersSent) {
       // Mid-body failure: the status line is gone, so the only honest signal is a reset.
       res.destroy();
-    } else if (TIMEOUTS.has(code)) {
+    } else if (UPSTREAM_TIMEOUTS.has(code)) {
       exchange.error = 'upstream_timeout';
       sendProblem(res, 'upstream_timeout', code === 'UND_ERR_CONNECT_TIMEOUT' ? 'the upstream did not accept a connection in time' : 'the upstream did not answer in time');
     } else {
