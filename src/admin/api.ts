@@ -13,7 +13,7 @@ import { toPublic, type KeyRecord } from '../keys/record.ts';
 import { KeyForbiddenError, KeyNotFoundError, KeyRuleError, KeyService, KeyStateError, type Caller } from '../keys/service.ts';
 import type { Logger } from '../observability/logger.ts';
 import { sendProblem, type ProblemCode } from '../proxy/problem.ts';
-import { BodyError, readJson } from './body.ts';
+import { BodyError, readJson, sendJson } from './body.ts';
 import { auditQuery, createKeyBody, createSecretBody, listKeysQuery, renameKeyBody, rotateKeyBody, updateSecretBody } from './schemas.ts';
 import type { SecretService } from '../secrets/service.ts';
 import type { SecretMeta } from '../secrets/secret-store.ts';
@@ -60,12 +60,6 @@ const secretOut = (s: SecretMeta) => ({
   lastUsedAt: s.lastUsedAt === null ? null : new Date(s.lastUsedAt).toISOString(),
   keyVersion: s.keyVersion,
 });
-
-function json(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
-  res.end(text);
-}
 
 /** Failed admin logins are audited, but a flood of them must not flood the audit log. */
 class FailureBudget {
@@ -257,7 +251,7 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
       const caller = await authenticate(req, res);
       if (caller === null) return;
       const result = await run({ caller, req, params, query: search });
-      json(res, result.status, result.body);
+      sendJson(res, result.status, result.body);
     })().catch((error: unknown) => fail(res, error));
   };
 }

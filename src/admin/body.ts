@@ -1,5 +1,5 @@
-/** Reads a small JSON request body for the admin API, with a size limit. */
-import type { IncomingMessage } from 'node:http';
+/** JSON in and out on the admin listener: small request bodies with a size limit, uncached responses. */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 
 export const MAX_ADMIN_BODY = 64 * 1024;
 
@@ -30,4 +30,10 @@ export async function readJson(req: IncomingMessage): Promise<unknown> {
   } catch {
     throw new BodyError('bad_request', 'the body is not valid JSON');
   }
+}
+
+export function sendJson(res: ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
+  res.end(text);
 }

@@ -6,6 +6,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { MetricsSource } from '../cluster/metrics-ipc.ts';
 import type { KeyStore } from '../store/key-store.ts';
 import { sendProblem } from '../proxy/problem.ts';
+import { sendJson } from './body.ts';
 import { openApiDocument } from './openapi.ts';
 
 export interface AdminOptions {
@@ -16,12 +17,6 @@ export interface AdminOptions {
   metrics?: MetricsSource;
   /** The /v1/… admin API (api.ts). */
   api?: (req: IncomingMessage, res: ServerResponse, path: string, search: URLSearchParams) => void;
-}
-
-function json(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
-  res.end(text);
 }
 
 async function ready(store: KeyStore, draining: boolean): Promise<{ ok: boolean; checks: Record<string, string> }> {
@@ -49,7 +44,7 @@ export function createAdminServer(options: AdminOptions): Server {
       return;
     }
     if (path === '/healthz') {
-      json(res, 200, { status: 'ok' });
+      sendJson(res, 200, { status: 'ok' });
     } else if (path === '/metrics' && options.metrics) {
       const source = options.metrics;
       source.text().then(
@@ -60,11 +55,11 @@ export function createAdminServer(options: AdminOptions): Server {
         () => sendProblem(res, 'internal_error', 'metrics could not be collected'),
       );
     } else if (path === '/openapi.json') {
-      json(res, 200, openApiDocument());
+      sendJson(res, 200, openApiDocument());
     } else if (path === '/readyz') {
       ready(options.store, options.draining?.() ?? false).then(
-        (result) => json(res, result.ok ? 200 : 503, { status: result.ok ? 'ready' : 'not ready', checks: result.checks }),
-        () => json(res, 503, { status: 'not ready' }),
+        (result) => sendJson(res, result.ok ? 200 : 503, { status: result.ok ? 'ready' : 'not ready', checks: result.checks }),
+        () => sendJson(res, 503, { status: 'not ready' }),
       );
     } else {
       sendProblem(res, 'not_found', 'no such admin endpoint');
