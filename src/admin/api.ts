@@ -9,14 +9,14 @@ import { extractCredential, CONFLICT } from '../auth/extract.ts';
 import type { Verifier } from '../auth/verify.ts';
 import { ConfigError, formatIssues } from '../config/load.ts';
 import type { EventSink } from '../events/event-sink.ts';
-import { toPublic, type KeyRecord } from '../keys/record.ts';
+import { toPublic } from '../keys/record.ts';
 import { KeyForbiddenError, KeyNotFoundError, KeyRuleError, KeyService, KeyStateError, type Caller } from '../keys/service.ts';
 import type { Logger } from '../observability/logger.ts';
 import { sendProblem, type ProblemCode } from '../proxy/problem.ts';
 import { BodyError, readJson, sendJson } from './body.ts';
 import { auditQuery, createKeyBody, createSecretBody, listKeysQuery, renameKeyBody, rotateKeyBody, updateSecretBody } from './schemas.ts';
 import type { SecretService } from '../secrets/service.ts';
-import type { SecretMeta } from '../secrets/secret-store.ts';
+import { toPublicSecret } from '../secrets/secret-store.ts';
 
 export interface AdminApiOptions {
   service: KeyService;
@@ -51,15 +51,6 @@ function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
 }
 
 const query = (ctx: Context) => Object.fromEntries(ctx.query);
-const keyOut = (record: KeyRecord) => toPublic(record);
-/** Field by field, so nothing else a store object might carry can reach a response. */
-const secretOut = (s: SecretMeta) => ({
-  id: s.id,
-  name: s.name,
-  createdAt: new Date(s.createdAt).toISOString(),
-  lastUsedAt: s.lastUsedAt === null ? null : new Date(s.lastUsedAt).toISOString(),
-  keyVersion: s.keyVersion,
-});
 
 /** Failed admin logins are audited, but a flood of them must not flood the audit log. */
 class FailureBudget {
@@ -107,7 +98,7 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
         const tenant = body.tenant ?? ctx.caller.tenant;
         if (tenant === null) throw new KeyRuleError('tenant', 'is required for a platform admin');
         const created = await service.create(ctx.caller, { ...body, tenant });
-        return { status: 201, body: { ...keyOut(created.record), key: created.key } };
+        return { status: 201, body: { ...toPublic(created.record), key: created.key } };
       },
     ],
     [
@@ -116,26 +107,26 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
       async (ctx) => {
         const q = parse(listKeysQuery, query(ctx), 'query');
         const records = await service.list(ctx.caller, { tenant: q.tenant, includeRevoked: q.revoked === 'true', prefix: q.prefix });
-        return { status: 200, body: { keys: records.map(keyOut) } };
+        return { status: 200, body: { keys: records.map(toPublic) } };
       },
     ],
-    ['GET', /^\/v1\/keys\/([^/]+)$/, async (ctx) => ({ status: 200, body: keyOut(await service.get(ctx.caller, ctx.params[0]!)) })],
+    ['GET', /^\/v1\/keys\/([^/]+)$/, async (ctx) => ({ status: 200, body: toPublic(await service.get(ctx.caller, ctx.params[0]!)) })],
     [
       'PATCH',
       /^\/v1\/keys\/([^/]+)$/,
       async (ctx) => {
         const body = parse(renameKeyBody, await readJson(ctx.req), 'body');
-        return { status: 200, body: keyOut(await service.rename(ctx.caller, ctx.params[0]!, body.name)) };
+        return { status: 200, body: toPublic(await service.rename(ctx.caller, ctx.params[0]!, body.name)) };
       },
     ],
-    ['POST', /^\/v1\/keys\/([^/]+)\/revoke$/, async (ctx) => ({ status: 200, body: keyOut((await service.revoke(ctx.caller, ctx.params[0]!)).record) })],
+    ['POST', /^\/v1\/keys\/([^/]+)\/revoke$/, async (ctx) => ({ status: 200, body: toPublic((await service.revoke(ctx.caller, ctx.params[0]!)).record) })],
     [
       'POST',
       /^\/v1\/keys\/([^/]+)\/rotate$/,
       async (ctx) => {
         const body = parse(rotateKeyBody, await readJson(ctx.req), 'body');
         const rotated = await service.rotate(ctx.caller, ctx.params[0]!, body.overlapSeconds, body.expires);
-        return { status: 201, body: { ...keyOut(rotated.record), key: rotated.key, previous: keyOut(rotated.previous) } };
+        return { status: 201, body: { ...toPublic(rotated.record), key: rotated.key, previous: toPublic(rotated.previous) } };
       },
     ],
     [
@@ -152,10 +143,10 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
       async (ctx) => {
         const secrets = secretService(ctx.caller);
         const body = parse(createSecretBody, await readJson(ctx.req), 'body');
-        return { status: 201, body: secretOut(await secrets.add(ctx.caller, body)) };
+        return { status: 201, body: toPublicSecret(await secrets.add(ctx.caller, body)) };
       },
     ],
-    ['GET', /^\/v1\/secrets$/, async (ctx) => ({ status: 200, body: { secrets: (await secretService(ctx.caller).list(ctx.caller)).map(secretOut) } })],
+    ['GET', /^\/v1\/secrets$/, async (ctx) => ({ status: 200, body: { secrets: (await secretService(ctx.caller).list(ctx.caller)).map(toPublicSecret) } })],
     [
       'PATCH',
       /^\/v1\/secrets\/([^/]+)$/,
@@ -166,10 +157,10 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
           throw new ValidationError('body.value: a secret\'s value cannot change; add a new secret and repoint the routes to it');
         }
         const body = parse(updateSecretBody, raw, 'body');
-        return { status: 200, body: secretOut(await secrets.rename(ctx.caller, ctx.params[0]!, body)) };
+        return { status: 200, body: toPublicSecret(await secrets.rename(ctx.caller, ctx.params[0]!, body)) };
       },
     ],
-    ['DELETE', /^\/v1\/secrets\/([^/]+)$/, async (ctx) => ({ status: 200, body: { ...secretOut(await secretService(ctx.caller).remove(ctx.caller, ctx.params[0]!)), removed: true } })],
+    ['DELETE', /^\/v1\/secrets\/([^/]+)$/, async (ctx) => ({ status: 200, body: { ...toPublicSecret(await secretService(ctx.caller).remove(ctx.caller, ctx.params[0]!)), removed: true } })],
     [
       'GET',
       /^\/v1\/audit$/,

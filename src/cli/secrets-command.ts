@@ -6,7 +6,7 @@
  */
 import type { Keyring } from '../secrets/crypto.ts';
 import { loadKeyring, MASTER_KEY_ENV, MasterKeyError, PREVIOUS_MASTER_KEY_ENV } from '../secrets/crypto.ts';
-import type { SecretMeta } from '../secrets/secret-store.ts';
+import { toPublicSecret, type SecretMeta } from '../secrets/secret-store.ts';
 import { MAX_SECRET_BYTES, SecretService } from '../secrets/service.ts';
 import { CLI_CALLER, KeyRuleError, KeyStateError, orNullIfNotFound } from '../keys/service.ts';
 import { EventSink } from '../events/event-sink.ts';
@@ -33,16 +33,6 @@ const STDIN_LIMIT = 64 * 1024;
 
 function date(ms: number | null): string {
   return ms === null ? '-' : new Date(ms).toISOString().slice(0, 16).replace('T', ' ');
-}
-
-function publicSecret(s: SecretMeta) {
-  return {
-    id: s.id,
-    name: s.name,
-    createdAt: new Date(s.createdAt).toISOString(),
-    lastUsedAt: s.lastUsedAt === null ? null : new Date(s.lastUsedAt).toISOString(),
-    keyVersion: s.keyVersion,
-  };
 }
 
 function table(secrets: SecretMeta[], keyring: Keyring | null): string {
@@ -137,7 +127,7 @@ async function add(args: string[], io: Io): Promise<number> {
   const value = await readValue(io);
   if (value === '') throw new UsageError("no value on stdin: pipe the secret in, e.g. printf '%s' \"$TOKEN\" | keygate secrets add --id ID --name N");
   const meta = await withSecrets(config, io, (service) => rules(() => service.add(CLI_CALLER, { id, name, value })));
-  if (values.json) io.out(JSON.stringify(publicSecret(meta)));
+  if (values.json) io.out(JSON.stringify(toPublicSecret(meta)));
   else io.out(`Stored secret "${meta.id}" (${meta.name}), encrypted under master key version ${meta.keyVersion}. Its value cannot be shown again.`);
   return 0;
 }
@@ -147,7 +137,7 @@ async function list(args: string[], io: Io): Promise<number> {
   const config = configFrom(values.config, io);
   const keyring = loadKeyring(io.env);
   const secrets = await withSecrets(config, io, (service) => service.list(CLI_CALLER));
-  if (values.json) io.out(JSON.stringify(secrets.map(publicSecret)));
+  if (values.json) io.out(JSON.stringify(secrets.map(toPublicSecret)));
   else io.out(secrets.length ? table(secrets, keyring) : 'No secrets.');
   return 0;
 }
@@ -166,7 +156,7 @@ async function rename(args: string[], io: Io): Promise<number> {
     io.err(`keygate: no secret with id "${id}"`);
     return 1;
   }
-  if (values.json) io.out(JSON.stringify(publicSecret(meta)));
+  if (values.json) io.out(JSON.stringify(toPublicSecret(meta)));
   else if (meta.id !== id) io.out(`Moved secret "${id}" to "${meta.id}" (${meta.name}). Routes that name "${id}" no longer get it: point them at "${meta.id}".`);
   else io.out(`Renamed secret "${id}" to "${meta.name}".`);
   return 0;
@@ -182,7 +172,7 @@ async function remove(args: string[], io: Io): Promise<number> {
     io.err(`keygate: no secret with id "${id}"`);
     return 1;
   }
-  io.out(values.json ? JSON.stringify({ ...publicSecret(meta), removed: true }) : `Removed secret "${id}" (${meta.name}). Routes that inject it now answer 502.`);
+  io.out(values.json ? JSON.stringify({ ...toPublicSecret(meta), removed: true }) : `Removed secret "${id}" (${meta.name}). Routes that inject it now answer 502.`);
   return 0;
 }
 

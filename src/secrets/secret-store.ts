@@ -67,3 +67,14 @@ export class DuplicateSecretError extends Error {
 /** Secret ids: what routes[].secret.id names. */
 export const SECRET_ID_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
 export const SECRET_ID_RULE = 'must be 1-64 lower-case letters, digits, "_", "." or "-", starting with a letter or digit';
+
+/** The JSON shape of a secret's metadata (API and CLI), field by field, so nothing else a store object carries — never the envelope — can reach output. */
+export function toPublicSecret(s: SecretMeta) {
+  return {
+    id: s.id,
+    name: s.name,
+    createdAt: new Date(s.createdAt).toISOString(),
+    lastUsedAt: s.lastUsedAt === null ? null : new Date(s.lastUsedAt).toISOString(),
+    keyVersion: s.keyVersion,
+  };
+}
