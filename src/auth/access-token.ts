@@ -288,8 +288,10 @@ export class AccessTokens {
     const hash = createHash('sha256').update(token).digest('base64url');
     const hit = this.#verified.get(hash);
     if (hit !== undefined) {
-      if (hit.until > this.#now()) return this.#judge(hit, route);
-      this.#verified.delete(hash);
+      if (hit.until <= this.#now()) this.#verified.delete(hash);
+      // Verified under an issuer object this route does not hold (a reload replaced it, or
+      // another route's issuer): verify again rather than trust the old mapping.
+      else if (route.issuers.get(hit.issuer.issuer) === hit.issuer) return this.#judge(hit, route);
     }
     const failed = this.#failed.get(hash);
     if (failed !== undefined) return failed;

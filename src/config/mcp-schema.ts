@@ -146,6 +146,8 @@ export function checkMcpRoutes(config: { oauth: OAuthConfig; routes: RouteLike[]
       if (!SCOPE_TOKEN.test(p)) ctx.addIssue({ code: 'custom', path: ['routes', i, 'auth', 'permissions', j], message: 'must be a scope token on a route with mcp (it is sent as scope="…"): no spaces, quotes or backslashes' });
     });
     // Two resources answering at one well-known URL would hand a client the wrong audience.
+    // (Refinements run even when a field failed its own check: skip what is already refused.)
+    if (!isResource(r.mcp.resource)) return;
     for (const path of servedPaths(r.mcp.resource, r.pathPrefix)) {
       const key = `${r.host ?? '*'} ${path}`;
       const other = served.get(key);
