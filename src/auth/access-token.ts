@@ -29,7 +29,7 @@
  *   const route = tokens.forRoute(routeConfig);        // null: the route takes keys only
  *   const result = route?.verify(bearer);              // Identity | TokenFailure | Promise<…>
  */
-import { createHash } from 'node:crypto';
+import { hash as digest } from 'node:crypto';
 import { createRemoteJWKSet, decodeJwt, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { LRUCache } from 'lru-cache';
 import type { IssuerConfig, OAuthConfig } from '../config/mcp-schema.ts';
@@ -96,6 +96,8 @@ export class Issuer {
   readonly #jwks: ReturnType<typeof createRemoteJWKSet>;
   readonly #logger: Logger;
   #warmed = false;
+  #lastWarning = 0;
+  #suppressed = 0;
 
   constructor(config: IssuerConfig, logger: Logger) {
     this.name = config.name;
@@ -115,10 +117,22 @@ export class Issuer {
         // A key set that was fetched but has no key for this token is the token's fault;
         // anything else (network, timeout, non-200, not a JWKS) is the issuer being unavailable.
         if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys || error instanceof errors.JOSENotSupported) throw error;
-        this.#logger.warn({ issuer: this.name, err: { message: (error as Error).message } }, 'JWKS fetch failed');
+        this.#warnUnavailable(error);
         throw new JwksUnavailable('JWKS unavailable', { cause: error });
       }
     };
+  }
+
+  /** One warning per 5 s with a count, not one per request, while the issuer is unreachable. */
+  #warnUnavailable(error: unknown): void {
+    const now = Date.now();
+    if (now - this.#lastWarning < 5000) {
+      this.#suppressed++;
+      return;
+    }
+    this.#logger.warn({ issuer: this.name, err: { message: (error as Error).message }, failuresSinceLast: this.#suppressed }, 'JWKS fetch failed: tokens of this issuer get 503');
+    this.#lastWarning = now;
+    this.#suppressed = 0;
   }
 
   /** Fetches the key set ahead of the first token (once, at start or at the reload that added it), so that token does not wait. */
@@ -285,7 +299,7 @@ export class AccessTokens {
   /** Sync on a cache hit; a Promise only when the token must be verified. */
   verify(token: string, route: RouteTokens): TokenResult | Promise<TokenResult> {
     if (token.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(token)) return 'token_malformed';
-    const hash = createHash('sha256').update(token).digest('base64url');
+    const hash = digest('sha256', token, 'base64url');
     const hit = this.#verified.get(hash);
     if (hit !== undefined) {
       if (hit.until <= this.#now()) this.#verified.delete(hash);
