@@ -24,6 +24,8 @@ export class Exchange {
   /** keygate's own error, when it answered instead of the upstream. */
   error: ProblemCode | null = null;
   upstream: ExchangeAbort | null = null;
+  /** A route with `cors`: keygate's CORS headers are the only ones (forward.ts drops the upstream's). */
+  cors = false;
   /** performance.now() when the upstream request was dispatched, and when its headers came (0: not yet). */
   upstreamStart = 0;
   upstreamHeadersAt = 0;
