@@ -242,7 +242,7 @@ export class WebSockets {
     }
   }
 
-  /** Shutdown: closes every open tunnel (1001) and any upgrade still in progress. */
+  /** Shutdown: closes every open tunnel (1001). Upgrades still being answered end by themselves. */
   closeAll(): number {
     const open = [...this.#open];
     for (const tunnel of open) this.#close(tunnel, 'shutdown');
