@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // Checked here, in plain JavaScript, so an old Node says what is wrong instead of failing on syntax.
 const [major, minor] = process.versions.node.split('.').map(Number);
-if (major < 22 || (major === 22 && minor < 19)) {
-  process.stderr.write(`keygate: needs Node.js >= 22.19 (this is ${process.version}); run it through npm (npm start / npx keygate), which uses the Node pinned in devDependencies\n`);
+if (major < 22 || (major === 22 && minor < 21)) {
+  process.stderr.write(`keygate: needs Node.js >= 22.21 (this is ${process.version}); run it through npm (npm start / npx keygate), which uses the Node pinned in devDependencies\n`);
   process.exit(1);
 }
 // node:sqlite prints an ExperimentalWarning on some Node versions; it is noise for a CLI user.

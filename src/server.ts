@@ -20,6 +20,7 @@ import { metricsSource } from './cluster/metrics-ipc.ts';
 import { applyConfig, type LiveConfig, type ReloadResult } from './reload.ts';
 import { createEchoUpstream } from './proxy/echo-upstream.ts';
 import { Gateway } from './proxy/gateway.ts';
+import { WebSockets } from './proxy/websocket.ts';
 import { createHeaderPolicy } from './proxy/headers.ts';
 import { Router } from './proxy/router.ts';
 import { Upstreams } from './proxy/upstreams.ts';
@@ -42,6 +43,7 @@ export interface Keygate {
   readonly vault: Vault;
   readonly jobs: LifecycleJobs;
   readonly gateway: Gateway;
+  readonly websockets: WebSockets;
   readonly metrics: KeygateMetrics;
   readonly proxyPort: number;
   readonly adminPort: number;
@@ -125,7 +127,14 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     onStoreError: storeErrorLog(logger),
     onStoreLookup: (seconds, ok) => (ok ? storeOk : storeError).observe(seconds),
   });
-  verifier.onRevocationApplied = (event, appliedAt) => observeRevocation(metrics, event.at, appliedAt);
+  // Open WebSockets of a revoked key are closed with it (created below, once the gateway exists).
+  let websockets: WebSockets | null = null;
+  verifier.onRevocationApplied = (event, appliedAt) => {
+    observeRevocation(metrics, event.at, appliedAt);
+    websockets?.revoked(event.ids);
+  };
+  // Revocations may have been missed: verify every open WebSocket's key again, in the store.
+  verifier.onResync = () => websockets?.recheck();
   const vault = new Vault({ store, keyring, logger, lastUsedFlushMs: config.lifecycle.lastUsedFlushMs });
   store.subscribeSecrets(vault);
   await store.subscribe(verifier);
@@ -139,6 +148,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   const requestMetrics = new RequestMetrics(metrics, config.routes.map((route) => route.name));
   // Issuers (and their JWKS caches) live as long as keygate; reloads keep the unchanged ones.
   const accessTokens = new AccessTokens(config.oauth, { keyPrefix: config.keys.prefix, logger });
+  const accessLog = config.log.access ? (accessLogger ?? logger.child({ log: 'access' })) : null;
   const gateway = new Gateway({
     hooks: requestMetrics,
     router: new Router(config.routes, upstreams.poolFor, accessTokens),
@@ -146,12 +156,14 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     headers: createHeaderPolicy(config),
     lastUsed,
     secrets: vault,
-    accessLog: config.log.access ? (accessLogger ?? logger.child({ log: 'access' })) : null,
+    accessLog,
     logger,
   });
 
-  const proxy = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000, noDelay: true });
+  const tunnels = (websockets = new WebSockets({ current: gateway, verifier, secrets: vault, logger, accessLog, lastUsed, hooks: requestMetrics, recheckMs: config.cache.maxAgeMs }));
+  const proxy = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000, noDelay: true, shouldUpgradeCallback: tunnels.shouldUpgrade });
   proxy.on('request', (req, res) => gateway.handle(req, res));
+  proxy.on('upgrade', tunnels.handle);
   proxy.on('checkContinue', (req, res) => gateway.handle(req, res, true));
   let closing: Promise<void> | null = null;
   const admin = createAdminServer({ store, draining: () => closing !== null, metrics: metricsSource(metrics.registry), api: createAdminApi({ service, secrets, verifier, events, systemTenant: config.tenants.system, logger, reload: reloadConfig ? () => reload() : undefined }) });
@@ -171,6 +183,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   }
   jobs.start();
   vault.start();
+  tunnels.start();
   accessTokens.warm(config.routes);
   const needSecrets = config.routes.filter((r) => r.secret).map((r) => r.name);
   if (keyring === null && needSecrets.length) logger.warn({ routes: needSecrets }, 'KEYGATE_MASTER_KEY is not set: these routes inject an upstream secret and will answer 502');
@@ -202,6 +215,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     vault,
     jobs,
     gateway,
+    websockets: tunnels,
     metrics,
     proxyPort,
     adminPort,
@@ -215,7 +229,10 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
           logger.info({ drainDelayMs: delay }, 'draining: /readyz answers 503; still serving');
           await new Promise((resolve) => setTimeout(resolve, delay));
         }
+        tunnels.stop();
         await closeServer(proxy, graceMs, () => {
+          const closed = tunnels.closeAll();
+          if (closed) logger.info({ websockets: closed }, 'grace period over: closed open WebSockets');
           const ended = gateway.endStreams();
           if (ended) logger.info({ streams: ended }, 'grace period over: ended open event streams');
         });

@@ -64,6 +64,8 @@ export class Verifier implements StoreFeed {
   readonly stats: VerifierStats = { hits: 0, misses: 0, storeCalls: 0, evictions: 0 };
   /** Called after each revocation event is applied, with the event. */
   onRevocationApplied: ((event: RevocationEvent, appliedAt: number) => void) | null = null;
+  /** Called after a resync (revocations may have been missed while the feed was down). */
+  onResync: (() => void) | null = null;
 
   constructor(options: VerifierOptions) {
     this.#store = options.store;
@@ -92,7 +94,19 @@ export class Verifier implements StoreFeed {
 
   verify(key: string): VerifyResult | Promise<VerifyResult> {
     if (parseKey(key, this.#prefix) === null) return 'invalid_key';
-    const hash = this.#hasher(key);
+    return this.verifyHash(this.#hasher(key));
+  }
+
+  /** The store's lookup hash of a well-formed key (what open WebSockets are re-checked by). */
+  hashOf(key: string): string {
+    return this.#hasher(key);
+  }
+
+  /**
+   * `verify` for a key already known to be well-formed, by its hash: long-lived connections
+   * (WebSockets) are re-checked with it without keeping the key itself in memory.
+   */
+  verifyHash(hash: string): VerifyResult | Promise<VerifyResult> {
     if (this.#store.feedHealthy) {
       const cached = this.#positive.get(hash);
       if (cached !== undefined) {
@@ -176,6 +190,7 @@ export class Verifier implements StoreFeed {
   /** StoreFeed: revocations may have been missed; trust nothing cached. */
   resync(): void {
     this.flush();
+    this.onResync?.();
   }
 
   flush(): void {

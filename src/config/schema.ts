@@ -72,6 +72,8 @@ const route = z.strictObject({
   host: z.string().regex(/^[a-z0-9.-]+$/i, 'must be a host name without port').transform((h) => h.toLowerCase()).optional(),
   upstream: z.string().refine(isHttpUrl, 'must be an http(s) URL without query or fragment'),
   stripPrefix: z.boolean().default(false),
+  /** Accept WebSocket upgrades (authenticated like any request, then proxied by http-proxy-3). */
+  websocket: z.boolean().default(false),
   auth: z
     .strictObject({
       required: z.boolean().default(true),

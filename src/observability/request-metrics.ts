@@ -6,6 +6,8 @@
 import type { Histogram, Counter, Gauge } from 'prom-client';
 import type { Exchange, AuthOutcome } from '../proxy/exchange.ts';
 import type { GatewayHooks } from '../proxy/gateway.ts';
+import type { Route } from '../proxy/router.ts';
+import type { WebSocketHooks } from '../proxy/websocket.ts';
 import { UPSTREAM_TIMEOUTS } from '../proxy/forward.ts';
 import type { KeygateMetrics } from './metrics.ts';
 
@@ -21,6 +23,7 @@ interface RouteChildren {
   upstreamTimeouts: Counter.Internal;
   upstreamErrors: Counter.Internal;
   streams: Gauge.Internal<string>;
+  tunnels: Gauge.Internal<string>;
 }
 
 function childrenFor(metrics: KeygateMetrics, route: string): RouteChildren {
@@ -31,10 +34,11 @@ function childrenFor(metrics: KeygateMetrics, route: string): RouteChildren {
     upstreamTimeouts: metrics.upstreamErrors.labels(route, 'timeout'),
     upstreamErrors: metrics.upstreamErrors.labels(route, 'connection'),
     streams: metrics.openStreams.labels(route, 'sse'),
+    tunnels: metrics.openStreams.labels(route, 'websocket'),
   };
 }
 
-export class RequestMetrics implements GatewayHooks {
+export class RequestMetrics implements GatewayHooks, WebSocketHooks {
   readonly #metrics: KeygateMetrics;
   #byRoute = new Map<string, RouteChildren>();
   readonly #outcomeIndex = new Map<AuthOutcome, number>(OUTCOMES.map((o, i) => [o, i]));
@@ -54,16 +58,33 @@ export class RequestMetrics implements GatewayHooks {
   }
 
   #children(exchange: Exchange): RouteChildren {
-    return (exchange.route !== null && this.#byRoute.get(exchange.route.name)) || this.#none;
+    return this.#forRoute(exchange.route);
+  }
+
+  #forRoute(route: Route | null): RouteChildren {
+    return (route !== null && this.#byRoute.get(route.name)) || this.#none;
+  }
+
+  #count(c: RouteChildren, status: number, outcome: AuthOutcome, durationMs: number): void {
+    const cls = Math.min(Math.max(Math.floor(status / 100), 1), 5) - 1;
+    c.requests[this.#outcomeIndex.get(outcome) ?? 0]![cls]!.inc();
+    c.duration.observe(durationMs / 1000);
   }
 
   onRequestDone(exchange: Exchange, durationMs: number): void {
-    const c = this.#children(exchange);
     const res = exchange.res;
-    const status = res.writableFinished ? res.statusCode : 499;
-    const cls = Math.min(Math.max(Math.floor(status / 100), 1), 5) - 1;
-    c.requests[this.#outcomeIndex.get(exchange.outcome) ?? 0]![cls]!.inc();
-    c.duration.observe(durationMs / 1000);
+    this.#count(this.#children(exchange), res.writableFinished ? res.statusCode : 499, exchange.outcome, durationMs);
+  }
+
+  /** A WebSocket upgrade: counted like a request (101 for an open tunnel), its duration the tunnel's life. */
+  onUpgradeDone(route: Route | null, status: number, outcome: AuthOutcome, durationMs: number): void {
+    this.#count(this.#forRoute(route), status, outcome, durationMs);
+  }
+
+  onTunnel(route: Route, open: boolean): void {
+    const gauge = this.#forRoute(route).tunnels;
+    if (open) gauge.inc();
+    else gauge.dec();
   }
 
   onUpstreamDone(exchange: Exchange, error: Error | null): void {

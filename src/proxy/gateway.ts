@@ -12,14 +12,14 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { authorize } from '../auth/authorize.ts';
-import { TOKEN_FAILURE_DETAIL, type TokenResult } from '../auth/access-token.ts';
 import { CONFLICT, extractCredential, type Credential } from '../auth/extract.ts';
 import type { Identity } from '../auth/identity.ts';
-import type { Verifier, VerifyResult } from '../auth/verify.ts';
+import type { Verifier } from '../auth/verify.ts';
 import type { LastUsed } from '../events/last-used.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { HeaderResult, SecretSpec } from '../secrets/vault.ts';
+import { admit, isRefusal, type Admission } from './admission.ts';
+import { CONFLICTING_CREDENTIALS, missingCredentials, type Refusal } from './auth-answers.ts';
 import { limitBody } from './body-limit.ts';
 import { applyCors, sameOriginOnly } from './cors.ts';
 import { Exchange, type AuthOutcome } from './exchange.ts';
@@ -28,7 +28,7 @@ import { upstreamHeaders, type HeaderPolicy } from './headers.ts';
 import { normalizeTarget, type NormalizedTarget } from './normalize-path.ts';
 import { sendProblem, type ProblemCode } from './problem.ts';
 import { ResourceMetadata } from './resource-metadata.ts';
-import { Router, type Route } from './router.ts';
+import { Router } from './router.ts';
 
 export interface GatewayOptions {
   router: Router;
@@ -66,13 +66,6 @@ function onClose(this: Tagged): void {
   exchange.upstream?.clientClosed();
   this[kGateway]!.requestDone(exchange);
 }
-
-const FAILURE: Record<Exclude<VerifyResult, Identity>, [ProblemCode, AuthOutcome, string]> = {
-  invalid_key: ['invalid_key', 'invalid', 'the API key is not valid'],
-  key_revoked: ['key_revoked', 'revoked', 'the API key has been revoked'],
-  key_expired: ['key_expired', 'expired', 'the API key has expired'],
-  auth_unavailable: ['auth_unavailable', 'unavailable', 'the key store cannot be reached; try again shortly'],
-};
 
 function hasBody(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
@@ -170,6 +163,10 @@ export class Gateway {
     sendProblem(exchange.res, code, detail, headers, hasBody(exchange.req));
   }
 
+  #refuse(exchange: Exchange, refusal: Refusal): void {
+    this.#reject(exchange, refusal.code, refusal.outcome, refusal.detail, refusal.headers);
+  }
+
   #internalError(exchange: Exchange, error: unknown): void {
     this.#logger.error({ err: error, route: exchange.route?.name }, 'request failed inside keygate');
     exchange.error = 'internal_error';
@@ -216,27 +213,15 @@ export class Gateway {
       return;
     }
     const credential = extractCredential(req.headers);
-    if (credential === CONFLICT) {
-      this.#reject(exchange, 'conflicting_credentials', 'bad_request', 'X-Api-Key and Authorization: Bearer carry different keys; send one');
+    if (credential === CONFLICT || credential === null) {
+      this.#refuse(exchange, credential === null ? missingCredentials(route) : CONFLICTING_CREDENTIALS);
       return;
     }
-    if (credential === null) {
-      const detail = route.tokens === null ? 'send the API key in X-Api-Key or Authorization: Bearer' : 'send an API key (X-Api-Key or Authorization: Bearer) or an OAuth access token (Authorization: Bearer)';
-      this.#reject(exchange, 'missing_credentials', 'missing', detail, { 'www-authenticate': route.challenge });
-      return;
-    }
-    const tokens = route.tokens;
-    if (tokens !== null && !credential.inApiKey && !tokens.isKey(credential.key)) {
-      const verified = tokens.verify(credential.key);
-      if (verified instanceof Promise) this.#resume(exchange, verified, (v) => this.#afterToken(exchange, target, route, v, expectContinue));
-      else this.#afterToken(exchange, target, route, verified, expectContinue);
-      return;
-    }
-    const result = this.#verifier.verify(credential.key);
-    if (result instanceof Promise) {
-      this.#resume(exchange, result, (verified) => this.#afterVerify(exchange, target, route, credential, verified, expectContinue));
+    const admission = admit(this.#verifier, route, credential, target.path);
+    if (admission instanceof Promise) {
+      this.#resume(exchange, admission, (settled) => this.#admitted(exchange, target, credential, settled, expectContinue));
     } else {
-      this.#afterVerify(exchange, target, route, credential, result, expectContinue);
+      this.#admitted(exchange, target, credential, admission, expectContinue);
     }
   }
 
@@ -258,48 +243,18 @@ export class Gateway {
     );
   }
 
-  #afterVerify(exchange: Exchange, target: NormalizedTarget, route: Route, credential: Credential, result: VerifyResult, expectContinue: boolean): void {
-    if (typeof result === 'string') {
-      const [code, outcome, detail] = FAILURE[result];
-      const headers: Record<string, string> = result === 'auth_unavailable' ? { 'retry-after': '1' } : { 'www-authenticate': `${route.challenge}, error="invalid_token", error_description="${detail}"` };
-      this.#reject(exchange, code, outcome, detail, headers);
+  #admitted(exchange: Exchange, target: NormalizedTarget, credential: Credential, admission: Admission, expectContinue: boolean): void {
+    if (isRefusal(admission)) {
+      if (admission.identity !== undefined) exchange.identity = admission.identity;
+      this.#refuse(exchange, admission);
       return;
     }
-    this.#admit(exchange, target, route, result, credential.inAuthorization, expectContinue);
-  }
-
-  /** An OAuth access token (auth/access-token.ts); it always came in Authorization, which is never forwarded. */
-  #afterToken(exchange: Exchange, target: NormalizedTarget, route: Route, result: TokenResult, expectContinue: boolean): void {
-    if (result === 'auth_unavailable') {
-      this.#reject(exchange, 'auth_unavailable', 'unavailable', "the token issuer's keys (JWKS) cannot be fetched; try again shortly", { 'retry-after': '1' });
-      return;
-    }
-    if (typeof result === 'string') {
-      const detail = TOKEN_FAILURE_DETAIL[result];
-      this.#reject(exchange, 'invalid_token', result === 'token_expired' ? 'expired' : 'invalid', detail, { 'www-authenticate': `${route.challenge}, error="invalid_token", error_description="${detail}"` });
-      return;
-    }
-    this.#admit(exchange, target, route, result, true, expectContinue);
-  }
-
-  /** Route policy against a verified identity (key or token), then on to the upstream. */
-  #admit(exchange: Exchange, target: NormalizedTarget, route: Route, result: Identity, dropAuthorization: boolean, expectContinue: boolean): void {
-    exchange.identity = result;
-    const denied = authorize(route, result, target.path);
-    if (denied !== null) {
-      const headers = denied === 'forbidden_permission' ? { 'www-authenticate': route.scopeChallenge } : undefined;
-      const detail =
-        denied === 'forbidden_permission'
-          ? `this route needs the permissions: ${route.permissions.join(', ')}`
-          : denied === 'forbidden_client'
-            ? "this route does not accept keys of this key's client"
-            : "the tenant in the path is not the key's tenant";
-      this.#reject(exchange, denied, 'forbidden', detail, headers);
-      return;
-    }
+    exchange.identity = admission;
     exchange.outcome = 'ok';
-    if (result.issuer === undefined) this.#lastUsed?.mark(result.record.id, Date.now());
-    this.#forward(exchange, target, result, dropAuthorization, expectContinue);
+    // Keys only: an access token has no record in the store to note the use on.
+    if (admission.issuer === undefined) this.#lastUsed?.mark(admission.record.id, Date.now());
+    // The credential's Authorization header (a key, or an access token) is never forwarded.
+    this.#forward(exchange, target, admission, credential.inAuthorization, expectContinue);
   }
 
   #forward(exchange: Exchange, target: NormalizedTarget, identity: Identity | null, dropAuthorization: boolean, expectContinue: boolean): void {

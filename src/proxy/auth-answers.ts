@@ -1,0 +1,71 @@
+/**
+ * What keygate answers when a request is refused at the door: the problem code, the
+ * access-log outcome, the detail and the `WWW-Authenticate` challenge (RFC 6750; on MCP
+ * routes with `resource_metadata`, route-features.ts). One set of answers for every way in —
+ * plain requests (gateway.ts) and WebSocket upgrades (websocket.ts) — so a client sees the
+ * same refusal whichever it tried. Only refusals are built here: the accepted path never
+ * calls into this file.
+ */
+import type { TokenResult } from '../auth/access-token.ts';
+import { TOKEN_FAILURE_DETAIL } from '../auth/access-token.ts';
+import type { AuthorizeFailure } from '../auth/authorize.ts';
+import type { Identity } from '../auth/identity.ts';
+import type { VerifyFailure } from '../auth/verify.ts';
+import type { AuthOutcome } from './exchange.ts';
+import type { ProblemCode } from './problem.ts';
+import type { Route } from './router.ts';
+
+export interface Refusal {
+  code: ProblemCode;
+  outcome: AuthOutcome;
+  detail: string;
+  headers: Record<string, string> | undefined;
+  /** Who was refused, when it is known (a 403): for the access log. */
+  identity?: Identity;
+}
+
+const RETRY = { 'retry-after': '1' };
+
+const VERIFY: Record<VerifyFailure, [ProblemCode, AuthOutcome, string]> = {
+  invalid_key: ['invalid_key', 'invalid', 'the API key is not valid'],
+  key_revoked: ['key_revoked', 'revoked', 'the API key has been revoked'],
+  key_expired: ['key_expired', 'expired', 'the API key has expired'],
+  auth_unavailable: ['auth_unavailable', 'unavailable', 'the key store cannot be reached; try again shortly'],
+};
+
+function invalidToken(route: Route, code: ProblemCode, outcome: AuthOutcome, detail: string): Refusal {
+  return { code, outcome, detail, headers: { 'www-authenticate': `${route.challenge}, error="invalid_token", error_description="${detail}"` } };
+}
+
+export function missingCredentials(route: Route): Refusal {
+  const detail = route.tokens === null ? 'send the API key in X-Api-Key or Authorization: Bearer' : 'send an API key (X-Api-Key or Authorization: Bearer) or an OAuth access token (Authorization: Bearer)';
+  return { code: 'missing_credentials', outcome: 'missing', detail, headers: { 'www-authenticate': route.challenge } };
+}
+
+export const CONFLICTING_CREDENTIALS: Refusal = {
+  code: 'conflicting_credentials',
+  outcome: 'bad_request',
+  detail: 'X-Api-Key and Authorization: Bearer carry different keys; send one',
+  headers: undefined,
+};
+
+export function keyRefused(route: Route, failure: VerifyFailure): Refusal {
+  const [code, outcome, detail] = VERIFY[failure];
+  if (failure === 'auth_unavailable') return { code, outcome, detail, headers: RETRY };
+  return invalidToken(route, code, outcome, detail);
+}
+
+export function tokenRefused(route: Route, failure: Exclude<TokenResult, Identity>): Refusal {
+  if (failure === 'auth_unavailable') {
+    return { code: 'auth_unavailable', outcome: 'unavailable', detail: "the token issuer's keys (JWKS) cannot be fetched; try again shortly", headers: RETRY };
+  }
+  return invalidToken(route, 'invalid_token', failure === 'token_expired' ? 'expired' : 'invalid', TOKEN_FAILURE_DETAIL[failure]);
+}
+
+export function forbidden(route: Route, denied: AuthorizeFailure): Refusal {
+  if (denied === 'forbidden_permission') {
+    return { code: denied, outcome: 'forbidden', detail: `this route needs the permissions: ${route.permissions.join(', ')}`, headers: { 'www-authenticate': route.scopeChallenge } };
+  }
+  const detail = denied === 'forbidden_client' ? "this route does not accept keys of this key's client" : "the tenant in the path is not the key's tenant";
+  return { code: denied, outcome: 'forbidden', detail, headers: undefined };
+}

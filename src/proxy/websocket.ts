@@ -1,0 +1,446 @@
+/**
+ * WebSocket upgrades, on routes with `websocket: true`. An upgrade is authenticated like any
+ * other request — the same route match, Origin check, credential, key or token, route policy
+ * and header rewrite (admission.ts, headers.ts) — then handed to http-proxy-3, which makes
+ * the upstream request and pipes the two sockets once the upstream answers 101.
+ *
+ *   upgrade → normalise → route (websocket: true) → Origin → credential → admit → secret
+ *   → rewrite headers → http-proxy-3 → 101 → open tunnel (tracked by key) … → close
+ *
+ * An open tunnel outlives the request that authenticated it, so keygate keeps checking:
+ *  - a revocation pushed by the store closes every tunnel of that key at once;
+ *  - every `recheckMs` (cache.maxAgeMs) each tunnel's key is verified again under the
+ *    staleness rules (while the push feed is down that asks the store), so a revocation the
+ *    push missed, or a store that cannot vouch for the key any more, closes it too;
+ *  - a tunnel is closed when its key or access token expires.
+ * keygate closes a tunnel with a WebSocket Close frame (1008 and the reason) when the
+ * upstream's bytes are between frames (ws-frames.ts), or else by closing the connection.
+ *
+ * Routes without `websocket` never see an upgrade: `shouldUpgrade` sends such requests down
+ * the normal request path, where Upgrade is a hop-by-hop header like any other.
+ */
+import { STATUS_CODES, type IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import type { Duplex } from 'node:stream';
+import { createProxyServer } from 'http-proxy-3';
+import { CONFLICT, extractCredential, type Credential } from '../auth/extract.ts';
+import type { Identity } from '../auth/identity.ts';
+import type { Verifier } from '../auth/verify.ts';
+import type { LastUsed } from '../events/last-used.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { HeaderResult } from '../secrets/vault.ts';
+import { admit, isRefusal, type Admission } from './admission.ts';
+import { CONFLICTING_CREDENTIALS, missingCredentials, type Refusal } from './auth-answers.ts';
+import { sameOriginOnly } from './cors.ts';
+import type { AuthOutcome } from './exchange.ts';
+import type { SecretSource } from './gateway.ts';
+import { upstreamHeaders, type HeaderPolicy } from './headers.ts';
+import { normalizeTarget, type NormalizedTarget } from './normalize-path.ts';
+import { problemBody, PROBLEMS, type ProblemCode } from './problem.ts';
+import { Router, type Route } from './router.ts';
+import { CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER, closeFrame, FrameBoundary } from './ws-frames.ts';
+
+export interface WebSocketHooks {
+  /** Once per upgrade request, when its connection is gone: 101 for a tunnel that opened. */
+  onUpgradeDone?(route: Route | null, status: number, outcome: AuthOutcome, durationMs: number): void;
+  /** A tunnel opened (true) or closed (false), for the open-streams gauge. */
+  onTunnel?(route: Route, open: boolean): void;
+}
+
+export interface WebSocketOptions {
+  /** The live route table and header policy (both replaced on reload). */
+  current: { readonly router: Router; readonly headers: HeaderPolicy };
+  verifier: Verifier;
+  secrets: SecretSource | null;
+  logger: Logger;
+  accessLog: Logger | null;
+  lastUsed?: LastUsed;
+  hooks?: WebSocketHooks;
+  /** How often open tunnels' keys are verified again (cache.maxAgeMs). */
+  recheckMs: number;
+}
+
+/** The reasons keygate closes a tunnel with; the Close frame carries them to the client. */
+const CLOSES = {
+  key_revoked: [CLOSE_POLICY_VIOLATION, 'the API key has been revoked'],
+  key_expired: [CLOSE_POLICY_VIOLATION, 'the credential has expired'],
+  invalid_key: [CLOSE_POLICY_VIOLATION, 'the API key is no longer valid'],
+  auth_unavailable: [CLOSE_TRY_AGAIN_LATER, 'the key store cannot vouch for the key; reconnect shortly'],
+  shutdown: [CLOSE_GOING_AWAY, 'keygate is shutting down'],
+} as const satisfies Record<string, readonly [number, string]>;
+type CloseReason = keyof typeof CLOSES;
+
+/** setTimeout's limit; a later expiry is caught by the periodic re-check instead. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** One upgrade request and, once the upstream accepted it, its tunnel. */
+class Tunnel {
+  readonly req: IncomingMessage;
+  readonly socket: Socket;
+  readonly start = performance.now();
+  route: Route | null = null;
+  identity: Identity | null = null;
+  /** The key's lookup hash, to verify it again while the tunnel is open (null: public route or token). */
+  hash: string | null = null;
+  outcome: AuthOutcome = 'public';
+  code: ProblemCode | null = null;
+  /** What the client was answered: 101 once the tunnel is open. */
+  status = 0;
+  upstream: Socket | null = null;
+  readonly frames = new FrameBoundary();
+  expiry: NodeJS.Timeout | null = null;
+  /** keygate is closing it: upstream errors from here on are its own doing. */
+  closing = false;
+
+  /** The path the client asked for, without the query string (for the access log; req.url is replaced). */
+  readonly path: string;
+
+  constructor(req: IncomingMessage, socket: Socket) {
+    this.req = req;
+    this.socket = socket;
+    const url = req.url ?? '';
+    const q = url.indexOf('?');
+    this.path = q === -1 ? url : url.slice(0, q);
+  }
+}
+
+function ignore(): void {}
+
+/** keygate's flat [name, value, …] header list as the object http-proxy-3 copies into its request. */
+function headerObject(flat: readonly string[]): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  for (let i = 0; i < flat.length; i += 2) {
+    const name = flat[i]!.toLowerCase();
+    const value = flat[i + 1]!;
+    const seen = out[name];
+    out[name] = seen === undefined ? value : Array.isArray(seen) ? [...seen, value] : [seen, value];
+  }
+  return out;
+}
+
+function isWebSocketUpgrade(req: IncomingMessage): boolean {
+  const upgrade = req.headers.upgrade;
+  return req.method === 'GET' && typeof upgrade === 'string' && upgrade.toLowerCase() === 'websocket';
+}
+
+export class WebSockets {
+  readonly #current: WebSocketOptions['current'];
+  readonly #verifier: Verifier;
+  readonly #secrets: SecretSource | null;
+  readonly #logger: Logger;
+  readonly #accessLog: Logger | null;
+  readonly #lastUsed: LastUsed | null;
+  readonly #hooks: WebSocketHooks;
+  readonly #recheckMs: number;
+  readonly #proxy = createProxyServer({ ws: true, changeOrigin: true, prependPath: false, xfwd: false });
+  readonly #byClient = new WeakMap<Duplex, Tunnel>();
+  readonly #byUpstream = new WeakMap<Duplex, Tunnel>();
+  /** Open tunnels, and those of each key id. */
+  readonly #open = new Set<Tunnel>();
+  readonly #byKey = new Map<string, Set<Tunnel>>();
+  #timer: NodeJS.Timeout | null = null;
+
+  constructor(options: WebSocketOptions) {
+    this.#current = options.current;
+    this.#verifier = options.verifier;
+    this.#secrets = options.secrets;
+    this.#logger = options.logger;
+    this.#accessLog = options.accessLog;
+    this.#lastUsed = options.lastUsed ?? null;
+    this.#hooks = options.hooks ?? {};
+    this.#recheckMs = options.recheckMs;
+    // Client socket errors (resets) come here; the socket's own 'close' does the clean-up.
+    this.#proxy.on('error', (_error, _req, socket) => (socket as Duplex).destroy());
+    this.#proxy.on('proxyReqWs', (proxyReq, _req, socket) => {
+      const tunnel = this.#byClient.get(socket);
+      if (tunnel === undefined) return;
+      const route = tunnel.route!;
+      // Until the upstream answers the upgrade; an open tunnel has no time limit of its own.
+      proxyReq.setTimeout(route.config.timeouts.headersMs, () => proxyReq.destroy(Object.assign(new Error('the upstream did not answer the upgrade in time'), { code: 'KG_UPGRADE_TIMEOUT' })));
+      proxyReq.once('upgrade', (res, upstream) => {
+        tunnel.status = res.statusCode ?? 101;
+        tunnel.upstream = upstream;
+        this.#byUpstream.set(upstream, tunnel);
+      });
+      proxyReq.once('response', (res) => {
+        tunnel.status = res.statusCode ?? 0;
+      });
+    });
+    // Emitted once http-proxy-3 has written the 101 and piped the sockets.
+    this.#proxy.on('open', (upstream) => {
+      const tunnel = this.#byUpstream.get(upstream);
+      if (tunnel !== undefined) this.#opened(tunnel);
+    });
+  }
+
+  /** Open tunnels now. */
+  get size(): number {
+    return this.#open.size;
+  }
+
+  /** node:http's `shouldUpgradeCallback`: only WebSocket upgrades to routes that accept them. */
+  readonly shouldUpgrade = (req: IncomingMessage): boolean => {
+    if (!isWebSocketUpgrade(req)) return false;
+    const target = normalizeTarget(req.url ?? '/');
+    if (target === null) return false;
+    return this.#current.router.match(req.headers.host, target.path)?.config.websocket === true;
+  };
+
+  /** node:http's 'upgrade' handler. */
+  readonly handle = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const tunnel = new Tunnel(req, socket as Socket);
+    this.#byClient.set(socket, tunnel);
+    socket.on('error', ignore);
+    socket.once('close', () => this.#closed(tunnel));
+    try {
+      this.#route(tunnel, head);
+    } catch (error) {
+      this.#logger.error({ err: error, route: tunnel.route?.name }, 'WebSocket upgrade failed inside keygate');
+      this.#answer(tunnel, 'internal_error', 'keygate failed to handle the upgrade');
+    }
+  };
+
+  start(): void {
+    this.#timer ??= setInterval(() => this.recheck(), this.#recheckMs).unref();
+  }
+
+  /** Stops re-checking; open tunnels are left to `closeAll`. */
+  stop(): void {
+    if (this.#timer !== null) clearInterval(this.#timer);
+    this.#timer = null;
+  }
+
+  /** The store pushed a revocation: every tunnel of those keys is closed now. Returns how many. */
+  revoked(ids: readonly string[]): number {
+    let closed = 0;
+    for (const id of ids) {
+      const tunnels = this.#byKey.get(id);
+      if (tunnels === undefined) continue;
+      for (const tunnel of [...tunnels]) {
+        this.#close(tunnel, 'key_revoked');
+        closed++;
+      }
+    }
+    return closed;
+  }
+
+  /** Verifies every open tunnel's key again (the periodic check; also after the feed resyncs). */
+  recheck(): void {
+    for (const tunnel of this.#open) {
+      const hash = tunnel.hash;
+      if (hash === null || tunnel.closing) continue;
+      const result = this.#verifier.verifyHash(hash);
+      if (result instanceof Promise) {
+        result.then(
+          (settled) => typeof settled === 'string' && this.#close(tunnel, settled),
+          () => this.#close(tunnel, 'auth_unavailable'),
+        );
+      } else if (typeof result === 'string') {
+        this.#close(tunnel, result);
+      }
+    }
+  }
+
+  /** Shutdown: closes every open tunnel (1001). Upgrades still being answered end by themselves. */
+  closeAll(): number {
+    const open = [...this.#open];
+    for (const tunnel of open) this.#close(tunnel, 'shutdown');
+    return open.length;
+  }
+
+  #route(tunnel: Tunnel, head: Buffer): void {
+    const req = tunnel.req;
+    const target = normalizeTarget(req.url ?? '/');
+    if (target === null) {
+      this.#answer(tunnel, 'bad_request', 'the request path contains an encoded "/", "\\" or NUL, or is malformed', undefined, 'bad_request');
+      return;
+    }
+    const route = this.#current.router.match(req.headers.host, target.path);
+    if (route === undefined || route.config.websocket !== true) {
+      // Only reachable where node:http has no shouldUpgradeCallback: refuse rather than hang.
+      this.#answer(tunnel, 'no_route', 'no route accepts WebSocket upgrades at this host and path');
+      return;
+    }
+    tunnel.route = route;
+    const origin = req.headers.origin;
+    const originRefused = route.cors !== null ? origin !== undefined && !route.cors.origins.has(origin) : route.mcp !== null && !sameOriginOnly(route.mcp.origin, req);
+    if (originRefused) {
+      this.#answer(tunnel, 'forbidden_origin', 'this route does not accept WebSocket connections from the Origin sent', undefined, 'forbidden');
+      return;
+    }
+    if (!route.authRequired) {
+      this.#withSecret(tunnel, target, null, false, head);
+      return;
+    }
+    const credential = extractCredential(req.headers);
+    if (credential === CONFLICT || credential === null) {
+      this.#refuse(tunnel, credential === null ? missingCredentials(route) : CONFLICTING_CREDENTIALS);
+      return;
+    }
+    const admission = admit(this.#verifier, route, credential, target.path);
+    if (admission instanceof Promise) {
+      admission.then(
+        (settled) => !tunnel.socket.destroyed && this.#admitted(tunnel, target, credential, settled, head),
+        (error: unknown) => {
+          this.#logger.error({ err: error, route: route.name }, 'WebSocket upgrade failed inside keygate');
+          this.#answer(tunnel, 'internal_error', 'keygate failed to handle the upgrade');
+        },
+      );
+    } else {
+      this.#admitted(tunnel, target, credential, admission, head);
+    }
+  }
+
+  #admitted(tunnel: Tunnel, target: NormalizedTarget, credential: Credential, admission: Admission, head: Buffer): void {
+    if (isRefusal(admission)) {
+      if (admission.identity !== undefined) tunnel.identity = admission.identity;
+      this.#refuse(tunnel, admission);
+      return;
+    }
+    tunnel.identity = admission;
+    tunnel.outcome = 'ok';
+    if (admission.issuer === undefined) {
+      tunnel.hash = this.#verifier.hashOf(credential.key);
+      this.#lastUsed?.mark(admission.record.id, Date.now());
+    }
+    this.#withSecret(tunnel, target, admission, credential.inAuthorization, head);
+  }
+
+  #withSecret(tunnel: Tunnel, target: NormalizedTarget, identity: Identity | null, dropAuthorization: boolean, head: Buffer): void {
+    const spec = tunnel.route!.config.secret;
+    if (spec === undefined) {
+      this.#connect(tunnel, target, identity, dropAuthorization, head, null);
+      return;
+    }
+    const go = (result: HeaderResult) => {
+      if (tunnel.socket.destroyed) return;
+      if (typeof result === 'string') this.#answer(tunnel, 'upstream_unavailable', `the upstream secret "${spec.id}" that this route injects is not available`);
+      else this.#connect(tunnel, target, identity, dropAuthorization, head, result);
+    };
+    const result = this.#secrets === null ? 'no_master_key' : this.#secrets.headerFor(spec);
+    if (result instanceof Promise) result.then(go, () => go('store_unavailable'));
+    else go(result);
+  }
+
+  #connect(tunnel: Tunnel, target: NormalizedTarget, identity: Identity | null, dropAuthorization: boolean, head: Buffer, extra: readonly string[] | null): void {
+    const req = tunnel.req;
+    const route = tunnel.route!;
+    const headers = headerObject(upstreamHeaders(req, this.#current.headers, identity, dropAuthorization, extra));
+    // The rewrite drops hop-by-hop headers; an upgrade needs these two back.
+    headers.connection = 'Upgrade';
+    headers.upgrade = req.headers.upgrade!;
+    // http-proxy-3 copies req.headers and req.url into its upstream request: replacing them
+    // makes that request exactly keygate's rewrite (no credential, no spoofed identity).
+    req.headers = headers;
+    req.url = Router.upstreamPath(route, target.path) + target.query;
+    this.#proxy.ws(req, tunnel.socket, head, { target: route.upstreamOrigin, connectTimeout: route.config.timeouts.connectMs }, (error) => this.#upstreamFailed(tunnel, error));
+  }
+
+  #opened(tunnel: Tunnel): void {
+    const { socket, route, identity } = tunnel;
+    const upstream = tunnel.upstream!;
+    upstream.on('data', (chunk: Buffer) => tunnel.frames.observe(chunk));
+    // Silence in both directions for idleMs (pings count as traffic) ends the tunnel.
+    socket.setTimeout(route!.config.timeouts.idleMs, () => {
+      socket.destroy();
+      upstream.destroy();
+    });
+    this.#open.add(tunnel);
+    const id = identity?.issuer === undefined ? identity?.record.id : undefined;
+    if (id !== undefined) {
+      let set = this.#byKey.get(id);
+      if (set === undefined) this.#byKey.set(id, (set = new Set()));
+      set.add(tunnel);
+    }
+    const expiresAt = identity?.record.expiresAt ?? null;
+    if (expiresAt !== null && expiresAt - Date.now() < MAX_TIMER_MS) {
+      tunnel.expiry = setTimeout(() => this.#close(tunnel, 'key_expired'), Math.max(0, expiresAt - Date.now()));
+      tunnel.expiry.unref();
+    }
+    this.#hooks.onTunnel?.(route!, true);
+  }
+
+  /** keygate ends an open tunnel: a Close frame if the upstream's bytes are between frames, else the connection. */
+  #close(tunnel: Tunnel, reason: CloseReason): void {
+    if (tunnel.closing) return;
+    tunnel.closing = true;
+    const { socket, upstream } = tunnel;
+    const [code, text] = CLOSES[reason];
+    if (upstream !== null && tunnel.status === 101) {
+      upstream.unpipe(socket);
+      socket.unpipe(upstream);
+      upstream.destroy();
+      if (tunnel.frames.atBoundary && socket.writable) {
+        socket.end(closeFrame(code, text));
+        // The client answers the Close and closes; one that does not is cut off.
+        setTimeout(() => socket.destroy(), 1000).unref();
+        return;
+      }
+    }
+    socket.destroy();
+  }
+
+  #upstreamFailed(tunnel: Tunnel, error: Error): void {
+    if (tunnel.closing || tunnel.status !== 0) return;
+    const code = (error as { code?: string }).code ?? '';
+    const timeout = code === 'ECONNECT_TIMEOUT' || code === 'KG_UPGRADE_TIMEOUT';
+    this.#answer(tunnel, timeout ? 'upstream_timeout' : 'upstream_unavailable', timeout ? 'the upstream did not answer the upgrade in time' : 'the upstream could not be reached or closed the connection');
+  }
+
+  #refuse(tunnel: Tunnel, refusal: Refusal): void {
+    this.#answer(tunnel, refusal.code, refusal.detail, refusal.headers, refusal.outcome);
+  }
+
+  /** keygate's own answer to an upgrade it will not make: a problem+json response, then the connection ends. */
+  #answer(tunnel: Tunnel, code: ProblemCode, detail: string, headers?: Record<string, string>, outcome?: AuthOutcome): void {
+    if (outcome !== undefined) tunnel.outcome = outcome;
+    tunnel.code = code;
+    const socket = tunnel.socket;
+    if (!socket.writable || tunnel.status !== 0) {
+      socket.destroy();
+      return;
+    }
+    const status = PROBLEMS[code].status;
+    tunnel.status = status;
+    const body = JSON.stringify(problemBody(code, detail));
+    let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\ncontent-type: application/problem+json\r\ncontent-length: ${Buffer.byteLength(body)}\r\ncache-control: no-store\r\nconnection: close\r\n`;
+    if (headers) for (const name in headers) head += `${name}: ${headers[name]}\r\n`;
+    socket.end(`${head}\r\n${body}`);
+  }
+
+  #closed(tunnel: Tunnel): void {
+    if (tunnel.expiry !== null) clearTimeout(tunnel.expiry);
+    tunnel.upstream?.destroy();
+    if (this.#open.delete(tunnel)) {
+      this.#hooks.onTunnel?.(tunnel.route!, false);
+      const id = tunnel.identity?.record.id;
+      const set = id === undefined ? undefined : this.#byKey.get(id);
+      if (set !== undefined) {
+        set.delete(tunnel);
+        if (set.size === 0) this.#byKey.delete(id!);
+      }
+    }
+    const ms = performance.now() - tunnel.start;
+    // A client that left before any answer: 499, as on the request path.
+    const status = tunnel.status === 0 ? 499 : tunnel.status;
+    this.#hooks.onUpgradeDone?.(tunnel.route, status, tunnel.outcome, ms);
+    if (this.#accessLog === null) return;
+    const { req, route, identity } = tunnel;
+    this.#accessLog.info({
+      msg: 'request',
+      method: req.method,
+      // The path as the client sent it, without the query string (req.url was replaced with the upstream's).
+      path: tunnel.path,
+      route: route?.name ?? null,
+      status,
+      ms: Math.round(ms * 100) / 100,
+      outcome: tunnel.outcome,
+      code: tunnel.code,
+      keyId: identity?.record.id || null,
+      issuer: identity?.issuer,
+      tenant: identity?.record.tenant ?? null,
+      upgrade: 'websocket',
+    });
+  }
+}
