@@ -44,6 +44,16 @@ async function signedIn(key: string, viewport = { width: 1280, height: 900 }): P
   return page;
 }
 
+/** Opens the Create dialog and fills in tenant, name and permissions. */
+async function fillCreate(page: Page, fields: { tenant: string; name: string; permissions: string }) {
+  await page.getByRole('button', { name: 'Create key' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Create an API key' });
+  await dialog.getByLabel('Tenant', { exact: true }).fill(fields.tenant);
+  await dialog.getByLabel('Name', { exact: true }).fill(fields.name);
+  await dialog.getByLabel('Permissions', { exact: true }).fill(fields.permissions);
+  return dialog;
+}
+
 const proxy = (key: string) => fetch(`${t.url}/api/hello`, { headers: { 'x-api-key': key } });
 
 /** The key in the open one-time dialog; closes it and checks the key left the page. */
@@ -124,11 +134,7 @@ describe('the console in Chromium', () => {
   });
 
   it('creates a key and shows it once, with a working copy button', async () => {
-    await page.getByRole('button', { name: 'Create key' }).click();
-    const dialog = page.getByRole('dialog', { name: 'Create an API key' });
-    await dialog.getByLabel('Tenant', { exact: true }).fill('acme');
-    await dialog.getByLabel('Name', { exact: true }).fill('browser-key');
-    await dialog.getByLabel('Permissions', { exact: true }).fill('echo:read');
+    const dialog = await fillCreate(page, { tenant: 'acme', name: 'browser-key', permissions: 'echo:read' });
     await dialog.getByLabel('Expires').selectOption('30d');
     await screenshot(page, '03-create-dialog');
     await dialog.getByRole('button', { name: 'Create key' }).click();
@@ -220,11 +226,7 @@ describe('the console in Chromium', () => {
   });
 
   it('shows what the API refused inside the dialog, on the field at fault; renames', async () => {
-    await page.getByRole('button', { name: 'Create key' }).click();
-    const dialog = page.getByRole('dialog', { name: 'Create an API key' });
-    await dialog.getByLabel('Tenant', { exact: true }).fill('acme');
-    await dialog.getByLabel('Name', { exact: true }).fill('bad-perms');
-    await dialog.getByLabel('Permissions', { exact: true }).fill('read bad!perm');
+    const dialog = await fillCreate(page, { tenant: 'acme', name: 'bad-perms', permissions: 'read bad!perm' });
     await dialog.getByRole('button', { name: 'Create key' }).click();
     await expect.poll(() => dialog.getByRole('alert').textContent()).toContain('"bad!perm" is not a valid permission name');
     expect(await page.evaluate(() => document.activeElement?.getAttribute('name'))).toBe('permissions');

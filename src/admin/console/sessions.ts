@@ -205,8 +205,9 @@ export class ConsoleSessions {
     const now = this.#now();
     const max = Math.min(now + this.#o.config.sessionMaxMs, record.expiresAt ?? Infinity);
     const payload: SessionPayload = { sid: newSessionId(), kid: record.id, ten: caller.tenant, iat: now, exp: Math.min(now + this.#o.config.sessionIdleMs, max), max };
-    this.#setCookie(req, res, this.#tokens.sign(payload), payload.exp - now);
+    // Audited first: if that fails, the error answer must not carry a working cookie.
     await this.#o.events.audit('console.sign_in', record.id, record.tenant, record.id, { ip: req.socket.remoteAddress ?? '' });
+    this.#setCookie(req, res, this.#tokens.sign(payload), payload.exp - now);
     return { payload, record, caller };
   }
 

@@ -3,9 +3,10 @@
  * following, older page starts; the cursors of the pages seen so far make "Newer" work).
  * A tenant-scoped admin sees its tenant's entries only — the API decides that.
  */
-import { ApiError, query, request } from './api.js';
+import { query, request } from './api.js';
 import { button } from './dialogs.js';
 import { field, h, replace, time } from './dom.js';
+import { listRow, listTable, loadInto } from './list.js';
 
 /** @typedef {import('./api.js').AuditEntry} AuditEntry */
 
@@ -58,9 +59,8 @@ export function renderAudit(ctx) {
   );
   title.focus();
 
-  async function load() {
-    tableHost.setAttribute('aria-busy', 'true');
-    try {
+  function load() {
+    return loadInto(tableHost, 'the audit log', async () => {
       /** @type {{ entries: AuditEntry[], next: string | null }} */
       const page = await request('GET', `/v1/audit${query({ limit: size.value, before: cursors[cursors.length - 1] || undefined })}`);
       next = page.next;
@@ -68,12 +68,7 @@ export function renderAudit(ctx) {
       older.disabled = next === null;
       replace(where, `Page ${cursors.length}${page.entries.length ? `: ${page.entries.length} entries` : ''}`);
       render(page.entries);
-    } catch (error) {
-      if (error instanceof ApiError && error.status === 401) return;
-      replace(tableHost, h('div', { class: 'error', role: 'alert' }, `Could not load the audit log: ${/** @type {Error} */ (error).message} `, button('Retry', { onclick: () => void load() })));
-    } finally {
-      tableHost.removeAttribute('aria-busy');
-    }
+    });
   }
 
   /** @param {AuditEntry[]} entries */
@@ -82,40 +77,19 @@ export function renderAudit(ctx) {
       replace(tableHost, h('p', { class: 'empty' }, 'No entries.'));
       return;
     }
-    const columns = ['Time', 'Action', 'Actor', 'Tenant', 'Target', 'Details'];
-    replace(
-      tableHost,
-      h(
-        'table',
-        { class: 'list audit' },
-        h('caption', { class: 'visually-hidden' }, 'Audit log entries, newest first'),
-        h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c)))),
-        h(
-          'tbody',
-          {},
-          entries.map((entry) =>
-            h(
-              'tr',
-              {},
-              h('td', { 'data-label': 'Time' }, time(entry.at)),
-              h('th', { scope: 'row', 'data-label': 'Action' }, ACTIONS[entry.action] ?? entry.action, h('span', { class: 'sub' }, entry.action)),
-              h('td', { 'data-label': 'Actor' }, entry.actor === null ? h('span', { class: 'muted' }, 'unknown') : h('code', {}, entry.actor)),
-              h('td', { 'data-label': 'Tenant' }, entry.tenant ?? h('span', { class: 'muted' }, '—')),
-              h('td', { 'data-label': 'Target' }, entry.target === null ? h('span', { class: 'muted' }, '—') : h('code', {}, entry.target)),
-              h(
-                'td',
-                { 'data-label': 'Details' },
-                h(
-                  'dl',
-                  { class: 'detail' },
-                  Object.entries(entry.detail).flatMap(([name, value]) => [h('dt', {}, name), h('dd', {}, value === null ? '—' : String(value))]),
-                ),
-              ),
-            ),
-          ),
-        ),
-      ),
+    /** @param {string} text */
+    const muted = (text) => h('span', { class: 'muted' }, text);
+    const rows = entries.map((entry) =>
+      listRow({}, [
+        ['Time', time(entry.at)],
+        ['Action', h('span', {}, ACTIONS[entry.action] ?? entry.action, h('span', { class: 'sub' }, entry.action))],
+        ['Actor', entry.actor === null ? muted('unknown') : h('code', {}, entry.actor)],
+        ['Tenant', entry.tenant ?? muted('—')],
+        ['Target', entry.target === null ? muted('—') : h('code', {}, entry.target)],
+        ['Details', h('dl', { class: 'detail' }, Object.entries(entry.detail).flatMap(([name, value]) => [h('dt', {}, name), h('dd', {}, value === null ? '—' : String(value))]))],
+      ]),
     );
+    replace(tableHost, listTable({ className: 'audit', caption: 'Audit log entries, newest first', columns: ['Time', 'Action', 'Actor', 'Tenant', 'Target', 'Details'], rows }));
   }
 
   void load();

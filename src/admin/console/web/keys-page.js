@@ -7,6 +7,7 @@
 import { ApiError, query, request } from './api.js';
 import { button, confirmDialog, openDialog } from './dialogs.js';
 import { field, fromNow, h, replace, time, uid } from './dom.js';
+import { listRow, listTable, loadInto } from './list.js';
 import { oneTimeKeyDialog } from './one-time-key.js';
 
 /** @typedef {import('./api.js').KeyRecord} KeyRecord */
@@ -165,19 +166,13 @@ export function renderKeys(ctx) {
     }
   }
 
-  async function load() {
-    tableHost.setAttribute('aria-busy', 'true');
-    try {
+  function load() {
+    return loadInto(tableHost, 'the keys', async () => {
       /** @type {{ keys: KeyRecord[] }} */
       const { keys } = await request('GET', `/v1/keys${query({ tenant: platform ? state.tenant : undefined, revoked: state.revoked ? 'true' : undefined })}`);
       state.keys = keys;
       renderTable();
-    } catch (error) {
-      if (error instanceof ApiError && error.status === 401) return;
-      replace(tableHost, h('div', { class: 'error', role: 'alert' }, `Could not load the keys: ${/** @type {Error} */ (error).message} `, button('Retry', { onclick: () => void load() })));
-    } finally {
-      tableHost.removeAttribute('aria-busy');
-    }
+    });
   }
 
   function renderTable() {
@@ -209,18 +204,9 @@ export function renderKeys(ctx) {
         ['Client', key.client ?? h('span', { class: 'muted' }, '—')],
         ['Actions', actionsFor(key)],
       ];
-      return h('tr', { 'data-key-id': key.id }, cells.map(([label, content], i) => (i === 0 ? h('th', { scope: 'row', 'data-label': label }, content) : h('td', { 'data-label': label }, content))));
+      return listRow({ 'data-key-id': key.id }, cells);
     });
-    replace(
-      tableHost,
-      h(
-        'table',
-        { class: 'list keys' },
-        h('caption', { class: 'visually-hidden' }, allTenants ? 'API keys of every tenant' : `API keys of tenant ${state.tenant}`),
-        h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c)))),
-        h('tbody', {}, rows),
-      ),
-    );
+    replace(tableHost, listTable({ className: 'keys', caption: allTenants ? 'API keys of every tenant' : `API keys of tenant ${state.tenant}`, columns, rows }));
   }
 
   /** @param {KeyRecord} key */

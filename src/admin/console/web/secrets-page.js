@@ -3,10 +3,11 @@
  * return a value), add, rename or move to a new id, remove. A value is typed once into a
  * masked field that is emptied when its dialog closes; it is never put anywhere else.
  */
-import { ApiError, request } from './api.js';
+import { request } from './api.js';
 import { button, confirmDialog, openDialog } from './dialogs.js';
 import { field, h, replace, time } from './dom.js';
 import { fieldOf } from './keys-page.js';
+import { listRow, listTable, loadInto } from './list.js';
 
 /** @typedef {import('./api.js').SecretRecord} SecretRecord */
 
@@ -38,18 +39,12 @@ export function renderSecrets(ctx) {
   );
   title.focus();
 
-  async function load() {
-    tableHost.setAttribute('aria-busy', 'true');
-    try {
+  function load() {
+    return loadInto(tableHost, 'the secrets', async () => {
       /** @type {{ secrets: SecretRecord[] }} */
       const { secrets } = await request('GET', '/v1/secrets');
       renderTable(secrets);
-    } catch (error) {
-      if (error instanceof ApiError && error.status === 401) return;
-      replace(tableHost, h('div', { class: 'error', role: 'alert' }, `Could not load the secrets: ${/** @type {Error} */ (error).message} `, button('Retry', { onclick: () => void load() })));
-    } finally {
-      tableHost.removeAttribute('aria-busy');
-    }
+    });
   }
 
   /** @param {SecretRecord[]} secrets */
@@ -59,41 +54,25 @@ export function renderSecrets(ctx) {
       replace(tableHost, h('p', { class: 'empty' }, 'No secrets stored.'));
       return;
     }
-    const columns = ['Name', 'ID', 'Created', 'Last used', 'Encrypted under', 'Actions'];
-    replace(
-      tableHost,
-      h(
-        'table',
-        { class: 'list secrets' },
-        h('caption', { class: 'visually-hidden' }, 'Upstream secrets'),
-        h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col' }, c)))),
-        h(
-          'tbody',
-          {},
-          secrets.map((secret) =>
-            h(
-              'tr',
-              { 'data-secret-id': secret.id },
-              h('th', { scope: 'row', 'data-label': 'Name' }, secret.name),
-              h('td', { 'data-label': 'ID' }, h('code', {}, secret.id)),
-              h('td', { 'data-label': 'Created' }, time(secret.createdAt)),
-              h('td', { 'data-label': 'Last used' }, time(secret.lastUsedAt, 'never')),
-              h('td', { 'data-label': 'Encrypted under' }, h('code', { title: 'master key version' }, secret.keyVersion)),
-              h(
-                'td',
-                { 'data-label': 'Actions' },
-                h(
-                  'div',
-                  { class: 'row-actions' },
-                  h('button', { type: 'button', class: 'btn small secondary', 'aria-label': `Rename ${secret.name}`, onclick: () => renameDialog(secret) }, 'Rename'),
-                  h('button', { type: 'button', class: 'btn small danger', 'aria-label': `Remove ${secret.name}`, onclick: () => removeDialog(secret) }, 'Remove'),
-                ),
-              ),
-            ),
+    const rows = secrets.map((secret) =>
+      listRow({ 'data-secret-id': secret.id }, [
+        ['Name', secret.name],
+        ['ID', h('code', {}, secret.id)],
+        ['Created', time(secret.createdAt)],
+        ['Last used', time(secret.lastUsedAt, 'never')],
+        ['Encrypted under', h('code', { title: 'master key version' }, secret.keyVersion)],
+        [
+          'Actions',
+          h(
+            'div',
+            { class: 'row-actions' },
+            h('button', { type: 'button', class: 'btn small secondary', 'aria-label': `Rename ${secret.name}`, onclick: () => renameDialog(secret) }, 'Rename'),
+            h('button', { type: 'button', class: 'btn small danger', 'aria-label': `Remove ${secret.name}`, onclick: () => removeDialog(secret) }, 'Remove'),
           ),
-        ),
-      ),
+        ],
+      ]),
     );
+    replace(tableHost, listTable({ className: 'secrets', caption: 'Upstream secrets', columns: ['Name', 'ID', 'Created', 'Last used', 'Encrypted under', 'Actions'], rows }));
   }
 
   function addDialog() {
