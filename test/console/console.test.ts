@@ -14,7 +14,6 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
-import { waitFor } from '../helpers/http.ts';
 import { launchChromium, record, screenshot, type PageRecord } from './browser.ts';
 
 // Globals of the page, for the functions handed to page.evaluate (they run in Chromium, not here).
@@ -44,6 +43,9 @@ async function signedIn(key: string, viewport = { width: 1280, height: 900 }): P
   return page;
 }
 
+/** Polls until the assertion holds; generous, because the machine running this may be busy. */
+const eventually = <T>(fn: () => T | Promise<T>) => expect.poll(fn, { timeout: 15_000, interval: 50 });
+
 /** Opens the Create dialog and fills in tenant, name and permissions. */
 async function fillCreate(page: Page, fields: { tenant: string; name: string; permissions: string }) {
   await page.getByRole('button', { name: 'Create key' }).click();
@@ -63,7 +65,7 @@ async function takeOneTimeKey(page: Page, shot?: string): Promise<string> {
   const key = await field.inputValue();
   expect(key).toMatch(/^kg_[a-z0-9-]+_[0-9a-f]{64}$/);
   issued.push(key);
-  await expect.poll(() => dialog.textContent()).toContain('This is the only time this key is shown');
+  await eventually(() => dialog.textContent()).toContain('This is the only time this key is shown');
   if (shot) await screenshot(page, shot);
   await dialog.getByRole('button', { name: 'Done' }).click();
   await dialog.waitFor({ state: 'detached' });
@@ -109,12 +111,12 @@ describe('the console in Chromium', () => {
     record(page, seen);
     await page.goto(`${t.adminUrl}/console/`);
     const input = page.getByLabel('Admin key');
-    await expect.poll(() => page.evaluate(() => document.activeElement?.getAttribute('name'))).toBe('key');
+    await eventually(() => page.evaluate(() => document.activeElement?.getAttribute('name'))).toBe('key');
     await screenshot(page, '01-sign-in');
     // A wrong key: refused, with a message, and the field is emptied.
     await input.fill(`${root.key.slice(0, -1)}0`);
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await expect.poll(() => page.getByRole('alert').textContent()).toContain('not valid');
+    await eventually(() => page.getByRole('alert').textContent()).toContain('not valid');
     expect(await input.inputValue()).toBe('');
     await input.fill(root.key);
     await page.getByRole('button', { name: 'Sign in' }).click();
@@ -129,7 +131,7 @@ describe('the console in Chromium', () => {
     expect(cookies).toHaveLength(1);
     expect(cookies[0]).toMatchObject({ name: 'keygate_console', httpOnly: true, sameSite: 'Strict', path: '/', secure: false });
     expect(cookies[0]!.value).not.toContain(root.key.slice(-64));
-    await expect.poll(() => page.locator('tbody tr').count()).toBeGreaterThanOrEqual(4);
+    await eventually(() => page.locator('tbody tr').count()).toBeGreaterThanOrEqual(4);
     await screenshot(page, '02-keys');
   });
 
@@ -141,7 +143,7 @@ describe('the console in Chromium', () => {
     const oneTime = page.getByRole('dialog', { name: 'Copy your new key' });
     await oneTime.waitFor();
     await oneTime.getByRole('button', { name: 'Copy' }).click();
-    await expect.poll(() => oneTime.getByRole('status').textContent()).toContain('Copied');
+    await eventually(() => oneTime.getByRole('status').textContent()).toContain('Copied');
     const clipboard = await page.evaluate(() => navigator.clipboard.readText());
     created = await takeOneTimeKey(page, '04-one-time-key');
     expect(clipboard).toBe(created);
@@ -169,7 +171,7 @@ describe('the console in Chromium', () => {
     await dialog.getByRole('button', { name: 'Revoke key' }).click();
     await dialog.waitFor({ state: 'detached' });
     await row.waitFor({ state: 'detached' });
-    await expect.poll(() => page.getByRole('status').filter({ hasText: 'Revoked' }).count()).toBeGreaterThan(0);
+    await eventually(() => page.getByRole('status').filter({ hasText: 'Revoked' }).count()).toBeGreaterThan(0);
     const res = await proxy(created);
     expect(res.status).toBe(401);
     expect(((await res.json()) as { code: string }).code).toBe('key_revoked');
@@ -189,12 +191,12 @@ describe('the console in Chromium', () => {
 
   it('filters by tenant and by name or prefix search', async () => {
     await page.getByLabel('Tenant', { exact: true }).selectOption('globex');
-    await expect.poll(() => page.locator('tbody tr').count()).toBe(2);
+    await eventually(() => page.locator('tbody tr').count()).toBe(2);
     await page.getByLabel('Search by name or prefix').fill('agent');
-    await expect.poll(() => page.locator('tbody tr').count()).toBe(1);
+    await eventually(() => page.locator('tbody tr').count()).toBe(1);
     const prefix = (await page.locator('tbody tr [data-label="Key prefix"]').textContent())!;
     await page.getByLabel('Search by name or prefix').fill(prefix.slice(0, 13));
-    await expect.poll(() => page.locator('tbody tr').count()).toBe(1);
+    await eventually(() => page.locator('tbody tr').count()).toBe(1);
     await page.getByLabel('Search by name or prefix').fill('');
     await page.getByLabel('Tenant', { exact: true }).selectOption('');
   });
@@ -228,7 +230,7 @@ describe('the console in Chromium', () => {
   it('shows what the API refused inside the dialog, on the field at fault; renames', async () => {
     const dialog = await fillCreate(page, { tenant: 'acme', name: 'bad-perms', permissions: 'read bad!perm' });
     await dialog.getByRole('button', { name: 'Create key' }).click();
-    await expect.poll(() => dialog.getByRole('alert').textContent()).toContain('"bad!perm" is not a valid permission name');
+    await eventually(() => dialog.getByRole('alert').textContent()).toContain('"bad!perm" is not a valid permission name');
     expect(await page.evaluate(() => document.activeElement?.getAttribute('name'))).toBe('permissions');
     expect(await dialog.getByLabel('Permissions', { exact: true }).getAttribute('aria-invalid')).toBe('true');
     await screenshot(page, '03b-create-error');
@@ -277,7 +279,7 @@ describe('the console in Chromium', () => {
     await screenshot(page, '08-revoke-all');
     await confirm.click();
     await dialog.waitFor({ state: 'detached' });
-    await expect.poll(() => page.locator('tbody tr').count()).toBe(0);
+    await eventually(() => page.locator('tbody tr').count()).toBe(0);
     expect(await t.keys.list({ tenant: 'globex' })).toHaveLength(0);
     await page.getByLabel('Tenant', { exact: true }).selectOption('');
   });
@@ -317,7 +319,7 @@ describe('the console in Chromium', () => {
     await page.getByRole('link', { name: 'Audit log' }).click();
     await page.getByRole('heading', { name: 'Audit log' }).waitFor();
     await page.getByLabel('Entries per page').selectOption('25');
-    await expect.poll(() => page.locator('tbody tr').count()).toBe(25);
+    await eventually(() => page.locator('tbody tr').count()).toBe(25);
     const firstRow = await page.locator('tbody tr').first().textContent();
     expect(firstRow).toContain('bulk-29');
     const times = await page.locator('tbody time').evaluateAll((els) => els.map((e) => Date.parse(e.getAttribute('datetime')!)));
@@ -326,10 +328,10 @@ describe('the console in Chromium', () => {
     const newer = page.getByRole('button', { name: 'Newer' });
     expect(await newer.isDisabled()).toBe(true);
     await page.getByRole('button', { name: 'Older' }).click();
-    await expect.poll(() => page.getByText('Page 2').count()).toBe(1);
+    await eventually(() => page.getByText('Page 2').count()).toBe(1);
     expect(await page.locator('tbody tr').first().textContent()).not.toBe(firstRow);
     await newer.click();
-    await expect.poll(() => page.locator('tbody tr').first().textContent()).toBe(firstRow);
+    await eventually(() => page.locator('tbody tr').first().textContent()).toBe(firstRow);
     const all = await page.locator('tbody').textContent();
     for (const key of issued) expect(all).not.toContain(key);
   });
@@ -352,7 +354,7 @@ describe('a tenant admin', () => {
   it('sees and manages its own tenant only', async () => {
     const page = await signedIn(acmeAdmin.key);
     await page.getByRole('heading', { name: 'API keys' }).waitFor();
-    await expect.poll(() => page.locator('tbody tr').count()).toBeGreaterThan(0);
+    await eventually(() => page.locator('tbody tr').count()).toBeGreaterThan(0);
     const tenants = await page.locator('tbody tr').evaluateAll((rows) => rows.map((r) => r.textContent ?? ''));
     for (const row of tenants) expect(row).not.toMatch(/globex|bulk|root/);
     expect(await page.getByLabel('Tenant', { exact: true }).count()).toBe(0);
@@ -373,7 +375,7 @@ describe('a tenant admin', () => {
     await page.goto(`${t.adminUrl}/console/#/secrets`);
     await page.getByText('Only platform admins manage upstream secrets.').waitFor();
     await page.goto(`${t.adminUrl}/console/#/audit`);
-    await expect.poll(() => page.locator('tbody tr').count()).toBeGreaterThan(0);
+    await eventually(() => page.locator('tbody tr').count()).toBeGreaterThan(0);
     const audit = await page.locator('tbody [data-label="Tenant"]').allTextContents();
     expect(new Set(audit)).toEqual(new Set(['acme']));
   });
@@ -397,7 +399,7 @@ describe('an idle session', () => {
     await page.goto(`${t.adminUrl}/console/`);
     await page.getByLabel('Admin key').fill(root.key);
     await page.getByRole('button', { name: 'Sign in' }).click();
-    await expect.poll(() => page.locator('tbody tr').count()).toBeGreaterThan(0);
+    await eventually(() => page.locator('tbody tr').count()).toBeGreaterThan(0);
     await page.clock.fastForward('16:00');
     await page.getByRole('heading', { name: 'Sign in to keygate' }).waitFor();
     expect(await page.getByText('Your session ended after 15 minutes without activity.').count()).toBe(1);
@@ -410,7 +412,7 @@ describe('narrow screens', () => {
   it('show each key as a readable card', async () => {
     const page = await signedIn(root.key, { width: 390, height: 844 });
     await page.goto(`${t.adminUrl}/console/#/keys?tenant=acme`);
-    await expect.poll(() => page.locator('tbody tr').count()).toBeGreaterThan(0);
+    await eventually(() => page.locator('tbody tr').count()).toBeGreaterThan(0);
     const row = page.locator('tbody tr').first();
     expect(await row.evaluate((el) => getComputedStyle(el).display)).toBe('block');
     // Nothing sticks out sideways.
