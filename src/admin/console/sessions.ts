@@ -137,6 +137,11 @@ export class ConsoleSessions {
     return null;
   }
 
+  #csrfProblem(req: IncomingMessage, sid: string): string | null {
+    const sent = req.headers[CSRF_HEADER];
+    return typeof sent === 'string' && this.#tokens.csrfMatches(sid, sent) ? null : `the ${CSRF_HEADER} header is missing or does not belong to this session`;
+  }
+
   #refuse(req: IncomingMessage, res: ServerResponse, detail: string): null {
     this.clearCookie(req, res);
     sendProblem(res, 'invalid_session', `${detail}; sign in again`);
@@ -162,12 +167,8 @@ export class ConsoleSessions {
     // Two cookies of one name: one was planted (or is stale). Trust neither.
     const payload = values.length === 1 ? this.#tokens.verify(values[0]!, now) : null;
     if (payload === null) return this.#refuse(req, res, 'the session has expired or is not valid');
-    const problem = SAFE_METHODS.has(req.method ?? '') ? siteProblem(req) : this.originProblem(req);
+    const problem = SAFE_METHODS.has(req.method ?? '') ? siteProblem(req) : (this.originProblem(req) ?? this.#csrfProblem(req, payload.sid));
     if (problem !== null) return this.#csrfRefused(req, res, problem);
-    if (!SAFE_METHODS.has(req.method ?? '')) {
-      const sent = req.headers[CSRF_HEADER];
-      if (typeof sent !== 'string' || !this.#tokens.csrfMatches(payload.sid, sent)) return this.#csrfRefused(req, res, `the ${CSRF_HEADER} header is missing or does not belong to this session`);
-    }
     let record: KeyRecord | null;
     let ended: boolean;
     try {
@@ -223,10 +224,8 @@ export class ConsoleSessions {
       this.clearCookie(req, res);
       return true;
     }
-    const problem = this.originProblem(req);
+    const problem = this.originProblem(req) ?? this.#csrfProblem(req, payload.sid);
     if (problem !== null) return this.#csrfRefused(req, res, problem) ?? false;
-    const sent = req.headers[CSRF_HEADER];
-    if (typeof sent !== 'string' || !this.#tokens.csrfMatches(payload.sid, sent)) return this.#csrfRefused(req, res, `the ${CSRF_HEADER} header is missing or does not belong to this session`) ?? false;
     await this.#o.store.endSession(payload.sid, payload.max);
     this.clearCookie(req, res);
     await this.#o.events.audit('console.sign_out', payload.kid, payload.ten ?? this.#o.systemTenant, payload.kid, {});
