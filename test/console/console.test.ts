@@ -10,7 +10,7 @@
  * (its own cookies). The tests run in order and build on each other.
  */
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
@@ -31,8 +31,7 @@ const issued: string[] = [];
 const SECRET_VALUE = `sk-test-${randomBytes(12).toString('hex')}`;
 
 async function signedIn(key: string, viewport = { width: 1280, height: 900 }): Promise<Page> {
-  const context = await browser.newContext({ viewport });
-  contexts.push(context);
+  const context = await newContext(viewport);
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: t.adminUrl });
   const page = await context.newPage();
   record(page, seen);
@@ -43,8 +42,21 @@ async function signedIn(key: string, viewport = { width: 1280, height: 900 }): P
   return page;
 }
 
-/** Polls until the assertion holds; generous, because the machine running this may be busy. */
-const eventually = <T>(fn: () => T | Promise<T>) => expect.poll(fn, { timeout: 15_000, interval: 50 });
+// Generous limits: a loaded CI machine (or one shared with other test runs) can starve
+// Chromium for seconds. Playwright's own timeout is shorter than the test's, so a stuck step
+// fails with Playwright's message (what it waited for) rather than a bare test timeout.
+vi.setConfig({ testTimeout: 60_000, hookTimeout: 60_000 });
+const ACTION_TIMEOUT = 20_000;
+
+/** Polls until the assertion holds. */
+const eventually = <T>(fn: () => T | Promise<T>) => expect.poll(fn, { timeout: ACTION_TIMEOUT, interval: 50 });
+
+async function newContext(viewport = { width: 1280, height: 900 }): Promise<BrowserContext> {
+  const context = await browser.newContext({ viewport });
+  context.setDefaultTimeout(ACTION_TIMEOUT);
+  contexts.push(context);
+  return context;
+}
 
 /** Opens the Create dialog and fills in tenant, name and permissions. */
 async function fillCreate(page: Page, fields: { tenant: string; name: string; permissions: string }) {
@@ -104,8 +116,7 @@ describe('the console in Chromium', () => {
   let created: string;
 
   it('signs in with a platform admin key; the key is kept nowhere in the browser', async () => {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    contexts.push(context);
+    const context = await newContext();
     await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: t.adminUrl });
     page = await context.newPage();
     record(page, seen);
@@ -391,8 +402,7 @@ describe('a tenant admin', () => {
 
 describe('an idle session', () => {
   it('is cleared from the page when its idle time is up', async () => {
-    const context = await browser.newContext();
-    contexts.push(context);
+    const context = await newContext();
     const page = await context.newPage();
     record(page, seen);
     await page.clock.install();
