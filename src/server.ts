@@ -26,6 +26,8 @@ import { Router } from './proxy/router.ts';
 import { Upstreams } from './proxy/upstreams.ts';
 import { openStore, type Store } from './store/open.ts';
 import { createAdminApi } from './admin/api.ts';
+import { createKeyAuthenticator } from './admin/authenticate.ts';
+import { createConsole } from './admin/console/console.ts';
 import { EventSink, type Notify } from './events/event-sink.ts';
 import { LastUsed } from './events/last-used.ts';
 import { LifecycleJobs } from './events/lifecycle-jobs.ts';
@@ -166,7 +168,17 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   proxy.on('upgrade', tunnels.handle);
   proxy.on('checkContinue', (req, res) => gateway.handle(req, res, true));
   let closing: Promise<void> | null = null;
-  const admin = createAdminServer({ store, draining: () => closing !== null, metrics: metricsSource(metrics.registry), api: createAdminApi({ service, secrets, verifier, events, systemTenant: config.tenants.system, logger, reload: reloadConfig ? () => reload() : undefined }) });
+  const keyAuth = createKeyAuthenticator({ verifier, events, systemTenant: config.tenants.system });
+  const webConsole = config.admin.console.enabled
+    ? createConsole({ config: config.admin.console, pepper, store, groups: () => live.permissionGroups, systemTenant: config.tenants.system, keyPrefix: config.keys.prefix, keyAuth, events, secrets, logger })
+    : null;
+  const admin = createAdminServer({
+    store,
+    draining: () => closing !== null,
+    metrics: metricsSource(metrics.registry),
+    console: webConsole?.handle,
+    api: createAdminApi({ service, secrets, verifier, events, systemTenant: config.tenants.system, logger, reload: reloadConfig ? () => reload() : undefined, authenticate: webConsole?.authenticate ?? keyAuth }),
+  });
   const echo = config.echo ? createEchoUpstream() : null;
 
   let proxyPort: number;

@@ -5,12 +5,12 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { z } from 'zod';
-import { extractCredential, CONFLICT } from '../auth/extract.ts';
 import type { Verifier } from '../auth/verify.ts';
 import { ConfigError, formatIssues } from '../config/load.ts';
 import type { EventSink } from '../events/event-sink.ts';
 import { toPublic } from '../keys/record.ts';
 import { KeyForbiddenError, KeyNotFoundError, KeyRuleError, KeyService, KeyStateError, type Caller } from '../keys/service.ts';
+import { createKeyAuthenticator, type Authenticate } from './authenticate.ts';
 import type { Logger } from '../observability/logger.ts';
 import { sendProblem, type ProblemCode } from '../proxy/problem.ts';
 import { BodyError, readJson, sendJson } from './body.ts';
@@ -28,6 +28,8 @@ export interface AdminApiOptions {
   secrets?: SecretService;
   /** POST /v1/reload (platform admins only). */
   reload?: () => { applied: string[]; restartNeeded: string[] };
+  /** How callers are recognised; by default their key (authenticate.ts). The console adds its session cookie. */
+  authenticate?: Authenticate;
 }
 
 interface Context {
@@ -52,22 +54,9 @@ function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
 
 const query = (ctx: Context) => Object.fromEntries(ctx.query);
 
-/** Failed admin logins are audited, but a flood of them must not flood the audit log. */
-class FailureBudget {
-  #windowStart = 0;
-  #count = 0;
-  take(now: number): boolean {
-    if (now - this.#windowStart >= 60_000) {
-      this.#windowStart = now;
-      this.#count = 0;
-    }
-    return ++this.#count <= 60;
-  }
-}
-
 export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage, res: ServerResponse, path: string, search: URLSearchParams) => void {
-  const { service, verifier, events, systemTenant, logger } = options;
-  const budget = new FailureBudget();
+  const { service, logger } = options;
+  const authenticate = options.authenticate ?? createKeyAuthenticator(options);
   /** Platform admins only: checked before the body is even read. */
   const secretService = (caller: Caller): SecretService => {
     if (caller.tenant !== null) throw new KeyForbiddenError('only a platform admin may manage upstream secrets');
@@ -129,6 +118,7 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
         return { status: 201, body: { ...toPublic(rotated.record), key: rotated.key, previous: toPublic(rotated.previous) } };
       },
     ],
+    ['GET', /^\/v1\/tenants$/, async (ctx) => ({ status: 200, body: { tenants: await service.tenants(ctx.caller) } })],
     [
       'POST',
       /^\/v1\/tenants\/([^/]+)\/keys\/revoke$/,
@@ -186,33 +176,6 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
       [code, detail] = ['internal_error', 'the request failed inside keygate'];
     }
     sendProblem(res, code, detail);
-  }
-
-  async function authenticate(req: IncomingMessage, res: ServerResponse): Promise<Caller | null> {
-    const credential = extractCredential(req.headers);
-    const denied = async (code: ProblemCode, detail: string, reason: string) => {
-      if (code !== 'auth_unavailable' && budget.take(Date.now())) {
-        await events.audit('admin.login_failed', null, null, null, { reason, method: req.method ?? '', path: (req.url ?? '').split('?')[0]!, ip: req.socket.remoteAddress ?? '' }).catch(() => {});
-      }
-      sendProblem(res, code, detail, code === 'auth_unavailable' ? { 'retry-after': '1' } : { 'www-authenticate': 'Bearer realm="keygate-admin"' });
-      return null;
-    };
-    if (credential === CONFLICT) return denied('conflicting_credentials', 'X-Api-Key and Authorization: Bearer carry different keys', 'conflicting');
-    if (credential === null) return denied('missing_credentials', 'send an admin key in X-Api-Key', 'missing');
-    const result = await verifier.verify(credential.key);
-    if (typeof result === 'string') {
-      const code: ProblemCode = result === 'auth_unavailable' ? 'auth_unavailable' : result;
-      return denied(code, 'the admin key is not valid', result);
-    }
-    const caller = KeyService.callerFor(result.record, result.permissionSet, systemTenant);
-    if (caller === null) {
-      if (budget.take(Date.now())) {
-        await events.audit('admin.login_failed', result.record.id, result.record.tenant, null, { reason: 'not an admin key', path: (req.url ?? '').split('?')[0]! }).catch(() => {});
-      }
-      sendProblem(res, 'forbidden', `this key may not use the admin API (it needs role admin on tenant "${systemTenant}", or the keys:manage permission)`);
-      return null;
-    }
-    return caller;
   }
 
   return (req, res, path, search) => {

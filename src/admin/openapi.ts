@@ -1,6 +1,6 @@
 /** /openapi.json, generated from the same zod schemas that validate admin requests. */
 import { z } from 'zod';
-import { auditEntry, createdKey, createKeyBody, createSecretBody, keyRecord, problem, renameKeyBody, rotatedKey, rotateKeyBody, removedSecret, secretRecord, updateSecretBody } from './schemas.ts';
+import { auditEntry, createdKey, createKeyBody, createSecretBody, keyRecord, problem, renameKeyBody, rotatedKey, rotateKeyBody, removedSecret, secretRecord, tenantSummary, updateSecretBody } from './schemas.ts';
 
 const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
 const json = (id: string) => ({ content: { 'application/json': { schema: ref(id) } } });
@@ -15,7 +15,7 @@ const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'strin
 
 export function openApiDocument(): unknown {
   // Touch the schemas so their ids are registered before the registry is rendered.
-  void [auditEntry, createdKey, createKeyBody, keyRecord, problem, renameKeyBody, rotatedKey, rotateKeyBody, createSecretBody, updateSecretBody, secretRecord, removedSecret];
+  void [auditEntry, createdKey, createKeyBody, keyRecord, problem, renameKeyBody, rotatedKey, rotateKeyBody, createSecretBody, updateSecretBody, secretRecord, removedSecret, tenantSummary];
   const rendered = z.toJSONSchema(z.globalRegistry, { uri: (id) => `#/components/schemas/${id}` }) as { schemas: Record<string, Record<string, unknown>> };
   const schemas: Record<string, unknown> = {};
   for (const [id, schema] of Object.entries(rendered.schemas)) {
@@ -51,6 +51,12 @@ export function openApiDocument(): unknown {
           parameters: [idParam],
           requestBody: { required: true, ...json('RotateKey') },
           responses: { '201': { description: 'the successor (full key shown once) and the old key', ...json('RotatedKey') }, '409': errors['400'], ...errors },
+        },
+      },
+      '/v1/tenants': {
+        get: {
+          summary: 'Tenants that have keys, by name, with key counts (a tenant-scoped caller sees its own only)',
+          responses: { '200': { description: 'tenants', content: { 'application/json': { schema: { type: 'object', properties: { tenants: { type: 'array', items: ref('Tenant') } } } } } }, ...errors },
         },
       },
       '/v1/tenants/{tenant}/keys/revoke': {

@@ -71,6 +71,15 @@ export const createdKey = keyRecord.extend({ key: z.string().describe('the full 
 
 export const rotatedKey = createdKey.extend({ previous: keyRecord.describe('the old key as it is now (revoked, or still active until the overlap ends)') }).meta({ id: 'RotatedKey' });
 
+export const tenantSummary = z
+  .object({
+    tenant: z.string(),
+    active: z.number().int().describe('keys that work now'),
+    expired: z.number().int().describe('keys past their expiry (not revoked)'),
+    revoked: z.number().int(),
+  })
+  .meta({ id: 'Tenant', description: 'A tenant that has keys, with their counts' });
+
 const secretId = z.string().regex(SECRET_ID_PATTERN, SECRET_ID_RULE).describe('what routes[].secret.id names');
 const secretName = z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters');
 

@@ -1,5 +1,5 @@
 /**
- * The admin listener: operations endpoints (and, later, the admin API). Bound to
+ * The admin listener: operations endpoints, the admin API and the web console. Bound to
  * 127.0.0.1 by default; it never shares a port with the proxy.
  */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
@@ -17,6 +17,8 @@ export interface AdminOptions {
   metrics?: MetricsSource;
   /** The /v1/… admin API (api.ts). */
   api?: (req: IncomingMessage, res: ServerResponse, path: string, search: URLSearchParams) => void;
+  /** The web console: every path under /console (console/console.ts). */
+  console?: (req: IncomingMessage, res: ServerResponse, path: string) => void;
 }
 
 async function ready(store: KeyStore, draining: boolean): Promise<{ ok: boolean; checks: Record<string, string> }> {
@@ -37,6 +39,10 @@ export function createAdminServer(options: AdminOptions): Server {
     const path = url.pathname;
     if (path.startsWith('/v1/') && options.api) {
       options.api(req, res, path, url.searchParams);
+      return;
+    }
+    if ((path === '/console' || path.startsWith('/console/')) && options.console) {
+      options.console(req, res, path);
       return;
     }
     if (req.method !== 'GET' && req.method !== 'HEAD') {

@@ -6,6 +6,7 @@ import { z } from 'zod';
 import { PREFIX_PATTERN, TENANT_PATTERN } from '../keys/format.ts';
 import { notificationsSchema } from '../events/notifications/config.ts';
 import { checkMcpRoutes, corsSchema, ISSUER_NAME, mcpSchema, oauthSchema } from './mcp-schema.ts';
+import { consoleSchema } from '../admin/console/config.ts';
 import { SECRET_ID_PATTERN, SECRET_ID_RULE } from '../secrets/secret-store.ts';
 
 const port = z.number({ error: 'must be a port number' }).int('must be a whole number').min(0, 'must be 0-65535').max(65535, 'must be 0-65535');
@@ -105,7 +106,7 @@ const route = z.strictObject({
 export const configSchema = z
   .strictObject({
     listen: listener.prefault({ port: 8080 }),
-    admin: listener.extend({ host: host.default('127.0.0.1') }).prefault({ port: 8081 }),
+    admin: listener.extend({ host: host.default('127.0.0.1'), console: consoleSchema.prefault({}) }).prefault({ port: 8081 }),
     store: store.prefault({}),
     keys: z.strictObject({ prefix: z.string().regex(PREFIX_PATTERN, 'must be 1-16 lower-case letters or digits, starting with a letter').default('kg') }).prefault({}),
     tenants: z.strictObject({ system: z.string().regex(TENANT_PATTERN, 'must match [a-z0-9][a-z0-9-]{0,62}').default('system') }).prefault({}),

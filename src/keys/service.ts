@@ -80,6 +80,13 @@ export interface CreatedKey {
   record: KeyRecord;
 }
 
+export interface TenantSummary {
+  tenant: string;
+  active: number;
+  expired: number;
+  revoked: number;
+}
+
 export type ServiceStore = KeyStore & LifecycleStore;
 type ServiceConfig = Pick<Config, 'keys' | 'tenants' | 'permissionGroups'>;
 
@@ -175,6 +182,24 @@ export class KeyService {
     const records = await this.#store.list({ tenant: caller.tenant ?? query.tenant, includeRevoked: query.includeRevoked ?? false });
     const prefix = query.prefix?.replace(/…$/, '');
     return prefix ? records.filter((r) => r.prefix.startsWith(prefix)) : records;
+  }
+
+  /**
+   * The tenants that have keys, with how many are active, expired and revoked, by name. A
+   * tenant-scoped caller gets its own tenant only. Derived from the key list: there is no
+   * tenant registry (a tenant exists once it has a key).
+   */
+  async tenants(caller: Caller): Promise<TenantSummary[]> {
+    const now = this.#now();
+    const byTenant = new Map<string, TenantSummary>();
+    for (const record of await this.#store.list({ tenant: caller.tenant ?? undefined, includeRevoked: true })) {
+      let summary = byTenant.get(record.tenant);
+      if (summary === undefined) byTenant.set(record.tenant, (summary = { tenant: record.tenant, active: 0, expired: 0, revoked: 0 }));
+      if (record.status === 'revoked') summary.revoked++;
+      else if (record.expiresAt !== null && record.expiresAt <= now) summary.expired++;
+      else summary.active++;
+    }
+    return [...byTenant.values()].sort((a, b) => (a.tenant < b.tenant ? -1 : a.tenant > b.tenant ? 1 : 0));
   }
 
   async get(caller: Caller, id: string): Promise<KeyRecord> {

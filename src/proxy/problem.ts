@@ -17,6 +17,9 @@ export const PROBLEMS = {
   forbidden_client: { status: 403, title: 'Client not allowed' },
   forbidden_origin: { status: 403, title: 'Origin not allowed' },
   forbidden: { status: 403, title: 'Forbidden' },
+  // The admin listener's web console (src/admin/console/).
+  invalid_session: { status: 401, title: 'Session not valid' },
+  csrf_rejected: { status: 403, title: 'Cross-site request refused' },
   no_route: { status: 404, title: 'No route' },
   not_found: { status: 404, title: 'Not found' },
   method_not_allowed: { status: 405, title: 'Method not allowed' },

@@ -20,6 +20,7 @@ import { DuplicateKeyError, type KeyQuery, type KeyStore, type StoreFeed } from 
 import type { AuditAction, AuditEntry, AuditPage, AuditQuery, LifecycleStore, ReminderStage } from './lifecycle-store.ts';
 import { envelopeText, parseEnvelope, type Envelope } from '../secrets/crypto.ts';
 import { DuplicateSecretError, type SecretFeed, type SecretMeta, type SecretStore, type StoredSecret } from '../secrets/secret-store.ts';
+import type { SessionStore } from './session-store.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS keys (
@@ -73,6 +74,7 @@ CREATE TABLE IF NOT EXISTS secret_changes (
   secret_id TEXT NOT NULL,
   at INTEGER NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS ended_sessions (id TEXT PRIMARY KEY, until INTEGER NOT NULL) STRICT;
 `;
 
 interface SecretRow {
@@ -131,7 +133,7 @@ export interface EmbeddedStoreOptions {
   pollMs?: number;
 }
 
-export class EmbeddedStore implements KeyStore, LifecycleStore, SecretStore {
+export class EmbeddedStore implements KeyStore, LifecycleStore, SecretStore, SessionStore {
   readonly kind = 'embedded' as const;
   readonly feedHealthy = true;
   readonly #db: DatabaseSync;
@@ -454,6 +456,19 @@ export class EmbeddedStore implements KeyStore, LifecycleStore, SecretStore {
     if (!rows.length) return;
     this.#lastSecretSeq = rows[rows.length - 1]!.seq;
     this.#secretFeed.secretsChanged([...new Set(rows.map((r) => r.secret_id))]);
+  }
+
+  // ---- SessionStore (console sign-outs) ---------------------------------------------------
+
+  async endSession(id: string, until: number): Promise<void> {
+    this.#transaction(() => {
+      this.#db.prepare('DELETE FROM ended_sessions WHERE until < ?').run(Date.now());
+      this.#db.prepare('INSERT INTO ended_sessions (id, until) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET until = MAX(until, excluded.until)').run(id, until);
+    });
+  }
+
+  async isSessionEnded(id: string): Promise<boolean> {
+    return this.#db.prepare('SELECT 1 FROM ended_sessions WHERE id = ?').get(id) !== undefined;
   }
 
   async close(): Promise<void> {

@@ -17,7 +17,9 @@ export type AuditAction =
   | 'secret.rename'
   | 'secret.remove'
   | 'secret.rewrap'
-  | 'admin.login_failed';
+  | 'admin.login_failed'
+  | 'console.sign_in'
+  | 'console.sign_out';
 
 /** Never a key, a hash or a secret value: ids, names and display prefixes only. */
 export interface AuditEntry {

@@ -39,6 +39,7 @@ import * as scripts from './redis-scripts.ts';
 import type { LuaScript } from './redis-scripts.ts';
 import { envelopeText, parseEnvelope, type Envelope } from '../secrets/crypto.ts';
 import { DuplicateSecretError, type SecretFeed, type SecretMeta, type SecretStore, type StoredSecret } from '../secrets/secret-store.ts';
+import type { SessionStore } from './session-store.ts';
 
 export interface RedisStoreOptions {
   /**
@@ -90,6 +91,9 @@ class KeyNames {
   }
   auditTenant(tenant: string): string {
     return `${this.prefix}audit:tenant:${tenant}`;
+  }
+  endedSession(id: string): string {
+    return `${this.prefix}session:ended:${id}`;
   }
 }
 
@@ -216,7 +220,7 @@ function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-export class RedisStore implements KeyStore, LifecycleStore, SecretStore {
+export class RedisStore implements KeyStore, LifecycleStore, SecretStore, SessionStore {
   readonly kind = 'redis' as const;
   readonly #config: RedisConfig;
   readonly #keys: KeyNames;
@@ -656,6 +660,17 @@ export class RedisStore implements KeyStore, LifecycleStore, SecretStore {
       for (const [id, at] of entries.slice(i, i + 500)) args.push(id, String(at));
       await this.#script(scripts.SECRET_TOUCH, [this.#keys.secrets], args);
     }
+  }
+
+  // ---- SessionStore (console sign-outs) ---------------------------------------------------
+
+  async endSession(id: string, until: number): Promise<void> {
+    // Redis drops the entry itself once the session would have expired anyway.
+    await this.#call('SET', this.#keys.endedSession(id), '1', 'PXAT', String(Math.max(until, Date.now() + 1000)));
+  }
+
+  async isSessionEnded(id: string): Promise<boolean> {
+    return Number(await this.#call('EXISTS', this.#keys.endedSession(id))) === 1;
   }
 
   // ---- shutdown -------------------------------------------------------------------------

@@ -22,7 +22,7 @@ describe('parseConfig defaults', () => {
   it('gives the documented defaults for an empty file', () => {
     const config = parseConfig(null, 'empty');
     expect(config.listen).toEqual({ host: '0.0.0.0', port: 8080 });
-    expect(config.admin).toEqual({ host: '127.0.0.1', port: 8081 });
+    expect(config.admin).toEqual({ host: '127.0.0.1', port: 8081, console: { enabled: true, sessionIdleMs: 900_000, sessionMaxMs: 28_800_000 } });
     expect(config.store.kind).toBe('embedded');
     expect(config.store.path).toBe('./data/keygate.db');
     expect(config.keys.prefix).toBe('kg');
