@@ -31,6 +31,8 @@ import { KeyService } from './keys/service.ts';
 import { loadKeyring } from './secrets/crypto.ts';
 import { SecretService } from './secrets/service.ts';
 import { Vault } from './secrets/vault.ts';
+import { WebhookVerifier } from './webhooks/delivery.ts';
+import { WebhookMetrics } from './webhooks/metrics.ts';
 
 export interface Keygate {
   readonly config: Config;
@@ -136,6 +138,8 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   const jobs = new LifecycleJobs({ store, events, lastUsed, logger, sweepMs: config.lifecycle.sweepMs, lastUsedFlushMs: config.lifecycle.lastUsedFlushMs });
   const upstreams = new Upstreams();
   const requestMetrics = new RequestMetrics(metrics, config.routes.map((route) => route.name));
+  const webhooks = new WebhookVerifier({ secrets: vault, replay: store, metrics: new WebhookMetrics(metrics.registry), logger });
+  webhooks.prepare(config.routes);
   const gateway = new Gateway({
     hooks: requestMetrics,
     router: new Router(config.routes, upstreams.poolFor),
@@ -143,6 +147,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     headers: createHeaderPolicy(config),
     lastUsed,
     secrets: vault,
+    webhooks,
     accessLog: config.log.access ? (accessLogger ?? logger.child({ log: 'access' })) : null,
     logger,
   });
@@ -168,8 +173,8 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   }
   jobs.start();
   vault.start();
-  const needSecrets = config.routes.filter((r) => r.secret).map((r) => r.name);
-  if (keyring === null && needSecrets.length) logger.warn({ routes: needSecrets }, 'KEYGATE_MASTER_KEY is not set: these routes inject an upstream secret and will answer 502');
+  const needSecrets = config.routes.filter((r) => r.secret || r.webhook).map((r) => r.name);
+  if (keyring === null && needSecrets.length) logger.warn({ routes: needSecrets }, 'KEYGATE_MASTER_KEY is not set: these routes need an upstream or webhook signing secret and will answer 502');
   logger.info(
     { proxy: `${config.listen.host}:${proxyPort}`, admin: `${config.admin.host}:${adminPort}`, store: config.store.kind, routes: config.routes.map((r) => r.name) },
     'keygate listening',

@@ -138,7 +138,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 export interface ForwardRequest {
   path: string;
   headers: string[];
-  body: Readable | AsyncIterable<Buffer> | null;
+  body: Readable | AsyncIterable<Buffer> | Buffer | null;
   headersTimeout: number;
   bodyTimeout: number;
 }

@@ -2,7 +2,8 @@
  * The request path, top to bottom:
  *
  *   normalise target → route match → body limit → extract credential → verify → authorize
- *   → upstream secret (routes that name one) → rewrite headers → forward
+ *   → webhook signature (routes with `webhook`) → upstream secret (routes that name one)
+ *   → rewrite headers → forward
  *
  * Each stage either hands the Exchange on or answers with a problem. Nothing here blocks:
  * verify returns synchronously on a cache hit and a Promise only on a store lookup.
@@ -23,6 +24,7 @@ import { upstreamHeaders, type HeaderPolicy } from './headers.ts';
 import { normalizeTarget, type NormalizedTarget } from './normalize-path.ts';
 import { sendProblem, type ProblemCode } from './problem.ts';
 import { Router, type Route } from './router.ts';
+import { isRefusal, type DeliveryResult, type WebhookVerifier } from '../webhooks/delivery.ts';
 
 export interface GatewayOptions {
   router: Router;
@@ -36,6 +38,8 @@ export interface GatewayOptions {
   lastUsed?: LastUsed;
   /** Upstream secrets for routes that name one (secrets/vault.ts); without it such routes answer 502. */
   secrets?: SecretSource | null;
+  /** Signature verification for routes with a `webhook` section (webhooks/delivery.ts); without it such routes answer 502. */
+  webhooks?: WebhookVerifier | null;
 }
 
 export interface SecretSource {
@@ -86,6 +90,7 @@ export class Gateway {
   readonly #streams = new Set<Exchange>();
   readonly #lastUsed: LastUsed | null;
   readonly #secrets: SecretSource | null;
+  readonly #webhooks: WebhookVerifier | null;
 
   constructor(options: GatewayOptions) {
     this.router = options.router;
@@ -105,6 +110,7 @@ export class Gateway {
     };
     this.#lastUsed = options.lastUsed ?? null;
     this.#secrets = options.secrets ?? null;
+    this.#webhooks = options.webhooks ?? null;
   }
 
   /** node:http 'request' handler (and 'checkContinue' with expectContinue). */
@@ -257,6 +263,10 @@ export class Gateway {
   }
 
   #forward(exchange: Exchange, target: NormalizedTarget, identity: Identity | null, dropAuthorization: boolean, expectContinue: boolean): void {
+    if (exchange.route!.config.webhook !== undefined && exchange.delivery === null) {
+      this.#verifyDelivery(exchange, target, identity, dropAuthorization, expectContinue);
+      return;
+    }
     const secret = exchange.route!.config.secret;
     if (secret === undefined) {
       this.#dispatch(exchange, target, upstreamHeaders(exchange.req, this.headers, identity, dropAuthorization), expectContinue);
@@ -268,6 +278,27 @@ export class Gateway {
     } else {
       this.#withSecret(exchange, target, identity, dropAuthorization, expectContinue, secret.id, result);
     }
+  }
+
+  /** Webhook routes: the whole body is read and its signature verified before anything goes upstream. */
+  #verifyDelivery(exchange: Exchange, target: NormalizedTarget, identity: Identity | null, dropAuthorization: boolean, expectContinue: boolean): void {
+    const next = (result: DeliveryResult) => {
+      if (isRefusal(result)) {
+        this.#reject(exchange, result.refused, result.outcome, result.detail, result.headers);
+        return;
+      }
+      exchange.delivery = result;
+      if (identity === null) exchange.outcome = 'ok';
+      // The body is read: a 100 Continue, if asked for, has been sent.
+      this.#forward(exchange, target, identity, dropAuthorization, false);
+    };
+    if (this.#webhooks === null) {
+      next({ refused: 'upstream_unavailable', outcome: 'unavailable', detail: 'webhook signatures cannot be verified by this keygate' });
+      return;
+    }
+    const result = this.#webhooks.verify(exchange, expectContinue);
+    if (result instanceof Promise) this.#resume(exchange, result, next);
+    else next(result);
   }
 
   /** The route's secret header replaces any client copy; no secret, no request upstream (502). */
@@ -284,8 +315,14 @@ export class Gateway {
   #dispatch(exchange: Exchange, target: NormalizedTarget, headers: string[], expectContinue: boolean): void {
     const { req, res } = exchange;
     const route = exchange.route!;
-    let body: IncomingMessage | AsyncIterable<Buffer> | null = null;
-    if (hasBody(req)) {
+    let body: IncomingMessage | AsyncIterable<Buffer> | Buffer | null = null;
+    const delivery = exchange.delivery;
+    if (delivery !== null) {
+      // Verified webhook: the exact bytes, and the headers that say so (never taken from the client: headers.* are dropped).
+      body = delivery.body;
+      headers.push(this.headers.names.webhook, delivery.verified);
+      if (delivery.tenant !== null) headers.push(this.headers.names.tenant, delivery.tenant);
+    } else if (hasBody(req)) {
       const max = route.config.maxBodyBytes;
       // A Content-Length body was checked above; a chunked one is counted as it streams.
       body = max > 0 && req.headers['content-length'] === undefined ? limitBody(req, max) : req;

@@ -20,6 +20,7 @@ import { DuplicateKeyError, type KeyQuery, type KeyStore, type StoreFeed } from 
 import type { AuditAction, AuditEntry, AuditPage, AuditQuery, LifecycleStore, ReminderStage } from './lifecycle-store.ts';
 import { envelopeText, parseEnvelope, type Envelope } from '../secrets/crypto.ts';
 import { DuplicateSecretError, type SecretFeed, type SecretMeta, type SecretStore, type StoredSecret } from '../secrets/secret-store.ts';
+import type { ReplayStore } from './replay-store.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS keys (
@@ -73,6 +74,8 @@ CREATE TABLE IF NOT EXISTS secret_changes (
   secret_id TEXT NOT NULL,
   at INTEGER NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS replay_claims (id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) STRICT;
+CREATE INDEX IF NOT EXISTS replay_claims_expiry ON replay_claims (expires_at);
 `;
 
 interface SecretRow {
@@ -131,7 +134,7 @@ export interface EmbeddedStoreOptions {
   pollMs?: number;
 }
 
-export class EmbeddedStore implements KeyStore, LifecycleStore, SecretStore {
+export class EmbeddedStore implements KeyStore, LifecycleStore, SecretStore, ReplayStore {
   readonly kind = 'embedded' as const;
   readonly feedHealthy = true;
   readonly #db: DatabaseSync;
@@ -145,6 +148,8 @@ export class EmbeddedStore implements KeyStore, LifecycleStore, SecretStore {
   #secretChangesAfter: StatementSync | null = null;
   #lastSecretSeq = 0;
   #timer: NodeJS.Timeout | null = null;
+  #claim: StatementSync | null = null;
+  #claimsPrunedAt = 0;
 
   constructor(options: EmbeddedStoreOptions) {
     mkdirSync(dirname(options.path), { recursive: true, mode: 0o700 });
@@ -454,6 +459,23 @@ export class EmbeddedStore implements KeyStore, LifecycleStore, SecretStore {
     if (!rows.length) return;
     this.#lastSecretSeq = rows[rows.length - 1]!.seq;
     this.#secretFeed.secretsChanged([...new Set(rows.map((r) => r.secret_id))]);
+  }
+
+  // ---- ReplayStore ----------------------------------------------------------------------
+
+  /** One statement: a new id, or one whose claim has expired, is (re)claimed; a live claim is left alone. */
+  async claimOnce(id: string, ttlMs: number): Promise<boolean> {
+    const now = Date.now();
+    this.#claim ??= this.#db.prepare(
+      'INSERT INTO replay_claims (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at WHERE replay_claims.expires_at <= ?',
+    );
+    const claimed = this.#claim.run(id, now + ttlMs, now).changes === 1;
+    // Expired claims are dropped at most once a minute, by whichever process claims next.
+    if (now - this.#claimsPrunedAt > 60_000) {
+      this.#claimsPrunedAt = now;
+      this.#db.prepare('DELETE FROM replay_claims WHERE expires_at <= ?').run(now);
+    }
+    return claimed;
   }
 
   async close(): Promise<void> {

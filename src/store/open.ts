@@ -5,8 +5,9 @@ import { EmbeddedStore } from './embedded.ts';
 import type { KeyStore } from './key-store.ts';
 import type { LifecycleStore } from './lifecycle-store.ts';
 import type { SecretStore } from '../secrets/secret-store.ts';
+import type { ReplayStore } from './replay-store.ts';
 
-export type Store = KeyStore & LifecycleStore & SecretStore;
+export type Store = KeyStore & LifecycleStore & SecretStore & ReplayStore;
 
 export interface OpenStoreOptions {
   /**

@@ -39,6 +39,7 @@ import * as scripts from './redis-scripts.ts';
 import type { LuaScript } from './redis-scripts.ts';
 import { envelopeText, parseEnvelope, type Envelope } from '../secrets/crypto.ts';
 import { DuplicateSecretError, type SecretFeed, type SecretMeta, type SecretStore, type StoredSecret } from '../secrets/secret-store.ts';
+import type { ReplayStore } from './replay-store.ts';
 
 export interface RedisStoreOptions {
   /**
@@ -90,6 +91,9 @@ class KeyNames {
   }
   auditTenant(tenant: string): string {
     return `${this.prefix}audit:tenant:${tenant}`;
+  }
+  replay(id: string): string {
+    return `${this.prefix}replay:${id}`;
   }
 }
 
@@ -216,7 +220,7 @@ function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-export class RedisStore implements KeyStore, LifecycleStore, SecretStore {
+export class RedisStore implements KeyStore, LifecycleStore, SecretStore, ReplayStore {
   readonly kind = 'redis' as const;
   readonly #config: RedisConfig;
   readonly #keys: KeyNames;
@@ -656,6 +660,12 @@ export class RedisStore implements KeyStore, LifecycleStore, SecretStore {
       for (const [id, at] of entries.slice(i, i + 500)) args.push(id, String(at));
       await this.#script(scripts.SECRET_TOUCH, [this.#keys.secrets], args);
     }
+  }
+
+  // ---- ReplayStore ----------------------------------------------------------------------
+
+  async claimOnce(id: string, ttlMs: number): Promise<boolean> {
+    return (await this.#call('SET', this.#keys.replay(id), '1', 'NX', 'PX', Math.max(1, Math.ceil(ttlMs)))) !== null;
   }
 
   // ---- shutdown -------------------------------------------------------------------------
