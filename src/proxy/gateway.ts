@@ -17,7 +17,7 @@ import type { Verifier, VerifyResult } from '../auth/verify.ts';
 import type { LastUsed } from '../events/last-used.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { HeaderResult, SecretSpec } from '../secrets/vault.ts';
-import { limitBody } from './body-limit.ts';
+import { limitBody, lingeringClose } from './body-limit.ts';
 import { Exchange, type AuthOutcome } from './exchange.ts';
 import { forward, type ForwardHooks } from './forward.ts';
 import { upstreamHeaders, type HeaderPolicy } from './headers.ts';
@@ -166,7 +166,9 @@ export class Gateway {
   #reject(exchange: Exchange, code: ProblemCode, outcome: AuthOutcome, detail: string, headers?: Record<string, string>): void {
     exchange.outcome = outcome;
     exchange.error = code;
-    // An unread body would otherwise be drained from the socket; close instead.
+    // An unread body would otherwise be drained from the socket; close instead (once the answer is out).
+    const unread = hasBody(exchange.req) && !exchange.req.readableEnded;
+    if (unread) lingeringClose(exchange.req);
     sendProblem(exchange.res, code, detail, headers, hasBody(exchange.req));
   }
 

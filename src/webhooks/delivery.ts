@@ -171,7 +171,7 @@ export class WebhookVerifier {
       if (error instanceof PayloadTooLargeError) return this.#refuse(c, 'too_large', 'payload_too_large', 'bad_request', error.message);
       c.counters.aborted.inc();
       // Silent too long: drop the connection (nothing useful can be said to a client that stopped sending).
-      if (error instanceof BodyTimeoutError) req.destroy();
+      if (error instanceof BodyTimeoutError) exchange.res.destroy();
       if (!(error instanceof BodyAbortedError) && !(error instanceof BodyTimeoutError)) this.#logger.debug({ route: c.route, err: { message: (error as Error).message } }, 'webhook body read failed');
       return { refused: 'bad_request', outcome: 'bad_request', detail: 'the request body did not arrive' };
     }

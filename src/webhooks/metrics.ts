@@ -27,7 +27,14 @@ export class WebhookMetrics {
   forRoute(route: string): WebhookCounters {
     let counters = this.#byRoute.get(route);
     if (counters === undefined) {
-      counters = Object.fromEntries(WEBHOOK_RESULTS.map((result) => [result, this.#counter.labels(route, result)])) as Record<WebhookResult, Counter.Internal>;
+      counters = Object.fromEntries(
+        WEBHOOK_RESULTS.map((result) => {
+          const child = this.#counter.labels(route, result);
+          // Written once so the series is scraped at 0 before anything happens to it.
+          child.inc(0);
+          return [result, child];
+        }),
+      ) as Record<WebhookResult, Counter.Internal>;
       this.#byRoute.set(route, counters);
     }
     return counters;

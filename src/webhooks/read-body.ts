@@ -33,7 +33,7 @@ export function readBody(req: IncomingMessage, maxBytes: number, idleMs: number,
       req.off('close', onClose);
       if (error === null) resolve(whole !== null ? whole.subarray(0, seen) : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, seen));
       else {
-        // Nothing more is read: the answer is sent with Connection: close.
+        // Nothing more is kept; the answer closes the connection (proxy/body-limit.ts, lingeringClose).
         req.pause();
         reject(error);
       }
