@@ -31,6 +31,12 @@ export async function* limitBody(body: Readable, maxBytes: number): AsyncGenerat
   }
 }
 
+/** Whether the request has a body (chunked, or a non-zero Content-Length). */
+export function hasBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
+}
+
 /** How long a refused request's body is still read (and thrown away) after the answer. */
 export const LINGER_MS = 2000;
 

@@ -17,7 +17,7 @@ import type { Verifier, VerifyResult } from '../auth/verify.ts';
 import type { LastUsed } from '../events/last-used.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { HeaderResult, SecretSpec } from '../secrets/vault.ts';
-import { limitBody, lingeringClose } from './body-limit.ts';
+import { hasBody, limitBody, lingeringClose } from './body-limit.ts';
 import { Exchange, type AuthOutcome } from './exchange.ts';
 import { forward, type ForwardHooks } from './forward.ts';
 import { upstreamHeaders, type HeaderPolicy } from './headers.ts';
@@ -72,11 +72,6 @@ const FAILURE: Record<Exclude<VerifyResult, Identity>, [ProblemCode, AuthOutcome
   key_expired: ['key_expired', 'expired', 'the API key has expired'],
   auth_unavailable: ['auth_unavailable', 'unavailable', 'the key store cannot be reached; try again shortly'],
 };
-
-function hasBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
-}
 
 export class Gateway {
   router: Router;

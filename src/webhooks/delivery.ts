@@ -20,7 +20,7 @@
 import type { RouteConfig } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { AuthOutcome, Exchange } from '../proxy/exchange.ts';
-import { PayloadTooLargeError } from '../proxy/body-limit.ts';
+import { hasBody, PayloadTooLargeError } from '../proxy/body-limit.ts';
 import type { ProblemCode } from '../proxy/problem.ts';
 import type { SecretValue, ValueResult } from '../secrets/vault.ts';
 import type { ReplayStore } from '../store/replay-store.ts';
@@ -198,7 +198,7 @@ export class WebhookVerifier {
     }
     c.counters.ok.inc();
     const index = which[matched]!;
-    return { body: body.length === 0 && !hasBody(req.headers) ? null : body, verified: c.verified[index]!, tenant: c.config.tenant ?? null };
+    return { body: body.length === 0 && !hasBody(req) ? null : body, verified: c.verified[index]!, tenant: c.config.tenant ?? null };
   }
 
   #refuseHeaders(c: Compiled, parts: HeaderProblem): Refusal {
@@ -248,8 +248,4 @@ export class WebhookVerifier {
     this.#warnedAt.set(key, now);
     this.#logger.warn(fields, message);
   }
-}
-
-function hasBody(headers: Exchange['req']['headers']): boolean {
-  return headers['transfer-encoding'] !== undefined || (headers['content-length'] !== undefined && headers['content-length'] !== '0');
 }

@@ -21,6 +21,8 @@ export function readBody(req: IncomingMessage, maxBytes: number, idleMs: number,
   const declared = req.headers['content-length'];
   const length = declared === undefined ? -1 : Number(declared);
   if (length > maxBytes) return Promise.reject(new PayloadTooLargeError(`the request body is larger than ${maxBytes} bytes`));
+  // The client may have left while the signing secrets were fetched: no 'close' would come again.
+  if (req.destroyed) return Promise.reject(new BodyAbortedError('the client closed the connection before the body was read'));
   return new Promise((resolve, reject) => {
     const whole = length > 0 ? Buffer.allocUnsafe(length) : null;
     const chunks: Buffer[] = [];
