@@ -6,6 +6,7 @@
  * sizes, key prefix, …) are reported as needing a restart and left as they are.
  */
 import type { Config } from './config/schema.ts';
+import type { AccessTokens } from './auth/access-token.ts';
 import type { Verifier } from './auth/verify.ts';
 import type { Gateway } from './proxy/gateway.ts';
 import { createHeaderPolicy } from './proxy/headers.ts';
@@ -25,6 +26,8 @@ export interface ReloadTargets {
   requestMetrics: RequestMetrics;
   dispatcherFor: DispatcherFor;
   live: LiveConfig;
+  /** OAuth issuers: unchanged ones keep their JWKS cache, routes are compiled against the new set. */
+  accessTokens?: AccessTokens;
 }
 
 export interface ReloadResult {
@@ -34,18 +37,21 @@ export interface ReloadResult {
   restartNeeded: string[];
 }
 
-const LIVE = new Set(['routes', 'permissionGroups', 'headers', 'forwarded']);
+const LIVE = new Set(['routes', 'permissionGroups', 'headers', 'forwarded', 'oauth']);
 
 export function applyConfig(targets: ReloadTargets, current: Config, next: Config): ReloadResult {
   const changed = (Object.keys(next) as (keyof Config)[]).filter((k) => JSON.stringify(current[k]) !== JSON.stringify(next[k]));
   const applied = changed.filter((k) => LIVE.has(k));
   const restartNeeded = changed.filter((k) => !LIVE.has(k));
   // Build everything first, then swap: a failure while building leaves the old config whole.
-  const router = new Router(next.routes, targets.dispatcherFor);
+  // (Routes in force hold their own issuer objects, so updating the issuers first is safe.)
+  targets.accessTokens?.update(next.oauth);
+  const router = new Router(next.routes, targets.dispatcherFor, targets.accessTokens ?? null);
   const headers = createHeaderPolicy({ ...next, keys: current.keys });
   targets.gateway.router = router;
   targets.gateway.headers = headers;
   targets.requestMetrics.setRoutes(next.routes.map((route) => route.name));
+  targets.accessTokens?.warm(next.routes);
   if (applied.includes('permissionGroups')) {
     targets.live.permissionGroups = next.permissionGroups;
     targets.verifier.setGroups(next.permissionGroups);

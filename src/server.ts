@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import type { Config } from './config/schema.ts';
 import { createAdminServer } from './admin/server.ts';
+import { AccessTokens } from './auth/access-token.ts';
 import { Verifier } from './auth/verify.ts';
 import { createKeyHasher } from './keys/hash.ts';
 import { loadPepper } from './keys/pepper.ts';
@@ -138,11 +139,13 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   const jobs = new LifecycleJobs({ store, events, lastUsed, logger, sweepMs: config.lifecycle.sweepMs, lastUsedFlushMs: config.lifecycle.lastUsedFlushMs });
   const upstreams = new Upstreams();
   const requestMetrics = new RequestMetrics(metrics, config.routes.map((route) => route.name));
+  // Issuers (and their JWKS caches) live as long as keygate; reloads keep the unchanged ones.
+  const accessTokens = new AccessTokens(config.oauth, { keyPrefix: config.keys.prefix, logger });
   const webhooks = new WebhookVerifier({ secrets: vault, replay: store, metrics: new WebhookMetrics(metrics.registry), logger });
   webhooks.prepare(config.routes);
   const gateway = new Gateway({
     hooks: requestMetrics,
-    router: new Router(config.routes, upstreams.poolFor),
+    router: new Router(config.routes, upstreams.poolFor, accessTokens),
     verifier,
     headers: createHeaderPolicy(config),
     lastUsed,
@@ -173,6 +176,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   }
   jobs.start();
   vault.start();
+  accessTokens.warm(config.routes);
   const needSecrets = config.routes.filter((r) => r.secret || r.webhook).map((r) => r.name);
   if (keyring === null && needSecrets.length) logger.warn({ routes: needSecrets }, 'KEYGATE_MASTER_KEY is not set: these routes need an upstream or webhook signing secret and will answer 502');
   logger.info(
@@ -183,9 +187,9 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   const reload = (): ReloadResult => {
     if (!reloadConfig) throw new Error('this keygate was started without a config file to reload');
     const next = reloadConfig();
-    const result = applyConfig({ gateway, verifier, requestMetrics, dispatcherFor: upstreams.poolFor, live }, config, next);
+    const result = applyConfig({ gateway, verifier, requestMetrics, dispatcherFor: upstreams.poolFor, live, accessTokens }, config, next);
     // Sections that need a restart keep their running values, so `config` is what is in force.
-    config = { ...config, routes: next.routes, permissionGroups: next.permissionGroups, headers: next.headers, forwarded: next.forwarded };
+    config = { ...config, routes: next.routes, permissionGroups: next.permissionGroups, headers: next.headers, forwarded: next.forwarded, oauth: next.oauth };
     logger.info({ ...result, routes: next.routes.map((r) => r.name) }, 'configuration reloaded');
     if (result.restartNeeded.length) logger.warn({ sections: result.restartNeeded }, 'these config changes take effect only after a restart');
     return result;

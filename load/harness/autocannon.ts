@@ -15,6 +15,8 @@ export interface AcOptions {
   url: string;
   connections: number;
   duration: number;
+  /** Stop after this many requests (then `duration` is only a ceiling). */
+  amount?: number;
   method?: string;
   headers?: Record<string, string>;
   body?: string | Buffer;

@@ -10,6 +10,11 @@ export interface Identity {
   readonly permissionSet: ReadonlySet<string>;
   /** Comma-separated, as injected upstream; '' when there are none. */
   readonly permissionsHeader: string;
+  /**
+   * Set only for an OAuth access token (auth/access-token.ts): the `oauth.issuers[].name`
+   * that issued it. Its `record` is built from the token's claims and has `id` ''.
+   */
+  readonly issuer?: string;
 }
 
 export type PermissionGroups = Readonly<Record<string, readonly string[]>>;

@@ -5,6 +5,7 @@
 import { z } from 'zod';
 import { PREFIX_PATTERN, TENANT_PATTERN } from '../keys/format.ts';
 import { notificationsSchema } from '../events/notifications/config.ts';
+import { checkMcpRoutes, corsSchema, ISSUER_NAME, mcpSchema, oauthSchema } from './mcp-schema.ts';
 import { SECRET_ID_PATTERN, SECRET_ID_RULE } from '../secrets/secret-store.ts';
 import { webhookRouteIssues, webhookSchema } from '../webhooks/config.ts';
 
@@ -78,6 +79,8 @@ const route = z.strictObject({
       permissions: z.array(z.string().min(1)).default([]),
       clients: z.array(z.string().min(1)).min(1, 'must list at least one client, or be left out').optional(),
       tenantFromPath: z.boolean().default(false),
+      /** oauth.issuers[].name whose JWT access tokens this route accepts besides API keys (mcp-schema.ts). */
+      issuers: z.array(z.string().regex(ISSUER_NAME, 'must be an oauth.issuers[].name')).min(1, 'must list at least one issuer, or be left out').optional(),
     })
     .prefault({}),
   secret: z
@@ -93,6 +96,8 @@ const route = z.strictObject({
     })
     .optional(),
   webhook: webhookSchema.optional(),
+  mcp: mcpSchema.optional(),
+  cors: corsSchema.optional(),
   maxBodyBytes: z.number().int().nonnegative('must be 0 or more').default(10 * 1024 * 1024),
   timeouts: timeouts.prefault({}),
 });
@@ -141,6 +146,7 @@ export const configSchema = z
       })
       .prefault({}),
     echo: z.strictObject({ host: host.default('127.0.0.1'), port }).optional(),
+    oauth: oauthSchema.prefault({}),
     routes: z.array(route).default([]),
   })
   .superRefine((config, ctx) => {
@@ -158,6 +164,7 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['routes', i, 'secret', 'header'], message: `is one of keygate's identity headers (headers.*)` });
       }
     });
+    checkMcpRoutes(config, ctx);
     if (config.listen.port !== 0 && config.listen.port === config.admin.port && config.listen.host === config.admin.host) {
       ctx.addIssue({ code: 'custom', path: ['admin', 'port'], message: 'must differ from listen.port' });
     }

@@ -27,6 +27,8 @@ export class Exchange {
   upstream: ExchangeAbort | null = null;
   /** Webhook routes: the verified body and what to tell the upstream about it (webhooks/delivery.ts). */
   delivery: VerifiedDelivery | null = null;
+  /** A route with `cors`: keygate's CORS headers are the only ones (forward.ts drops the upstream's). */
+  cors = false;
   /** performance.now() when the upstream request was dispatched, and when its headers came (0: not yet). */
   upstreamStart = 0;
   upstreamHeadersAt = 0;

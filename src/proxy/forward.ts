@@ -68,9 +68,12 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     let eventStream = false;
     let hasCacheControl = false;
     let hasAccel = false;
+    const cors = this.#exchange.cors;
     for (const name in headers) {
       const value = headers[name];
       if (value === undefined || RESPONSE_HOP_BY_HOP.has(name)) continue;
+      // keygate's CORS policy (set on res by cors.ts) is the route's only one.
+      if (cors && name.startsWith('access-control-')) continue;
       if (listed !== '' && listed.includes(name) && listed.split(',').some((t) => t.trim() === name)) continue;
       if (name === 'content-type' && typeof value === 'string' && value.startsWith('text/event-stream')) eventStream = true;
       else if (name === 'cache-control') hasCacheControl = true;
@@ -83,6 +86,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       if (!hasAccel) out.push('x-accel-buffering', 'no');
       if (!hasCacheControl) out.push('cache-control', 'no-cache, no-transform');
     }
+    // writeHead drops the Vary set earlier when the upstream sends one: add Origin back.
+    if (cors && headers.vary !== undefined) out.push('vary', 'Origin');
     this.#exchange.upstreamHeadersAt = performance.now();
     res.writeHead(statusCode, statusMessage || undefined, out);
     if (eventStream) {

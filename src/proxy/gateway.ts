@@ -1,9 +1,12 @@
 /**
  * The request path, top to bottom:
  *
- *   normalise target → route match → body limit → extract credential → verify → authorize
- *   → webhook signature (routes with `webhook`) → upstream secret (routes that name one)
- *   → rewrite headers → forward
+ *   normalise target → [protected resource metadata] → route match → [Origin / CORS] → body
+ *   limit → extract credential → verify (key, or access token on routes that accept them)
+ *   → authorize → [webhook signature] → upstream secret (routes that name one) → rewrite
+ *   headers → forward
+ *
+ * The bracketed stages cost one field check on routes (and deployments) that do not use them.
  *
  * Each stage either hands the Exchange on or answers with a problem. Nothing here blocks:
  * verify returns synchronously on a cache hit and a Promise only on a store lookup.
@@ -11,6 +14,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { authorize } from '../auth/authorize.ts';
+import { TOKEN_FAILURE_DETAIL, type TokenResult } from '../auth/access-token.ts';
 import { CONFLICT, extractCredential, type Credential } from '../auth/extract.ts';
 import type { Identity } from '../auth/identity.ts';
 import type { Verifier, VerifyResult } from '../auth/verify.ts';
@@ -18,11 +22,13 @@ import type { LastUsed } from '../events/last-used.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { HeaderResult, SecretSpec } from '../secrets/vault.ts';
 import { hasBody, limitBody, lingeringClose } from './body-limit.ts';
+import { applyCors, sameOriginOnly } from './cors.ts';
 import { Exchange, type AuthOutcome } from './exchange.ts';
 import { forward, type ForwardHooks } from './forward.ts';
 import { upstreamHeaders, type HeaderPolicy } from './headers.ts';
 import { normalizeTarget, type NormalizedTarget } from './normalize-path.ts';
 import { sendProblem, type ProblemCode } from './problem.ts';
+import { ResourceMetadata } from './resource-metadata.ts';
 import { Router, type Route } from './router.ts';
 import { isRefusal, type DeliveryResult, type WebhookVerifier } from '../webhooks/delivery.ts';
 
@@ -52,7 +58,6 @@ export interface GatewayHooks extends ForwardHooks {
   onRequestDone?(exchange: Exchange, durationMs: number): void;
 }
 
-const REALM = 'Bearer realm="keygate"';
 const kExchange = Symbol('keygate.exchange');
 const kGateway = Symbol('keygate.gateway');
 type Tagged = ServerResponse & { [kExchange]?: Exchange; [kGateway]?: Gateway };
@@ -153,7 +158,8 @@ export class Gateway {
       ms: Math.round(ms * 100) / 100,
       outcome: exchange.outcome,
       code: exchange.error,
-      keyId: identity?.record.id ?? null,
+      keyId: identity?.record.id || null,
+      issuer: identity?.issuer,
       tenant: identity?.record.tenant ?? null,
     });
   }
@@ -180,12 +186,26 @@ export class Gateway {
       this.#reject(exchange, 'bad_request', 'bad_request', 'the request path contains an encoded "/", "\\" or NUL, or is malformed');
       return;
     }
+    const metadata = this.router.metadata;
+    if (metadata !== null && ResourceMetadata.concerns(target.path) && metadata.answer(exchange, target.path)) return;
     const route = this.router.match(req.headers.host, target.path);
     if (route === undefined) {
       this.#reject(exchange, 'no_route', 'public', 'no route matches this host and path');
       return;
     }
     exchange.route = route;
+    if (route.cors !== null) {
+      exchange.cors = true;
+      const verdict = applyCors(route.cors, req, exchange.res);
+      if (verdict === 'answered') return;
+      if (verdict === 'forbidden') {
+        this.#reject(exchange, 'forbidden_origin', 'forbidden', 'this route does not accept requests from the Origin sent');
+        return;
+      }
+    } else if (route.mcp !== null && !sameOriginOnly(route.mcp.origin, req)) {
+      this.#reject(exchange, 'forbidden_origin', 'forbidden', 'this MCP route accepts no cross-origin requests (routes[].cors lists the origins it would)');
+      return;
+    }
     const max = route.config.maxBodyBytes;
     const length = req.headers['content-length'];
     if (max > 0 && length !== undefined && Number(length) > max) {
@@ -204,7 +224,15 @@ export class Gateway {
       return;
     }
     if (credential === null) {
-      this.#reject(exchange, 'missing_credentials', 'missing', 'send the API key in X-Api-Key or Authorization: Bearer', { 'www-authenticate': REALM });
+      const detail = route.tokens === null ? 'send the API key in X-Api-Key or Authorization: Bearer' : 'send an API key (X-Api-Key or Authorization: Bearer) or an OAuth access token (Authorization: Bearer)';
+      this.#reject(exchange, 'missing_credentials', 'missing', detail, { 'www-authenticate': route.challenge });
+      return;
+    }
+    const tokens = route.tokens;
+    if (tokens !== null && !credential.inApiKey && !tokens.isKey(credential.key)) {
+      const verified = tokens.verify(credential.key);
+      if (verified instanceof Promise) this.#resume(exchange, verified, (v) => this.#afterToken(exchange, target, route, v, expectContinue));
+      else this.#afterToken(exchange, target, route, verified, expectContinue);
       return;
     }
     const result = this.#verifier.verify(credential.key);
@@ -236,15 +264,33 @@ export class Gateway {
   #afterVerify(exchange: Exchange, target: NormalizedTarget, route: Route, credential: Credential, result: VerifyResult, expectContinue: boolean): void {
     if (typeof result === 'string') {
       const [code, outcome, detail] = FAILURE[result];
-      const headers: Record<string, string> = result === 'auth_unavailable' ? { 'retry-after': '1' } : { 'www-authenticate': `${REALM}, error="invalid_token", error_description="${detail}"` };
+      const headers: Record<string, string> = result === 'auth_unavailable' ? { 'retry-after': '1' } : { 'www-authenticate': `${route.challenge}, error="invalid_token", error_description="${detail}"` };
       this.#reject(exchange, code, outcome, detail, headers);
       return;
     }
+    this.#admit(exchange, target, route, result, credential.inAuthorization, expectContinue);
+  }
+
+  /** An OAuth access token (auth/access-token.ts); it always came in Authorization, which is never forwarded. */
+  #afterToken(exchange: Exchange, target: NormalizedTarget, route: Route, result: TokenResult, expectContinue: boolean): void {
+    if (result === 'auth_unavailable') {
+      this.#reject(exchange, 'auth_unavailable', 'unavailable', "the token issuer's keys (JWKS) cannot be fetched; try again shortly", { 'retry-after': '1' });
+      return;
+    }
+    if (typeof result === 'string') {
+      const detail = TOKEN_FAILURE_DETAIL[result];
+      this.#reject(exchange, 'invalid_token', result === 'token_expired' ? 'expired' : 'invalid', detail, { 'www-authenticate': `${route.challenge}, error="invalid_token", error_description="${detail}"` });
+      return;
+    }
+    this.#admit(exchange, target, route, result, true, expectContinue);
+  }
+
+  /** Route policy against a verified identity (key or token), then on to the upstream. */
+  #admit(exchange: Exchange, target: NormalizedTarget, route: Route, result: Identity, dropAuthorization: boolean, expectContinue: boolean): void {
     exchange.identity = result;
     const denied = authorize(route, result, target.path);
     if (denied !== null) {
-      const headers =
-        denied === 'forbidden_permission' ? { 'www-authenticate': `${REALM}, error="insufficient_scope", scope="${route.permissions.join(' ')}"` } : undefined;
+      const headers = denied === 'forbidden_permission' ? { 'www-authenticate': route.scopeChallenge } : undefined;
       const detail =
         denied === 'forbidden_permission'
           ? `this route needs the permissions: ${route.permissions.join(', ')}`
@@ -255,8 +301,8 @@ export class Gateway {
       return;
     }
     exchange.outcome = 'ok';
-    this.#lastUsed?.mark(result.record.id, Date.now());
-    this.#forward(exchange, target, result, credential.inAuthorization, expectContinue);
+    if (result.issuer === undefined) this.#lastUsed?.mark(result.record.id, Date.now());
+    this.#forward(exchange, target, result, dropAuthorization, expectContinue);
   }
 
   #forward(exchange: Exchange, target: NormalizedTarget, identity: Identity | null, dropAuthorization: boolean, expectContinue: boolean): void {

@@ -74,7 +74,9 @@ export function upstreamHeaders(
   if (identity !== null) {
     const r = identity.record;
     const n = policy.names;
-    out.push(n.tenant, r.tenant, n.keyId, r.id, n.role, r.role);
+    out.push(n.tenant, r.tenant, n.role, r.role);
+    // An OAuth access token has no key id (auth/access-token.ts).
+    if (r.id !== '') out.push(n.keyId, r.id);
     if (identity.permissionsHeader !== '') out.push(n.permissions, identity.permissionsHeader);
     if (r.user !== null && r.user !== '') out.push(n.user, r.user);
     if (r.client !== null && r.client !== '') out.push(n.client, r.client);

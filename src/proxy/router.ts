@@ -5,8 +5,11 @@
 import type { Dispatcher } from 'undici';
 import type { RouteConfig } from '../config/schema.ts';
 import type { RoutePolicy } from '../auth/authorize.ts';
+import type { AccessTokens } from '../auth/access-token.ts';
+import { ResourceMetadata } from './resource-metadata.ts';
+import { compileFeatures, type RouteFeatures } from './route-features.ts';
 
-export interface Route extends RoutePolicy {
+export interface Route extends RoutePolicy, RouteFeatures {
   readonly name: string;
   readonly host: string | undefined;
   readonly config: RouteConfig;
@@ -21,9 +24,10 @@ export interface Route extends RoutePolicy {
 
 export type DispatcherFor = (origin: string, config: RouteConfig) => Dispatcher;
 
-export function compileRoute(config: RouteConfig, dispatcherFor: DispatcherFor): Route {
+export function compileRoute(config: RouteConfig, dispatcherFor: DispatcherFor, tokens: AccessTokens | null = null): Route {
   const upstream = new URL(config.upstream);
   return {
+    ...compileFeatures(config, tokens),
     name: config.name,
     host: config.host,
     config,
@@ -57,11 +61,15 @@ export function hostName(host: string | undefined): string | undefined {
 
 export class Router {
   readonly routes: readonly Route[];
+  /** RFC 9728 documents of the routes with `mcp`; null when there are none. */
+  readonly metadata: ResourceMetadata | null;
 
-  constructor(configs: readonly RouteConfig[], dispatcherFor: DispatcherFor) {
+  /** @param tokens the issuers routes may name in `auth.issuers` (null: keys only). */
+  constructor(configs: readonly RouteConfig[], dispatcherFor: DispatcherFor, tokens: AccessTokens | null = null) {
     this.routes = configs
-      .map((config) => compileRoute(config, dispatcherFor))
+      .map((config) => compileRoute(config, dispatcherFor, tokens))
       .sort((a, b) => Number(b.host !== undefined) - Number(a.host !== undefined) || b.pathPrefix.length - a.pathPrefix.length);
+    this.metadata = ResourceMetadata.from(this.routes);
   }
 
   match(host: string | undefined, path: string): Route | undefined {

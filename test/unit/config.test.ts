@@ -101,8 +101,8 @@ describe('config errors name the field', () => {
     expect(problems({ routes: [{ ...route, auth: { required: false, tenantFromPath: true } }] })).toEqual(['routes[0].auth.tenantFromPath: needs auth.required: true']);
   });
 
-  it('refuses MCP settings until keygate implements them, rather than ignoring them', () => {
-    expect(problems({ routes: [{ ...route, mcp: { resource: 'https://x/mcp' } }] })).toEqual(['routes[0]: unknown field "mcp"']);
+  it('refuses unknown fields inside mcp (the rest of its checks: mcp-config.test.ts)', () => {
+    expect(problems({ routes: [{ ...route, mcp: { resource: 'https://x/mcp', resourceUrl: 'x' } as never }] })).toEqual(['routes[0].mcp: unknown field "resourceUrl"']);
   });
 
   it('refuses an empty clients list and empty permission names', () => {

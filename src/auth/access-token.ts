@@ -1,0 +1,389 @@
+/**
+ * OAuth 2.0 JWT access tokens, for clients that sign in (username and password at an
+ * authorization server) instead of holding an API key. A route that names issuers in
+ * `auth.issuers` accepts, besides keygate keys, a Bearer JWT that:
+ *
+ *  - is signed by a key of the issuer's JWKS (jose's createRemoteJWKSet: fetched on first
+ *    use, cached `jwks.cacheMaxAgeMs`, fetched again on an unknown `kid` at most once per
+ *    `jwks.cooldownMs`, each fetch bounded by `jwks.timeoutMs`) with one of the issuer's
+ *    asymmetric `algorithms` (never HS* or none);
+ *  - has `iss` equal to the issuer, `aud` equal to (or, as an array, containing) the
+ *    route's `mcp.resource`, an `exp` in the future and no `nbf` in the future (both with
+ *    `clockToleranceSeconds`);
+ *  - maps to a tenant (a fixed one, or a claim), a user (`sub`), permissions (`scope`,
+ *    space-separated, or an array claim) and a client (`client_id`).
+ *
+ * The token becomes an Identity like a key's, so route policy (permissions, clients,
+ * tenantFromPath) applies unchanged; it is never forwarded (the gateway drops the
+ * Authorization header that carried it).
+ *
+ * A verified token is remembered by its SHA-256 (never the token itself) in a bounded LRU,
+ * until min(exp, `oauth.tokenCache.maxAgeMs`), so a client reusing its token costs one hash,
+ * synchronously; concurrent first uses share one verification. Failures that cannot change
+ * (bad signature, malformed, expired, …) are remembered for 5 s, so a flood of one bad
+ * token costs a hash each. A JWKS that cannot be fetched is `auth_unavailable` (503, fail
+ * closed), never a pass.
+ *
+ * @example
+ *   const tokens = new AccessTokens(config.oauth, { keyPrefix: 'kg', logger });
+ *   const route = tokens.forRoute(routeConfig);        // null: the route takes keys only
+ *   const result = route?.verify(bearer);              // Identity | TokenFailure | Promise<…>
+ */
+import { hash as digest } from 'node:crypto';
+import { createRemoteJWKSet, decodeJwt, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import { LRUCache } from 'lru-cache';
+import type { IssuerConfig, OAuthConfig } from '../config/mcp-schema.ts';
+import type { RouteConfig } from '../config/schema.ts';
+import { TENANT_PATTERN } from '../keys/format.ts';
+import type { KeyRecord } from '../keys/record.ts';
+import type { Logger } from '../observability/logger.ts';
+import type { Identity } from './identity.ts';
+
+export type TokenFailure =
+  | 'token_malformed'
+  | 'token_issuer'
+  | 'token_audience'
+  | 'token_expired'
+  | 'token_not_yet_valid'
+  | 'token_signature'
+  | 'token_algorithm'
+  | 'token_key'
+  | 'token_claims'
+  | 'token_tenant'
+  | 'auth_unavailable';
+
+export type TokenResult = Identity | TokenFailure;
+
+/**
+ * The `error_description` (and problem detail) of each failure: fixed text, never anything
+ * taken from the token (it goes into a header, and the token is a credential).
+ */
+export const TOKEN_FAILURE_DETAIL: Record<Exclude<TokenFailure, 'auth_unavailable'>, string> = {
+  token_malformed: 'the bearer token is neither an API key nor a well-formed JWT',
+  token_issuer: 'the token was not issued by an issuer this route accepts',
+  token_audience: 'the token audience is not this resource',
+  token_expired: 'the token has expired',
+  token_not_yet_valid: 'the token is not valid yet (nbf)',
+  token_signature: 'the token signature is not valid',
+  token_algorithm: 'the token is signed with an algorithm this route does not accept',
+  token_key: "no key of the issuer's JWKS matches the token",
+  token_claims: 'the token lacks a required claim (exp), or its user, client or scope claims are not usable',
+  token_tenant: 'the token carries no usable tenant',
+};
+
+/** Not cached: they depend on time or on the issuer's key set, which may change any moment. */
+const RETRYABLE = new Set<TokenFailure>(['token_not_yet_valid', 'token_key', 'auth_unavailable']);
+const NEGATIVE_TTL_MS = 5000;
+/** Larger than any sane access token; over it, not even a hash is spent. */
+const MAX_TOKEN_LENGTH = 16 * 1024;
+const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
+/** Claim values become header values upstream. */
+const HEADER_SAFE = /^[\x21-\x7e](?:[\x20-\x7e]{0,254}[\x21-\x7e])?$/;
+
+/** The JWKS could not be fetched or parsed (as opposed to a token that matches no key in it). */
+class JwksUnavailable extends Error {
+  override name = 'JwksUnavailable';
+}
+
+/** One configured issuer: its JWKS (created once, kept across reloads while its config is unchanged) and claim mapping. */
+export class Issuer {
+  readonly name: string;
+  readonly issuer: string;
+  readonly config: IssuerConfig;
+  /** Serialised config, to tell an unchanged issuer at reload. */
+  readonly fingerprint: string;
+  readonly getKey: JWTVerifyGetKey;
+  readonly #jwks: ReturnType<typeof createRemoteJWKSet>;
+  readonly #logger: Logger;
+  #warmed = false;
+  #lastWarning = 0;
+  #suppressed = 0;
+
+  constructor(config: IssuerConfig, logger: Logger) {
+    this.name = config.name;
+    this.issuer = config.issuer;
+    this.config = config;
+    this.fingerprint = JSON.stringify(config);
+    this.#logger = logger;
+    const jwks = (this.#jwks = createRemoteJWKSet(new URL(config.jwksUri), {
+      cacheMaxAge: config.jwks.cacheMaxAgeMs,
+      cooldownDuration: config.jwks.cooldownMs,
+      timeoutDuration: config.jwks.timeoutMs,
+    }));
+    this.getKey = async (header, token) => {
+      try {
+        return await jwks(header, token);
+      } catch (error) {
+        // A key set that was fetched but has no key for this token is the token's fault;
+        // anything else (network, timeout, non-200, not a JWKS) is the issuer being unavailable.
+        if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys || error instanceof errors.JOSENotSupported) throw error;
+        this.#warnUnavailable(error);
+        throw new JwksUnavailable('JWKS unavailable', { cause: error });
+      }
+    };
+  }
+
+  /** One warning per 5 s with a count, not one per request, while the issuer is unreachable. */
+  #warnUnavailable(error: unknown): void {
+    const now = Date.now();
+    if (now - this.#lastWarning < 5000) {
+      this.#suppressed++;
+      return;
+    }
+    this.#logger.warn({ issuer: this.name, err: { message: (error as Error).message }, failuresSinceLast: this.#suppressed }, 'JWKS fetch failed: tokens of this issuer get 503');
+    this.#lastWarning = now;
+    this.#suppressed = 0;
+  }
+
+  /** Fetches the key set ahead of the first token (once, at start or at the reload that added it), so that token does not wait. */
+  warm(): void {
+    if (this.#warmed) return;
+    this.#warmed = true;
+    this.#jwks.reload().catch((error: unknown) => this.#logger.warn({ issuer: this.name, err: { message: (error as Error).message } }, 'JWKS not reachable yet; tokens of this issuer get 503 until it is'));
+  }
+}
+
+interface Verified {
+  readonly issuer: Issuer;
+  readonly identity: Identity;
+  readonly aud: unknown;
+  /** Epoch ms after which the entry must not be used (exp + tolerance). */
+  readonly until: number;
+}
+
+function hasAudience(aud: unknown, resource: string): boolean {
+  return aud === resource || (Array.isArray(aud) && aud.includes(resource));
+}
+
+/** A claim by name; a name with dots that is not itself a claim is walked as a path (`realm_access.roles`). */
+function claim(payload: JWTPayload, name: string): unknown {
+  if (Object.hasOwn(payload, name) || !name.includes('.')) return payload[name];
+  let value: unknown = payload;
+  for (const part of name.split('.')) {
+    if (value === null || typeof value !== 'object' || !Object.hasOwn(value, part)) return undefined;
+    value = (value as Record<string, unknown>)[part];
+  }
+  return value;
+}
+
+function optionalString(value: unknown): string | null | false {
+  if (value === undefined || value === null) return null;
+  return typeof value === 'string' && HEADER_SAFE.test(value) ? value : false;
+}
+
+function permissionsOf(value: unknown): string[] | false {
+  if (value === undefined || value === null) return [];
+  const list = typeof value === 'string' ? value.split(' ').filter((s) => s !== '') : value;
+  if (!Array.isArray(list) || list.length > 256) return false;
+  for (const p of list) if (typeof p !== 'string' || !HEADER_SAFE.test(p) || p.includes(' ')) return false;
+  return list as string[];
+}
+
+/** The Identity a verified token stands for, or why it cannot stand for one. */
+export function tokenIdentity(issuer: Issuer, payload: JWTPayload): Identity | 'token_tenant' | 'token_claims' {
+  const c = issuer.config;
+  const tenant = c.tenant ?? claim(payload, c.claims.tenant!);
+  if (typeof tenant !== 'string' || !TENANT_PATTERN.test(tenant)) return 'token_tenant';
+  const user = optionalString(claim(payload, c.claims.user));
+  const client = optionalString(claim(payload, c.claims.client));
+  const permissions = permissionsOf(claim(payload, c.claims.permissions));
+  if (user === false || client === false || permissions === false) return 'token_claims';
+  const record: KeyRecord = {
+    id: '',
+    tenant,
+    name: issuer.name,
+    role: 'api-user',
+    permissions,
+    group: null,
+    user,
+    client,
+    status: 'active',
+    prefix: '',
+    createdAt: typeof payload.iat === 'number' ? payload.iat * 1000 : 0,
+    expiresAt: (payload.exp as number) * 1000,
+    revokedAt: null,
+    lastUsedAt: null,
+  };
+  return { record, permissions, permissionSet: new Set(permissions), permissionsHeader: permissions.join(','), issuer: issuer.name };
+}
+
+function classify(error: unknown): TokenFailure {
+  if (error instanceof JwksUnavailable) return 'auth_unavailable';
+  if (error instanceof errors.JWTExpired) return 'token_expired';
+  if (error instanceof errors.JWTClaimValidationFailed) {
+    if (error.claim === 'nbf') return 'token_not_yet_valid';
+    if (error.claim === 'iss') return 'token_issuer';
+    return 'token_claims';
+  }
+  if (error instanceof errors.JWSSignatureVerificationFailed) return 'token_signature';
+  if (error instanceof errors.JOSEAlgNotAllowed || error instanceof errors.JOSENotSupported) return 'token_algorithm';
+  if (error instanceof errors.JWKSNoMatchingKey || error instanceof errors.JWKSMultipleMatchingKeys) return 'token_key';
+  return 'token_malformed';
+}
+
+export interface AccessTokensOptions {
+  /** Bearer values starting `<prefix>_` are keygate keys, never tokens. */
+  keyPrefix: string;
+  logger: Logger;
+  now?: () => number;
+}
+
+/** The issuers, the cache of verified tokens, and the per-route views of both. */
+export class AccessTokens {
+  #issuers = new Map<string, Issuer>();
+  readonly #keyPrefix: string;
+  readonly #logger: Logger;
+  readonly #now: () => number;
+  #maxAgeMs: number;
+  readonly #verified: LRUCache<string, Verified>;
+  readonly #failed: LRUCache<string, TokenFailure>;
+  readonly #inflight = new Map<string, Promise<Verified | TokenFailure>>();
+
+  constructor(config: OAuthConfig, options: AccessTokensOptions) {
+    this.#keyPrefix = `${options.keyPrefix}_`;
+    this.#logger = options.logger;
+    this.#now = options.now ?? Date.now;
+    this.#maxAgeMs = config.tokenCache.maxAgeMs;
+    this.#verified = new LRUCache({ max: config.tokenCache.max, ttl: config.tokenCache.maxAgeMs, updateAgeOnGet: false });
+    this.#failed = new LRUCache({ max: config.tokenCache.max, ttl: NEGATIVE_TTL_MS, updateAgeOnGet: false });
+    this.update(config);
+  }
+
+  /**
+   * Applies a (re)loaded `oauth` section. Issuers whose config is unchanged keep their object
+   * (and with it the fetched key set and the tokens verified with it); changed or new ones
+   * are created and their key sets fetched in the background.
+   */
+  update(config: OAuthConfig): void {
+    const next = new Map<string, Issuer>();
+    for (const c of config.issuers) {
+      const current = this.#issuers.get(c.name);
+      const issuer = current !== undefined && current.fingerprint === JSON.stringify(c) ? current : new Issuer(c, this.#logger);
+      next.set(c.name, issuer);
+    }
+    this.#issuers = next;
+    this.#maxAgeMs = config.tokenCache.maxAgeMs;
+  }
+
+  /** Fetches the key sets of the issuers that routes use, so the first token does not wait for it. */
+  warm(routes: readonly RouteConfig[]): void {
+    const used = new Set(routes.flatMap((r) => r.auth.issuers ?? []));
+    for (const name of used) this.#issuers.get(name)?.warm();
+  }
+
+  /** The route's view, or null when it accepts keys only. Built with the route table. */
+  forRoute(config: RouteConfig): RouteTokens | null {
+    const names = config.auth.issuers;
+    if (names === undefined || config.mcp === undefined) return null;
+    const byIss = new Map<string, Issuer>();
+    for (const name of names) {
+      const issuer = this.#issuers.get(name);
+      // The schema makes sure every name exists; a stale reference simply accepts nothing.
+      if (issuer !== undefined) byIss.set(issuer.issuer, issuer);
+    }
+    return new RouteTokens(this, config.mcp.resource, byIss);
+  }
+
+  /** Issuer URLs of a route's issuers, for the metadata's default `authorization_servers`. */
+  issuerUrls(names: readonly string[]): string[] {
+    return names.flatMap((name) => {
+      const issuer = this.#issuers.get(name);
+      return issuer === undefined ? [] : [issuer.issuer];
+    });
+  }
+
+  isKey(bearer: string): boolean {
+    return bearer.startsWith(this.#keyPrefix);
+  }
+
+  /** Sync on a cache hit; a Promise only when the token must be verified. */
+  verify(token: string, route: RouteTokens): TokenResult | Promise<TokenResult> {
+    if (token.length > MAX_TOKEN_LENGTH || !COMPACT_JWS.test(token)) return 'token_malformed';
+    const hash = digest('sha256', token, 'base64url');
+    const hit = this.#verified.get(hash);
+    if (hit !== undefined) {
+      if (hit.until <= this.#now()) this.#verified.delete(hash);
+      // Verified under an issuer object this route does not hold (a reload replaced it, or
+      // another route's issuer): verify again rather than trust the old mapping.
+      else if (route.issuers.get(hit.issuer.issuer) === hit.issuer) return this.#judge(hit, route);
+    }
+    const failed = this.#failed.get(hash);
+    if (failed !== undefined) return failed;
+    return this.#verifyNew(token, hash, route);
+  }
+
+  #judge(verified: Verified, route: RouteTokens): TokenResult {
+    if (route.issuers.get(verified.issuer.issuer) !== verified.issuer) return 'token_issuer';
+    if (!hasAudience(verified.aud, route.audience)) return 'token_audience';
+    return verified.identity;
+  }
+
+  async #verifyNew(token: string, hash: string, route: RouteTokens): Promise<TokenResult> {
+    // Route checks on the unverified claims first, so a token meant for elsewhere costs no
+    // signature check and no JWKS fetch; they are repeated on the verified result.
+    let unverified: JWTPayload;
+    try {
+      unverified = decodeJwt(token);
+    } catch {
+      return 'token_malformed';
+    }
+    const issuer = typeof unverified.iss === 'string' ? route.issuers.get(unverified.iss) : undefined;
+    if (issuer === undefined) return 'token_issuer';
+    if (!hasAudience(unverified.aud, route.audience)) return 'token_audience';
+    let pending = this.#inflight.get(hash);
+    if (pending === undefined) {
+      pending = this.#check(token, hash, issuer).finally(() => this.#inflight.delete(hash));
+      this.#inflight.set(hash, pending);
+    }
+    const result = await pending;
+    return typeof result === 'string' ? result : this.#judge(result, route);
+  }
+
+  async #check(token: string, hash: string, issuer: Issuer): Promise<Verified | TokenFailure> {
+    const config = issuer.config;
+    let failure: TokenFailure;
+    try {
+      const { payload } = await jwtVerify(token, issuer.getKey, {
+        issuer: issuer.issuer,
+        algorithms: config.algorithms,
+        clockTolerance: config.clockToleranceSeconds,
+        requiredClaims: ['exp'],
+      });
+      const identity = tokenIdentity(issuer, payload);
+      if (typeof identity !== 'string') {
+        const until = ((payload.exp as number) + config.clockToleranceSeconds) * 1000;
+        const verified: Verified = { issuer, identity, aud: payload.aud, until };
+        const ttl = Math.min(until - this.#now(), this.#maxAgeMs);
+        if (ttl > 0) this.#verified.set(hash, verified, { ttl });
+        return verified;
+      }
+      failure = identity;
+    } catch (error) {
+      failure = classify(error);
+    }
+    if (!RETRYABLE.has(failure)) this.#failed.set(hash, failure);
+    return failure;
+  }
+}
+
+/** What a route accepts: its audience and its issuers by `iss`. */
+export class RouteTokens {
+  readonly #owner: AccessTokens;
+  readonly audience: string;
+  readonly issuers: ReadonlyMap<string, Issuer>;
+
+  constructor(owner: AccessTokens, audience: string, issuers: ReadonlyMap<string, Issuer>) {
+    this.#owner = owner;
+    this.audience = audience;
+    this.issuers = issuers;
+  }
+
+  /** A Bearer value of the keygate key shape goes to the key verifier instead. */
+  isKey(bearer: string): boolean {
+    return this.#owner.isKey(bearer);
+  }
+
+  verify(token: string): TokenResult | Promise<TokenResult> {
+    return this.#owner.verify(token, this);
+  }
+}

@@ -1,0 +1,80 @@
+/**
+ * CORS for routes with `cors`, and the Origin check of MCP routes: keygate's policy is the
+ * only one on such routes (the upstream's Access-Control-* headers are dropped, forward.ts).
+ *
+ *  - An Origin on the route's list: real requests get `Access-Control-Allow-Origin: <origin>`,
+ *    `Access-Control-Expose-Headers` (Mcp-Session-Id, WWW-Authenticate, …) — on keygate's own
+ *    401/403 problems too, so a browser client can read the challenge and find the metadata.
+ *    A preflight (`OPTIONS` + `Access-Control-Request-Method`) is answered here with 204 and
+ *    needs no key: browsers never send credentials on a preflight.
+ *  - Any other Origin (including `null`): 403 `forbidden_origin`.
+ *  - No Origin (server-side clients, curl, the MCP SDK in Node): no CORS headers, no check.
+ *  - Every response of a CORS route carries `Vary: Origin`, so caches keep them apart.
+ *
+ * MCP routes without `cors` accept no cross-origin browser request at all (the MCP spec asks
+ * servers to validate Origin, against DNS rebinding): an Origin other than the resource's own
+ * is refused with 403. Other routes without `cors` pass Origin through untouched.
+ *
+ * Origins are compared as exact strings: the schema only accepts them in the form a browser
+ * serialises them (lower-case, no default port, no path), and never `*`.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { RouteConfig } from '../config/schema.ts';
+
+/** What MCP clients in a browser must be allowed to send. */
+export const CORS_ALLOW_HEADERS = ['Authorization', 'Content-Type', 'Mcp-Session-Id', 'MCP-Protocol-Version', 'Last-Event-ID', 'X-Api-Key'];
+/** What they must be able to read. */
+export const CORS_EXPOSE_HEADERS = ['Mcp-Session-Id', 'WWW-Authenticate'];
+
+export interface CorsPolicy {
+  readonly origins: ReadonlySet<string>;
+  readonly credentials: boolean;
+  readonly exposeHeaders: string;
+  /** The preflight answer's headers other than the origin, built once. */
+  readonly preflight: Readonly<Record<string, string>>;
+}
+
+export function compileCors(config: RouteConfig): CorsPolicy | null {
+  const cors = config.cors;
+  if (cors === undefined) return null;
+  const preflight: Record<string, string> = {
+    'access-control-allow-methods': cors.methods.join(', '),
+    'access-control-allow-headers': [...CORS_ALLOW_HEADERS, ...cors.allowHeaders].join(', '),
+    'access-control-max-age': String(cors.maxAgeSeconds),
+    vary: 'Origin, Access-Control-Request-Method, Access-Control-Request-Headers',
+  };
+  if (cors.credentials) preflight['access-control-allow-credentials'] = 'true';
+  return { origins: new Set(cors.origins), credentials: cors.credentials, exposeHeaders: [...CORS_EXPOSE_HEADERS, ...cors.exposeHeaders].join(', '), preflight };
+}
+
+export type OriginVerdict = 'continue' | 'answered' | 'forbidden';
+
+/**
+ * Applies a route's CORS policy before authentication: sets the response headers a
+ * browser needs (they stay on keygate's own problems and are merged with the upstream's
+ * response), answers a preflight, or says the Origin is refused.
+ */
+export function applyCors(policy: CorsPolicy, req: IncomingMessage, res: ServerResponse): OriginVerdict {
+  const origin = req.headers.origin;
+  if (origin === undefined) {
+    res.setHeader('vary', 'Origin');
+    return 'continue';
+  }
+  if (!policy.origins.has(origin)) return 'forbidden';
+  if (req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
+    res.writeHead(204, { ...policy.preflight, 'access-control-allow-origin': origin });
+    res.end();
+    return 'answered';
+  }
+  res.setHeader('vary', 'Origin');
+  res.setHeader('access-control-allow-origin', origin);
+  res.setHeader('access-control-expose-headers', policy.exposeHeaders);
+  if (policy.credentials) res.setHeader('access-control-allow-credentials', 'true');
+  return 'continue';
+}
+
+/** An MCP route without `cors`: only the resource's own origin (a same-origin page) may send an Origin. */
+export function sameOriginOnly(resourceOrigin: string, req: IncomingMessage): boolean {
+  const origin = req.headers.origin;
+  return origin === undefined || origin === resourceOrigin;
+}
