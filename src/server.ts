@@ -178,7 +178,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   vault.start();
   accessTokens.warm(config.routes);
   const needSecrets = config.routes.filter((r) => r.secret || r.webhook).map((r) => r.name);
-  if (keyring === null && needSecrets.length) logger.warn({ routes: needSecrets }, 'KEYGATE_MASTER_KEY is not set: these routes need an upstream or webhook signing secret and will answer 502');
+  if (keyring === null && needSecrets.length) logger.warn({ routes: needSecrets }, 'KEYGATE_MASTER_KEY is not set: these routes inject an upstream secret or verify webhook signatures with one, and will answer 502');
   logger.info(
     { proxy: `${config.listen.host}:${proxyPort}`, admin: `${config.admin.host}:${adminPort}`, store: config.store.kind, routes: config.routes.map((r) => r.name) },
     'keygate listening',
