@@ -9,23 +9,16 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { configCommand } from '../../src/cli/config-command.ts';
-import { ConfigError, parseConfig } from '../../src/config/load.ts';
+import { parseConfig } from '../../src/config/load.ts';
 import { loadKeyring } from '../../src/secrets/crypto.ts';
 import { SecretService } from '../../src/secrets/service.ts';
 import { CLI_CALLER } from '../../src/keys/service.ts';
 import { EmbeddedStore } from '../../src/store/embedded.ts';
+import { configProblems } from '../helpers/config.ts';
 
 const route = { name: 'hook', pathPrefix: '/hook', upstream: 'http://127.0.0.1:3000', auth: { required: false } };
 
-function problems(raw: unknown): string[] {
-  try {
-    parseConfig(raw, 'test.yaml');
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return (error as ConfigError).problems;
-  }
-  throw new Error('the config was accepted');
-}
+const problems = configProblems;
 
 describe('routes[].webhook', () => {
   it('fills the defaults', () => {
