@@ -35,6 +35,8 @@ import { KeyService } from './keys/service.ts';
 import { loadKeyring } from './secrets/crypto.ts';
 import { SecretService } from './secrets/service.ts';
 import { Vault } from './secrets/vault.ts';
+import { WebhookVerifier } from './webhooks/delivery.ts';
+import { WebhookMetrics } from './webhooks/metrics.ts';
 
 export interface Keygate {
   readonly config: Config;
@@ -151,6 +153,8 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   // Issuers (and their JWKS caches) live as long as keygate; reloads keep the unchanged ones.
   const accessTokens = new AccessTokens(config.oauth, { keyPrefix: config.keys.prefix, logger });
   const accessLog = config.log.access ? (accessLogger ?? logger.child({ log: 'access' })) : null;
+  const webhooks = new WebhookVerifier({ secrets: vault, replay: store, metrics: new WebhookMetrics(metrics.registry), logger });
+  webhooks.prepare(config.routes);
   const gateway = new Gateway({
     hooks: requestMetrics,
     router: new Router(config.routes, upstreams.poolFor, accessTokens),
@@ -158,6 +162,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     headers: createHeaderPolicy(config),
     lastUsed,
     secrets: vault,
+    webhooks,
     accessLog,
     logger,
   });
@@ -197,8 +202,8 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   vault.start();
   tunnels.start();
   accessTokens.warm(config.routes);
-  const needSecrets = config.routes.filter((r) => r.secret).map((r) => r.name);
-  if (keyring === null && needSecrets.length) logger.warn({ routes: needSecrets }, 'KEYGATE_MASTER_KEY is not set: these routes inject an upstream secret and will answer 502');
+  const needSecrets = config.routes.filter((r) => r.secret || r.webhook).map((r) => r.name);
+  if (keyring === null && needSecrets.length) logger.warn({ routes: needSecrets }, 'KEYGATE_MASTER_KEY is not set: these routes inject an upstream secret or verify webhook signatures with one, and will answer 502');
   logger.info(
     { proxy: `${config.listen.host}:${proxyPort}`, admin: `${config.admin.host}:${adminPort}`, store: config.store.kind, routes: config.routes.map((r) => r.name) },
     'keygate listening',

@@ -31,12 +31,19 @@ export async function configCommand(args: string[], io: Io): Promise<number> {
   return 0;
 }
 
-/** What would make a route's secret injection fail: no master key, a secret not stored, one under a key not given. */
+/** What would make a route's secret injection (or webhook verification) fail: no master key, a secret not stored, one under a key not given. */
 async function secretWarnings(config: Config, keyring: Keyring | null): Promise<string[]> {
-  const routes = config.routes.flatMap((route, i) => (route.secret ? [{ where: `routes[${i}] (${route.name})`, id: route.secret.id }] : []));
+  const answers502 = 'the route answers 502 upstream_unavailable';
+  const injecting = config.routes.flatMap((route, i) => (route.secret ? [{ where: `routes[${i}] (${route.name})`, id: route.secret.id, uses: 'injects', effect: answers502 }] : []));
+  // With two signing secrets (a rotation), the route still verifies with the other one.
+  const verifying = config.routes.flatMap((route, i) =>
+    (route.webhook?.secrets ?? []).map((id, _, all) => ({ where: `routes[${i}] (${route.name})`, id, uses: 'verifies webhook signatures with', effect: all.length > 1 ? 'deliveries signed with it get 401 invalid_signature' : answers502 })),
+  );
+  const routes = [...injecting, ...verifying];
   if (!routes.length) return [];
   const warnings: string[] = [];
-  if (keyring === null) warnings.push(`${MASTER_KEY_ENV} is not set: ${routes.map((r) => r.where).join(', ')} inject an upstream secret and will answer 502 upstream_unavailable`);
+  if (keyring === null && injecting.length) warnings.push(`${MASTER_KEY_ENV} is not set: ${injecting.map((r) => r.where).join(', ')} inject an upstream secret and will answer 502 upstream_unavailable`);
+  if (keyring === null && verifying.length) warnings.push(`${MASTER_KEY_ENV} is not set: ${[...new Set(verifying.map((r) => r.where))].join(', ')} verify webhook signatures with a stored secret and will answer 502 upstream_unavailable`);
   // Looking must not create anything: a database that does not exist yet holds no secrets.
   let stored: Map<string, string> = new Map();
   if (config.store.kind === 'embedded' && !existsSync(config.store.path)) {
@@ -57,9 +64,9 @@ async function secretWarnings(config: Config, keyring: Keyring | null): Promise<
   for (const route of routes) {
     const version = stored.get(route.id);
     if (version === undefined) {
-      warnings.push(`${route.where} injects secret "${route.id}", which is not stored (keygate secrets add --id ${route.id} --name …); the route answers 502 upstream_unavailable`);
+      warnings.push(`${route.where} ${route.uses} secret "${route.id}", which is not stored (keygate secrets add --id ${route.id} --name …); ${route.effect}`);
     } else if (keyring !== null && keyFor(keyring, version) === null) {
-      warnings.push(`${route.where} injects secret "${route.id}", encrypted under master key version ${version}, which is neither ${MASTER_KEY_ENV} nor ${PREVIOUS_MASTER_KEY_ENV}; the route answers 502 upstream_unavailable`);
+      warnings.push(`${route.where} ${route.uses} secret "${route.id}", encrypted under master key version ${version}, which is neither ${MASTER_KEY_ENV} nor ${PREVIOUS_MASTER_KEY_ENV}; ${route.effect}`);
     }
   }
   if (keyring?.previous && [...stored.values()].some((v) => v === keyring.previous!.version)) {

@@ -8,6 +8,7 @@ import { notificationsSchema } from '../events/notifications/config.ts';
 import { checkMcpRoutes, corsSchema, ISSUER_NAME, mcpSchema, oauthSchema } from './mcp-schema.ts';
 import { consoleSchema } from '../admin/console/config.ts';
 import { SECRET_ID_PATTERN, SECRET_ID_RULE } from '../secrets/secret-store.ts';
+import { webhookRouteIssues, webhookSchema } from '../webhooks/config.ts';
 
 const port = z.number({ error: 'must be a port number' }).int('must be a whole number').min(0, 'must be 0-65535').max(65535, 'must be 0-65535');
 const host = z.string().min(1, 'must not be empty');
@@ -97,6 +98,7 @@ const route = z.strictObject({
         .default('{value}'),
     })
     .optional(),
+  webhook: webhookSchema.optional(),
   mcp: mcpSchema.optional(),
   cors: corsSchema.optional(),
   maxBodyBytes: z.number().int().nonnegative('must be 0 or more').default(10 * 1024 * 1024),
@@ -126,6 +128,7 @@ export const configSchema = z
         permissions: headerName.default('x-auth-permissions'),
         user: headerName.default('x-auth-user'),
         client: headerName.default('x-auth-client'),
+        webhook: headerName.default('x-webhook-verified'),
       })
       .prefault({}),
     permissionGroups: z.record(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'group names are 1-64 letters, digits, "_", ".", ":" or "-"'), z.array(z.string().min(1))).default({}),
@@ -159,6 +162,8 @@ export const configSchema = z
       if (same >= 0) ctx.addIssue({ code: 'custom', path: ['routes', i, 'pathPrefix'], message: `routes[${same}] already serves ${r.host ?? '*'}${r.pathPrefix}` });
       if (r.auth.tenantFromPath && !r.auth.required) ctx.addIssue({ code: 'custom', path: ['routes', i, 'auth', 'tenantFromPath'], message: 'needs auth.required: true' });
       if (r.secret && !r.auth.required) ctx.addIssue({ code: 'custom', path: ['routes', i, 'secret'], message: 'needs auth.required: true (a public route would let anyone use the secret)' });
+      if (r.websocket && r.webhook) ctx.addIssue({ code: 'custom', path: ['routes', i, 'websocket'], message: 'cannot be combined with webhook (an upgrade carries no signed body, so it would pass unverified)' });
+      for (const [path, message] of webhookRouteIssues(r)) ctx.addIssue({ code: 'custom', path: ['routes', i, ...path], message });
       if (r.secret && (Object.values(config.headers) as string[]).includes(r.secret.header)) {
         ctx.addIssue({ code: 'custom', path: ['routes', i, 'secret', 'header'], message: `is one of keygate's identity headers (headers.*)` });
       }

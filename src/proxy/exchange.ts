@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Identity } from '../auth/identity.ts';
 import type { ProblemCode } from './problem.ts';
 import type { Route } from './router.ts';
+import type { VerifiedDelivery } from '../webhooks/delivery.ts';
 
 /** Bounded label set for logs and metrics. */
 export type AuthOutcome = 'ok' | 'public' | 'missing' | 'invalid' | 'revoked' | 'expired' | 'forbidden' | 'unavailable' | 'bad_request';
@@ -24,6 +25,8 @@ export class Exchange {
   /** keygate's own error, when it answered instead of the upstream. */
   error: ProblemCode | null = null;
   upstream: ExchangeAbort | null = null;
+  /** Webhook routes: the verified body and what to tell the upstream about it (webhooks/delivery.ts). */
+  delivery: VerifiedDelivery | null = null;
   /** A route with `cors`: keygate's CORS headers are the only ones (forward.ts drops the upstream's). */
   cors = false;
   /** performance.now() when the upstream request was dispatched, and when its headers came (0: not yet). */

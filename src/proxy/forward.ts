@@ -11,6 +11,7 @@ import type { Dispatcher } from 'undici';
 import type { Exchange } from './exchange.ts';
 import { sendProblem } from './problem.ts';
 import { RESPONSE_HOP_BY_HOP } from './headers.ts';
+import { lingeringClose } from './body-limit.ts';
 
 type Controller = Dispatcher.DispatchController;
 
@@ -126,6 +127,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     const code = (error as { code?: string }).code ?? '';
     if (code === 'KG_PAYLOAD_TOO_LARGE') {
       exchange.error = 'payload_too_large';
+      lingeringClose(exchange.req);
       sendProblem(res, 'payload_too_large', error.message, undefined, true);
     } else if (res.headersSent) {
       // Mid-body failure: the status line is gone, so the only honest signal is a reset.
@@ -143,7 +145,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 export interface ForwardRequest {
   path: string;
   headers: string[];
-  body: Readable | AsyncIterable<Buffer> | null;
+  body: Readable | AsyncIterable<Buffer> | Buffer | null;
   headersTimeout: number;
   bodyTimeout: number;
 }

@@ -3,7 +3,8 @@
  *
  *   normalise target → [protected resource metadata] → route match → [Origin / CORS] → body
  *   limit → extract credential → verify (key, or access token on routes that accept them)
- *   → authorize → upstream secret (routes that name one) → rewrite headers → forward
+ *   → authorize → [webhook signature] → upstream secret (routes that name one) → rewrite
+ *   headers → forward
  *
  * The bracketed stages cost one field check on routes (and deployments) that do not use them.
  *
@@ -20,7 +21,7 @@ import type { Logger } from '../observability/logger.ts';
 import type { HeaderResult, SecretSpec } from '../secrets/vault.ts';
 import { admit, isRefusal, type Admission } from './admission.ts';
 import { CONFLICTING_CREDENTIALS, missingCredentials, type Refusal } from './auth-answers.ts';
-import { limitBody } from './body-limit.ts';
+import { hasBody, limitBody, lingeringClose } from './body-limit.ts';
 import { applyCors, sameOriginOnly } from './cors.ts';
 import { Exchange, type AuthOutcome } from './exchange.ts';
 import { forward, type ForwardHooks } from './forward.ts';
@@ -29,6 +30,7 @@ import { normalizeTarget, type NormalizedTarget } from './normalize-path.ts';
 import { sendProblem, type ProblemCode } from './problem.ts';
 import { ResourceMetadata } from './resource-metadata.ts';
 import { Router } from './router.ts';
+import { isDeliveryRefusal, type DeliveryResult, type WebhookVerifier } from '../webhooks/delivery.ts';
 
 export interface GatewayOptions {
   router: Router;
@@ -42,6 +44,8 @@ export interface GatewayOptions {
   lastUsed?: LastUsed;
   /** Upstream secrets for routes that name one (secrets/vault.ts); without it such routes answer 502. */
   secrets?: SecretSource | null;
+  /** Signature verification for routes with a `webhook` section (webhooks/delivery.ts); without it such routes answer 502. */
+  webhooks?: WebhookVerifier | null;
 }
 
 export interface SecretSource {
@@ -67,10 +71,6 @@ function onClose(this: Tagged): void {
   this[kGateway]!.requestDone(exchange);
 }
 
-function hasBody(req: IncomingMessage): boolean {
-  const length = req.headers['content-length'];
-  return req.headers['transfer-encoding'] !== undefined || (length !== undefined && length !== '0');
-}
 
 export class Gateway {
   router: Router;
@@ -84,6 +84,7 @@ export class Gateway {
   readonly #streams = new Set<Exchange>();
   readonly #lastUsed: LastUsed | null;
   readonly #secrets: SecretSource | null;
+  readonly #webhooks: WebhookVerifier | null;
 
   constructor(options: GatewayOptions) {
     this.router = options.router;
@@ -103,6 +104,7 @@ export class Gateway {
     };
     this.#lastUsed = options.lastUsed ?? null;
     this.#secrets = options.secrets ?? null;
+    this.#webhooks = options.webhooks ?? null;
   }
 
   /** node:http 'request' handler (and 'checkContinue' with expectContinue). */
@@ -159,7 +161,9 @@ export class Gateway {
   #reject(exchange: Exchange, code: ProblemCode, outcome: AuthOutcome, detail: string, headers?: Record<string, string>): void {
     exchange.outcome = outcome;
     exchange.error = code;
-    // An unread body would otherwise be drained from the socket; close instead.
+    // An unread body would otherwise be drained from the socket; close instead (once the answer is out).
+    const unread = hasBody(exchange.req) && !exchange.req.readableEnded;
+    if (unread) lingeringClose(exchange.req);
     sendProblem(exchange.res, code, detail, headers, hasBody(exchange.req));
   }
 
@@ -258,6 +262,10 @@ export class Gateway {
   }
 
   #forward(exchange: Exchange, target: NormalizedTarget, identity: Identity | null, dropAuthorization: boolean, expectContinue: boolean): void {
+    if (exchange.route!.config.webhook !== undefined && exchange.delivery === null) {
+      this.#verifyDelivery(exchange, target, identity, dropAuthorization, expectContinue);
+      return;
+    }
     const secret = exchange.route!.config.secret;
     if (secret === undefined) {
       this.#dispatch(exchange, target, upstreamHeaders(exchange.req, this.headers, identity, dropAuthorization), expectContinue);
@@ -269,6 +277,27 @@ export class Gateway {
     } else {
       this.#withSecret(exchange, target, identity, dropAuthorization, expectContinue, secret.id, result);
     }
+  }
+
+  /** Webhook routes: the whole body is read and its signature verified before anything goes upstream. */
+  #verifyDelivery(exchange: Exchange, target: NormalizedTarget, identity: Identity | null, dropAuthorization: boolean, expectContinue: boolean): void {
+    const next = (result: DeliveryResult) => {
+      if (isDeliveryRefusal(result)) {
+        this.#refuse(exchange, result);
+        return;
+      }
+      exchange.delivery = result;
+      if (identity === null) exchange.outcome = 'ok';
+      // The body is read: a 100 Continue, if asked for, has been sent.
+      this.#forward(exchange, target, identity, dropAuthorization, false);
+    };
+    if (this.#webhooks === null) {
+      next({ code: 'upstream_unavailable', outcome: 'unavailable', detail: 'webhook signatures cannot be verified by this keygate', headers: undefined });
+      return;
+    }
+    const result = this.#webhooks.verify(exchange, expectContinue);
+    if (result instanceof Promise) this.#resume(exchange, result, next);
+    else next(result);
   }
 
   /** The route's secret header replaces any client copy; no secret, no request upstream (502). */
@@ -285,8 +314,14 @@ export class Gateway {
   #dispatch(exchange: Exchange, target: NormalizedTarget, headers: string[], expectContinue: boolean): void {
     const { req, res } = exchange;
     const route = exchange.route!;
-    let body: IncomingMessage | AsyncIterable<Buffer> | null = null;
-    if (hasBody(req)) {
+    let body: IncomingMessage | AsyncIterable<Buffer> | Buffer | null = null;
+    const delivery = exchange.delivery;
+    if (delivery !== null) {
+      // Verified webhook: the exact bytes, and the headers that say so (never taken from the client: headers.* are dropped).
+      body = delivery.body;
+      headers.push(this.headers.names.webhook, delivery.verified);
+      if (delivery.tenant !== null) headers.push(this.headers.names.tenant, delivery.tenant);
+    } else if (hasBody(req)) {
       const max = route.config.maxBodyBytes;
       // A Content-Length body was checked above; a chunked one is counted as it streams.
       body = max > 0 && req.headers['content-length'] === undefined ? limitBody(req, max) : req;

@@ -5,6 +5,7 @@
  * store, the change log servers poll) or the feed resyncs.
  *
  *   const extra = vault.headerFor(route.config.secret);  // [header, value] | failure | Promise
+ *   const signing = vault.valueFor('stripe-signing');      // {value} | failure | Promise
  *
  * Like the key Verifier, a cache hit answers synchronously (no promise, no allocation: the
  * `[header, rendered]` pair is built once per secret and route); a miss makes one store
@@ -34,6 +35,13 @@ export interface SecretSpec {
 export type SecretFailure = 'no_master_key' | 'not_found' | 'undecryptable' | 'store_unavailable';
 
 export type HeaderResult = readonly string[] | SecretFailure;
+
+/** A decrypted value (never logged, never sent anywhere as it is). */
+export interface SecretValue {
+  readonly value: string;
+}
+
+export type ValueResult = SecretValue | SecretFailure;
 
 export const SECRET_FAILURE_TEXT: Record<SecretFailure, string> = {
   no_master_key: `${MASTER_KEY_ENV} is not set`,
@@ -96,17 +104,44 @@ export class Vault implements SecretFeed {
    * Promise of either when the store must be asked.
    */
   headerFor(spec: SecretSpec): HeaderResult | Promise<HeaderResult> {
+    const entry = this.#entry(spec.id);
+    if (entry === 'no_master_key') return entry;
+    if (entry instanceof Promise) return entry.then((fresh) => this.#result(spec, fresh));
+    return this.#result(spec, entry);
+  }
+
+  /**
+   * The secret's value itself, for code that uses it inside keygate rather than sending it
+   * on (a webhook signing secret): the same cache, staleness and failure rules as
+   * `headerFor`. The object returned stays the same until the value is reloaded, so callers
+   * may key what they derive from it on the object (a WeakMap).
+   */
+  valueFor(id: string): ValueResult | Promise<ValueResult> {
+    const entry = this.#entry(id);
+    if (entry === 'no_master_key') return entry;
+    if (entry instanceof Promise) return entry.then((fresh) => this.#value(id, fresh));
+    return this.#value(id, entry);
+  }
+
+  /** A fresh cached entry, or a Promise of one from the store. */
+  #entry(id: string): Entry | 'no_master_key' | Promise<Entry> {
     if (this.#keyring === null) {
       const now = this.#now();
       if (now - this.#noKeyWarnedAt > 60_000) {
         this.#noKeyWarnedAt = now;
-        this.#logger.warn({ secretId: spec.id }, `a route needs an upstream secret but ${MASTER_KEY_ENV} is not set; answering 502`);
+        this.#logger.warn({ secretId: id }, `a route needs an upstream secret but ${MASTER_KEY_ENV} is not set; answering 502`);
       }
       return 'no_master_key';
     }
-    const entry = this.#entries.get(spec.id);
-    if (entry !== undefined && this.#store.feedHealthy && this.#now() - entry.at < this.#ttlMs) return this.#result(spec, entry);
-    return this.#fetch(spec.id, entry).then((fresh) => this.#result(spec, fresh));
+    const entry = this.#entries.get(id);
+    if (entry !== undefined && this.#store.feedHealthy && this.#now() - entry.at < this.#ttlMs) return entry;
+    return this.#fetch(id, entry);
+  }
+
+  #value(id: string, entry: Entry): ValueResult {
+    if (entry.value === null) return entry.failure!;
+    this.#lastUsed.mark(id, this.#now());
+    return entry as SecretValue;
   }
 
   #result(spec: SecretSpec, entry: Entry): HeaderResult {

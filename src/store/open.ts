@@ -5,9 +5,10 @@ import { EmbeddedStore } from './embedded.ts';
 import type { KeyStore } from './key-store.ts';
 import type { LifecycleStore } from './lifecycle-store.ts';
 import type { SecretStore } from '../secrets/secret-store.ts';
+import type { ReplayStore } from './replay-store.ts';
 import type { SessionStore } from './session-store.ts';
 
-export type Store = KeyStore & LifecycleStore & SecretStore & SessionStore;
+export type Store = KeyStore & LifecycleStore & SecretStore & SessionStore & ReplayStore;
 
 export interface OpenStoreOptions {
   /**

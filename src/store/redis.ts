@@ -40,6 +40,7 @@ import type { LuaScript } from './redis-scripts.ts';
 import { envelopeText, parseEnvelope, type Envelope } from '../secrets/crypto.ts';
 import { DuplicateSecretError, type SecretFeed, type SecretMeta, type SecretStore, type StoredSecret } from '../secrets/secret-store.ts';
 import type { SessionStore } from './session-store.ts';
+import type { ReplayStore } from './replay-store.ts';
 
 export interface RedisStoreOptions {
   /**
@@ -94,6 +95,10 @@ class KeyNames {
   }
   endedSession(id: string): string {
     return `${this.prefix}session:ended:${id}`;
+  }
+
+  replay(id: string): string {
+    return `${this.prefix}replay:${id}`;
   }
 }
 
@@ -220,7 +225,7 @@ function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
-export class RedisStore implements KeyStore, LifecycleStore, SecretStore, SessionStore {
+export class RedisStore implements KeyStore, LifecycleStore, SecretStore, SessionStore, ReplayStore {
   readonly kind = 'redis' as const;
   readonly #config: RedisConfig;
   readonly #keys: KeyNames;
@@ -671,6 +676,12 @@ export class RedisStore implements KeyStore, LifecycleStore, SecretStore, Sessio
 
   async isSessionEnded(id: string): Promise<boolean> {
     return Number(await this.#call('EXISTS', this.#keys.endedSession(id))) === 1;
+  }
+
+  // ---- ReplayStore ----------------------------------------------------------------------
+
+  async claimOnce(id: string, ttlMs: number): Promise<boolean> {
+    return (await this.#call('SET', this.#keys.replay(id), '1', 'NX', 'PX', Math.max(1, Math.ceil(ttlMs)))) !== null;
   }
 
   // ---- shutdown -------------------------------------------------------------------------

@@ -3,20 +3,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, loadConfig, parseConfig, resolveConfigPath } from '../../src/config/load.ts';
+import { configProblems } from '../helpers/config.ts';
 
 const route = { name: 'api', pathPrefix: '/api', upstream: 'http://127.0.0.1:3000' };
 
-/** The problems a config is refused with (fails the test if it is accepted). */
-function problems(raw: unknown, env: NodeJS.ProcessEnv = {}): string[] {
-  try {
-    parseConfig(raw, 'test.yaml', env);
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    expect((error as Error).message).toContain('test.yaml');
-    return (error as ConfigError).problems;
-  }
-  throw new Error('the config was accepted');
-}
+const problems = configProblems;
 
 describe('parseConfig defaults', () => {
   it('gives the documented defaults for an empty file', () => {
@@ -29,7 +20,7 @@ describe('parseConfig defaults', () => {
     expect(config.tenants.system).toBe('system');
     expect(config.cache).toEqual({ max: 100_000, maxAgeMs: 30_000, negativeMax: 10_000, negativeMaxAgeMs: 5000 });
     expect(config.headers).toEqual({
-      tenant: 'x-tenant-id', keyId: 'x-api-key-id', role: 'x-auth-role', permissions: 'x-auth-permissions', user: 'x-auth-user', client: 'x-auth-client',
+      tenant: 'x-tenant-id', keyId: 'x-api-key-id', role: 'x-auth-role', permissions: 'x-auth-permissions', user: 'x-auth-user', client: 'x-auth-client', webhook: 'x-webhook-verified',
     });
     expect(config.forwarded.trustClient).toBe(false);
     expect(config.routes).toEqual([]);

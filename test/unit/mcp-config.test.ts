@@ -3,22 +3,15 @@
  * RFC 9728 §3.1 derivation of metadata URLs from a resource.
  */
 import { describe, expect, it } from 'vitest';
-import { ConfigError, parseConfig } from '../../src/config/load.ts';
+import { parseConfig } from '../../src/config/load.ts';
 import type { RawConfig } from '../../src/config/schema.ts';
 import { isResource, metadataPath, metadataUrl, servedPaths } from '../../src/proxy/resource-metadata.ts';
+import { configProblems } from '../helpers/config.ts';
 
 const route = { name: 'mcp', pathPrefix: '/mcp', upstream: 'http://127.0.0.1:3000' };
 const issuer = { name: 'corp', issuer: 'https://id.example.com/realms/corp', jwksUri: 'https://id.example.com/jwks', tenant: 'acme' };
 
-function problems(raw: RawConfig): string[] {
-  try {
-    parseConfig(raw, 'test.yaml');
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigError);
-    return (error as ConfigError).problems;
-  }
-  throw new Error('the config was accepted');
-}
+const problems = (raw: RawConfig): string[] => configProblems(raw);
 
 describe('metadata URL derivation (RFC 9728 §3.1)', () => {
   it.each([

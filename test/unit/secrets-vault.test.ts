@@ -201,4 +201,29 @@ describe('Vault', () => {
     await vault.stop();
     expect(vault.size).toBe(0);
   });
+
+  it('valueFor: the raw value through the same cache — sync on a hit, the same object until it changes, failures as for headerFor', async () => {
+    const { store, vault, logs } = setup();
+    store.put('signing', VALUE);
+    const first = vault.valueFor('signing');
+    expect(first).toBeInstanceOf(Promise);
+    const value = await first;
+    expect(value).toEqual(expect.objectContaining({ value: VALUE }));
+    const again = vault.valueFor('signing');
+    expect(again).toBe(value);
+    // headerFor shares the entry: no second store call.
+    expect(await resolve(vault.headerFor({ id: 'signing', header: 'x-t', template: '{value}' }))).toEqual(['x-t', VALUE]);
+    expect(store.gets).toBe(1);
+    store.put('signing', 'tok-rotated');
+    vault.secretsChanged(['signing']);
+    const fresh = await vault.valueFor('signing');
+    expect(fresh).not.toBe(value);
+    expect(fresh).toEqual(expect.objectContaining({ value: 'tok-rotated' }));
+    expect(await vault.valueFor('nope')).toBe('not_found');
+    await vault.flushLastUsed();
+    expect([...store.touched[0]!.keys()].sort()).toEqual(['signing']);
+    expect(logs.text()).not.toContain(VALUE);
+    const bare = setup({ withKey: false });
+    expect(bare.vault.valueFor('signing')).toBe('no_master_key');
+  });
 });
