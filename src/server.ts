@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import type { Config } from './config/schema.ts';
 import { createAdminServer } from './admin/server.ts';
 import { Verifier } from './auth/verify.ts';
+import { FailureLimiter } from './auth/failure-limiter.ts';
 import { createKeyHasher } from './keys/hash.ts';
 import { loadPepper } from './keys/pepper.ts';
 import type { Logger } from './observability/logger.ts';
@@ -19,6 +20,7 @@ import { metricsSource } from './cluster/metrics-ipc.ts';
 import { applyConfig, type LiveConfig, type ReloadResult } from './reload.ts';
 import { createEchoUpstream } from './proxy/echo-upstream.ts';
 import { Gateway } from './proxy/gateway.ts';
+import { guardListener, listenerOptions, REJECTION_REASONS } from './proxy/listener-limits.ts';
 import { createHeaderPolicy } from './proxy/headers.ts';
 import { Router } from './proxy/router.ts';
 import { Upstreams } from './proxy/upstreams.ts';
@@ -45,6 +47,8 @@ export interface Keygate {
   readonly proxyPort: number;
   readonly adminPort: number;
   readonly echoPort: number | null;
+  /** The listeners themselves (tests watch their sockets). */
+  readonly servers: { readonly proxy: Server; readonly admin: Server };
   /**
    * Re-reads the config (the `reloadConfig` given at start) and applies what can change
    * live. Throws (ConfigError) and keeps the old config if the new one is invalid.
@@ -143,11 +147,14 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     headers: createHeaderPolicy(config),
     lastUsed,
     secrets: vault,
+    failures: FailureLimiter.create(config.limits.failedAuth),
     accessLog: config.log.access ? (accessLogger ?? logger.child({ log: 'access' })) : null,
     logger,
   });
 
-  const proxy = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000, noDelay: true });
+  const proxy = createServer({ keepAliveTimeout: 65_000, ...listenerOptions(config.limits), noDelay: true });
+  const rejected = new Map(REJECTION_REASONS.map((reason) => [reason, metrics.listenerRejections.labels(reason)]));
+  guardListener(proxy, config.limits, (reason) => rejected.get(reason)!.inc());
   proxy.on('request', (req, res) => gateway.handle(req, res));
   proxy.on('checkContinue', (req, res) => gateway.handle(req, res, true));
   let closing: Promise<void> | null = null;
@@ -202,6 +209,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     proxyPort,
     adminPort,
     echoPort,
+    servers: { proxy, admin },
     close(graceMs = 10_000) {
       closing ??= (async () => {
         // Behind a load balancer: keep serving while /readyz already says 503, so the balancer

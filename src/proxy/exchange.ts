@@ -8,7 +8,7 @@ import type { ProblemCode } from './problem.ts';
 import type { Route } from './router.ts';
 
 /** Bounded label set for logs and metrics. */
-export type AuthOutcome = 'ok' | 'public' | 'missing' | 'invalid' | 'revoked' | 'expired' | 'forbidden' | 'unavailable' | 'bad_request';
+export type AuthOutcome = 'ok' | 'public' | 'missing' | 'invalid' | 'revoked' | 'expired' | 'forbidden' | 'unavailable' | 'bad_request' | 'limited';
 
 export interface ExchangeAbort {
   clientClosed(): void;

@@ -113,6 +113,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Controller, error: Error): void {
+    const eventStream = this.#eventStream;
     this.#streamEnded();
     const exchange = this.#exchange;
     this.#hooks.onUpstreamDone?.(exchange, error);
@@ -122,6 +123,11 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (code === 'KG_PAYLOAD_TOO_LARGE') {
       exchange.error = 'payload_too_large';
       sendProblem(res, 'payload_too_large', error.message, undefined, true);
+    } else if (res.headersSent && eventStream) {
+      // An event stream has no length to fall short of: end it the way streams end, and the
+      // client reconnects. An event cut in half is not delivered (SSE dispatches only at a
+      // blank line).
+      res.end();
     } else if (res.headersSent) {
       // Mid-body failure: the status line is gone, so the only honest signal is a reset.
       res.destroy();

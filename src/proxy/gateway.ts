@@ -11,6 +11,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { authorize } from '../auth/authorize.ts';
 import { CONFLICT, extractCredential, type Credential } from '../auth/extract.ts';
+import type { FailureLimiter } from '../auth/failure-limiter.ts';
 import type { Identity } from '../auth/identity.ts';
 import type { Verifier, VerifyResult } from '../auth/verify.ts';
 import type { LastUsed } from '../events/last-used.ts';
@@ -21,6 +22,8 @@ import { Exchange, type AuthOutcome } from './exchange.ts';
 import { forward, type ForwardHooks } from './forward.ts';
 import { upstreamHeaders, type HeaderPolicy } from './headers.ts';
 import { normalizeTarget, type NormalizedTarget } from './normalize-path.ts';
+import { requestHost } from './request-host.ts';
+import { misleadingPath } from './route-ambiguity.ts';
 import { sendProblem, type ProblemCode } from './problem.ts';
 import { Router, type Route } from './router.ts';
 
@@ -36,6 +39,8 @@ export interface GatewayOptions {
   lastUsed?: LastUsed;
   /** Upstream secrets for routes that name one (secrets/vault.ts); without it such routes answer 502. */
   secrets?: SecretSource | null;
+  /** Failed authentications per client address (auth/failure-limiter.ts); null or absent: no limit. */
+  failures?: FailureLimiter | null;
 }
 
 export interface SecretSource {
@@ -86,6 +91,7 @@ export class Gateway {
   readonly #streams = new Set<Exchange>();
   readonly #lastUsed: LastUsed | null;
   readonly #secrets: SecretSource | null;
+  readonly #failures: FailureLimiter | null;
 
   constructor(options: GatewayOptions) {
     this.router = options.router;
@@ -105,6 +111,7 @@ export class Gateway {
     };
     this.#lastUsed = options.lastUsed ?? null;
     this.#secrets = options.secrets ?? null;
+    this.#failures = options.failures ?? null;
   }
 
   /** node:http 'request' handler (and 'checkContinue' with expectContinue). */
@@ -177,9 +184,18 @@ export class Gateway {
       this.#reject(exchange, 'bad_request', 'bad_request', 'the request path contains an encoded "/", "\\" or NUL, or is malformed');
       return;
     }
-    const route = this.router.match(req.headers.host, target.path);
+    const host = requestHost(req, target);
+    if (host === null) {
+      this.#reject(exchange, 'bad_request', 'bad_request', 'the request has more than one Host header, or an invalid one');
+      return;
+    }
+    const route = this.router.match(host, target.path);
     if (route === undefined) {
       this.#reject(exchange, 'no_route', 'public', 'no route matches this host and path');
+      return;
+    }
+    if (misleadingPath(this.router, host, target.path, route)) {
+      this.#reject(exchange, 'bad_request', 'bad_request', 'the path selects another route when read without ";" parameters or ignoring case');
       return;
     }
     exchange.route = route;
@@ -202,6 +218,11 @@ export class Gateway {
     }
     if (credential === null) {
       this.#reject(exchange, 'missing_credentials', 'missing', 'send the API key in X-Api-Key or Authorization: Bearer', { 'www-authenticate': REALM });
+      return;
+    }
+    const wait = this.#failures?.retryAfter(req, this.headers.trustForwarded) ?? 0;
+    if (wait > 0) {
+      this.#reject(exchange, 'rate_limited', 'limited', `too many failed authentications from this address; try again in ${wait} s`, { 'retry-after': String(wait) });
       return;
     }
     const result = this.#verifier.verify(credential.key);
@@ -234,6 +255,7 @@ export class Gateway {
     if (typeof result === 'string') {
       const [code, outcome, detail] = FAILURE[result];
       const headers: Record<string, string> = result === 'auth_unavailable' ? { 'retry-after': '1' } : { 'www-authenticate': `${REALM}, error="invalid_token", error_description="${detail}"` };
+      if (result !== 'auth_unavailable') this.#failures?.failed(exchange.req, this.headers.trustForwarded);
       this.#reject(exchange, code, outcome, detail, headers);
       return;
     }

@@ -74,9 +74,17 @@ describe('normalizeTarget', () => {
     expect(path('/mcp/x#/../../admin')).toBe('/mcp/x');
   });
 
-  it('takes path and query of an absolute-form target', () => {
-    expect(normalizeTarget('http://example.com/mcp/../admin?q=1')).toEqual({ path: '/admin', query: '?q=1' });
-    expect(normalizeTarget('HTTPS://example.com')).toEqual({ path: '/', query: '' });
+  it('takes path, query and authority of an absolute-form target', () => {
+    expect(normalizeTarget('http://example.com/mcp/../admin?q=1')).toEqual({ path: '/admin', query: '?q=1', authority: 'example.com' });
+    expect(normalizeTarget('HTTPS://example.com')).toEqual({ path: '/', query: '', authority: 'example.com' });
+    expect(normalizeTarget('http://example.com:8080?q=1')).toEqual({ path: '/', query: '?q=1', authority: 'example.com:8080' });
+    expect(normalizeTarget('http://[::1]:80/x')).toEqual({ path: '/x', query: '', authority: '[::1]:80' });
+  });
+
+  it('refuses an absolute-form target with userinfo, an empty or a malformed authority', () => {
+    for (const target of ['http://user:pw@example.com/x', 'http:///x', 'http://exa mple.com/x', 'http://example.com:80:80/x', 'http://example.com\\@evil/x']) {
+      expect(normalizeTarget(target), target).toBeNull();
+    }
   });
 
   it('refuses targets that are neither origin- nor absolute-form', () => {

@@ -1,0 +1,46 @@
+/**
+ * Paths that an upstream may read as a different route than keygate does. keygate routes
+ * on the path as written, case-sensitively (RFC 3986); but servlet containers drop `;`
+ * parameters (`/admin;x/users` is `/admin/users` to Tomcat and Spring) and some servers
+ * (IIS, case-insensitive file systems, Spring with case-insensitive matching) ignore letter
+ * case (`/ADMIN/users`). Behind a public or weaker catch-all route, either reading would
+ * reach a protected prefix without its policy. Such a request is refused (400) when — and
+ * only when — one of those readings selects a different route than the literal path; a
+ * `;jsessionid=…` at the end of a path, or upper case letters anywhere a route boundary is
+ * not at stake, change nothing.
+ */
+import { hostName, type Route, type Router } from './router.ts';
+import { withoutPathParams } from './normalize-path.ts';
+
+const UPPER = /[A-Z]/;
+const PARAMS = /;|%3[Bb]/;
+
+function foldedPrefixMatches(prefix: string, path: string): boolean {
+  if (prefix === '/') return true;
+  if (path.length < prefix.length || path.slice(0, prefix.length).toLowerCase() !== prefix.toLowerCase()) return false;
+  return path.length === prefix.length || path.charCodeAt(prefix.length) === 47;
+}
+
+/** The first route (in the router's order) whose prefix matches `path` ignoring case. */
+function matchFolded(router: Router, host: string | undefined, path: string): Route | undefined {
+  let name: string | undefined;
+  for (const route of router.routes) {
+    if (route.host !== undefined) {
+      name ??= hostName(host) ?? '';
+      if (route.host !== name) continue;
+    }
+    if (foldedPrefixMatches(route.pathPrefix, path)) return route;
+  }
+  return undefined;
+}
+
+/** True when a parameter-stripping or case-folding reading of `path` selects another route than `route`. */
+export function misleadingPath(router: Router, host: string | undefined, path: string, route: Route): boolean {
+  const params = PARAMS.test(path);
+  const upper = UPPER.test(path);
+  if (!params && !upper) return false;
+  // A segment that was only a parameter leaves `//`, which servers merge.
+  const stripped = params ? withoutPathParams(path).replace(/\/{2,}/g, '/') : path;
+  if (params && router.match(host, stripped) !== route) return true;
+  return matchFolded(router, host, stripped) !== route;
+}
