@@ -108,6 +108,8 @@ export async function openSocket(base: string, options: ConnectOptions = {}): Pr
   const url = new URL(base);
   const socket = connect({ port: Number(url.port), host: url.hostname, ...(options.localAddress ? { localAddress: options.localAddress } : {}) });
   socket.setNoDelay(true);
+  // Servers under attack close connections; a write after that must not crash the test.
+  socket.on('error', () => {});
   await once(socket, 'connect');
   return socket;
 }
