@@ -32,6 +32,7 @@ import { CLI_CALLER } from '../../../src/keys/service.ts';
 import { createLoggers } from '../../../src/observability/logger.ts';
 import { startKeygate } from '../../../src/server.ts';
 import { call } from '../../helpers/admin.ts';
+import { RunCollapser } from './collapse.ts';
 import { cliKeys, TEST_PEPPER, testConfig, type TestKeygate } from '../../helpers/keygate.ts';
 
 declare module 'vitest' {
@@ -58,15 +59,16 @@ export function captureDir(): string {
   return inject('hostileCaptureDir');
 }
 
-/** Appends to a file synchronously (no buffering that a crash could lose). */
+/** Appends to a file synchronously (no buffering that a crash could lose), runs of filler shortened. */
 class Sink {
   readonly #fd: number;
+  readonly #runs = new RunCollapser();
   bytes = 0;
   constructor(path: string) {
     this.#fd = openSync(path, 'a');
   }
   write(chunk: Buffer | string, encoding: BufferEncoding = 'utf8'): void {
-    const buffer = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk;
+    const buffer = this.#runs.collapse(typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk);
     writeSync(this.#fd, buffer);
     this.bytes += buffer.length;
   }
