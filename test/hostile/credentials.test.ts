@@ -51,7 +51,7 @@ beforeAll(async () => {
     limits: { failedAuth: { max: 0 } },
     routes: [{ name: 'api', pathPrefix: '/api', upstream: upstream.url }],
     log: { level: 'info', access: true },
-  });
+  }, { notifications: true });
   keys = [];
   for (const tenant of ['acme', 'b', 'tenant-with-a-long-name-0123456789']) keys.push((await kg.keys.create({ tenant, name: `real ${tenant}` })).key);
 });

@@ -51,7 +51,7 @@ beforeAll(async () => {
     routes: [{ name: 'api', pathPrefix: '/api', upstream: upstream.url }],
     log: { level: 'info' as const, access: false },
   });
-  a = await startHostileKeygate('redis-a', config(redis.url));
+  a = await startHostileKeygate('redis-a', config(redis.url), { notifications: true });
   b = await startHostileKeygate('redis-b', config(relay.url));
 }, 30_000);
 
@@ -194,6 +194,30 @@ describe('Redis faults, B reachable: a revoked key is never accepted once the re
     expect(t.before).toBe(0);
     expect(t.during).toBe(0);
     await recovered(keys);
+  });
+
+  it('Redis is killed and stays down past cache.maxAgeMs: cached keys served until then, then 503, never 200; a revoked key never', async () => {
+    const { keys } = await freshKeys('killed');
+    const p = probe(keys);
+    await sleep(100);
+    const killedAt = performance.now();
+    await redis.kill();
+    await sleep(MAX_AGE_MS + SLACK_MS + 300);
+    await redis.restart();
+    await waitFor(() => b.keygate.store.feedHealthy, 10_000, 10);
+    const answers = await p.stop();
+    const down = answers.filter((x) => x.sentAt > killedAt + MAX_AGE_MS + SLACK_MS && x.sentAt < killedAt + MAX_AGE_MS + SLACK_MS + 250);
+    const revokedAccepted = answers.filter((x) => x.key === 'before' && x.status === 200).length;
+    const served = answers.filter((x) => x.key !== 'before' && x.status === 200 && x.sentAt > killedAt);
+    const lastServed = served.length ? Math.round(served.at(-1)!.sentAt - killedAt) : 0;
+    report.push(`${'killed, down past maxAgeMs'.padEnd(34)} ${String(answers.length).padStart(4)} requests; revoked before: ${revokedAccepted}; cached valid keys served until ${lastServed} ms after the kill, then 503 [zero; cache ≤ maxAgeMs]`);
+    expect(revokedAccepted).toBe(0);
+    expect(lastServed).toBeLessThan(MAX_AGE_MS + SLACK_MS);
+    expect(down.length).toBeGreaterThan(0);
+    expect(down.filter((x) => x.key !== 'before').map((x) => x.status)).toEqual(down.filter((x) => x.key !== 'before').map(() => 503));
+    expect(answers.filter((x) => x.key === 'valid' && x.sentAt < killedAt + MAX_AGE_MS - SLACK_MS).every((x) => x.status === 200)).toBe(true);
+    await waitFor(async () => (await status(b, keys.valid)) === 200, 10_000, 20);
+    expect(await status(b, keys.before)).toBe(401);
   });
 
   it('Redis is killed and restarted; the key is revoked as soon as it is back, and one right before the kill survives it', async () => {

@@ -34,7 +34,7 @@ beforeAll(async () => {
       { name: 'pub', pathPrefix: '/pub', upstream: upstream.url, auth: { required: false } },
       { name: 'sec', pathPrefix: '/sec', upstream: upstream.url, secret: { id: 'token', header: 'x-upstream-token', template: 'Token {value}' } },
     ],
-  });
+  }, { notifications: true });
   await kg.addSecret('token', SECRET);
   const created = await kg.keys.create({ tenant: 'acme', name: 'spoof', permissions: ['read', 'write'], user: 'alice', client: 'mcp' });
   key = created.key;
