@@ -60,14 +60,20 @@ describe('normalizeTarget', () => {
   });
 
   it('does not double-decode and keeps reserved encodings upper-cased', () => {
-    // %252e is "%2e" literally, not a dot segment.
-    expect(path('/mcp/%252e%252e/admin')).toBe('/mcp/%252e%252e/admin');
+    // %2541 is "%41" literally, not "A".
+    expect(path('/mcp/%2541dmin')).toBe('/mcp/%2541dmin');
     expect(path('/mcp/a%3fb')).toBe('/mcp/a%3Fb');
     expect(path('/mcp/a%20b')).toBe('/mcp/a%20b');
   });
 
   it('does not treat an encoded "?" or "#" as the end of the path', () => {
     expect(normalizeTarget('/mcp/%3f/../x')).toEqual({ path: '/mcp/x', query: '' });
+  });
+
+  it('refuses a double-encoded dot, separator, NUL or "%": an upstream that decodes twice would see them', () => {
+    for (const target of ['/mcp/%252e%252e/admin', '/mcp/%252E./admin', '/mcp/%252fadmin', '/mcp/%255cadmin', '/mcp/%2500', '/mcp/%25252e']) {
+      expect(normalizeTarget(target), target).toBeNull();
+    }
   });
 
   it('drops a fragment from the path', () => {
