@@ -34,10 +34,19 @@ function matchFolded(router: Router, host: string | undefined, path: string): Ro
   return undefined;
 }
 
+/** Whether a route prefix has upper-case letters (then a lower-case path can be folded onto it too). */
+const upperPrefixes = new WeakMap<Router, boolean>();
+
+function hasUpperPrefix(router: Router): boolean {
+  let upper = upperPrefixes.get(router);
+  if (upper === undefined) upperPrefixes.set(router, (upper = router.routes.some((r) => UPPER.test(r.pathPrefix))));
+  return upper;
+}
+
 /** True when a parameter-stripping or case-folding reading of `path` selects another route than `route`. */
 export function misleadingPath(router: Router, host: string | undefined, path: string, route: Route): boolean {
   const params = PARAMS.test(path);
-  const upper = UPPER.test(path);
+  const upper = UPPER.test(path) || hasUpperPrefix(router);
   if (!params && !upper) return false;
   // A segment that was only a parameter leaves `//`, which servers merge.
   const stripped = params ? withoutPathParams(path).replace(/\/{2,}/g, '/') : path;
