@@ -186,7 +186,7 @@ describe('10,000 malformed credentials', () => {
         statuses.set(attempt.category, seen);
         const delta = verifier.stats.storeCalls - calls;
         lookups += delta;
-        const candidates = attempt.headers.map(([name, v]) => (/^authorization$/i.test(name) ? ows(v).replace(/^bearer +/i, '') : ows(v)));
+        const candidates = attempt.headers.map(([name, v]) => (/^authorization$/i.test(name) ? ows(ows(v).replace(/^bearer +/i, '')) : ows(v)));
         if (candidates.some(wellFormed)) wellFormedSent++;
         expect(allowed(attempt, headBytes), `status ${status} for ${JSON.stringify(attempt).slice(0, 300)}`).toContain(status);
         // The store is asked only about well-formed keys, at most once per request.

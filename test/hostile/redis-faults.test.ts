@@ -37,6 +37,8 @@ let upstream: TestUpstream;
 let a: HostileKeygate;
 let b: HostileKeygate;
 const report: string[] = [];
+/** Key id → when B applied the pushed revocation (performance.now()). */
+const pushedToB = new Map<string, number>();
 
 beforeAll(async () => {
   redis = await startRedisServer({ persist: true, args: ['--enable-debug-command', 'yes'] });
@@ -53,6 +55,12 @@ beforeAll(async () => {
   });
   a = await startHostileKeygate('redis-a', config(redis.url), { notifications: true });
   b = await startHostileKeygate('redis-b', config(relay.url));
+  // When B applies each pushed revocation: "never after the push arrives" is counted from then.
+  const applied = b.keygate.verifier.onRevocationApplied;
+  b.keygate.verifier.onRevocationApplied = (event, at) => {
+    for (const id of event.ids) pushedToB.set(id, performance.now());
+    applied?.(event, at);
+  };
 }, 30_000);
 
 afterAll(async () => {
@@ -61,7 +69,7 @@ afterAll(async () => {
   await relay?.close();
   await upstream?.close();
   await redis?.stop();
-  console.log(`[hostile redis faults] revoked-key acceptances by B:\n  ${report.join('\n  ')}`);
+  console.log(`[hostile redis faults] revoked-key acceptances by B:\n  ${report.join('\n  ')}\n  pushes that reached B after A's revocation returned: ${pushLags.length}, by at most ${Math.max(0, ...pushLags).toFixed(1)} ms`);
 });
 
 interface Answer {
@@ -116,17 +124,33 @@ async function freshKeys(tag: string): Promise<{ keys: Record<Answer['key'], str
   return { keys: { before: before.key, during: during.key, valid: valid.key }, duringId: during.record.id };
 }
 
-/** Revokes through A, retrying while Redis cannot take it; resolves with when it was written. */
+/**
+ * Revokes through A, retrying while Redis cannot take it. Resolves with the moment from
+ * which B must refuse the key while it can reach Redis: when A's revocation was written, or
+ * — if B's feed was up and the push reached B after that — when B applied the push (a push
+ * is not instantaneous, and the README's rule is "never after the push arrives").
+ */
 async function revoke(id: string): Promise<number> {
+  let written: number;
   for (;;) {
     try {
       await a.keygate.store.revoke(id, Date.now());
-      return performance.now();
+      written = performance.now();
+      break;
     } catch {
       await sleep(20);
     }
   }
+  await sleep(200);
+  const pushed = pushedToB.get(id);
+  if (pushed !== undefined && pushed > written) {
+    pushLags.push(pushed - written);
+    return pushed;
+  }
+  return written;
 }
+
+const pushLags: number[] = [];
 
 interface Tally {
   requests: number;
