@@ -9,29 +9,17 @@
  * `;jsessionid=…` at the end of a path, or upper case letters anywhere a route boundary is
  * not at stake, change nothing.
  */
-import { hostName, type Route, type Router } from './router.ts';
+import type { Route, Router } from './router.ts';
 import { withoutPathParams } from './normalize-path.ts';
 
 const UPPER = /[A-Z]/;
 const PARAMS = /;|%3[Bb]/;
 
+/** prefixMatches, ignoring letter case. */
 function foldedPrefixMatches(prefix: string, path: string): boolean {
   if (prefix === '/') return true;
   if (path.length < prefix.length || path.slice(0, prefix.length).toLowerCase() !== prefix.toLowerCase()) return false;
   return path.length === prefix.length || path.charCodeAt(prefix.length) === 47;
-}
-
-/** The first route (in the router's order) whose prefix matches `path` ignoring case. */
-function matchFolded(router: Router, host: string | undefined, path: string): Route | undefined {
-  let name: string | undefined;
-  for (const route of router.routes) {
-    if (route.host !== undefined) {
-      name ??= hostName(host) ?? '';
-      if (route.host !== name) continue;
-    }
-    if (foldedPrefixMatches(route.pathPrefix, path)) return route;
-  }
-  return undefined;
 }
 
 /** Whether a route prefix has upper-case letters (then a lower-case path can be folded onto it too). */
@@ -51,5 +39,5 @@ export function misleadingPath(router: Router, host: string | undefined, path: s
   // A segment that was only a parameter leaves `//`, which servers merge.
   const stripped = params ? withoutPathParams(path).replace(/\/{2,}/g, '/') : path;
   if (params && router.match(host, stripped) !== route) return true;
-  return matchFolded(router, host, stripped) !== route;
+  return router.match(host, stripped, foldedPrefixMatches) !== route;
 }
