@@ -9,5 +9,7 @@ export default defineConfig({
     // from competing for them too hard.
     maxWorkers: 2,
     pool: 'forks',
+    // Scans everything the hostile suite's keygates wrote once every file is done (test/hostile/).
+    globalSetup: ['test/hostile/global-setup.ts'],
   },
 });

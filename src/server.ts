@@ -11,6 +11,8 @@ import type { Config } from './config/schema.ts';
 import { createAdminServer } from './admin/server.ts';
 import { AccessTokens } from './auth/access-token.ts';
 import { Verifier } from './auth/verify.ts';
+import { FailureLimiter } from './auth/failure-limiter.ts';
+import { Door } from './proxy/admission.ts';
 import { createKeyHasher } from './keys/hash.ts';
 import { loadPepper } from './keys/pepper.ts';
 import type { Logger } from './observability/logger.ts';
@@ -21,6 +23,7 @@ import { applyConfig, type LiveConfig, type ReloadResult } from './reload.ts';
 import { createEchoUpstream } from './proxy/echo-upstream.ts';
 import { Gateway } from './proxy/gateway.ts';
 import { WebSockets } from './proxy/websocket.ts';
+import { guardListener, listenerOptions, REJECTION_REASONS } from './proxy/listener-limits.ts';
 import { createHeaderPolicy } from './proxy/headers.ts';
 import { Router } from './proxy/router.ts';
 import { Upstreams } from './proxy/upstreams.ts';
@@ -52,6 +55,8 @@ export interface Keygate {
   readonly proxyPort: number;
   readonly adminPort: number;
   readonly echoPort: number | null;
+  /** The listeners themselves (tests watch their sockets). */
+  readonly servers: { readonly proxy: Server; readonly admin: Server };
   /**
    * Re-reads the config (the `reloadConfig` given at start) and applies what can change
    * live. Throws (ConfigError) and keeps the old config if the new one is invalid.
@@ -155,10 +160,11 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   const accessLog = config.log.access ? (accessLogger ?? logger.child({ log: 'access' })) : null;
   const webhooks = new WebhookVerifier({ secrets: vault, replay: store, metrics: new WebhookMetrics(metrics.registry), logger });
   webhooks.prepare(config.routes);
+  const door = new Door(verifier, FailureLimiter.create(config.limits.failedAuth));
   const gateway = new Gateway({
     hooks: requestMetrics,
     router: new Router(config.routes, upstreams.poolFor, accessTokens),
-    verifier,
+    door,
     headers: createHeaderPolicy(config),
     lastUsed,
     secrets: vault,
@@ -167,8 +173,10 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     logger,
   });
 
-  const tunnels = (websockets = new WebSockets({ current: gateway, verifier, secrets: vault, logger, accessLog, lastUsed, hooks: requestMetrics, recheckMs: config.cache.maxAgeMs }));
-  const proxy = createServer({ keepAliveTimeout: 65_000, requestTimeout: 0, headersTimeout: 60_000, noDelay: true, shouldUpgradeCallback: tunnels.shouldUpgrade });
+  const tunnels = (websockets = new WebSockets({ current: gateway, door, verifier, secrets: vault, logger, accessLog, lastUsed, hooks: requestMetrics, recheckMs: config.cache.maxAgeMs }));
+  const proxy = createServer({ keepAliveTimeout: 65_000, ...listenerOptions(config.limits), noDelay: true, shouldUpgradeCallback: tunnels.shouldUpgrade });
+  const rejected = new Map(REJECTION_REASONS.map((reason) => [reason, metrics.listenerRejections.labels(reason)]));
+  guardListener(proxy, config.limits, (reason) => rejected.get(reason)!.inc());
   proxy.on('request', (req, res) => gateway.handle(req, res));
   proxy.on('upgrade', tunnels.handle);
   proxy.on('checkContinue', (req, res) => gateway.handle(req, res, true));
@@ -237,6 +245,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     proxyPort,
     adminPort,
     echoPort,
+    servers: { proxy, admin },
     close(graceMs = 10_000) {
       closing ??= (async () => {
         // Behind a load balancer: keep serving while /readyz already says 503, so the balancer

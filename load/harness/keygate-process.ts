@@ -45,6 +45,9 @@ export async function startKeygate(o: KeygateOptions): Promise<KeygateProcess> {
     `admin: { host: 127.0.0.1, port: ${adminPort} }`,
     store,
     `cache: { max: ${o.cacheMax} }`,
+    // Every bench client comes from 127.0.0.1: the invalid-key scenarios measure verification,
+    // not the per-address limits that would answer them 429 after a few.
+    'limits: { failedAuth: { max: 0 }, connectionsPerAddress: 0 }',
     'log: { level: info, access: true }',
     `workers: ${o.workers}`,
     'routes:',

@@ -32,6 +32,8 @@ export interface KeygateMetrics {
   readonly revocationLastLag: Gauge;
   /** Revocation events (one per revoke or revoke-all) this instance applied. */
   readonly revocationsReceived: Counter;
+  /** Connections and requests the proxy listener refused before they reached the gateway (proxy/listener-limits.ts). */
+  readonly listenerRejections: Counter<'reason'>;
 }
 
 export interface MetricsOptions {
@@ -132,6 +134,12 @@ export function createMetrics(options: MetricsOptions = {}, cache: () => CacheSt
     revocationsReceived: new Counter({
       name: 'keygate_revocations_received_total',
       help: 'Revocation events (one per revoke or revoke-all) this instance applied to its key cache.',
+      registers: [registry],
+    }),
+    listenerRejections: new Counter({
+      name: 'keygate_listener_rejections_total',
+      help: 'Refused by the proxy listener itself: reason="connections_per_address", "connections_total", "bad_request" (unparseable request), "headers_too_large", "request_timeout".',
+      labelNames: ['reason'],
       registers: [registry],
     }),
   };

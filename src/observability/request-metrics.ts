@@ -11,7 +11,7 @@ import type { WebSocketHooks } from '../proxy/websocket.ts';
 import { UPSTREAM_TIMEOUTS } from '../proxy/forward.ts';
 import type { KeygateMetrics } from './metrics.ts';
 
-export const OUTCOMES: readonly AuthOutcome[] = ['ok', 'public', 'missing', 'invalid', 'revoked', 'expired', 'forbidden', 'unavailable', 'bad_request'];
+export const OUTCOMES: readonly AuthOutcome[] = ['ok', 'public', 'missing', 'invalid', 'revoked', 'expired', 'forbidden', 'unavailable', 'bad_request', 'limited'];
 const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 const NO_ROUTE = '(none)';
 

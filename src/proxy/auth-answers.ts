@@ -26,6 +26,21 @@ export interface Refusal {
 
 const RETRY = { 'retry-after': '1' };
 
+/** Tells a Refusal from what was asked for (an Identity, a Route, a verified delivery): only refusals have a `code`. */
+export function isRefusal<T extends object>(value: T | Refusal): value is Refusal {
+  return (value as Partial<Refusal>).code !== undefined;
+}
+
+/** The refusals that count against the client address (auth/failure-limiter.ts): a credential that does not work. */
+export function isFailedAuthentication(refusal: Refusal): boolean {
+  const code = refusal.code;
+  return code === 'invalid_key' || code === 'key_revoked' || code === 'key_expired' || code === 'invalid_token';
+}
+
+export function rateLimited(waitSeconds: number): Refusal {
+  return { code: 'rate_limited', outcome: 'limited', detail: `too many failed authentications from this address; try again in ${waitSeconds} s`, headers: { 'retry-after': String(waitSeconds) } };
+}
+
 const VERIFY: Record<VerifyFailure, [ProblemCode, AuthOutcome, string]> = {
   invalid_key: ['invalid_key', 'invalid', 'the API key is not valid'],
   key_revoked: ['key_revoked', 'revoked', 'the API key has been revoked'],

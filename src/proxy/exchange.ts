@@ -9,7 +9,7 @@ import type { Route } from './router.ts';
 import type { VerifiedDelivery } from '../webhooks/delivery.ts';
 
 /** Bounded label set for logs and metrics. */
-export type AuthOutcome = 'ok' | 'public' | 'missing' | 'invalid' | 'revoked' | 'expired' | 'forbidden' | 'unavailable' | 'bad_request';
+export type AuthOutcome = 'ok' | 'public' | 'missing' | 'invalid' | 'revoked' | 'expired' | 'forbidden' | 'unavailable' | 'bad_request' | 'limited';
 
 export interface ExchangeAbort {
   clientClosed(): void;

@@ -119,6 +119,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseError(_controller: Controller, error: Error): void {
+    const eventStream = this.#eventStream;
     this.#streamEnded();
     const exchange = this.#exchange;
     this.#hooks.onUpstreamDone?.(exchange, error);
@@ -129,6 +130,11 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       exchange.error = 'payload_too_large';
       lingeringClose(exchange.req);
       sendProblem(res, 'payload_too_large', error.message, undefined, true);
+    } else if (res.headersSent && eventStream) {
+      // An event stream has no length to fall short of: end it the way streams end, and the
+      // client reconnects. An event cut in half is not delivered (SSE dispatches only at a
+      // blank line).
+      res.end();
     } else if (res.headersSent) {
       // Mid-body failure: the status line is gone, so the only honest signal is a reset.
       res.destroy();

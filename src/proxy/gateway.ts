@@ -15,11 +15,10 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import { CONFLICT, extractCredential, type Credential } from '../auth/extract.ts';
 import type { Identity } from '../auth/identity.ts';
-import type { Verifier } from '../auth/verify.ts';
 import type { LastUsed } from '../events/last-used.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { HeaderResult, SecretSpec } from '../secrets/vault.ts';
-import { admit, isRefusal, type Admission } from './admission.ts';
+import { isRefusal, type Admission, type Door } from './admission.ts';
 import { CONFLICTING_CREDENTIALS, missingCredentials, type Refusal } from './auth-answers.ts';
 import { hasBody, limitBody, lingeringClose } from './body-limit.ts';
 import { applyCors, sameOriginOnly } from './cors.ts';
@@ -27,6 +26,8 @@ import { Exchange, type AuthOutcome } from './exchange.ts';
 import { forward, type ForwardHooks } from './forward.ts';
 import { upstreamHeaders, type HeaderPolicy } from './headers.ts';
 import { normalizeTarget, type NormalizedTarget } from './normalize-path.ts';
+import { requestHost } from './request-host.ts';
+import { BAD_HOST, selectRoute } from './route-select.ts';
 import { sendProblem, type ProblemCode } from './problem.ts';
 import { ResourceMetadata } from './resource-metadata.ts';
 import { Router } from './router.ts';
@@ -34,7 +35,8 @@ import { isDeliveryRefusal, type DeliveryResult, type WebhookVerifier } from '..
 
 export interface GatewayOptions {
   router: Router;
-  verifier: Verifier;
+  /** Who gets in (admission.ts): the key verifier and the failed-auth limit, shared with WebSocket upgrades. */
+  door: Door;
   headers: HeaderPolicy;
   /** One line per request when set; null switches the access log off. */
   accessLog: Logger | null;
@@ -75,7 +77,7 @@ function onClose(this: Tagged): void {
 export class Gateway {
   router: Router;
   headers: HeaderPolicy;
-  readonly #verifier: Verifier;
+  readonly #door: Door;
   readonly #accessLog: Logger | null;
   readonly #logger: Logger;
   readonly #hooks: GatewayHooks;
@@ -89,7 +91,7 @@ export class Gateway {
   constructor(options: GatewayOptions) {
     this.router = options.router;
     this.headers = options.headers;
-    this.#verifier = options.verifier;
+    this.#door = options.door;
     this.#accessLog = options.accessLog;
     this.#logger = options.logger;
     const hooks = (this.#hooks = options.hooks ?? {});
@@ -184,11 +186,16 @@ export class Gateway {
       this.#reject(exchange, 'bad_request', 'bad_request', 'the request path contains an encoded "/", "\\" or NUL, or is malformed');
       return;
     }
+    const host = requestHost(req, target);
+    if (host === null) {
+      this.#refuse(exchange, BAD_HOST);
+      return;
+    }
     const metadata = this.router.metadata;
     if (metadata !== null && ResourceMetadata.concerns(target.path) && metadata.answer(exchange, target.path)) return;
-    const route = this.router.match(req.headers.host, target.path);
-    if (route === undefined) {
-      this.#reject(exchange, 'no_route', 'public', 'no route matches this host and path');
+    const route = selectRoute(this.router, host, target.path);
+    if (isRefusal(route)) {
+      this.#refuse(exchange, route);
       return;
     }
     exchange.route = route;
@@ -221,7 +228,7 @@ export class Gateway {
       this.#refuse(exchange, credential === null ? missingCredentials(route) : CONFLICTING_CREDENTIALS);
       return;
     }
-    const admission = admit(this.#verifier, route, credential, target.path);
+    const admission = this.#door.admit(route, req, credential, target.path, this.headers.trustForwarded);
     if (admission instanceof Promise) {
       this.#resume(exchange, admission, (settled) => this.#admitted(exchange, target, credential, settled, expectContinue));
     } else {

@@ -64,6 +64,12 @@ export function upstreamHeaders(
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
     if (policy.drop.has(name)) continue;
+    // CGI-style upstreams (WSGI, Rack, PHP) see `X_Tenant_Id` and `X-Tenant-Id` as one
+    // variable, so a client's underscore spelling could stand in for a header keygate owns.
+    if (name.includes('_')) {
+      const dashed = name.replaceAll('_', '-');
+      if (policy.drop.has(dashed) || extraNames?.has(dashed)) continue;
+    }
     // Every copy: node:http keeps only the first Authorization in req.headers, so a key in a
     // second copy would otherwise slip through.
     if (name === 'authorization' && (dropAuthorization || raw[i + 1]!.trimStart().toLowerCase().startsWith(policy.keyBearer))) continue;

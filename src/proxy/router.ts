@@ -72,14 +72,15 @@ export class Router {
     this.metadata = ResourceMetadata.from(this.routes);
   }
 
-  match(host: string | undefined, path: string): Route | undefined {
+  /** The first route for `host` whose prefix `matches` the path (segment-wise by default). */
+  match(host: string | undefined, path: string, matches: (prefix: string, path: string) => boolean = prefixMatches): Route | undefined {
     let name: string | undefined;
     for (const route of this.routes) {
       if (route.host !== undefined) {
         name ??= hostName(host) ?? '';
         if (route.host !== name) continue;
       }
-      if (prefixMatches(route.pathPrefix, path)) return route;
+      if (matches(route.pathPrefix, path)) return route;
     }
     return undefined;
   }

@@ -30,13 +30,15 @@ import type { Verifier } from '../auth/verify.ts';
 import type { LastUsed } from '../events/last-used.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { HeaderResult } from '../secrets/vault.ts';
-import { admit, isRefusal, type Admission } from './admission.ts';
+import { isRefusal, type Admission, type Door } from './admission.ts';
 import { CONFLICTING_CREDENTIALS, missingCredentials, type Refusal } from './auth-answers.ts';
 import { sameOriginOnly } from './cors.ts';
 import type { AuthOutcome } from './exchange.ts';
 import type { SecretSource } from './gateway.ts';
 import { upstreamHeaders, type HeaderPolicy } from './headers.ts';
 import { normalizeTarget, type NormalizedTarget } from './normalize-path.ts';
+import { requestHost } from './request-host.ts';
+import { BAD_HOST, selectRoute } from './route-select.ts';
 import { problemBody, PROBLEMS, type ProblemCode } from './problem.ts';
 import { Router, type Route } from './router.ts';
 import { CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER, closeFrame, FrameBoundary } from './ws-frames.ts';
@@ -51,6 +53,9 @@ export interface WebSocketHooks {
 export interface WebSocketOptions {
   /** The live route table and header policy (both replaced on reload). */
   current: { readonly router: Router; readonly headers: HeaderPolicy };
+  /** Who gets in (admission.ts), shared with the plain request path. */
+  door: Door;
+  /** Open tunnels' keys are verified again with it (by hash). */
   verifier: Verifier;
   secrets: SecretSource | null;
   logger: Logger;
@@ -126,6 +131,7 @@ function isWebSocketUpgrade(req: IncomingMessage): boolean {
 
 export class WebSockets {
   readonly #current: WebSocketOptions['current'];
+  readonly #door: Door;
   readonly #verifier: Verifier;
   readonly #secrets: SecretSource | null;
   readonly #logger: Logger;
@@ -143,6 +149,7 @@ export class WebSockets {
 
   constructor(options: WebSocketOptions) {
     this.#current = options.current;
+    this.#door = options.door;
     this.#verifier = options.verifier;
     this.#secrets = options.secrets;
     this.#logger = options.logger;
@@ -184,7 +191,11 @@ export class WebSockets {
     if (!isWebSocketUpgrade(req)) return false;
     const target = normalizeTarget(req.url ?? '/');
     if (target === null) return false;
-    return this.#current.router.match(req.headers.host, target.path)?.config.websocket === true;
+    const host = requestHost(req, target);
+    if (host === null) return false;
+    // Refusals (no route, a misleading path) are answered by the plain request path.
+    const route = selectRoute(this.#current.router, host, target.path);
+    return !isRefusal(route) && route.config.websocket === true;
   };
 
   /** node:http's 'upgrade' handler. */
@@ -256,8 +267,17 @@ export class WebSockets {
       this.#answer(tunnel, 'bad_request', 'the request path contains an encoded "/", "\\" or NUL, or is malformed', undefined, 'bad_request');
       return;
     }
-    const route = this.#current.router.match(req.headers.host, target.path);
-    if (route === undefined || route.config.websocket !== true) {
+    const host = requestHost(req, target);
+    if (host === null) {
+      this.#refuse(tunnel, BAD_HOST);
+      return;
+    }
+    const route = selectRoute(this.#current.router, host, target.path);
+    if (isRefusal(route)) {
+      this.#refuse(tunnel, route);
+      return;
+    }
+    if (route.config.websocket !== true) {
       // Only reachable where node:http has no shouldUpgradeCallback: refuse rather than hang.
       this.#answer(tunnel, 'no_route', 'no route accepts WebSocket upgrades at this host and path');
       return;
@@ -278,7 +298,7 @@ export class WebSockets {
       this.#refuse(tunnel, credential === null ? missingCredentials(route) : CONFLICTING_CREDENTIALS);
       return;
     }
-    const admission = admit(this.#verifier, route, credential, target.path);
+    const admission = this.#door.admit(route, req, credential, target.path, this.#current.headers.trustForwarded);
     if (admission instanceof Promise) {
       admission.then(
         (settled) => !tunnel.socket.destroyed && this.#admitted(tunnel, target, credential, settled, head),

@@ -60,8 +60,8 @@ describe('normalizeTarget', () => {
   });
 
   it('does not double-decode and keeps reserved encodings upper-cased', () => {
-    // %252e is "%2e" literally, not a dot segment.
-    expect(path('/mcp/%252e%252e/admin')).toBe('/mcp/%252e%252e/admin');
+    // %2541 is "%41" literally, not "A".
+    expect(path('/mcp/%2541dmin')).toBe('/mcp/%2541dmin');
     expect(path('/mcp/a%3fb')).toBe('/mcp/a%3Fb');
     expect(path('/mcp/a%20b')).toBe('/mcp/a%20b');
   });
@@ -70,13 +70,27 @@ describe('normalizeTarget', () => {
     expect(normalizeTarget('/mcp/%3f/../x')).toEqual({ path: '/mcp/x', query: '' });
   });
 
+  it('refuses a double-encoded dot, separator, NUL or "%": an upstream that decodes twice would see them', () => {
+    for (const target of ['/mcp/%252e%252e/admin', '/mcp/%252E./admin', '/mcp/%252fadmin', '/mcp/%255cadmin', '/mcp/%2500', '/mcp/%25252e']) {
+      expect(normalizeTarget(target), target).toBeNull();
+    }
+  });
+
   it('drops a fragment from the path', () => {
     expect(path('/mcp/x#/../../admin')).toBe('/mcp/x');
   });
 
-  it('takes path and query of an absolute-form target', () => {
-    expect(normalizeTarget('http://example.com/mcp/../admin?q=1')).toEqual({ path: '/admin', query: '?q=1' });
-    expect(normalizeTarget('HTTPS://example.com')).toEqual({ path: '/', query: '' });
+  it('takes path, query and authority of an absolute-form target', () => {
+    expect(normalizeTarget('http://example.com/mcp/../admin?q=1')).toEqual({ path: '/admin', query: '?q=1', authority: 'example.com' });
+    expect(normalizeTarget('HTTPS://example.com')).toEqual({ path: '/', query: '', authority: 'example.com' });
+    expect(normalizeTarget('http://example.com:8080?q=1')).toEqual({ path: '/', query: '?q=1', authority: 'example.com:8080' });
+    expect(normalizeTarget('http://[::1]:80/x')).toEqual({ path: '/x', query: '', authority: '[::1]:80' });
+  });
+
+  it('refuses an absolute-form target with userinfo, an empty or a malformed authority', () => {
+    for (const target of ['http://user:pw@example.com/x', 'http:///x', 'http://exa mple.com/x', 'http://example.com:80:80/x', 'http://example.com\\@evil/x']) {
+      expect(normalizeTarget(target), target).toBeNull();
+    }
   });
 
   it('refuses targets that are neither origin- nor absolute-form', () => {
