@@ -266,3 +266,28 @@ describe('logs', () => {
     expect(accessLines(logs).some((l) => l.code === 'invalid_token' && l.outcome === 'expired')).toBe(true);
   });
 });
+
+describe('failed-authentication limit', () => {
+  it('counts refused tokens like refused keys: the address then gets 429 for every credential', async () => {
+    const own = await startTestKeygate({
+      limits: { failedAuth: { max: 2, windowMs: 60_000 } },
+      oauth: { issuers: [{ name: 'test', issuer: idp.issuer, jwksUri: idp.jwksUri, claims: { tenant: 'tid' } }] },
+      routes: [{ name: 'mcp', pathPrefix: '/mcp', upstream: up.url, mcp: { resource: RESOURCE }, auth: { issuers: ['test'] } }],
+    });
+    try {
+      const good = await token();
+      const expired = await token(RESOURCE, { claims: { exp: Math.floor(Date.now() / 1000) - 3600 } });
+      const wrongAudience = await token(OTHER);
+      const send = (bearer: string) => rawRequest(own.url, { path: '/mcp/x', headers: { authorization: `Bearer ${bearer}` } });
+      expect((await send(good)).status).toBe(200);
+      expect((await send(expired)).json.code).toBe('invalid_token');
+      expect((await send(wrongAudience)).json.code).toBe('invalid_token');
+      const limited = await send(good);
+      expect(limited.status).toBe(429);
+      expect(limited.json.code).toBe('rate_limited');
+      expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+    } finally {
+      await own.stop();
+    }
+  });
+});

@@ -199,6 +199,26 @@ describe('open WebSockets', () => {
   });
 });
 
+describe('failed authentications', () => {
+  it('count against the address across upgrades and requests alike, then every attempt gets 429', async () => {
+    const own = await startTestKeygate({ limits: { failedAuth: { max: 3, windowMs: 60_000 } }, routes: [{ name: 'ws', pathPrefix: '/', upstream: upstream.url, websocket: true }] });
+    try {
+      const { key } = await own.keys.create({ tenant: 'acme', name: 'good' });
+      const url = `${own.url.replace('http:', 'ws:')}/x`;
+      const bad = 'kg_acme_' + '0'.repeat(64);
+      for (let i = 0; i < 2; i++) expect((await connectWs(url, { 'x-api-key': bad })).status).toBe(401);
+      expect((await fetch(`${own.url}/x`, { headers: { 'x-api-key': bad } })).status).toBe(401);
+      const blocked = await connectWs(url, { 'x-api-key': key });
+      expect(blocked.status).toBe(429);
+      expect(JSON.parse(blocked.body!).code).toBe('rate_limited');
+      expect(Number(blocked.headers!['retry-after'])).toBeGreaterThan(0);
+      expect((await fetch(`${own.url}/x`, { headers: { 'x-api-key': key } })).status).toBe(429);
+    } finally {
+      await own.stop();
+    }
+  });
+});
+
 describe('OAuth access tokens', () => {
   it('authenticate an upgrade on an MCP route, are never forwarded, and end the tunnel when they expire', async () => {
     const idp = await startTestIssuer();
