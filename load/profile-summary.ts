@@ -19,4 +19,5 @@ profile.samples.forEach((id, i) => {
 });
 const show = (map: Map<string, number>, n: number) =>
   [...map].sort((a, b) => b[1] - a[1]).slice(0, n).map(([k, v]) => `${((v / busy) * 100).toFixed(1).padStart(5)}%  ${k}`).join('\n');
-console.log(`busy ${(busy / 1e6).toFixed(2)} s\n--- by package\n${show(byPackage, 20)}\n--- by function\n${show(byFunction, 30)}`);
+const own = new Map([...byFunction].filter(([k]) => / (proxy|auth|keys|observability|events|store|secrets|webhooks)\//.test(k)));
+console.log(`busy ${(busy / 1e6).toFixed(2)} s\n--- by package\n${show(byPackage, 20)}\n--- by function\n${show(byFunction, 30)}\n--- keygate's own functions\n${show(own, 25)}`);

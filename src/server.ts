@@ -174,7 +174,9 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   });
 
   const tunnels = (websockets = new WebSockets({ current: gateway, door, verifier, secrets: vault, logger, accessLog, lastUsed, hooks: requestMetrics, recheckMs: config.cache.maxAgeMs }));
-  const proxy = createServer({ keepAliveTimeout: 65_000, ...listenerOptions(config.limits), noDelay: true, shouldUpgradeCallback: tunnels.shouldUpgrade });
+  // optimizeEmptyRequests: a request without a body starts with its body stream already ended,
+  // so node:http schedules no stream events for the (usual) bodyless GET.
+  const proxy = createServer({ keepAliveTimeout: 65_000, ...listenerOptions(config.limits), noDelay: true, optimizeEmptyRequests: true, shouldUpgradeCallback: tunnels.shouldUpgrade });
   const rejected = new Map(REJECTION_REASONS.map((reason) => [reason, metrics.listenerRejections.labels(reason)]));
   guardListener(proxy, config.limits, (reason) => rejected.get(reason)!.inc());
   proxy.on('request', (req, res) => gateway.handle(req, res));
