@@ -91,17 +91,21 @@ async function main(): Promise<void> {
   const baseline = await spawnListening('baseline', node, [join(here, 'harness/baseline-proxy.ts')], {
     env: { ...process.env, BASELINE_KEY: keys.hit, BASELINE_TARGET: `http://127.0.0.1:${upstream.port}` },
   });
+  const floor = await spawnListening('floor', node, [join(here, 'harness/floor-proxy.ts')], {
+    env: { ...process.env, FLOOR_KEY: keys.hit, FLOOR_TARGET: `http://127.0.0.1:${upstream.port}` },
+  });
   const keygate = await startKeygate({ dir, upstreamPort: upstream.port, store, workers, pepper: PEPPER, cacheMax: CACHE_MAX });
-  log(`upstream :${upstream.port}  baseline :${baseline.port}  keygate :${keygate.port} (admin :${keygate.adminPort}, workers ${workers})`);
+  log(`upstream :${upstream.port}  baseline :${baseline.port}  floor :${floor.port}  keygate :${keygate.port} (admin :${keygate.adminPort}, workers ${workers})`);
 
   const urls: Record<TargetName, string> = {
     direct: `http://127.0.0.1:${upstream.port}`,
     keygate: `http://127.0.0.1:${keygate.port}`,
     baseline: `http://127.0.0.1:${baseline.port}`,
+    floor: `http://127.0.0.1:${floor.port}`,
   };
 
   // Sanity: the valid key passes keygate and the baseline, a bad one does not.
-  for (const target of ['keygate', 'baseline'] as const) {
+  for (const target of ['keygate', 'baseline', 'floor'] as const) {
     const ok = await fetch(`${urls[target]}/`, { headers: { 'x-api-key': keys.hit } });
     const bad = await fetch(`${urls[target]}/`, { headers: { 'x-api-key': keys.unknown[0]! } });
     await ok.arrayBuffer();
@@ -120,7 +124,7 @@ async function main(): Promise<void> {
   const base = (target: TargetName): AcOptions => ({ url: urls[target], connections, duration: warmup, timeout: 10 });
   if (warmup > 0) {
     log(`warm-up ${warmup} s per target`);
-    for (const target of ['direct', 'keygate', 'baseline'] as const) {
+    for (const target of ['direct', 'keygate', 'floor', 'baseline'] as const) {
       await autocannon({ ...base(target), headers: { 'x-api-key': keys.hit } });
     }
   }
@@ -161,7 +165,7 @@ async function main(): Promise<void> {
     `- Node ${process.version}, ${availableParallelism()} cores (${cpu}), load average at start ${load}`,
     `- keygate: store ${store.kind}, workers ${workers}, access log on (to a file), metrics on, cache.max ${CACHE_MAX}; ${keyCount} keys for the miss scenario`,
     `- autocannon: ${connections} connections, ${duration} s per target run (fixed-rate: ${rateSeconds} s at ${RATE} req/s), ${rounds} round(s), warm-up ${warmup} s per target`,
-    '- upstream, baseline (http-proxy-3 + keep-alive agent + `x-api-key === KEY`), keygate and autocannon each in their own process, all on 127.0.0.1, sharing the cores',
+    '- upstream, baseline (http-proxy-3 + keep-alive agent + `x-api-key === KEY`), floor (node:http + one undici Pool + `x-api-key === KEY`, nothing else: load/harness/floor-proxy.ts), keygate and autocannon each in their own process, all on 127.0.0.1, sharing the cores',
     '- latencies: autocannon\'s are whole milliseconds (HDR histogram, lowest discernible value 1 ms: sub-millisecond differences show as 0 or 1); the fixed-rate scenario uses load/harness/fixed-rate.ts instead (open loop, evenly spaced, µs resolution, latency from the due time, so every target\'s figures include up to ~1 ms of the generator\'s timer granularity: compare the added latency)',
     '- only ratios within this run mean anything; ⚠ marks a run with unexpected status codes or errors',
     '',

@@ -37,15 +37,15 @@ function rowOk(run: Run): string {
 
 export function table(runs: Run[]): string {
   const lines = [
-    '| scenario | round | target | rps | p50 ms | p99 ms | p99.9 ms | status codes | store lookups/req | rps ×direct | rps ×baseline |',
-    '| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |',
+    '| scenario | round | target | rps | p50 ms | p99 ms | p99.9 ms | status codes | store lookups/req | rps ×direct | rps ×floor | rps ×baseline |',
+    '| --- | --- | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: |',
   ];
   for (const run of runs) {
     const peer = (t: TargetName) => runs.find((r) => r.scenario === run.scenario && r.round === run.round && r.target === t)?.result.requests.average;
     const rps = run.result.requests.average;
     const gw = run.target === 'keygate' && run.scenario.rate === undefined; // a fixed rate makes rps ratios meaningless
     lines.push(
-      `| ${run.scenario.name} | ${run.round} | ${run.target} | ${f0(rps)} | ${ms(run.result.latency.p50)} | ${ms(run.result.latency.p99)} | ${ms(run.result.latency.p99_9)} | ${codes(run.result)}${rowOk(run)} | ${run.lookupsPerRequest === undefined ? '' : f2(run.lookupsPerRequest)} | ${gw ? ratio(rps, peer('direct')) : ''} | ${gw ? ratio(rps, peer('baseline')) : ''} |`,
+      `| ${run.scenario.name} | ${run.round} | ${run.target} | ${f0(rps)} | ${ms(run.result.latency.p50)} | ${ms(run.result.latency.p99)} | ${ms(run.result.latency.p99_9)} | ${codes(run.result)}${rowOk(run)} | ${run.lookupsPerRequest === undefined ? '' : f2(run.lookupsPerRequest)} | ${gw ? ratio(rps, peer('direct')) : ''} | ${gw ? ratio(rps, peer('floor')) : ''} | ${gw ? ratio(rps, peer('baseline')) : ''} |`,
     );
   }
   return lines.join('\n');

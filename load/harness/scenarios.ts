@@ -1,11 +1,12 @@
 /**
  * The bench scenarios: what each sends, to which targets, and which status codes are
  * expected from each target. Every scenario runs against keygate and the upstream
- * directly (and the http-proxy-3 baseline where it applies), in alternation.
+ * directly (and the http-proxy-3 baseline and the bare node:http + undici floor where they
+ * apply), in alternation.
  */
 import { rotateKeys, type AcOptions } from './autocannon.ts';
 
-export type TargetName = 'direct' | 'keygate' | 'baseline';
+export type TargetName = 'direct' | 'keygate' | 'baseline' | 'floor';
 
 export interface BenchKeys {
   /** The one key of the cache-hit scenarios (also the baseline's KEY). */
@@ -30,7 +31,7 @@ export interface Scenario {
   optIn?: boolean;
   /** Request path (default /). */
   path?: string;
-  /** Status codes keygate / the baseline should answer (direct always answers 200). */
+  /** Status codes keygate / the baseline / the floor should answer (direct always answers 200). */
   expect: number;
   options: () => Partial<AcOptions>;
 }
@@ -39,7 +40,7 @@ export const SCENARIO_NAMES = ['hit', 'miss', 'bad-checksum', 'unknown-key', 'po
 
 export function scenarios(keys: BenchKeys, seconds: number, rateSeconds: number, rate: number): Scenario[] {
   const body = Buffer.alloc(64 * 1024, 'x');
-  const all: TargetName[] = ['direct', 'keygate', 'baseline'];
+  const all: TargetName[] = ['direct', 'keygate', 'floor', 'baseline'];
   return [
     {
       name: 'hit',
