@@ -3,6 +3,7 @@
  * redacted wherever it appears, so even a debug line that dumps headers leaks nothing.
  */
 import pino, { type Logger } from 'pino';
+import { LineBatch } from './line-batch.ts';
 
 export type { Logger };
 
@@ -42,7 +43,7 @@ export interface LoggerOptions {
 }
 
 /** Async writes are batched up to this many bytes, and never held longer than FLUSH_MS. */
-const BATCH_BYTES = 4096;
+const BATCH_BYTES = 16 * 1024;
 const FLUSH_MS = 250;
 
 export interface Loggers {
@@ -59,11 +60,13 @@ export interface Loggers {
 
 export function createLoggers(options: LoggerOptions): Loggers {
   const sync = options.sync ?? false;
-  // Batching turns one write syscall per access-log line into one per ~30 lines; the timer
-  // bounds how long a line waits (it does not keep the process alive).
-  const boom = options.destination ? null : pino.destination({ fd: 1, sync, minLength: sync ? 0 : BATCH_BYTES });
-  const destination = options.destination ?? boom!;
-  if (boom && !sync) setInterval(() => boom.flush(), FLUSH_MS).unref();
+  // Batching turns one write syscall per access-log line into one per ~60 lines; the delay
+  // bounds how long a line waits.
+  const boom = options.destination ? null : pino.destination({ fd: 1, sync });
+  const batch = boom && !sync ? new LineBatch(boom, BATCH_BYTES, FLUSH_MS) : null;
+  const destination = options.destination ?? batch ?? boom!;
+  // Held lines are written even when the process ends without a shutdown (a crash, exit()).
+  if (batch) process.once('exit', () => batch.flushSync());
   const common = {
     level: options.level,
     base: { pid: process.pid },
@@ -75,7 +78,7 @@ export function createLoggers(options: LoggerOptions): Loggers {
     access: pino({ ...common, base: { pid: process.pid, log: 'access' } }, destination),
     flush: () => {
       try {
-        boom?.flushSync();
+        (batch ?? boom)?.flushSync();
       } catch {
         // stdout closed: nothing left to write to
       }
