@@ -11,6 +11,7 @@
  *   res.end(await metrics.registry.metrics());
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { HotCounter, HotHistogram } from './hot-metrics.ts';
 
 /** Seconds: pushed revocations normally land in the first buckets; the rest shows stalls. */
 export const REVOCATION_LAG_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
@@ -20,9 +21,10 @@ const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0
 
 export interface KeygateMetrics {
   readonly registry: Registry;
-  readonly requests: Counter<'route' | 'status_class' | 'outcome'>;
-  readonly requestDuration: Histogram<'route'>;
-  readonly upstreamDuration: Histogram<'route'>;
+  /** Recorded on every request: plain numbers read at scrape time (hot-metrics.ts). */
+  readonly requests: HotCounter<'route' | 'status_class' | 'outcome'>;
+  readonly requestDuration: HotHistogram<'route'>;
+  readonly upstreamDuration: HotHistogram<'route'>;
   readonly upstreamErrors: Counter<'route' | 'kind'>;
   readonly openStreams: Gauge<'route' | 'kind'>;
   readonly storeLatency: Histogram<'result'>;
@@ -81,25 +83,22 @@ export function createMetrics(options: MetricsOptions = {}, cache: () => CacheSt
   });
   return {
     registry,
-    requests: new Counter({
+    requests: new HotCounter(registry, {
       name: 'keygate_requests_total',
       help: 'Requests by route, status class and authentication outcome.',
       labelNames: ['route', 'status_class', 'outcome'],
-      registers: [registry],
     }),
-    requestDuration: new Histogram({
+    requestDuration: new HotHistogram(registry, {
       name: 'keygate_request_duration_seconds',
       help: 'Time from a request arriving to its response finishing (streams: until they end).',
       labelNames: ['route'],
       buckets: LATENCY_BUCKETS,
-      registers: [registry],
     }),
-    upstreamDuration: new Histogram({
+    upstreamDuration: new HotHistogram(registry, {
       name: 'keygate_upstream_duration_seconds',
       help: "Time from dispatching to the upstream to receiving its response headers.",
       labelNames: ['route'],
       buckets: LATENCY_BUCKETS,
-      registers: [registry],
     }),
     upstreamErrors: new Counter({
       name: 'keygate_upstream_errors_total',

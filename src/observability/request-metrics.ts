@@ -3,7 +3,8 @@
  * route name (never a raw path or a key id), status class and auth outcome. Every child is
  * created when the route table is built, so an observation is an array lookup and an `inc`.
  */
-import type { Histogram, Counter, Gauge } from 'prom-client';
+import type { Counter, Gauge } from 'prom-client';
+import type { CounterCell, HistogramCell } from './hot-metrics.ts';
 import type { Exchange, AuthOutcome } from '../proxy/exchange.ts';
 import type { GatewayHooks } from '../proxy/gateway.ts';
 import type { Route } from '../proxy/router.ts';
@@ -17,9 +18,9 @@ const NO_ROUTE = '(none)';
 
 interface RouteChildren {
   /** [outcome index][status class index] */
-  requests: Counter.Internal[][];
-  duration: Histogram.Internal<string>;
-  upstream: Histogram.Internal<string>;
+  requests: CounterCell[][];
+  duration: HistogramCell;
+  upstream: HistogramCell;
   upstreamTimeouts: Counter.Internal;
   upstreamErrors: Counter.Internal;
   streams: Gauge.Internal<string>;
