@@ -1,7 +1,8 @@
 /**
  * verify: key → Identity, or the reason it is refused.
  *
- *   format + CRC32 (no I/O) → HMAC → LRU cache → store (one call per key however many
+ *   format + CRC32 (no I/O) → HMAC (remembered for keys the store vouched for) → LRU cache
+ *   → store (one call per key however many
  *   requests miss at once)
  *
  * Staleness rules (README, "Revocation and staleness"):
@@ -14,6 +15,7 @@
  * `verify` returns synchronously on a cache hit and a Promise only when it must ask the
  * store, so the common path allocates no promise.
  */
+import { hash as sha256Hash } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { LRUCache } from 'lru-cache';
 import { parseKey } from '../keys/format.ts';
@@ -55,6 +57,11 @@ export class Verifier implements StoreFeed {
   #groups: PermissionGroups;
   readonly #positive: LRUCache<string, Identity>;
   readonly #negative: LRUCache<string, true>;
+  /**
+   * SHA-256 of a key → its HMAC (both one-way; never the key itself). A pure function of the
+   * key, so it is never stale: revocation and expiry are still judged by the cache entry.
+   */
+  readonly #known: LRUCache<string, string>;
   readonly #inflight = new Map<string, Promise<KeyRecord | null>>();
   /** Bumped by every revocation or resync: a lookup that started before one is not cached. */
   #generation = 0;
@@ -86,6 +93,7 @@ export class Verifier implements StoreFeed {
     });
     // Negative answers live apart so a flood of unknown keys cannot push out valid ones.
     this.#negative = new LRUCache<string, true>({ max: options.negativeMax, ttl: options.negativeMaxAgeMs, updateAgeOnGet: false });
+    this.#known = new LRUCache<string, string>({ max: options.max });
   }
 
   get size(): number {
@@ -94,7 +102,11 @@ export class Verifier implements StoreFeed {
 
   verify(key: string): VerifyResult | Promise<VerifyResult> {
     if (parseKey(key, this.#prefix) === null) return 'invalid_key';
-    return this.verifyHash(this.#hasher(key));
+    // The HMAC is what the store knows a key by, but it costs a keyed-hash object per call;
+    // a key seen valid before has its HMAC remembered under a one-shot SHA-256 of the key.
+    const id = sha256Hash('sha256', key, 'base64url');
+    const known = this.#known.get(id);
+    return known !== undefined ? this.verifyHash(known) : this.#verify(this.#hasher(key), id);
   }
 
   /** The store's lookup hash of a well-formed key (what open WebSockets are re-checked by). */
@@ -107,6 +119,11 @@ export class Verifier implements StoreFeed {
    * (WebSockets) are re-checked with it without keeping the key itself in memory.
    */
   verifyHash(hash: string): VerifyResult | Promise<VerifyResult> {
+    return this.#verify(hash, null);
+  }
+
+  /** @param id the key's SHA-256, to remember its HMAC once the store has vouched for it (null: do not). */
+  #verify(hash: string, id: string | null): VerifyResult | Promise<VerifyResult> {
     if (this.#store.feedHealthy) {
       const cached = this.#positive.get(hash);
       if (cached !== undefined) {
@@ -119,7 +136,7 @@ export class Verifier implements StoreFeed {
       }
     }
     this.stats.misses++;
-    return this.#fromStore(hash);
+    return this.#fromStore(hash, id);
   }
 
   #judge(identity: Identity): VerifyResult {
@@ -129,7 +146,7 @@ export class Verifier implements StoreFeed {
     return identity;
   }
 
-  async #fromStore(hash: string): Promise<VerifyResult> {
+  async #fromStore(hash: string, id: string | null): Promise<VerifyResult> {
     const generation = this.#generation;
     let record: KeyRecord | null;
     try {
@@ -149,6 +166,8 @@ export class Verifier implements StoreFeed {
     }
     const identity = toIdentity(record, this.#groups);
     if (current) this.#positive.set(hash, identity);
+    // Only keys the store knows: a flood of unknown keys cannot push real ones out of it.
+    if (id !== null) this.#known.set(id, hash);
     return this.#judge(identity);
   }
 

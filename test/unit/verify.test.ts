@@ -105,6 +105,24 @@ describe('Verifier', () => {
     expect(v.stats).toMatchObject({ hits: 50, misses: 1, storeCalls: 1 });
   });
 
+  it('computes the HMAC of a valid key once, of an unknown key every time, and still honours a revocation', async () => {
+    let hmacs = 0;
+    const counted = (key: string) => (hmacs++, hasher(key));
+    const v = verifier({ hasher: counted });
+    await store.subscribe(v);
+    const { key, record } = await keys.create({ tenant: 'acme', name: 'k' });
+    expect(isIdentity(await v.verify(key))).toBe(true);
+    for (let i = 0; i < 20; i++) expect(isIdentity(v.verify(key))).toBe(true);
+    expect(hmacs).toBe(1);
+    const unknown = generateKey('kg', 'acme');
+    for (let i = 0; i < 3; i++) expect(await v.verify(unknown)).toBe('invalid_key');
+    expect(hmacs).toBe(4);
+    // The remembered HMAC leads to the cache entry, which the revocation removed.
+    await keys.revoke(record.id);
+    expect(await v.verify(key)).toBe('key_revoked');
+    expect(hmacs).toBe(4);
+  });
+
   it('shares ONE store call between concurrent misses of a key', async () => {
     const v = verifier();
     const { key, record } = await keys.create({ tenant: 'acme', name: 'k' });
