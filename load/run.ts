@@ -9,7 +9,7 @@
  * Prints a markdown report and writes it to load/results/<timestamp>.md.
  */
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -18,8 +18,8 @@ import { autocannon, type AcOptions } from './harness/autocannon.ts';
 import { fixedRate } from './harness/fixed-rate.ts';
 import { startKeygate, metricsText } from './harness/keygate-process.ts';
 import { badChecksumKeys, createKeys, unknownKeys, type StoreTarget } from './harness/keys.ts';
-import { installSignalHandlers, isStopping, onCleanup, spawnListening, stopAll } from './harness/processes.ts';
-import { addedLatency, table, type Run } from './harness/report.ts';
+import { installSignalHandlers, onCleanup, runBench, spawnListening } from './harness/processes.ts';
+import { addedLatency, publish, table, type Run } from './harness/report.ts';
 import { SCENARIO_NAMES, scenarios, type TargetName } from './harness/scenarios.ts';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -180,20 +180,8 @@ async function main(): Promise<void> {
   ];
   const added = addedLatency(runs);
   if (added) report.push('## Added latency at a fixed rate (minus direct, same round)', '', added, '');
-  const text = report.join('\n');
-  process.stdout.write(`${text}\n`);
-  const resultsDir = join(here, 'results');
-  mkdirSync(resultsDir, { recursive: true });
-  const file = join(resultsDir, `${started.toISOString().replace(/[:.]/g, '-')}.md`);
-  writeFileSync(file, text);
+  const file = publish(report.join('\n'), started);
   log(`written to ${file}`);
 }
 
-try {
-  await main();
-  await stopAll();
-} catch (error) {
-  if (!isStopping()) process.stderr.write(`bench failed: ${(error as Error).stack ?? String(error)}\n`);
-  await stopAll();
-  process.exitCode = 1;
-}
+await runBench('bench', main);

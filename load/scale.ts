@@ -17,7 +17,7 @@
  * Prints a markdown report and writes it to load/results/scale-<timestamp>.md.
  */
 import { availableParallelism, cpus, loadavg, tmpdir } from 'node:os';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -25,7 +25,8 @@ import { startRedisServer } from '../test/helpers/redis-server.ts';
 import { autocannon, rotateKeys } from './harness/autocannon.ts';
 import { metricsText, startKeygate } from './harness/keygate-process.ts';
 import { createKeys, type StoreTarget } from './harness/keys.ts';
-import { installSignalHandlers, isStopping, onCleanup, spawnListening, stopAll, stopChild } from './harness/processes.ts';
+import { publish } from './harness/report.ts';
+import { installSignalHandlers, onCleanup, runBench, spawnListening, stopChild } from './harness/processes.ts';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
 const PEPPER = 'bench-pepper-0123456789abcdef';
@@ -197,20 +198,8 @@ async function main(): Promise<void> {
     await stopChild(kg.child);
   }
 
-  const text = report.join('\n');
-  process.stdout.write(`${text}\n`);
-  const resultsDir = join(here, 'results');
-  mkdirSync(resultsDir, { recursive: true });
-  const file = join(resultsDir, `scale-${started.toISOString().replace(/[:.]/g, '-')}.md`);
-  writeFileSync(file, text);
+  const file = publish(report.join('\n'), started, 'scale-');
   log(`written to ${file}`);
 }
 
-try {
-  await main();
-  await stopAll();
-} catch (error) {
-  if (!isStopping()) process.stderr.write(`scale bench failed: ${(error as Error).stack ?? String(error)}\n`);
-  await stopAll();
-  process.exitCode = 1;
-}
+await runBench('scale bench', main);

@@ -83,3 +83,15 @@ export function installSignalHandlers(): void {
     });
   }
 }
+
+/** Runs a bench, then stops every child; a failure (not an interruption) is printed and exits 1. */
+export async function runBench(what: string, main: () => Promise<void>): Promise<void> {
+  try {
+    await main();
+    await stopAll();
+  } catch (error) {
+    if (!isStopping()) process.stderr.write(`${what} failed: ${(error as Error).stack ?? String(error)}\n`);
+    await stopAll();
+    process.exitCode = 1;
+  }
+}

@@ -3,6 +3,9 @@
  * status codes, ratios to direct and to the baseline measured in the same round), plus
  * the added latency of the fixed-rate scenario.
  */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { AcResult } from './autocannon.ts';
 import type { Scenario, TargetName } from './scenarios.ts';
 
@@ -66,4 +69,14 @@ export function addedLatency(runs: Run[]): string {
     lines.push(`| ${run.scenario.name} | ${run.round} | ${run.target} | ${f0(run.result.requests.average)} | ${ms(l.p50)} | ${ms(l.p99)} | ${ms(l.p99_9)} | ${plus(l.p50, direct?.p50)} | ${plus(l.p99, direct?.p99)} | ${plus(l.p99_9, direct?.p99_9)} |`);
   }
   return lines.join('\n');
+}
+
+/** Prints a report and writes it to load/results/<prefix><start time>.md; returns the file. */
+export function publish(text: string, started: Date, prefix = ''): string {
+  process.stdout.write(`${text}\n`);
+  const dir = fileURLToPath(new URL('../results/', import.meta.url));
+  mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${prefix}${started.toISOString().replace(/[:.]/g, '-')}.md`);
+  writeFileSync(file, text);
+  return file;
 }

@@ -24,7 +24,8 @@ export interface Refusal {
   identity?: Identity;
 }
 
-const RETRY = { 'retry-after': '1' };
+/** For refusals that are nobody's fault (the store or an issuer cannot be reached): ask again in a second. */
+export const RETRY: Readonly<Record<string, string>> = { 'retry-after': '1' };
 
 /** Tells a Refusal from what was asked for (an Identity, a Route, a verified delivery): only refusals have a `code`. */
 export function isRefusal<T extends object>(value: T | Refusal): value is Refusal {

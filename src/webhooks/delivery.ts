@@ -19,7 +19,7 @@
  */
 import type { RouteConfig } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { Refusal } from '../proxy/auth-answers.ts';
+import { RETRY, type Refusal } from '../proxy/auth-answers.ts';
 import type { AuthOutcome, Exchange } from '../proxy/exchange.ts';
 import { hasBody, PayloadTooLargeError } from '../proxy/body-limit.ts';
 import type { ProblemCode } from '../proxy/problem.ts';
@@ -79,7 +79,6 @@ interface Compiled {
   readonly challenge: Record<string, string>;
 }
 
-const RETRY = { 'retry-after': '1' };
 const WARN_EVERY_MS = 30_000;
 
 export class WebhookVerifier {
