@@ -23,7 +23,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startRedisServer } from '../test/helpers/redis-server.ts';
 import { autocannon, rotateKeys } from './harness/autocannon.ts';
-import { metricsText, startKeygate } from './harness/keygate-process.ts';
+import { metricsText, probeMemory, startKeygate, type KeygateProcess } from './harness/keygate-process.ts';
 import { createKeys, type StoreTarget } from './harness/keys.ts';
 import { publish } from './harness/report.ts';
 import { installSignalHandlers, onCleanup, runBench, spawnListening, stopChild } from './harness/processes.ts';
@@ -71,7 +71,11 @@ async function metric(adminPort: number, name: string): Promise<number> {
   }
   return sum;
 }
-const rssMb = async (adminPort: number) => (await metric(adminPort, 'process_resident_memory_bytes')) / 2 ** 20;
+/** RSS and V8 heap in use after a full GC (the probe preloaded into keygate), in MB. */
+async function memory(kg: KeygateProcess): Promise<{ rss: number; heap: number }> {
+  const probe = await probeMemory(kg);
+  return { rss: probe.rss / 2 ** 20, heap: probe.heapUsed / 2 ** 20 };
+}
 const lookups = (adminPort: number) => metric(adminPort, 'keygate_store_lookup_duration_seconds_count');
 
 function sample<T>(items: readonly T[], count: number): T[] {
@@ -163,21 +167,21 @@ async function main(): Promise<void> {
 
   if (parts.has('memory')) {
     const count = Math.min(cached, largeKeys.length);
-    const kg = await startKeygate({ dir: subdir(dir, 'memory'), upstreamPort: upstream.port, store: largeStore, workers: 1, pepper: PEPPER, cacheMax: count + 1000 });
+    const kg = await startKeygate({ dir: subdir(dir, 'memory'), upstreamPort: upstream.port, store: largeStore, workers: 1, pepper: PEPPER, cacheMax: count + 1000, probe: true });
     const keys = largeKeys.slice(0, count);
-    const idle = await rssMb(kg.adminPort);
+    const idle = await memory(kg);
     await timed(`verifying ${count} keys once`, () => autocannon({ url: `http://127.0.0.1:${kg.port}/`, connections, duration: 3600, amount: count, requests: rotateKeys(keys) }));
     const entries = await metric(kg.adminPort, 'keygate_cache_entries');
-    const warm = await rssMb(kg.adminPort);
-    const samples: { requests: number; rss: number }[] = [{ requests: 0, rss: warm }];
+    const warm = await memory(kg);
+    const samples: { requests: number; rss: number; heap: number }[] = [{ requests: 0, ...warm }];
     const chunk = Math.max(1, Math.floor(soak / 10));
     let sent = 0;
     while (sent < soak) {
       const amount = Math.min(chunk, soak - sent);
       await autocannon({ url: `http://127.0.0.1:${kg.port}/`, connections, duration: 3600, amount, requests: rotateKeys(keys) });
       sent += amount;
-      samples.push({ requests: sent, rss: await rssMb(kg.adminPort) });
-      log(`soak ${sent}/${soak}: rss ${samples.at(-1)!.rss.toFixed(1)} MB`);
+      samples.push({ requests: sent, ...(await memory(kg)) });
+      log(`soak ${sent}/${soak}: rss ${samples.at(-1)!.rss.toFixed(1)} MB, heap ${samples.at(-1)!.heap.toFixed(1)} MB`);
     }
     const half = samples[Math.floor(samples.length / 2)]!;
     const last = samples.at(-1)!;
@@ -186,13 +190,13 @@ async function main(): Promise<void> {
       '',
       `cache.max ${count + 1000}; ${count} distinct keys verified once (cache entries afterwards: ${entries}), then ${soak} cache-hit requests over those keys in ${samples.length - 1} steps.`,
       '',
-      `| state | RSS MB |`,
-      '| --- | ---: |',
-      `| idle, after start | ${idle.toFixed(1)} |`,
-      `| ${count} keys cached | ${warm.toFixed(1)} |`,
-      ...samples.slice(1).map((s) => `| after ${s.requests} requests | ${s.rss.toFixed(1)} |`),
+      `| state | RSS MB | V8 heap used MB |`,
+      '| --- | ---: | ---: |',
+      `| idle, after start | ${idle.rss.toFixed(1)} | ${idle.heap.toFixed(1)} |`,
+      `| ${count} keys cached | ${warm.rss.toFixed(1)} | ${warm.heap.toFixed(1)} |`,
+      ...samples.slice(1).map((s) => `| after ${s.requests} requests | ${s.rss.toFixed(1)} | ${s.heap.toFixed(1)} |`),
       '',
-      `${count} cached keys cost ${(warm - idle).toFixed(1)} MB over idle (${(((warm - idle) * 2 ** 20) / count).toFixed(0)} bytes per key, including the warm-up's connections and buffers). Across the soak: ${(last.rss - warm).toFixed(1)} MB from cached to the end; ${(last.rss - half.rss).toFixed(1)} MB over its second half.`,
+      `${count} cached keys: heap +${(warm.heap - idle.heap).toFixed(1)} MB over idle (${(((warm.heap - idle.heap) * 2 ** 20) / count).toFixed(0)} bytes per key), RSS +${(warm.rss - idle.rss).toFixed(1)} MB (with the warm-up's connections and buffers). Across the soak: heap ${(last.heap - warm.heap).toFixed(1)} MB, RSS ${(last.rss - warm.rss).toFixed(1)} MB from cached to the end; over its second half heap ${(last.heap - half.heap).toFixed(1)} MB, RSS ${(last.rss - half.rss).toFixed(1)} MB. Both read after a full GC in keygate (test/hostile/helpers/probe-preload.ts).`,
       '',
     );
     await stopChild(kg.child);

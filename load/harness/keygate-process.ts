@@ -4,7 +4,7 @@
  * on the admin listener), a small cache so the cache-miss scenario really misses, and
  * one route `/` → the stub upstream.
  */
-import { openSync, closeSync, writeFileSync } from 'node:fs';
+import { openSync, closeSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -23,6 +23,8 @@ export interface KeygateOptions {
   workers: number | 'auto';
   pepper: string;
   cacheMax: number;
+  /** Preload test/hostile/helpers/probe-preload.ts (with --expose-gc): `probeMemory` can then ask for memory after a full GC. */
+  probe?: boolean;
 }
 
 export interface KeygateProcess {
@@ -56,7 +58,8 @@ export async function startKeygate(o: KeygateOptions): Promise<KeygateProcess> {
   ].join('\n'));
   const logFile = join(o.dir, 'keygate.log');
   const fd = openSync(logFile, 'a');
-  const child = track(spawn(process.execPath, [join(repo, 'bin/keygate.js'), 'serve', '--config', configFile], {
+  const preload = o.probe ? ['--expose-gc', '--import', join(repo, 'test/hostile/helpers/probe-preload.ts')] : [];
+  const child = track(spawn(process.execPath, [...preload, join(repo, 'bin/keygate.js'), 'serve', '--config', configFile], {
     cwd: o.dir,
     env: { ...process.env, KEYGATE_PEPPER: o.pepper },
     stdio: ['ignore', fd, fd],
@@ -82,4 +85,23 @@ export async function startKeygate(o: KeygateOptions): Promise<KeygateProcess> {
 export async function metricsText(adminPort: number): Promise<string> {
   const res = await fetch(`http://127.0.0.1:${adminPort}/metrics`);
   return res.text();
+}
+
+export interface MemoryProbe {
+  heapUsed: number;
+  rss: number;
+  fds: number;
+}
+
+/** Memory after a full GC, from a keygate started with `probe: true` (SIGUSR2, answered on its log). */
+export async function probeMemory(kg: KeygateProcess): Promise<MemoryProbe> {
+  const seen = readFileSync(kg.logFile, 'utf8').split('KEYGATE_PROBE ').length;
+  kg.child.kill('SIGUSR2');
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const parts = readFileSync(kg.logFile, 'utf8').split('KEYGATE_PROBE ');
+    if (parts.length > seen) return JSON.parse(parts.at(-1)!.split('\n')[0]!) as MemoryProbe;
+    if (Date.now() > deadline) throw new Error('keygate did not answer the memory probe within 10 s');
+    await sleep(50);
+  }
 }
