@@ -10,6 +10,7 @@ export default defineConfig({
     maxWorkers: 2,
     pool: 'forks',
     // Scans everything the hostile suite's keygates wrote once every file is done (test/hostile/).
-    globalSetup: ['test/hostile/global-setup.ts'],
+    // Kills keygate children that a killed test worker left behind (test/helpers/child-reaper.ts).
+    globalSetup: ['test/hostile/global-setup.ts', 'test/helpers/child-reaper.ts'],
   },
 });

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify as toYaml } from 'yaml';
+import { recordChild } from './child-reaper.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const KEYGATE_BIN = join(REPO_ROOT, 'bin', 'keygate.js');
@@ -85,6 +86,7 @@ export interface CliResult {
 export async function runKeygate(args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string } = {}): Promise<CliResult> {
   const child = spawn(process.execPath, [KEYGATE_BIN, ...args], { cwd: REPO_ROOT, env: childEnv(options.env), stdio: ['pipe', 'pipe', 'pipe'] });
   alive.add(child);
+  recordChild(child);
   let stdout = '';
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
@@ -146,6 +148,7 @@ function parseLines(text: string): Record<string, unknown>[] {
 export async function spawnKeygate(configFile: string, options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; nodeArgs?: string[] } = {}): Promise<KeygateProcess> {
   const child = spawn(process.execPath, [...(options.nodeArgs ?? []), KEYGATE_BIN, 'serve', '--config', configFile], { cwd: REPO_ROOT, env: childEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
   alive.add(child);
+  recordChild(child);
   let stdout = '';
   let stderr = '';
   child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
@@ -266,6 +269,7 @@ export async function startBlackhole(): Promise<Blackhole> {
     });`;
   const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
   alive.add(child);
+  recordChild(child);
   child.once('exit', () => alive.delete(child));
   const fillers: Socket[] = [];
   const close = async () => {

@@ -15,6 +15,7 @@ import { createKeyHasher } from '../../../src/keys/hash.ts';
 import { EmbeddedStore } from '../../../src/store/embedded.ts';
 import { childEnv, KEYGATE_BIN, parseJsonOutput, PROCESS_PEPPER, REPO_ROOT, runKeygate, tempDir } from '../../helpers/process.ts';
 import { captureDir, type LedgerEntry } from './capture.ts';
+import { recordChild } from '../../helpers/child-reaper.ts';
 
 const PROBE = fileURLToPath(new URL('./probe-preload.ts', import.meta.url));
 let started = 0;
@@ -57,6 +58,7 @@ export async function spawnProbedKeygate(tag: string, config: Record<string, unk
     env: childEnv({ HOSTILE_TAP: `${prefix}.responses` }),
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  recordChild(child);
   const probes: ((probe: Probe) => void)[] = [];
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (text: string) => {
