@@ -136,14 +136,6 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     onStoreError: storeErrorLog(logger),
     onStoreLookup: (seconds, ok) => (ok ? storeOk : storeError).observe(seconds),
   });
-  // Open WebSockets of a revoked key are closed with it (created below, once the gateway exists).
-  let websockets: WebSockets | null = null;
-  verifier.onRevocationApplied = (event, appliedAt) => {
-    observeRevocation(metrics, event.at, appliedAt);
-    websockets?.revoked(event.ids);
-  };
-  // Revocations may have been missed: verify every open WebSocket's key again, in the store.
-  verifier.onResync = () => websockets?.recheck();
   const vault = new Vault({ store, keyring, logger, lastUsedFlushMs: config.lifecycle.lastUsedFlushMs });
   store.subscribeSecrets(vault);
   await store.subscribe(verifier);
@@ -173,14 +165,22 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     logger,
   });
 
-  const tunnels = (websockets = new WebSockets({ current: gateway, door, verifier, secrets: vault, logger, accessLog, lastUsed, hooks: requestMetrics, recheckMs: config.cache.maxAgeMs }));
+  const websockets = new WebSockets({ current: gateway, door, verifier, secrets: vault, logger, accessLog, lastUsed, hooks: requestMetrics, recheckMs: config.cache.maxAgeMs });
+  // Set in the same synchronous stretch as the subscription above resolved, so no event is
+  // delivered before: open WebSockets of a revoked key are closed with it, and after a resync
+  // (revocations may have been missed) every open WebSocket's key is verified again.
+  verifier.onRevocationApplied = (event, appliedAt) => {
+    observeRevocation(metrics, event.at, appliedAt);
+    websockets.revoked(event.ids);
+  };
+  verifier.onResync = () => websockets.recheck();
   // optimizeEmptyRequests: a request without a body starts with its body stream already ended,
   // so node:http schedules no stream events for the (usual) bodyless GET.
-  const proxy = createServer({ keepAliveTimeout: 65_000, ...listenerOptions(config.limits), noDelay: true, optimizeEmptyRequests: true, shouldUpgradeCallback: tunnels.shouldUpgrade });
+  const proxy = createServer({ keepAliveTimeout: 65_000, ...listenerOptions(config.limits), noDelay: true, optimizeEmptyRequests: true, shouldUpgradeCallback: websockets.shouldUpgrade });
   const rejected = new Map(REJECTION_REASONS.map((reason) => [reason, metrics.listenerRejections.labels(reason)]));
   guardListener(proxy, config.limits, (reason) => rejected.get(reason)!.inc());
   proxy.on('request', (req, res) => gateway.handle(req, res));
-  proxy.on('upgrade', tunnels.handle);
+  proxy.on('upgrade', websockets.handle);
   proxy.on('checkContinue', (req, res) => gateway.handle(req, res, true));
   let closing: Promise<void> | null = null;
   const keyAuth = createKeyAuthenticator({ verifier, events, systemTenant: config.tenants.system });
@@ -210,7 +210,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   }
   jobs.start();
   vault.start();
-  tunnels.start();
+  websockets.start();
   accessTokens.warm(config.routes);
   const needSecrets = config.routes.filter((r) => r.secret || r.webhook).map((r) => r.name);
   if (keyring === null && needSecrets.length) logger.warn({ routes: needSecrets }, 'KEYGATE_MASTER_KEY is not set: these routes inject an upstream secret or verify webhook signatures with one, and will answer 502');
@@ -242,7 +242,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     vault,
     jobs,
     gateway,
-    websockets: tunnels,
+    websockets,
     metrics,
     proxyPort,
     adminPort,
@@ -257,9 +257,9 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
           logger.info({ drainDelayMs: delay }, 'draining: /readyz answers 503; still serving');
           await new Promise((resolve) => setTimeout(resolve, delay));
         }
-        tunnels.stop();
+        websockets.stop();
         await closeServer(proxy, graceMs, () => {
-          const closed = tunnels.closeAll();
+          const closed = websockets.closeAll();
           if (closed) logger.info({ websockets: closed }, 'grace period over: closed open WebSockets');
           const ended = gateway.endStreams();
           if (ended) logger.info({ streams: ended }, 'grace period over: ended open event streams');

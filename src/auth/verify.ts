@@ -2,8 +2,7 @@
  * verify: key → Identity, or the reason it is refused.
  *
  *   format + CRC32 (no I/O) → HMAC (remembered for keys the store vouched for) → LRU cache
- *   → store (one call per key however many
- *   requests miss at once)
+ *   → store (one call per key however many requests miss at once)
  *
  * Staleness rules (README, "Revocation and staleness"):
  *  - push feed healthy → cached answers are used, each for at most `maxAgeMs`;
