@@ -177,18 +177,19 @@ export class Verifier implements StoreFeed {
       this.stats.storeCalls++;
       const started = performance.now();
       const observe = this.#onStoreLookup;
+      // One then() for both outcomes (not then + finally): a miss is already an async hop.
       const call: Promise<KeyRecord | null> = this.#store.findByHash(hash).then(
         (record) => {
+          if (this.#inflight.get(hash) === call) this.#inflight.delete(hash);
           observe?.((performance.now() - started) / 1000, true);
           return record;
         },
         (error: unknown) => {
+          if (this.#inflight.get(hash) === call) this.#inflight.delete(hash);
           observe?.((performance.now() - started) / 1000, false);
           throw error;
         },
-      ).finally(() => {
-        if (this.#inflight.get(hash) === call) this.#inflight.delete(hash);
-      });
+      );
       this.#inflight.set(hash, call);
       pending = call;
     }
