@@ -3,6 +3,8 @@
 # what a feature costs. Usage: load/ab.sh "log: { access: true }" "log: { access: false }" [ROUNDS] [SECONDS]
 # A_REPO / B_REPO (default: this checkout) run A or B from another checkout of keygate, to
 # compare two versions of the code: B_REPO=../perf load/ab.sh "" "" 5 5
+# A_NODE_OPTIONS / B_NODE_OPTIONS give one side Node or V8 flags:
+# B_NODE_OPTIONS=--max-semi-space-size=32 load/ab.sh "" "" 8 4
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$PATH" KEYGATE_PEPPER=bench-pepper-0123456789abcdef
@@ -19,7 +21,8 @@ for v in A B; do
   extra=$([ $v = A ] && echo "$1" || echo "$2"); port=$([ $v = A ] && echo 9941 || echo 9943)
   printf 'listen: { host: 127.0.0.1, port: %s }\nadmin: { host: 127.0.0.1, port: %s }\nstore: { path: %s/%s.db }\nroutes:\n  - { name: a, pathPrefix: /, upstream: "http://127.0.0.1:9940" }\n%s\n' "$port" $((port+1)) "$d" "$v" "$extra" >"$d/$v.yaml"
   repo=$([ $v = A ] && echo "${A_REPO:-.}" || echo "${B_REPO:-.}")
-  node "$repo/bin/keygate.js" serve --config "$d/$v.yaml" >"$d/$v.log" 2>&1 & pids+=($!)
+  opts=$([ $v = A ] && echo "${A_NODE_OPTIONS:-}" || echo "${B_NODE_OPTIONS:-}")
+  NODE_OPTIONS="$opts" node "$repo/bin/keygate.js" serve --config "$d/$v.yaml" >"$d/$v.log" 2>&1 & pids+=($!)
 done
 sleep 1.5
 ka=$(node bin/keygate.js keys create --config "$d/A.yaml" --tenant t --name b --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>process.stdout.write(JSON.parse(s).key))')

@@ -59,7 +59,9 @@ export async function startKeygate(o: KeygateOptions): Promise<KeygateProcess> {
   const logFile = join(o.dir, 'keygate.log');
   const fd = openSync(logFile, 'a');
   const preload = o.probe ? ['--expose-gc', '--import', join(repo, 'test/hostile/helpers/probe-preload.ts')] : [];
-  const child = track(spawn(process.execPath, [...preload, join(repo, 'bin/keygate.js'), 'serve', '--config', configFile], {
+  // e.g. KEYGATE_BENCH_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile a scenario.
+  const extra = (process.env.KEYGATE_BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
+  const child = track(spawn(process.execPath, [...preload, ...extra, join(repo, 'bin/keygate.js'), 'serve', '--config', configFile], {
     cwd: o.dir,
     env: { ...process.env, KEYGATE_PEPPER: o.pepper },
     stdio: ['ignore', fd, fd],
