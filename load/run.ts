@@ -19,7 +19,7 @@ import { fixedRate } from './harness/fixed-rate.ts';
 import { startKeygate, metricsText } from './harness/keygate-process.ts';
 import { badChecksumKeys, createKeys, unknownKeys, type StoreTarget } from './harness/keys.ts';
 import { installSignalHandlers, onCleanup, runBench, spawnListening } from './harness/processes.ts';
-import { addedLatency, publish, table, type Run } from './harness/report.ts';
+import { addedLatency, missAgainstHit, publish, table, type Run } from './harness/report.ts';
 import { SCENARIO_NAMES, scenarios, type TargetName } from './harness/scenarios.ts';
 
 const here = fileURLToPath(new URL('.', import.meta.url));
@@ -131,22 +131,42 @@ async function main(): Promise<void> {
 
   const selected = scenarios(keys, duration, rateSeconds, RATE).filter((s) => (only ? only.includes(s.name) : !s.optIn));
   const runs: Run[] = [];
-  for (const scenario of selected) {
-    for (let round = 1; round <= rounds; round++) {
+  // Round-major: every scenario once per round, so scenarios compared with each other
+  // (miss against hit-rotated) ran minutes apart at most, not a whole bench apart.
+  for (let round = 1; round <= rounds; round++) {
+    for (const scenario of selected) {
+      if (scenario.generator === 'open-loop') {
+        // Every target in one interleaved run (fixed-rate.ts): the same moments for all.
+        const before = await lookups();
+        const results = await fixedRate({
+          targets: scenario.targets.map((name) => ({ name, url: urls[name] })),
+          path: scenario.path ?? '/',
+          rate: scenario.rate ?? RATE,
+          seconds: scenario.seconds,
+          connections,
+          headers: scenario.options().headers ?? {},
+        });
+        const after = await lookups();
+        for (const target of scenario.targets) {
+          const result = results.get(target)!;
+          const run: Run = { scenario, round, target, result, sendLatency: result.sendLatency };
+          if (target === 'keygate') run.lookupsPerRequest = result.requests.total === 0 ? 0 : (after - before) / result.requests.total;
+          runs.push(run);
+          log(`${scenario.name} r${round} ${target}: p50 ${result.sendLatency.p50} ms, p99 ${result.sendLatency.p99} ms from the send`);
+        }
+        continue;
+      }
       // Alternate the order between rounds so no target always runs first.
       const order = round % 2 === 1 ? scenario.targets : [...scenario.targets].reverse();
       for (const target of order) {
         const before = target === 'keygate' ? await lookups() : 0;
-        const options: AcOptions = {
+        const result = await autocannon({
           ...base(target),
           duration: scenario.seconds,
           ...scenario.options(),
           url: urls[target] + (scenario.path ?? '/'),
           ...(scenario.rate === undefined ? {} : { overallRate: scenario.rate }),
-        };
-        const result = scenario.generator === 'open-loop'
-          ? await fixedRate({ url: urls[target], path: scenario.path ?? '/', rate: scenario.rate ?? RATE, seconds: scenario.seconds, connections, headers: options.headers ?? {} })
-          : await autocannon(options);
+        });
         const run: Run = { scenario, round, target, result };
         if (target === 'keygate') {
           const total = Object.values(result.statusCodeStats).reduce((n, s) => n + s.count, 0);
@@ -166,7 +186,7 @@ async function main(): Promise<void> {
     `- keygate: store ${store.kind}, workers ${workers}, access log on (to a file), metrics on, cache.max ${CACHE_MAX}; ${keyCount} keys for the miss scenario`,
     `- autocannon: ${connections} connections, ${duration} s per target run (fixed-rate: ${rateSeconds} s at ${RATE} req/s), ${rounds} round(s), warm-up ${warmup} s per target`,
     '- upstream, baseline (http-proxy-3 + keep-alive agent + `x-api-key === KEY`), floor (node:http + one undici Pool + `x-api-key === KEY`, nothing else: load/harness/floor-proxy.ts), keygate and autocannon each in their own process, all on 127.0.0.1, sharing the cores',
-    '- latencies: autocannon\'s are whole milliseconds (HDR histogram, lowest discernible value 1 ms: sub-millisecond differences show as 0 or 1); the fixed-rate scenario uses load/harness/fixed-rate.ts instead (open loop, evenly spaced, µs resolution, latency from the due time, so every target\'s figures include up to ~1 ms of the generator\'s timer granularity: compare the added latency)',
+    '- latencies: autocannon\'s are whole milliseconds (HDR histogram, lowest discernible value 1 ms: sub-millisecond differences show as 0 or 1); the fixed-rate scenario uses load/harness/fixed-rate.ts instead (open loop, evenly spaced, all targets interleaved in one run, µs resolution; latency from the due time includes up to ~1 ms of the generator\'s timer granularity, latency from the send does not: compare the added latency)',
     '- only ratios within this run mean anything; ⚠ marks a run with unexpected status codes or errors',
     '',
     '## Scenarios',
@@ -178,6 +198,8 @@ async function main(): Promise<void> {
     table(runs),
     '',
   ];
+  const missHit = missAgainstHit(runs);
+  if (missHit) report.push('## Cache miss against cache hit (keygate rps, same round, same generator)', '', missHit, '');
   const added = addedLatency(runs);
   if (added) report.push('## Added latency at a fixed rate (minus direct, same round)', '', added, '');
   const file = publish(report.join('\n'), started);

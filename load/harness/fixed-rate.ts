@@ -3,22 +3,47 @@
  * scenario. autocannon's `overallRate` splits the rate across connections and lets each
  * connection send its whole per-second quota at the start of every second, so "1000 req/s"
  * is really a burst of 1000 requests once a second, and its latencies are whole
- * milliseconds. Here request i is due at start + i/rate (checked every millisecond), goes
- * out on a keep-alive undici Pool, and its latency counts from when it was due, not from
- * when it was sent (no coordinated omission).
+ * milliseconds.
+ *
+ * Here every target gets `rate` requests a second, **interleaved in one run**: slot k is due
+ * at start + k / (rate × targets) and goes to target k mod targets, so direct and keygate
+ * see the same moments of the shared machine (a GC in the upstream, a busy neighbour) instead
+ * of consecutive runs with different luck. Each request goes out on a keep-alive undici Pool
+ * per target through a bare dispatch handler (no body stream, no promise), and two latencies
+ * are kept:
+ *  - from the due time: includes the generator's own lateness (it wakes every ~1 ms), the
+ *    figure without coordinated omission;
+ *  - from the send: the target's own latency. The generator is a separate process from the
+ *    targets and never waits for a response before sending, so a target that stalls still
+ *    has the requests that arrive during the stall counted with their full wait.
+ * The first second is a warm-up (connections opened, JIT) and is not counted.
  */
-import { Pool } from 'undici';
+import { Pool, type Dispatcher } from 'undici';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { AcResult } from './autocannon.ts';
+import type { AcHistogram, AcResult } from './autocannon.ts';
+
+export interface FixedRateTarget {
+  name: string;
+  url: string;
+}
 
 export interface FixedRateOptions {
-  url: string;
+  targets: FixedRateTarget[];
   path: string;
+  /** Requests per second to each target. */
   rate: number;
   seconds: number;
+  /** Keep-alive connections per target. */
   connections: number;
   headers: Record<string, string>;
 }
+
+export interface FixedRateResult extends AcResult {
+  /** Latency from when the request was sent (`latency` counts from when it was due). */
+  sendLatency: AcHistogram;
+}
+
+const WARMUP_MS = 1000;
 
 function percentile(sorted: Float64Array, p: number): number {
   if (sorted.length === 0) return 0;
@@ -28,55 +53,101 @@ function percentile(sorted: Float64Array, p: number): number {
 
 const ms3 = (n: number) => Math.round(n * 1000) / 1000;
 
-export async function fixedRate(o: FixedRateOptions): Promise<AcResult> {
-  const pool = new Pool(o.url, { connections: o.connections, keepAliveTimeout: 60_000 });
-  const total = Math.round(o.rate * o.seconds);
-  const latencies = new Float64Array(total);
-  const statusCodeStats: Record<string, { count: number }> = {};
-  let done = 0;
-  let errors = 0;
-  let sent = 0;
-  const inFlight = new Set<Promise<void>>();
-  const start = performance.now();
-  const one = async (due: number): Promise<void> => {
-    try {
-      const res = await pool.request({ origin: o.url, path: o.path, method: 'GET', headers: o.headers });
-      await res.body.dump();
-      const code = String(res.statusCode);
-      (statusCodeStats[code] ??= { count: 0 }).count++;
-      latencies[done++] = performance.now() - due;
-    } catch {
-      errors++;
-    }
-  };
-  while (sent < total) {
-    const now = performance.now();
-    while (sent < total && start + (sent * 1000) / o.rate <= now) {
-      const p = one(start + (sent * 1000) / o.rate);
-      inFlight.add(p);
-      void p.finally(() => inFlight.delete(p));
-      sent++;
-    }
-    await sleep(1);
-  }
-  await Promise.all(inFlight);
-  const elapsed = (performance.now() - start) / 1000;
-  await pool.close();
-  const sorted = latencies.subarray(0, done).sort();
-  const mean = done === 0 ? 0 : sorted.reduce((a, b) => a + b, 0) / done;
-  const latency = {
-    mean: ms3(mean), average: ms3(mean), total: done,
+function histogram(values: Float64Array): AcHistogram {
+  const sorted = values.slice().sort();
+  const mean = sorted.length === 0 ? 0 : sorted.reduce((a, b) => a + b, 0) / sorted.length;
+  return {
+    mean: ms3(mean), average: ms3(mean), total: sorted.length,
     p50: ms3(percentile(sorted, 50)), p90: ms3(percentile(sorted, 90)), p99: ms3(percentile(sorted, 99)),
     p99_9: ms3(percentile(sorted, 99.9)), max: ms3(sorted.length ? sorted[sorted.length - 1]! : 0),
   };
-  const rps = done / elapsed;
-  return {
-    requests: { mean: rps, average: rps, total: done, p50: rps, p90: rps, p99: rps, p99_9: rps, max: rps },
-    latency,
-    errors,
-    timeouts: 0,
-    non2xx: Object.entries(statusCodeStats).filter(([c]) => !c.startsWith('2')).reduce((n, [, s]) => n + s.count, 0),
-    duration: elapsed,
-    statusCodeStats,
-  };
+}
+
+class Tally {
+  readonly fromDue: Float64Array;
+  readonly fromSend: Float64Array;
+  count = 0;
+  errors = 0;
+  inFlight = 0;
+  readonly statusCodeStats: Record<string, { count: number }> = {};
+  constructor(capacity: number) {
+    this.fromDue = new Float64Array(capacity);
+    this.fromSend = new Float64Array(capacity);
+  }
+}
+
+class Probe implements Dispatcher.DispatchHandler {
+  readonly #tally: Tally;
+  readonly #due: number;
+  readonly #sent: number;
+  readonly #counted: boolean;
+  #status = 0;
+  constructor(tally: Tally, due: number, sent: number, counted: boolean) {
+    this.#tally = tally;
+    this.#due = due;
+    this.#sent = sent;
+    this.#counted = counted;
+    tally.inFlight++;
+  }
+  onRequestStart(): void {}
+  onResponseStart(_c: Dispatcher.DispatchController, status: number): void {
+    this.#status = status;
+  }
+  onResponseData(): void {}
+  onResponseEnd(): void {
+    const now = performance.now();
+    const t = this.#tally;
+    t.inFlight--;
+    if (!this.#counted) return;
+    (t.statusCodeStats[String(this.#status)] ??= { count: 0 }).count++;
+    t.fromDue[t.count] = now - this.#due;
+    t.fromSend[t.count] = now - this.#sent;
+    t.count++;
+  }
+  onResponseError(): void {
+    this.#tally.inFlight--;
+    if (this.#counted) this.#tally.errors++;
+  }
+}
+
+export async function fixedRate(o: FixedRateOptions): Promise<Map<string, FixedRateResult>> {
+  const n = o.targets.length;
+  const pools = o.targets.map((t) => new Pool(t.url, { connections: o.connections, keepAliveTimeout: 60_000 }));
+  const perTarget = Math.round(o.rate * o.seconds);
+  const tallies = o.targets.map(() => new Tally(perTarget + n));
+  const slotMs = 1000 / (o.rate * n);
+  const warmupSlots = Math.round(WARMUP_MS / slotMs);
+  const total = warmupSlots + perTarget * n;
+  const request = { path: o.path, method: 'GET', headers: o.headers };
+  const start = performance.now();
+  let k = 0;
+  while (k < total) {
+    const now = performance.now();
+    while (k < total && start + k * slotMs <= now) {
+      const i = k % n;
+      pools[i]!.dispatch(request, new Probe(tallies[i]!, start + k * slotMs, performance.now(), k >= warmupSlots));
+      k++;
+    }
+    await sleep(1);
+  }
+  while (tallies.some((t) => t.inFlight > 0)) await sleep(5);
+  const elapsed = (performance.now() - start - WARMUP_MS) / 1000;
+  await Promise.all(pools.map((p) => p.close()));
+  const results = new Map<string, FixedRateResult>();
+  o.targets.forEach((target, i) => {
+    const t = tallies[i]!;
+    const rps = t.count / elapsed;
+    const requests = { mean: rps, average: rps, total: t.count, p50: rps, p90: rps, p99: rps, p99_9: rps, max: rps };
+    results.set(target.name, {
+      requests,
+      latency: histogram(t.fromDue.subarray(0, t.count)),
+      sendLatency: histogram(t.fromSend.subarray(0, t.count)),
+      errors: t.errors,
+      timeouts: 0,
+      non2xx: Object.entries(t.statusCodeStats).filter(([c]) => !c.startsWith('2')).reduce((sum, [, s]) => sum + s.count, 0),
+      duration: elapsed,
+      statusCodeStats: t.statusCodeStats,
+    });
+  });
+  return results;
 }

@@ -6,7 +6,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { AcResult } from './autocannon.ts';
+import type { AcHistogram, AcResult } from './autocannon.ts';
 import type { Scenario, TargetName } from './scenarios.ts';
 
 export interface Run {
@@ -16,6 +16,8 @@ export interface Run {
   result: AcResult;
   /** keygate only: store lookups per request during the run (from /metrics). */
   lookupsPerRequest?: number;
+  /** Open-loop runs: latency from the send (result.latency counts from the due time). */
+  sendLatency?: AcHistogram;
 }
 
 const f0 = (n: number) => n.toFixed(0);
@@ -54,21 +56,46 @@ export function table(runs: Run[]): string {
   return lines.join('\n');
 }
 
-/** For rate-limited scenarios: each target's percentiles minus direct's, per round. */
+/**
+ * For rate-limited scenarios: each target's percentiles minus direct's, per round, from
+ * the due time and (open-loop runs) from the send.
+ */
 export function addedLatency(runs: Run[]): string {
   const rated = runs.filter((r) => r.scenario.rate !== undefined && r.target !== 'direct');
   if (rated.length === 0) return '';
   const lines = [
-    '| scenario | round | target | achieved rps | p50 ms | p99 ms | p99.9 ms | added p50 ms | added p99 ms | added p99.9 ms |',
-    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+    '| scenario | round | target | achieved rps | p50 ms | p99 ms | p99.9 ms | added p50 ms | added p99 ms | added p99.9 ms | from the send: p50 / p99 / p99.9 ms | added from the send: p50 / p99 / p99.9 ms |',
+    '| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
   ];
+  const plus = (a: number, b: number | undefined) => (b === undefined ? '' : `${a - b >= 0 ? '+' : ''}${ms(Math.round((a - b) * 1000) / 1000)}`);
   for (const run of rated) {
-    const direct = runs.find((r) => r.scenario === run.scenario && r.round === run.round && r.target === 'direct')?.result.latency;
+    const peer = runs.find((r) => r.scenario === run.scenario && r.round === run.round && r.target === 'direct');
+    const direct = peer?.result.latency;
     const l = run.result.latency;
-    const plus = (a: number, b: number | undefined) => (b === undefined ? '' : `${a - b >= 0 ? '+' : ''}${ms(Math.round((a - b) * 1000) / 1000)}`);
-    lines.push(`| ${run.scenario.name} | ${run.round} | ${run.target} | ${f0(run.result.requests.average)} | ${ms(l.p50)} | ${ms(l.p99)} | ${ms(l.p99_9)} | ${plus(l.p50, direct?.p50)} | ${plus(l.p99, direct?.p99)} | ${plus(l.p99_9, direct?.p99_9)} |`);
+    const s = run.sendLatency;
+    const ds = peer?.sendLatency;
+    const sent = s ? `${ms(s.p50)} / ${ms(s.p99)} / ${ms(s.p99_9)}` : '';
+    const sentAdded = s && ds ? `${plus(s.p50, ds.p50)} / ${plus(s.p99, ds.p99)} / ${plus(s.p99_9, ds.p99_9)}` : '';
+    lines.push(`| ${run.scenario.name} | ${run.round} | ${run.target} | ${f0(run.result.requests.average)} | ${ms(l.p50)} | ${ms(l.p99)} | ${ms(l.p99_9)} | ${plus(l.p50, direct?.p50)} | ${plus(l.p99, direct?.p99)} | ${plus(l.p99_9, direct?.p99_9)} | ${sent} | ${sentAdded} |`);
+  }
+  for (const run of runs.filter((r) => r.scenario.rate !== undefined && r.target === 'direct' && r.sendLatency)) {
+    const s = run.sendLatency!;
+    lines.push(`| ${run.scenario.name} | ${run.round} | direct | ${f0(run.result.requests.average)} | ${ms(run.result.latency.p50)} | ${ms(run.result.latency.p99)} | ${ms(run.result.latency.p99_9)} | | | | ${ms(s.p50)} / ${ms(s.p99)} / ${ms(s.p99_9)} | |`);
   }
   return lines.join('\n');
+}
+
+/** keygate's rps on the miss scenario over its rps on hit-rotated, per round. */
+export function missAgainstHit(runs: Run[]): string {
+  const pick = (name: string, round: number, target: TargetName) => runs.find((r) => r.scenario.name === name && r.round === round && r.target === target)?.result.requests.average;
+  const lines = ['| round | miss rps | hit rps | miss/hit | miss ×direct | hit ×direct |', '| --- | ---: | ---: | ---: | ---: | ---: |'];
+  for (const round of new Set(runs.map((r) => r.round))) {
+    const miss = pick('miss', round, 'keygate');
+    const hit = pick('hit-rotated', round, 'keygate');
+    if (miss === undefined || hit === undefined) continue;
+    lines.push(`| ${round} | ${f0(miss)} | ${f0(hit)} | ${ratio(miss, hit)} | ${ratio(miss, pick('miss', round, 'direct'))} | ${ratio(hit, pick('hit-rotated', round, 'direct'))} |`);
+  }
+  return lines.length > 2 ? lines.join('\n') : '';
 }
 
 /** Prints a report and writes it to load/results/<prefix><start time>.md; returns the file. */
