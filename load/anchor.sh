@@ -28,5 +28,18 @@ pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$dir"' EXIT
 for _ in $(seq 50); do curl -s "http://127.0.0.1:$((port + 1))/healthz" >/dev/null && break; sleep 0.1; done
 key=$(node bin/keygate.js keys create --config "$dir/keygate.yaml" --tenant anchor --name bench --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>process.stdout.write(JSON.parse(s).key))')
+# JIT warm-up of every worker, against a stand-in for anchor.sh's upstream (it starts its
+# own only once called): nginx needs none, and the first round would otherwise measure
+# keygate's compiler as much as keygate.
+cat >"$dir/warm.conf" <<CONF
+worker_processes 1; daemon off; pid $dir/warm.pid; error_log $dir/warm.err warn;
+events { worker_connections 4096; }
+http { access_log off; keepalive_requests 1000000;
+  server { listen 127.0.0.1:${ANCHOR_UPSTREAM_PORT:-9901}; location / { default_type text/plain; return 200 "ok\n"; } } }
+CONF
+nginx -c "$dir/warm.conf" & warm=$!
+sleep 0.5
+wrk -t1 -c64 -d4s -H "X-Api-Key: $key" "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
+kill $warm; wait $warm 2>/dev/null || true
 echo "keygate $(node --version) on $(nproc) cores, store ${KEYGATE_BENCH_STORE:-embedded}, access log ${KEYGATE_BENCH_ACCESS_LOG:-true}, workers ${KEYGATE_BENCH_WORKERS:-1}"
 bash "$anchor" "http://127.0.0.1:$port/" "$key" "${1:-3}" "${2:-8}" "${3:-64}"
