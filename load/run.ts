@@ -15,7 +15,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startRedisServer } from '../test/helpers/redis-server.ts';
 import { autocannon, type AcOptions } from './harness/autocannon.ts';
-import { fixedRate } from './harness/fixed-rate.ts';
+import { fixedRateInChild } from './harness/fixed-rate.ts';
 import { startKeygate, metricsText } from './harness/keygate-process.ts';
 import { badChecksumKeys, createKeys, unknownKeys, type StoreTarget } from './harness/keys.ts';
 import { installSignalHandlers, onCleanup, runBench, spawnListening } from './harness/processes.ts';
@@ -138,7 +138,7 @@ async function main(): Promise<void> {
       if (scenario.generator === 'open-loop') {
         // Every target in one interleaved run (fixed-rate.ts): the same moments for all.
         const before = await lookups();
-        const results = await fixedRate({
+        const results = await fixedRateInChild({
           targets: scenario.targets.map((name) => ({ name, url: urls[name] })),
           path: scenario.path ?? '/',
           rate: scenario.rate ?? RATE,
@@ -185,7 +185,7 @@ async function main(): Promise<void> {
     `- Node ${process.version}, ${availableParallelism()} cores (${cpu}), load average at start ${load}`,
     `- keygate: store ${store.kind}, workers ${workers}, access log on (to a file), metrics on, cache.max ${CACHE_MAX}; ${keyCount} keys for the miss scenario`,
     `- autocannon: ${connections} connections, ${duration} s per target run (fixed-rate: ${rateSeconds} s at ${RATE} req/s), ${rounds} round(s), warm-up ${warmup} s per target`,
-    '- upstream, baseline (http-proxy-3 + keep-alive agent + `x-api-key === KEY`), floor (node:http + one undici Pool + `x-api-key === KEY`, nothing else: load/harness/floor-proxy.ts), keygate and autocannon each in their own process, all on 127.0.0.1, sharing the cores',
+    '- upstream, baseline (http-proxy-3 + keep-alive agent + `x-api-key === KEY`), floor (node:http + one undici Pool + `x-api-key === KEY`, nothing else: load/harness/floor-proxy.ts), keygate, autocannon (in the harness) and the fixed-rate generator each in their own process, all on 127.0.0.1, sharing the cores',
     '- latencies: autocannon\'s are whole milliseconds (HDR histogram, lowest discernible value 1 ms: sub-millisecond differences show as 0 or 1); the fixed-rate scenario uses load/harness/fixed-rate.ts instead (open loop, evenly spaced, all targets interleaved in one run, µs resolution; latency from the due time includes up to ~1 ms of the generator\'s timer granularity, latency from the send does not: compare the added latency)',
     '- only ratios within this run mean anything; ⚠ marks a run with unexpected status codes or errors',
     '',

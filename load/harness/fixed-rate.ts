@@ -151,3 +151,23 @@ export async function fixedRate(o: FixedRateOptions): Promise<Map<string, FixedR
   });
   return results;
 }
+
+/**
+ * `fixedRate` in a child process of its own (`node fixed-rate.ts '<options JSON>'` prints the
+ * results as JSON): the harness process holds the keys and every earlier result, and its
+ * garbage collections would otherwise land in the latencies of whichever target was in
+ * flight.
+ */
+export async function fixedRateInChild(o: FixedRateOptions): Promise<Map<string, FixedRateResult>> {
+  const { execFile } = await import('node:child_process');
+  const { fileURLToPath } = await import('node:url');
+  const out = await new Promise<string>((resolve, reject) => {
+    execFile(process.execPath, [fileURLToPath(import.meta.url), JSON.stringify(o)], { maxBuffer: 16 * 1024 * 1024 }, (error, stdout) => (error ? reject(error) : resolve(stdout)));
+  });
+  return new Map(JSON.parse(out) as [string, FixedRateResult][]);
+}
+
+if (process.argv[1] !== undefined && import.meta.filename === process.argv[1] && process.argv[2] !== undefined) {
+  const results = await fixedRate(JSON.parse(process.argv[2]) as FixedRateOptions);
+  process.stdout.write(JSON.stringify([...results]));
+}
