@@ -19,6 +19,10 @@ const fields = [
 const all = ['id', 'tenant', 'name', 'role', 'permissions', 'status', 'prefix', 'createdAt', 'group', 'user', 'client', 'expiresAt', 'revokedAt', 'lastUsedAt'];
 const admin = new Redis(server.url);
 await admin.call('HSET', 'h', ...fields);
+// The same record plus its never-changing fields as one JSON string: a value over
+// hash-max-listpack-value (64 bytes) turns the hash from a listpack into a hashtable.
+const fixed = { id: fields[1], tenant: 'bench', role: 'api-user', permissions: [], prefix: 'kg_bench_1234abcd', createdAt: 1764640000000, expiresAt: 1764640000000, group: null, user: null, client: null };
+await admin.call('HSET', 'hv', ...fields, 'v', JSON.stringify(fixed));
 await admin.set('s', JSON.stringify(Object.fromEntries(Array.from({ length: fields.length / 2 }, (_, i) => [fields[2 * i], fields[2 * i + 1]]))));
 const sha = (await admin.call('SCRIPT', 'LOAD', "return cjson.encode(redis.call('HGETALL', KEYS[1]))")) as string;
 
@@ -53,12 +57,15 @@ async function measure(client: Redis, fn: (r: Redis) => Promise<unknown>): Promi
 
 const withTimeout = new Redis({ port: server.port, enableAutoPipelining: true, enableOfflineQueue: false, lazyConnect: true, commandTimeout: 500 });
 const noTimeout = new Redis({ port: server.port, enableAutoPipelining: true, enableOfflineQueue: false, lazyConnect: true });
-await Promise.all([withTimeout.connect(), noTimeout.connect()]);
+const noPipelining = new Redis({ port: server.port, enableOfflineQueue: false, lazyConnect: true, commandTimeout: 500 });
+await Promise.all([withTimeout.connect(), noTimeout.connect(), noPipelining.connect()]);
 const shapes: [string, Redis, (r: Redis) => Promise<unknown>][] = [
   ['PING', withTimeout, (r) => r.call('PING')],
   ['PING, no commandTimeout', noTimeout, (r) => r.call('PING')],
   ['HGETALL (what keygate does)', withTimeout, (r) => r.call('HGETALL', 'h')],
   ['HGETALL, no commandTimeout', noTimeout, (r) => r.call('HGETALL', 'h')],
+  ['HGETALL, no auto-pipelining', noPipelining, (r) => r.call('HGETALL', 'h')],
+  ['HMGET of a JSON field `v` + 4 fields that change, JSON.parse', withTimeout, (r) => r.call('HMGET', 'hv', 'v', 'name', 'status', 'revokedAt', 'lastUsedAt').then((a) => JSON.parse((a as string[])[0]!))],
   ['HMGET of all 14 fields', withTimeout, (r) => r.call('HMGET', 'h', ...all)],
   ['GET of the record as JSON + JSON.parse', withTimeout, (r) => r.call('GET', 's').then((s) => JSON.parse(s as string))],
   ['EVALSHA cjson.encode(HGETALL) + JSON.parse', withTimeout, (r) => r.call('EVALSHA', sha, 1, 'h').then((s) => JSON.parse(s as string))],
@@ -79,9 +86,14 @@ try {
   process.stdout.write(`ioredis lookup cost, ${ops} commands per shape and round, 3 rounds (median), Node ${process.version}\n\n`);
   process.stdout.write('| command | client CPU µs/command | Redis CPU µs/command |\n| --- | ---: | ---: |\n');
   for (const [name, row] of rows) process.stdout.write(`| ${name} | ${median(row.client).toFixed(1)} | ${median(row.redis).toFixed(1)} |\n`);
+  for (const key of ['h', 'hv']) {
+    process.stdout.write(`\nMEMORY USAGE ${key}: ${String(await admin.call('MEMORY', 'USAGE', key))} bytes (${String(await admin.call('OBJECT', 'ENCODING', key))})`);
+  }
+  process.stdout.write('\n');
 } finally {
   withTimeout.disconnect();
   noTimeout.disconnect();
+  noPipelining.disconnect();
   admin.disconnect();
   await server.stop();
 }
