@@ -251,7 +251,15 @@ describe('workers: 2', () => {
       return workers.every((pid) => pids.has(pid));
     }, 5000, 20);
     expect(await burst('/added', 10)).toEqual(Array(10).fill(200));
-    await waitFor(() => workers.every((pid) => accessPids('added').has(pid)), 3000, 20);
+    // The kernel spreads connections over the workers at random (SO_REUSEPORT): ten can all
+    // land on one. Keep asking until each worker has served the new route (a worker that had
+    // not reloaded would answer 404 with no route, and never show up here).
+    await waitFor(async () => {
+      const served = accessPids('added');
+      if (workers.every((pid) => served.has(pid))) return true;
+      expect(await get('/added/more')).toBe(200);
+      return false;
+    }, 5000, 20);
     expect(serve.child.exitCode).toBeNull();
   });
 
