@@ -177,7 +177,8 @@ export class Verifier implements StoreFeed {
       this.stats.storeCalls++;
       const started = performance.now();
       const observe = this.#onStoreLookup;
-      // One then() for both outcomes (not then + finally): a miss is already an async hop.
+      // One then() for both outcomes rather than then + finally: a promise and a closure
+      // fewer on every cache miss.
       const call: Promise<KeyRecord | null> = this.#store.findByHash(hash).then(
         (record) => {
           if (this.#inflight.get(hash) === call) this.#inflight.delete(hash);
