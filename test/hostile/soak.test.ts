@@ -61,7 +61,7 @@ function mix(): NonNullable<AcOptions['requests']> {
     entry(() => ({ method: 'POST', path: '/api/upload', headers: { 'x-api-key': key, 'content-type': 'application/octet-stream' }, body })),
     entry(() => ({ method: 'GET', path: '/api/items', headers: { 'x-api-key': generateKey('kg', 'acme') } })),
     entry(() => ({ method: 'GET', path: '/api/items', headers: { 'x-api-key': generateKey('kg', 'soak') } })),
-    entry(() => ({ method: 'GET', path: '/api/items', headers: { 'x-api-key': `${key.slice(0, -1)}0` } })),
+    entry(() => ({ method: 'GET', path: '/api/items', headers: { 'x-api-key': `${key.slice(0, -1)}${key.endsWith('0') ? '1' : '0'}` } })),
     entry(() => ({ method: 'GET', path: '/api/items', headers: { 'x-api-key': 'kg_acme_short' } })),
     entry(() => ({ method: 'GET', path: '/api/items', headers: {} })),
     entry(() => ({ method: 'GET', path: '/nowhere', headers: { 'x-api-key': key } })),

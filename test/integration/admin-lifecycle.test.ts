@@ -157,19 +157,20 @@ describe('rotation', () => {
     const rotatedAt = Date.now();
     for (const [n, old] of olds.entries()) {
       // Through either instance's admin API: both write to the one store.
-      const res = await rotate(n % 2 === 0 ? adminA : adminB, old.id, { overlapSeconds: 1 });
+      const res = await rotate(n % 2 === 0 ? adminA : adminB, old.id, { overlapSeconds: 3 });
       expect(res.status, res.text).toBe(201);
       expect(res.json.previous).toMatchObject({ id: old.id, status: 'active', revokedAt: null });
       successors.push(res.json);
     }
-    // During the overlap both keys work everywhere, and a sweep changes nothing.
+    // During the overlap both keys work everywhere, and a sweep changes nothing. (3 s: the
+    // rotations, sweeps and twelve requests must all fit inside it on a busy CI machine.)
     await Promise.all([a.keygate.jobs.sweep(), b.keygate.jobs.sweep()]);
     for (const t of [a, b]) {
       for (const k of [...olds, ...successors]) expect((await proxyGet(t.url, '/api/x', k.key)).status).toBe(200);
     }
     expect((await audit()).filter((e) => e.action === 'key.revoke' && olds.some((o) => o.id === e.target))).toEqual([]);
 
-    await sleep(Math.max(0, rotatedAt + 1000 + 50 - Date.now()));
+    await sleep(Math.max(0, rotatedAt + 3000 + 50 - Date.now()));
     await Promise.all([a.keygate.jobs.sweep(), b.keygate.jobs.sweep(), b.keygate.jobs.sweep(), a.keygate.jobs.sweep()]);
     await Promise.all([a.keygate.jobs.sweep(), b.keygate.jobs.sweep()]);
 
