@@ -15,6 +15,7 @@ import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { launchChromium, record, screenshot, type PageRecord } from './browser.ts';
+import { typo } from '../helpers/typo.ts';
 
 // Globals of the page, for the functions handed to page.evaluate (they run in Chromium, not here).
 declare const document: any, navigator: any, localStorage: any, sessionStorage: any, getComputedStyle: any;
@@ -127,7 +128,7 @@ describe('the console in Chromium', () => {
     await eventually(() => page.evaluate(() => document.activeElement?.getAttribute('name'))).toBe('key');
     await screenshot(page, '01-sign-in');
     // A wrong key: refused, with a message, and the field is emptied.
-    await input.fill(`${root.key.slice(0, -1)}${root.key.endsWith('0') ? '1' : '0'}`);
+    await input.fill(typo(root.key));
     await page.getByRole('button', { name: 'Sign in' }).click();
     await eventually(() => page.getByRole('alert').textContent()).toContain('not valid');
     expect(await input.inputValue()).toBe('');

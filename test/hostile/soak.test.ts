@@ -17,6 +17,7 @@ import { autocannon, type AcOptions, type AcRequest } from '../../load/harness/a
 import { generateKey } from '../../src/keys/format.ts';
 import { waitFor } from '../helpers/http.ts';
 import { handles, spawnProbedKeygate, type Probe, type ProbedKeygate } from './helpers/child.ts';
+import { typo } from '../helpers/typo.ts';
 
 const TOTAL = Number(process.env.KEYGATE_SOAK_REQUESTS ?? 100_000);
 const PHASES = 5;
@@ -61,7 +62,7 @@ function mix(): NonNullable<AcOptions['requests']> {
     entry(() => ({ method: 'POST', path: '/api/upload', headers: { 'x-api-key': key, 'content-type': 'application/octet-stream' }, body })),
     entry(() => ({ method: 'GET', path: '/api/items', headers: { 'x-api-key': generateKey('kg', 'acme') } })),
     entry(() => ({ method: 'GET', path: '/api/items', headers: { 'x-api-key': generateKey('kg', 'soak') } })),
-    entry(() => ({ method: 'GET', path: '/api/items', headers: { 'x-api-key': `${key.slice(0, -1)}${key.endsWith('0') ? '1' : '0'}` } })),
+    entry(() => ({ method: 'GET', path: '/api/items', headers: { 'x-api-key': typo(key) } })),
     entry(() => ({ method: 'GET', path: '/api/items', headers: { 'x-api-key': 'kg_acme_short' } })),
     entry(() => ({ method: 'GET', path: '/api/items', headers: {} })),
     entry(() => ({ method: 'GET', path: '/nowhere', headers: { 'x-api-key': key } })),

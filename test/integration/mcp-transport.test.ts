@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rawRequest } from '../helpers/http.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
+import { typo } from '../helpers/typo.ts';
 
 let up: TestUpstream;
 let t: TestKeygate;
@@ -201,7 +202,7 @@ describe('every request is authenticated', () => {
       expect(bare.headers['www-authenticate']).toContain('resource_metadata=');
     }
     const before = up.received.length;
-    const wrong = await rawRequest(t.url, { method: 'DELETE', path: '/mcp', headers: { 'mcp-session-id': 'sess-42', 'x-api-key': `${key.slice(0, -1)}${key.endsWith('0') ? '1' : '0'}` } });
+    const wrong = await rawRequest(t.url, { method: 'DELETE', path: '/mcp', headers: { 'mcp-session-id': 'sess-42', 'x-api-key': typo(key) } });
     expect(wrong.status).toBe(401);
     expect(up.received.length).toBe(before);
     const del = await rawRequest(t.url, { method: 'DELETE', path: '/mcp', headers: { 'mcp-session-id': 'sess-42', 'x-api-key': key } });

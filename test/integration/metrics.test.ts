@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
+import { typo } from '../helpers/typo.ts';
 
 let up: TestUpstream;
 let sse: TestUpstream;
@@ -54,7 +55,7 @@ describe('/metrics', () => {
     expect(await get('/api/x', { 'x-api-key': key })).toBe(200);
     expect(await get('/api/x', { 'x-api-key': key })).toBe(200);
     expect(await get('/api/x')).toBe(401);
-    expect(await get('/api/x', { 'x-api-key': `${key.slice(0, -1)}${key.endsWith('0') ? '1' : '0'}` })).toBe(401);
+    expect(await get('/api/x', { 'x-api-key': typo(key) })).toBe(401);
     const other = (await t.keys.create({ tenant: 'acme', name: 'no-read' })).key;
     expect(await get('/api/x', { 'x-api-key': other })).toBe(403);
     expect(await get('/down/x', { 'x-api-key': key })).toBe(502);

@@ -11,6 +11,7 @@ import type { KeyRecord } from '../../src/keys/record.ts';
 import { KeyService } from '../../src/keys/service.ts';
 import { cliKeys, type TestKeys } from '../helpers/keygate.ts';
 import { EmbeddedStore, type EmbeddedStoreOptions } from '../../src/store/embedded.ts';
+import { typo } from '../helpers/typo.ts';
 
 const hasher = createKeyHasher('unit-pepper-0123456789abcdef');
 const config = { keys: { prefix: 'kg' }, tenants: { system: 'system' }, permissionGroups: { readers: ['read'], writers: ['read', 'write'] } };
@@ -82,8 +83,8 @@ describe('Verifier', () => {
   it('refuses malformed and mistyped keys without touching the store', async () => {
     const v = verifier();
     const { key } = await keys.create({ tenant: 'acme', name: 'k' });
-    const typo = key.slice(0, -1) + (key.endsWith('0') ? '1' : '0');
-    for (const bad of ['', 'kg_acme_', typo, key.toUpperCase(), `${key}0`, key.replace('kg_', 'sk_'), `Bearer ${key}`]) {
+    const mistyped = typo(key);
+    for (const bad of ['', 'kg_acme_', mistyped, key.toUpperCase(), `${key}0`, key.replace('kg_', 'sk_'), `Bearer ${key}`]) {
       expect(v.verify(bad), bad).toBe('invalid_key');
     }
     expect(store.calls).toBe(0);
