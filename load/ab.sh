@@ -9,13 +9,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$PATH" KEYGATE_PEPPER=bench-pepper-0123456789abcdef
 d=$(mktemp -d); rounds=${3:-3}; secs=${4:-5}
-cat >"$d/up.conf" <<CONF
-worker_processes 1; daemon off; pid $d/up.pid; error_log $d/up.err warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:9940; location / { default_type text/plain; return 200 "ok\n"; } } }
-CONF
-nginx -c "$d/up.conf" & pids=($!)
+. load/stub-upstream.sh
+stub_upstream "$d" 9940; pids=("$stub_pid")
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$d"' EXIT
 for v in A B; do
   extra=$([ $v = A ] && echo "$1" || echo "$2"); port=$([ $v = A ] && echo 9941 || echo 9943)

@@ -31,13 +31,8 @@ key=$(node bin/keygate.js keys create --config "$dir/keygate.yaml" --tenant anch
 # JIT warm-up of every worker, against a stand-in for anchor.sh's upstream (it starts its
 # own only once called): nginx needs none, and the first round would otherwise measure
 # keygate's compiler as much as keygate.
-cat >"$dir/warm.conf" <<CONF
-worker_processes 1; daemon off; pid $dir/warm.pid; error_log $dir/warm.err warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:${ANCHOR_UPSTREAM_PORT:-9901}; location / { default_type text/plain; return 200 "ok\n"; } } }
-CONF
-nginx -c "$dir/warm.conf" & warm=$!
+. load/stub-upstream.sh
+stub_upstream "$dir" "${ANCHOR_UPSTREAM_PORT:-9901}"; warm=$stub_pid
 sleep 0.5
 wrk -t1 -c64 -d4s -H "X-Api-Key: $key" "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
 kill $warm; wait $warm 2>/dev/null || true

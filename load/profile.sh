@@ -13,13 +13,8 @@ log: { access: ${2:-true} }
 routes:
   - { name: a, pathPrefix: /, upstream: "http://127.0.0.1:9930" }
 YAML
-cat >"$d/up.conf" <<CONF
-worker_processes 1; daemon off; pid $d/up.pid; error_log $d/up.err warn;
-events { worker_connections 4096; }
-http { access_log off; keepalive_requests 1000000;
-  server { listen 127.0.0.1:9930; location / { default_type text/plain; return 200 "ok\n"; } } }
-CONF
-nginx -c "$d/up.conf" & ng=$!
+. load/stub-upstream.sh
+stub_upstream "$d" 9930; ng=$stub_pid
 key=$(node bin/keygate.js keys create --config "$d/k.yaml" --tenant anchor --name b --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>process.stdout.write(JSON.parse(s).key))')
 node --cpu-prof --cpu-prof-dir="$d" bin/keygate.js serve --config "$d/k.yaml" >"$d/log" 2>&1 & kp=$!
 trap 'kill $ng $kp 2>/dev/null || true; rm -rf "$d"' EXIT

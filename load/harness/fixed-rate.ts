@@ -18,8 +18,10 @@
  *    has the requests that arrive during the stall counted with their full wait.
  * The first second is a warm-up (connections opened, JIT) and is not counted.
  */
-import { Pool, type Dispatcher } from 'undici';
+import { execFile } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { fileURLToPath } from 'node:url';
+import { Pool, type Dispatcher } from 'undici';
 import type { AcHistogram, AcResult } from './autocannon.ts';
 
 export interface FixedRateTarget {
@@ -159,8 +161,6 @@ export async function fixedRate(o: FixedRateOptions): Promise<Map<string, FixedR
  * flight.
  */
 export async function fixedRateInChild(o: FixedRateOptions): Promise<Map<string, FixedRateResult>> {
-  const { execFile } = await import('node:child_process');
-  const { fileURLToPath } = await import('node:url');
   const out = await new Promise<string>((resolve, reject) => {
     execFile(process.execPath, [fileURLToPath(import.meta.url), JSON.stringify(o)], { maxBuffer: 16 * 1024 * 1024 }, (error, stdout) => (error ? reject(error) : resolve(stdout)));
   });

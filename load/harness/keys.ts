@@ -10,6 +10,7 @@ import type { KeyRecord } from '../../src/keys/record.ts';
 import { EmbeddedStore } from '../../src/store/embedded.ts';
 import { RedisStore } from '../../src/store/redis.ts';
 import { parseConfig } from '../../src/config/load.ts';
+import { typo } from '../../test/helpers/typo.ts';
 
 export const KEY_PREFIX = 'kg';
 export const TENANT = 'bench';
@@ -67,11 +68,7 @@ export async function createKeys(target: StoreTarget, pepper: string, count: num
 
 /** Well-formed keys whose checksum is wrong: rejected before any cache or store lookup. */
 export function badChecksumKeys(count: number): string[] {
-  return Array.from({ length: count }, () => {
-    const key = generateKey(KEY_PREFIX, TENANT);
-    const last = key.at(-1) === '0' ? '1' : '0';
-    return key.slice(0, -1) + last;
-  });
+  return Array.from({ length: count }, () => typo(generateKey(KEY_PREFIX, TENANT)));
 }
 
 /** Keys with a valid checksum that were never created: a store lookup each (then the negative cache). */
