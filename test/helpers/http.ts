@@ -5,7 +5,7 @@
  * itself refuses, and small waiting helpers.
  */
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { connect } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 
@@ -96,6 +96,16 @@ export interface RawSocketResponse {
 }
 
 /**
+ * Resolves when `socket` closes, however it closes. `once(socket, 'close')` rejects on an
+ * 'error' first, and a server that answers and closes while the client is still sending
+ * resets the connection: the client then reads the answer and an ECONNRESET.
+ */
+export function socketClosed(socket: Socket): Promise<void> {
+  socket.on('error', () => {});
+  return new Promise((resolve) => socket.once('close', () => resolve()));
+}
+
+/**
  * Writes `payload` verbatim on a fresh TCP connection and reads until the server closes
  * it (send `Connection: close`). For request lines node:http will not produce.
  */
@@ -106,7 +116,7 @@ export async function rawSocket(base: string, payload: string): Promise<RawSocke
   const chunks: Buffer[] = [];
   socket.on('data', (c: Buffer) => chunks.push(c));
   socket.write(payload);
-  await Promise.race([once(socket, 'close'), sleep(5000).then(() => socket.destroy())]);
+  await Promise.race([socketClosed(socket), sleep(5000).then(() => socket.destroy())]);
   const text = Buffer.concat(chunks).toString('utf8');
   const split = text.indexOf('\r\n\r\n');
   const head = split === -1 ? text : text.slice(0, split);

@@ -13,7 +13,7 @@ import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../helpers/http.ts';
+import { socketClosed, waitFor } from '../helpers/http.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { startHostileKeygate, type HostileKeygate } from './helpers/capture.ts';
 import { exchange, openSocket, parseResponses, RawConnection } from './helpers/raw-http.ts';
@@ -76,8 +76,7 @@ afterAll(async () => {
 function untilClosed(socket: Socket, started: number): Promise<{ text: string; ms: number }> {
   let text = '';
   socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
-  socket.on('error', () => {});
-  return once(socket, 'close').then(() => ({ text, ms: performance.now() - started }));
+  return socketClosed(socket).then(() => ({ text, ms: performance.now() - started }));
 }
 
 async function metric(reason: string): Promise<number> {
