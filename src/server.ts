@@ -183,7 +183,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   proxy.on('upgrade', websockets.handle);
   proxy.on('checkContinue', (req, res) => gateway.handle(req, res, true));
   let closing: Promise<void> | null = null;
-  const keyAuth = createKeyAuthenticator({ verifier, events, systemTenant: config.tenants.system });
+  const keyAuth = createKeyAuthenticator({ verifier, events, systemTenant: config.tenants.system, failures: FailureLimiter.create(config.limits.failedAuth) });
   const webConsole = config.admin.console.enabled
     ? createConsole({ config: config.admin.console, pepper, store, groups: () => live.permissionGroups, systemTenant: config.tenants.system, keyPrefix: config.keys.prefix, keyAuth, events, secrets, logger })
     : null;

@@ -1,17 +1,25 @@
 /**
  * Who is calling the admin listener: the keygate key in `X-Api-Key` (or `Authorization:
  * Bearer`), verified like any other key, and what it may manage (KeyService.callerFor).
- * Answers the request itself (401/403/503, problem+json) when the caller is refused, and
+ * Answers the request itself (401/403/429/503, problem+json) when the caller is refused, and
  * audits failed logins — at most 60 a minute per instance, so a flood cannot fill the log.
+ *
+ * Keys that do not work count against the client's address exactly as on the proxy
+ * (`limits.failedAuth`, auth/failure-limiter.ts; a limiter of its own, so a flood on one
+ * listener does not lock the other): past the limit the address gets 429 before its key is
+ * hashed or looked up, so a flood of made-up admin keys cannot turn into a flood of store
+ * lookups. The address is the socket's: the admin listener trusts no X-Forwarded-For.
  *
  * The admin API uses it directly; the web console signs people in with it and wraps it
  * so that a session cookie can stand in for the key (console/session-auth.ts).
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extractCredential, CONFLICT } from '../auth/extract.ts';
+import type { FailureLimiter } from '../auth/failure-limiter.ts';
 import type { Verifier } from '../auth/verify.ts';
 import type { EventSink } from '../events/event-sink.ts';
 import { KeyService, type Caller } from '../keys/service.ts';
+import { clientAddress } from '../proxy/client-address.ts';
 import { sendProblem, type ProblemCode } from '../proxy/problem.ts';
 
 /** The caller, or null when the request was refused (and already answered). */
@@ -21,6 +29,8 @@ export interface KeyAuthOptions {
   verifier: Verifier;
   events: EventSink;
   systemTenant: string;
+  /** Failed authentications per address; null: no limit (limits.failedAuth.max 0). */
+  failures?: FailureLimiter | null;
 }
 
 /** Failed admin logins are audited, but a flood of them must not flood the audit log. */
@@ -36,7 +46,7 @@ class FailureBudget {
   }
 }
 
-export function createKeyAuthenticator({ verifier, events, systemTenant }: KeyAuthOptions): Authenticate {
+export function createKeyAuthenticator({ verifier, events, systemTenant, failures = null }: KeyAuthOptions): Authenticate {
   const budget = new FailureBudget();
   return async function authenticate(req, res) {
     const credential = extractCredential(req.headers);
@@ -49,8 +59,15 @@ export function createKeyAuthenticator({ verifier, events, systemTenant }: KeyAu
     };
     if (credential === CONFLICT) return denied('conflicting_credentials', 'X-Api-Key and Authorization: Bearer carry different keys', 'conflicting');
     if (credential === null) return denied('missing_credentials', 'send an admin key in X-Api-Key', 'missing');
+    const address = failures === null ? '' : clientAddress(req, false);
+    const wait = failures === null ? 0 : failures.retryAfterFor(address);
+    if (wait > 0) {
+      sendProblem(res, 'rate_limited', `too many failed authentications from this address; try again in ${wait} s`, { 'retry-after': String(wait) });
+      return null;
+    }
     const result = await verifier.verify(credential.key);
     if (typeof result === 'string') {
+      if (result !== 'auth_unavailable') failures?.failedFor(address);
       const code: ProblemCode = result === 'auth_unavailable' ? 'auth_unavailable' : result;
       return denied(code, 'the admin key is not valid', result);
     }

@@ -29,14 +29,13 @@ let nextAddress = 2;
 const counts = { requests: 0, blocked: 0 };
 
 /** A client on its own loopback address. */
-function client(base = kg.url): { address: string; send(key?: string, headers?: string, path?: string): Promise<{ status: number; headers: Record<string, string>; body: string }>; close(): void } {
-  const address = `127.0.0.${nextAddress++}`;
+function client(base = kg.url, address = `127.0.0.${nextAddress++}`): { address: string; send(key?: string, headers?: string, path?: string, method?: string): Promise<{ status: number; headers: Record<string, string>; body: string }>; close(): void } {
   const connection = new RawConnection(base, { localAddress: address });
   return {
     address,
-    async send(key, headers = '', path = '/api/x') {
+    async send(key, headers = '', path = '/api/x', method = 'GET') {
       counts.requests++;
-      const { response } = await connection.request(`GET ${path} HTTP/1.1\r\nHost: gw\r\n${key === undefined ? '' : `X-Api-Key: ${key}\r\n`}${headers}\r\n`);
+      const { response } = await connection.request(`${method} ${path} HTTP/1.1\r\nHost: gw\r\n${key === undefined ? '' : `X-Api-Key: ${key}\r\n`}${headers}\r\n`);
       if (response === null) throw new Error('no response');
       if (response.status === 429) counts.blocked++;
       return response;
@@ -87,6 +86,35 @@ describe('failed authentications per client address', () => {
     expect((await bystander.send(generateKey('kg', 'acme'))).status).toBe(401);
     attacker.close();
     bystander.close();
+  });
+
+  it('the admin listener limits its own failures the same way, for the API and the console sign-in alike', async () => {
+    const root = (await kg.keys.create({ tenant: 'system', role: 'admin', name: 'root' })).key;
+    const admin = client(kg.adminUrl);
+    const loginFailures = async () => (await kg.keygate.store.listAudit({ limit: 500 })).entries.filter((e) => e.action === 'admin.login_failed').length;
+    const auditedBefore = await loginFailures();
+    for (let i = 0; i < MAX; i++) expect((await admin.send(generateKey('kg', 'system'), '', '/v1/keys')).status).toBe(401);
+    const before = lookups();
+    for (let i = 0; i < 50; i++) {
+      const res = await admin.send(generateKey('kg', 'system'), '', '/v1/keys');
+      expect(res.status).toBe(429);
+      expect(JSON.parse(res.body)).toMatchObject({ status: 429, code: 'rate_limited' });
+      expect(Number(res.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    }
+    // The root key too, and the console's sign-in, which takes the same key.
+    expect((await admin.send(root, '', '/v1/keys')).status).toBe(429);
+    const signIn = await admin.send(root, 'Origin: http://gw\r\nContent-Length: 0\r\n', '/console/api/session', 'POST');
+    expect(signIn.status, signIn.body).toBe(429);
+    expect(signIn.headers['set-cookie']).toBeUndefined();
+    // No lookup, and no audit entry, for what was blocked.
+    expect(lookups()).toBe(before);
+    expect(await loginFailures()).toBe(auditedBefore + MAX);
+    // Its own count: the same address is not blocked on the proxy, nor another on the admin listener.
+    const sameAddressOnProxy = client(kg.url, admin.address);
+    expect((await sameAddressOnProxy.send(valid)).status).toBe(200);
+    const otherAdmin = client(kg.adminUrl);
+    expect((await otherAdmin.send(root, '', '/v1/keys')).status).toBe(200);
+    for (const c of [admin, sameAddressOnProxy, otherAdmin]) c.close();
   });
 
   it('the block ends when Retry-After says, and one failure later it is back', async () => {
