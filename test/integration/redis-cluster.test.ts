@@ -1,9 +1,12 @@
 /**
  * Redis Cluster: three real cluster-mode redis-servers (no replicas). Every key keygate
  * writes carries the `{kg}` hash tag, so each script touches one slot; revocations are
- * pushed across the cluster to every instance.
+ * pushed across the cluster to every instance. keygate connects as the Redis user that
+ * docs/redis.md gives for a cluster, and no node's ACL LOG records a refusal.
  */
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, Redis } from 'ioredis';
 import { Pool } from 'undici';
@@ -28,6 +31,29 @@ function caller(instance: TestKeygate): (key: string) => Promise<number> {
 }
 
 const redisCliAvailable = spawnSync('redis-cli', ['--version']).status === 0;
+const PASSWORD = randomBytes(12).toString('hex');
+
+/** docs/redis.md's `user keygate …` line for a cluster: the `{kg}` prefix and the two CLUSTER subcommands it names. */
+function clusterAcl(): string[] {
+  const doc = readFileSync(new URL('../../docs/redis.md', import.meta.url), 'utf8');
+  const extra = '+cluster|slots +cluster|info';
+  expect(doc).toContain(`\`${extra}\``);
+  const words = doc.split('\n').find((l) => l.startsWith('user keygate '))!.trim().split(/\s+/).slice(2);
+  return [...words.map((w) => (w === '>CHANGE-ME' ? `>${PASSWORD}` : w.replace(/^([~&])kg:\*$/, '$1{kg}:*'))), ...extra.split(' ')];
+}
+
+async function aclLogs(): Promise<string[]> {
+  const refusals: string[] = [];
+  for (const node of nodes) {
+    const r = new Redis({ port: node.port, lazyConnect: true });
+    try {
+      for (const entry of (await r.call('ACL', 'LOG')) as unknown[][]) refusals.push(`${node.port}: ${entry.map(String).join(' ')}`);
+    } finally {
+      r.disconnect();
+    }
+  }
+  return refusals;
+}
 
 describe.skipIf(!redisServerAvailable() || !redisCliAvailable)('Redis Cluster', () => {
   beforeAll(async () => {
@@ -59,9 +85,17 @@ describe.skipIf(!redisServerAvailable() || !redisCliAvailable)('Redis Cluster', 
         100,
       );
     }
+    for (const node of nodes) {
+      const r = new Redis({ port: node.port, lazyConnect: true });
+      try {
+        await r.call('ACL', 'SETUSER', 'keygate', 'reset', ...clusterAcl());
+      } finally {
+        r.disconnect();
+      }
+    }
     upstream = await startUpstream();
     const config = {
-      store: { kind: 'redis' as const, redis: { cluster: nodes.map((n) => ({ host: '127.0.0.1', port: n.port })), commandTimeoutMs: 500 } },
+      store: { kind: 'redis' as const, redis: { cluster: nodes.map((n) => ({ host: '127.0.0.1', port: n.port })), redisOptions: { username: 'keygate', password: PASSWORD }, commandTimeoutMs: 500 } },
       routes: [{ name: 'api', pathPrefix: '/api', upstream: upstream.url }],
       log: { level: 'warn' as const, access: false },
     };
@@ -102,5 +136,17 @@ describe.skipIf(!redisServerAvailable() || !redisCliAvailable)('Redis Cluster', 
       await waitFor('instance A to refuse every key of the tenant', async () => (await callA(key)) === 401, 2000, 2);
     }
     expect((await b.keys.list({ tenant: 'acme', includeRevoked: true })).map((r) => r.status)).toEqual(Array(5).fill('revoked'));
+  });
+
+  it('did all of it as the documented Redis user, refused nothing', async () => {
+    const r = new Redis({ port: nodes[0]!.port, lazyConnect: true });
+    try {
+      const clients = String(await r.call('CLIENT', 'LIST')).split('\n').filter((l) => l.includes('name=keygate'));
+      expect(clients.length).toBeGreaterThan(0);
+      expect(clients.every((l) => l.includes('user=keygate'))).toBe(true);
+    } finally {
+      r.disconnect();
+    }
+    expect(await aclLogs()).toEqual([]);
   });
 });
