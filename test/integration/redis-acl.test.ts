@@ -7,7 +7,6 @@
  * CONFIG or FLUSHALL, no keys or channels outside the prefix.
  */
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_CALLER } from '../../src/keys/service.ts';
@@ -15,6 +14,7 @@ import { loadKeyring } from '../../src/secrets/crypto.ts';
 import { SecretService } from '../../src/secrets/service.ts';
 import { adminClient, type AdminClient } from '../helpers/admin.ts';
 import { rawRequest } from '../helpers/http.ts';
+import { aclRefusals, documentedAcl } from '../helpers/redis-acl.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { startRedisServer, waitFor, type RedisServer } from '../helpers/redis-server.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
@@ -22,16 +22,6 @@ import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 const PASSWORD = randomBytes(12).toString('hex');
 const MASTER_KEY = randomBytes(32).toString('base64');
 const SECRET_VALUE = `sk-acl-${randomBytes(16).toString('hex')}`;
-
-/** The `user keygate …` line of docs/redis.md, as ACL SETUSER arguments with the test's password. */
-function documentedAcl(): string[] {
-  const doc = readFileSync(new URL('../../docs/redis.md', import.meta.url), 'utf8');
-  const line = doc.split('\n').find((l) => l.startsWith('user keygate '));
-  if (!line) throw new Error('docs/redis.md has no "user keygate …" line');
-  const words = line.trim().split(/\s+/).slice(2);
-  expect(words).toContain('>CHANGE-ME');
-  return words.map((w) => (w === '>CHANGE-ME' ? `>${PASSWORD}` : w));
-}
 
 let redis: RedisServer;
 /** The default (unrestricted) user: sets up the ACL and reads the ACL LOG. */
@@ -44,21 +34,12 @@ let b: TestKeygate;
 let adminA: AdminClient;
 let adminB: AdminClient;
 
-async function aclLog(): Promise<string[]> {
-  const entries = (await root.call('ACL', 'LOG')) as unknown[][];
-  return entries.map((entry) => {
-    const fields: Record<string, unknown> = {};
-    for (let i = 0; i + 1 < entry.length; i += 2) fields[String(entry[i])] = entry[i + 1];
-    return `${String(fields.reason)} ${String(fields.object)} (context ${String(fields.context)}, user ${String(fields.username)})`;
-  });
-}
-
 const proxied = (instance: TestKeygate, path: string, key: string) => rawRequest(instance.url, { path, headers: { 'x-api-key': key } });
 
 beforeAll(async () => {
   redis = await startRedisServer();
   root = new Redis(redis.url);
-  await root.call('ACL', 'SETUSER', 'keygate', 'reset', ...documentedAcl());
+  await root.call('ACL', 'SETUSER', 'keygate', 'reset', ...documentedAcl(PASSWORD));
   await root.call('ACL', 'LOG', 'RESET');
   up = await startUpstream((req, res) => {
     req.resume();
@@ -163,7 +144,7 @@ describe('keygate as the documented Redis user', () => {
   });
 
   it('Redis refused nothing keygate asked for', async () => {
-    expect(await aclLog()).toEqual([]);
+    expect(await aclRefusals(root)).toEqual([]);
   });
 });
 

@@ -6,11 +6,11 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster, Redis } from 'ioredis';
 import { Pool } from 'undici';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
+import { aclRefusals, documentedAcl, redisDoc } from '../helpers/redis-acl.ts';
 import { freePort, redisServerAvailable, startRedisServer, waitFor, type RedisServer } from '../helpers/redis-server.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 
@@ -35,11 +35,9 @@ const PASSWORD = randomBytes(12).toString('hex');
 
 /** docs/redis.md's `user keygate …` line for a cluster: the `{kg}` prefix and the two CLUSTER subcommands it names. */
 function clusterAcl(): string[] {
-  const doc = readFileSync(new URL('../../docs/redis.md', import.meta.url), 'utf8');
   const extra = '+cluster|slots +cluster|info';
-  expect(doc).toContain(`\`${extra}\``);
-  const words = doc.split('\n').find((l) => l.startsWith('user keygate '))!.trim().split(/\s+/).slice(2);
-  return [...words.map((w) => (w === '>CHANGE-ME' ? `>${PASSWORD}` : w.replace(/^([~&])kg:\*$/, '$1{kg}:*'))), ...extra.split(' ')];
+  expect(redisDoc()).toContain(`\`${extra}\``);
+  return [...documentedAcl(PASSWORD, '{kg}:'), ...extra.split(' ')];
 }
 
 async function aclLogs(): Promise<string[]> {
@@ -47,7 +45,7 @@ async function aclLogs(): Promise<string[]> {
   for (const node of nodes) {
     const r = new Redis({ port: node.port, lazyConnect: true });
     try {
-      for (const entry of (await r.call('ACL', 'LOG')) as unknown[][]) refusals.push(`${node.port}: ${entry.map(String).join(' ')}`);
+      for (const line of await aclRefusals(r)) refusals.push(`${node.port}: ${line}`);
     } finally {
       r.disconnect();
     }
