@@ -19,7 +19,7 @@ import type { FailureLimiter } from '../auth/failure-limiter.ts';
 import type { Verifier } from '../auth/verify.ts';
 import type { EventSink } from '../events/event-sink.ts';
 import { KeyService, type Caller } from '../keys/service.ts';
-import { clientAddress } from '../proxy/client-address.ts';
+import { rateLimited } from '../proxy/auth-answers.ts';
 import { sendProblem, type ProblemCode } from '../proxy/problem.ts';
 
 /** The caller, or null when the request was refused (and already answered). */
@@ -59,15 +59,15 @@ export function createKeyAuthenticator({ verifier, events, systemTenant, failure
     };
     if (credential === CONFLICT) return denied('conflicting_credentials', 'X-Api-Key and Authorization: Bearer carry different keys', 'conflicting');
     if (credential === null) return denied('missing_credentials', 'send an admin key in X-Api-Key', 'missing');
-    const address = failures === null ? '' : clientAddress(req, false);
-    const wait = failures === null ? 0 : failures.retryAfterFor(address);
+    const wait = failures?.retryAfter(req, false) ?? 0;
     if (wait > 0) {
-      sendProblem(res, 'rate_limited', `too many failed authentications from this address; try again in ${wait} s`, { 'retry-after': String(wait) });
+      const limited = rateLimited(wait);
+      sendProblem(res, limited.code, limited.detail, limited.headers);
       return null;
     }
     const result = await verifier.verify(credential.key);
     if (typeof result === 'string') {
-      if (result !== 'auth_unavailable') failures?.failedFor(address);
+      if (result !== 'auth_unavailable') failures?.failed(req, false);
       const code: ProblemCode = result === 'auth_unavailable' ? 'auth_unavailable' : result;
       return denied(code, 'the admin key is not valid', result);
     }
