@@ -40,16 +40,19 @@ function clusterAcl(): string[] {
   return [...documentedAcl(PASSWORD, '{kg}:'), ...extra.split(' ')];
 }
 
+/** Runs `fn` on a short-lived connection to one node (as the default user). */
+async function onNode<T>(node: RedisServer, fn: (r: Redis) => Promise<T>): Promise<T> {
+  const r = new Redis({ port: node.port, lazyConnect: true });
+  try {
+    return await fn(r);
+  } finally {
+    r.disconnect();
+  }
+}
+
 async function aclLogs(): Promise<string[]> {
   const refusals: string[] = [];
-  for (const node of nodes) {
-    const r = new Redis({ port: node.port, lazyConnect: true });
-    try {
-      for (const line of await aclRefusals(r)) refusals.push(`${node.port}: ${line}`);
-    } finally {
-      r.disconnect();
-    }
-  }
+  for (const node of nodes) for (const line of await onNode(node, aclRefusals)) refusals.push(`${node.port}: ${line}`);
   return refusals;
 }
 
@@ -71,26 +74,12 @@ describe.skipIf(!redisServerAvailable() || !redisCliAvailable)('Redis Cluster', 
     for (const node of nodes) {
       await waitFor(
         `node ${node.port} to report cluster_state:ok`,
-        async () => {
-          const r = new Redis({ port: node.port, lazyConnect: true });
-          try {
-            return String(await r.call('CLUSTER', 'INFO')).includes('cluster_state:ok');
-          } finally {
-            r.disconnect();
-          }
-        },
+        async () => onNode(node, async (r) => String(await r.call('CLUSTER', 'INFO')).includes('cluster_state:ok')),
         10_000,
         100,
       );
     }
-    for (const node of nodes) {
-      const r = new Redis({ port: node.port, lazyConnect: true });
-      try {
-        await r.call('ACL', 'SETUSER', 'keygate', 'reset', ...clusterAcl());
-      } finally {
-        r.disconnect();
-      }
-    }
+    for (const node of nodes) await onNode(node, (r) => r.call('ACL', 'SETUSER', 'keygate', 'reset', ...clusterAcl()));
     upstream = await startUpstream();
     const config = {
       store: { kind: 'redis' as const, redis: { cluster: nodes.map((n) => ({ host: '127.0.0.1', port: n.port })), redisOptions: { username: 'keygate', password: PASSWORD }, commandTimeoutMs: 500 } },
@@ -137,14 +126,9 @@ describe.skipIf(!redisServerAvailable() || !redisCliAvailable)('Redis Cluster', 
   });
 
   it('did all of it as the documented Redis user, refused nothing', async () => {
-    const r = new Redis({ port: nodes[0]!.port, lazyConnect: true });
-    try {
-      const clients = String(await r.call('CLIENT', 'LIST')).split('\n').filter((l) => l.includes('name=keygate'));
-      expect(clients.length).toBeGreaterThan(0);
-      expect(clients.every((l) => l.includes('user=keygate'))).toBe(true);
-    } finally {
-      r.disconnect();
-    }
+    const clients = String(await onNode(nodes[0]!, (r) => r.call('CLIENT', 'LIST'))).split('\n').filter((l) => l.includes('name=keygate'));
+    expect(clients.length).toBeGreaterThan(0);
+    expect(clients.every((l) => l.includes('user=keygate'))).toBe(true);
     expect(await aclLogs()).toEqual([]);
   });
 });
