@@ -154,7 +154,6 @@ describe('rotation', () => {
     const olds: { key: string; id: string }[] = [];
     for (let i = 0; i < 3; i++) olds.push(await createOk(adminA, { tenant: 'overlap', name: `overlap ${i}`, permissions: ['read'] }));
     const successors: { key: string; id: string }[] = [];
-    const rotatedAt = Date.now();
     for (const [n, old] of olds.entries()) {
       // Through either instance's admin API: both write to the one store.
       const res = await rotate(n % 2 === 0 ? adminA : adminB, old.id, { overlapSeconds: 3 });
@@ -162,6 +161,11 @@ describe('rotation', () => {
       expect(res.json.previous).toMatchObject({ id: old.id, status: 'active', revokedAt: null });
       successors.push(res.json);
     }
+    // Every overlap was started (server-side) before its answer came back, so all three end
+    // by this time + 3 s. Counting from before the first rotation instead flaked in CI: on a
+    // busy machine the three rotations took longer than the 50 ms margin, and the last
+    // key's overlap had not ended when the final sweeps ran.
+    const lastRotatedAt = Date.now();
     // During the overlap both keys work everywhere, and a sweep changes nothing. (3 s: the
     // rotations, sweeps and twelve requests must all fit inside it on a busy CI machine.)
     await Promise.all([a.keygate.jobs.sweep(), b.keygate.jobs.sweep()]);
@@ -170,7 +174,7 @@ describe('rotation', () => {
     }
     expect((await audit()).filter((e) => e.action === 'key.revoke' && olds.some((o) => o.id === e.target))).toEqual([]);
 
-    await sleep(Math.max(0, rotatedAt + 3000 + 50 - Date.now()));
+    await sleep(Math.max(0, lastRotatedAt + 3000 + 50 - Date.now()));
     await Promise.all([a.keygate.jobs.sweep(), b.keygate.jobs.sweep(), b.keygate.jobs.sweep(), a.keygate.jobs.sweep()]);
     await Promise.all([a.keygate.jobs.sweep(), b.keygate.jobs.sweep()]);
 
