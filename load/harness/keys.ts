@@ -54,6 +54,7 @@ export async function createKeys(target: StoreTarget, pepper: string, count: num
           createdAt: now,
           expiresAt: null,
           revokedAt: null,
+          revokesAt: null,
           lastUsedAt: null,
         };
         jobs.push(store.create(record, hash(key)));

@@ -63,13 +63,14 @@ export const keyRecord = z
     createdAt: isoDate,
     expiresAt: isoDate.nullable(),
     revokedAt: isoDate.nullable(),
+    revokesAt: isoDate.nullable().describe("when a rotation's overlap ends: the key is refused from then on (and revoked by the next sweep)"),
     lastUsedAt: isoDate.nullable(),
   })
   .meta({ id: 'Key' });
 
 export const createdKey = keyRecord.extend({ key: z.string().describe('the full key: shown in this response only') }).meta({ id: 'CreatedKey' });
 
-export const rotatedKey = createdKey.extend({ previous: keyRecord.describe('the old key as it is now (revoked, or still active until the overlap ends)') }).meta({ id: 'RotatedKey' });
+export const rotatedKey = createdKey.extend({ previous: keyRecord.describe('the old key as it is now: revoked, or active until its revokesAt') }).meta({ id: 'RotatedKey' });
 
 export const tenantSummary = z
   .object({

@@ -202,6 +202,7 @@ export function tokenIdentity(issuer: Issuer, payload: JWTPayload): Identity | '
     createdAt: typeof payload.iat === 'number' ? payload.iat * 1000 : 0,
     expiresAt: (payload.exp as number) * 1000,
     revokedAt: null,
+    revokesAt: null,
     lastUsedAt: null,
   };
   return { record, permissions, permissionSet: new Set(permissions), permissionsHeader: permissions.join(','), issuer: issuer.name };

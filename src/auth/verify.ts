@@ -62,7 +62,7 @@ export class Verifier implements StoreFeed {
    */
   readonly #known: LRUCache<string, string>;
   readonly #inflight = new Map<string, Promise<KeyRecord | null>>();
-  /** Bumped by every revocation or resync: a lookup that started before one is not cached. */
+  /** Bumped by every revocation, change or resync: a lookup that started before one is not cached. */
   #generation = 0;
   readonly #now: () => number;
   readonly #onStoreError: (error: unknown) => void;
@@ -70,6 +70,8 @@ export class Verifier implements StoreFeed {
   readonly stats: VerifierStats = { hits: 0, misses: 0, storeCalls: 0, evictions: 0 };
   /** Called after each revocation event is applied, with the event. */
   onRevocationApplied: ((event: RevocationEvent, appliedAt: number) => void) | null = null;
+  /** Called after records changed (a rotation set their revokesAt), with their hashes. */
+  onChanged: ((hashes: readonly string[]) => void) | null = null;
   /** Called after a resync (revocations may have been missed while the feed was down). */
   onResync: (() => void) | null = null;
 
@@ -141,7 +143,11 @@ export class Verifier implements StoreFeed {
   #judge(identity: Identity): VerifyResult {
     const record = identity.record;
     if (record.status !== 'active') return 'key_revoked';
-    if (record.expiresAt !== null && record.expiresAt <= this.#now()) return 'key_expired';
+    if (record.expiresAt === null && record.revokesAt === null) return identity;
+    const now = this.#now();
+    // A rotation's overlap ends on time on every instance, whenever the sweep gets to it.
+    if (record.revokesAt !== null && record.revokesAt <= now) return 'key_revoked';
+    if (record.expiresAt !== null && record.expiresAt <= now) return 'key_expired';
     return identity;
   }
 
@@ -205,6 +211,16 @@ export class Verifier implements StoreFeed {
       this.#inflight.delete(hash);
     }
     this.onRevocationApplied?.(event, this.#now());
+  }
+
+  /** StoreFeed: records changed but stay active; the next request reads them again. */
+  changed(hashes: readonly string[]): void {
+    this.#generation++;
+    for (const hash of hashes) {
+      this.#positive.delete(hash);
+      this.#inflight.delete(hash);
+    }
+    this.onChanged?.(hashes);
   }
 
   /** StoreFeed: revocations may have been missed; trust nothing cached. */

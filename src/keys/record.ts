@@ -22,6 +22,11 @@ export interface KeyRecord {
   createdAt: number;
   expiresAt: number | null;
   revokedAt: number | null;
+  /**
+   * When a rotation's overlap ends: from then on the key is refused on every request, as
+   * if revoked, and the next sweep revokes it in the store. Null when none is scheduled.
+   */
+  revokesAt: number | null;
   lastUsedAt: number | null;
 }
 
@@ -40,6 +45,7 @@ export interface PublicKeyRecord {
   createdAt: string;
   expiresAt: string | null;
   revokedAt: string | null;
+  revokesAt: string | null;
   lastUsedAt: string | null;
 }
 
@@ -60,6 +66,7 @@ export function toPublic(record: KeyRecord): PublicKeyRecord {
     createdAt: new Date(record.createdAt).toISOString(),
     expiresAt: iso(record.expiresAt),
     revokedAt: iso(record.revokedAt),
+    revokesAt: iso(record.revokesAt),
     lastUsedAt: iso(record.lastUsedAt),
   };
 }

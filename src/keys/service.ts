@@ -170,6 +170,7 @@ export class KeyService {
       prefix: displayPrefix(key),
       createdAt: now,
       revokedAt: null,
+      revokesAt: null,
       lastUsedAt: null,
     };
     await this.#store.create(record, this.#hasher(key));
@@ -235,8 +236,8 @@ export class KeyService {
 
   /**
    * A successor with the same attributes (and expiry, unless `expires` is given). The old
-   * key works for `overlapSeconds` more and is then revoked by whichever instance's sweeper
-   * gets there first (0: now).
+   * key works for `overlapSeconds` more (0: revoked now): every instance refuses it from its
+   * `revokesAt` on, and whichever instance's sweeper gets there first revokes it.
    */
   async rotate(caller: Caller, id: string, overlapSeconds: number, expires?: string): Promise<CreatedKey & { previous: KeyRecord }> {
     const old = this.#visible(caller, await this.#store.get(id));
@@ -257,10 +258,9 @@ export class KeyService {
     }
     const { tenant, name, role, permissions, group, user, client } = old;
     const created = await this.#insert({ tenant, name, role, permissions, group, user, client, expiresAt }, now);
-    let previous = old;
-    if (overlapSeconds === 0) previous = (await this.#store.revoke(old.id, now)) ?? old;
-    else await this.#store.scheduleRevocation(old.id, now + overlapSeconds * 1000);
-    await this.#events?.key('key.rotate', caller.actor, old, { successor: created.record.id, overlapSeconds });
+    const previous =
+      (overlapSeconds === 0 ? await this.#store.revoke(old.id, now) : await this.#store.scheduleRevocation(old.id, now + overlapSeconds * 1000)) ?? old;
+    await this.#events?.key('key.rotate', caller.actor, previous, { successor: created.record.id, overlapSeconds });
     await this.#events?.key('key.create', caller.actor, created.record, { rotatedFrom: old.id });
     if (overlapSeconds === 0) await this.#events?.key('key.revoke', caller.actor, previous, { reason: 'rotated' });
     return { ...created, previous };

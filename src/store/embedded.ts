@@ -3,7 +3,8 @@
  * so an acknowledged write survives a crash. Several processes may open the same file
  * (a running `keygate serve` and the CLI): revocations go into an append-only table that
  * long-running processes poll, so a key revoked from the CLI is refused by the server
- * within `pollMs` (and at once by the process that revoked it).
+ * within `pollMs` (and at once by the process that revoked it). Records that change while
+ * staying active (a rotation's overlap end) are logged in `key_changes`, polled the same way.
  *
  * Upstream secrets (encrypted envelopes only) live in `secrets`; every change to one is
  * also written to `secret_changes`, which servers poll the same way, so a secret removed
@@ -39,7 +40,8 @@ CREATE TABLE IF NOT EXISTS keys (
   created_at INTEGER NOT NULL,
   expires_at INTEGER,
   revoked_at INTEGER,
-  last_used_at INTEGER
+  last_used_at INTEGER,
+  revokes_at INTEGER
 ) STRICT;
 CREATE INDEX IF NOT EXISTS keys_tenant ON keys (tenant, created_at);
 CREATE INDEX IF NOT EXISTS keys_expiry ON keys (expires_at) WHERE status = 'active' AND expires_at IS NOT NULL;
@@ -59,6 +61,11 @@ CREATE TABLE IF NOT EXISTS reminders (key_id TEXT NOT NULL, stage TEXT NOT NULL,
 CREATE TABLE IF NOT EXISTS revocations (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   key_id TEXT NOT NULL,
+  hash TEXT NOT NULL,
+  at INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS key_changes (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
   hash TEXT NOT NULL,
   at INTEGER NOT NULL
 ) STRICT;
@@ -109,6 +116,7 @@ interface Row {
   expires_at: number | null;
   revoked_at: number | null;
   last_used_at: number | null;
+  revokes_at: number | null;
 }
 
 function fromRow(row: Row): KeyRecord {
@@ -126,6 +134,7 @@ function fromRow(row: Row): KeyRecord {
     createdAt: row.created_at,
     expiresAt: row.expires_at,
     revokedAt: row.revoked_at,
+    revokesAt: row.revokes_at,
     lastUsedAt: row.last_used_at,
   };
 }
@@ -141,11 +150,12 @@ export class EmbeddedStore implements KeyStore, LifecycleStore, SecretStore, Ses
   readonly feedHealthy = true;
   readonly #db: DatabaseSync;
   readonly #pollMs: number;
-  readonly #q: Record<'byHash' | 'byId' | 'insert' | 'revoke' | 'logRevocation' | 'activeOfTenant' | 'revocationsAfter' | 'lastSeq', StatementSync>;
+  readonly #q: Record<'byHash' | 'byId' | 'insert' | 'revoke' | 'logRevocation' | 'activeOfTenant' | 'revocationsAfter' | 'lastSeq' | 'changesAfter' | 'lastChangeSeq', StatementSync>;
   #feed: StoreFeed | null = null;
   /** Ids this process already reported when it revoked them, so the poll does not report them again. */
   readonly #reported = new Set<string>();
   #lastSeq = 0;
+  #lastChangeSeq = 0;
   #secretFeed: SecretFeed | null = null;
   #secretChangesAfter: StatementSync | null = null;
   #lastSecretSeq = 0;
@@ -167,19 +177,37 @@ export class EmbeddedStore implements KeyStore, LifecycleStore, SecretStore, Ses
     // busy_timeout first: several processes (workers, the CLI) may open the file at once.
     this.#db.exec('PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;');
     this.#db.exec(SCHEMA);
+    this.#migrate();
     this.#q = {
       byHash: this.#db.prepare('SELECT * FROM keys WHERE hash = ?'),
       byId: this.#db.prepare('SELECT * FROM keys WHERE id = ?'),
       insert: this.#db.prepare(
-        `INSERT INTO keys (id, hash, tenant, name, role, permissions, grp, user_name, client, status, prefix, created_at, expires_at, revoked_at, last_used_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO keys (id, hash, tenant, name, role, permissions, grp, user_name, client, status, prefix, created_at, expires_at, revoked_at, last_used_at, revokes_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       revoke: this.#db.prepare("UPDATE keys SET status = 'revoked', revoked_at = ? WHERE id = ? AND status = 'active' RETURNING hash"),
       logRevocation: this.#db.prepare('INSERT INTO revocations (key_id, hash, at) VALUES (?, ?, ?)'),
       activeOfTenant: this.#db.prepare("SELECT id FROM keys WHERE tenant = ? AND status = 'active'"),
       revocationsAfter: this.#db.prepare('SELECT seq, key_id, hash, at FROM revocations WHERE seq > ? ORDER BY seq LIMIT 1000'),
       lastSeq: this.#db.prepare('SELECT COALESCE(MAX(seq), 0) AS seq FROM revocations'),
+      changesAfter: this.#db.prepare('SELECT seq, hash FROM key_changes WHERE seq > ? ORDER BY seq LIMIT 1000'),
+      lastChangeSeq: this.#db.prepare('SELECT COALESCE(MAX(seq), 0) AS seq FROM key_changes'),
     };
+  }
+
+  /**
+   * Files written before `revokes_at` existed get the column, filled from the rotations
+   * already scheduled. Inside a write transaction: processes opening an old file at the
+   * same moment add it once.
+   */
+  #migrate(): void {
+    const hasColumn = () => (this.#db.prepare('SELECT name FROM pragma_table_info(?)').all('keys') as { name: string }[]).some((c) => c.name === 'revokes_at');
+    if (hasColumn()) return;
+    this.#transaction(() => {
+      if (hasColumn()) return;
+      this.#db.exec('ALTER TABLE keys ADD COLUMN revokes_at INTEGER');
+      this.#db.exec("UPDATE keys SET revokes_at = (SELECT at FROM scheduled_revocations WHERE key_id = keys.id) WHERE status = 'active'");
+    });
   }
 
   async findByHash(hash: string): Promise<KeyRecord | null> {
@@ -196,7 +224,7 @@ export class EmbeddedStore implements KeyStore, LifecycleStore, SecretStore, Ses
     try {
       this.#q.insert.run(
         r.id, hash, r.tenant, r.name, r.role, JSON.stringify(r.permissions), r.group, r.user, r.client,
-        r.status, r.prefix, r.createdAt, r.expiresAt, r.revokedAt, r.lastUsedAt,
+        r.status, r.prefix, r.createdAt, r.expiresAt, r.revokedAt, r.lastUsedAt, r.revokesAt,
       );
     } catch (error) {
       if (String((error as Error).message).includes('UNIQUE')) throw new DuplicateKeyError('a key with this id or hash exists');
@@ -249,11 +277,12 @@ export class EmbeddedStore implements KeyStore, LifecycleStore, SecretStore, Ses
     return revoked;
   }
 
-  #transaction(work: () => void): void {
+  #transaction<T>(work: () => T): T {
     this.#db.exec('BEGIN IMMEDIATE');
     try {
-      work();
+      const result = work();
       this.#db.exec('COMMIT');
+      return result;
     } catch (error) {
       this.#db.exec('ROLLBACK');
       throw error;
@@ -300,8 +329,18 @@ export class EmbeddedStore implements KeyStore, LifecycleStore, SecretStore, Ses
     };
   }
 
-  async scheduleRevocation(id: string, at: number): Promise<void> {
-    this.#db.prepare('INSERT INTO scheduled_revocations (key_id, at) VALUES (?, ?) ON CONFLICT (key_id) DO UPDATE SET at = MIN(at, excluded.at)').run(id, at);
+  async scheduleRevocation(id: string, at: number): Promise<KeyRecord | null> {
+    const hash = this.#transaction(() => {
+      const row = this.#db
+        .prepare("UPDATE keys SET revokes_at = MIN(COALESCE(revokes_at, ?), ?) WHERE id = ? AND status = 'active' RETURNING hash, revokes_at")
+        .get(at, at, id) as { hash: string; revokes_at: number } | undefined;
+      if (!row) return null;
+      this.#db.prepare('INSERT INTO scheduled_revocations (key_id, at) VALUES (?, ?) ON CONFLICT (key_id) DO UPDATE SET at = MIN(at, excluded.at)').run(id, row.revokes_at);
+      this.#db.prepare('INSERT INTO key_changes (hash, at) VALUES (?, ?)').run(row.hash, Date.now());
+      return row.hash;
+    });
+    if (hash !== null) this.#feed?.changed([hash]);
+    return this.get(id);
   }
 
   async revokeDue(now: number): Promise<string[]> {
@@ -324,6 +363,7 @@ export class EmbeddedStore implements KeyStore, LifecycleStore, SecretStore, Ses
   async subscribe(feed: StoreFeed): Promise<void> {
     this.#feed = feed;
     this.#lastSeq = (this.#q.lastSeq.get() as { seq: number }).seq;
+    this.#lastChangeSeq = (this.#q.lastChangeSeq.get() as { seq: number }).seq;
     this.#startPolling();
   }
 
@@ -331,6 +371,7 @@ export class EmbeddedStore implements KeyStore, LifecycleStore, SecretStore, Ses
     if (this.#timer) return;
     this.#timer = setInterval(() => {
       this.#poll();
+      this.#pollChanges();
       this.#pollSecrets();
     }, this.#pollMs);
     this.#timer.unref();
@@ -343,6 +384,15 @@ export class EmbeddedStore implements KeyStore, LifecycleStore, SecretStore, Ses
     this.#lastSeq = rows[rows.length - 1]!.seq;
     const fresh = rows.filter((r) => !this.#reported.delete(r.key_id));
     if (fresh.length) this.#feed.revoked({ ids: fresh.map((r) => r.key_id), hashes: fresh.map((r) => r.hash), at: Math.min(...fresh.map((r) => r.at)) });
+  }
+
+  /** Changes by any process, this one's included (dropping a cache entry twice is harmless). */
+  #pollChanges(): void {
+    if (!this.#feed) return;
+    const rows = this.#q.changesAfter.all(this.#lastChangeSeq) as { seq: number; hash: string }[];
+    if (!rows.length) return;
+    this.#lastChangeSeq = rows[rows.length - 1]!.seq;
+    this.#feed.changed(rows.map((r) => r.hash));
   }
 
   async ping(): Promise<void> {

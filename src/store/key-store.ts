@@ -14,6 +14,11 @@ export interface RevocationEvent {
 export interface StoreFeed {
   /** Keys were revoked, by this process or another one. */
   revoked(event: RevocationEvent): void;
+  /**
+   * Keys' records changed while they stay active (a rotation set when the old key's overlap
+   * ends): drop what is cached for these hashes so the next request reads the new record.
+   */
+  changed(hashes: readonly string[]): void;
   /** Revocations may have been missed (the feed was down): drop every cached answer. */
   resync(): void;
 }

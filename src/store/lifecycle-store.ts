@@ -55,8 +55,13 @@ export interface LifecycleStore {
   touch(lastUsed: ReadonlyMap<string, number>): Promise<void>;
   appendAudit(entry: AuditEntry): Promise<void>;
   listAudit(query: AuditQuery): Promise<AuditPage>;
-  /** Rotation: revoke `id` at `at`. */
-  scheduleRevocation(id: string, at: number): Promise<void>;
+  /**
+   * Rotation: `id` is refused from `at` on (its record's `revokesAt`; an earlier time
+   * already set wins) and revoked by the first sweep after it. Every instance is told to
+   * drop its cached copy of the record. Returns the record afterwards, or null if `id` is
+   * unknown; a key that is no longer active is returned unchanged.
+   */
+  scheduleRevocation(id: string, at: number): Promise<KeyRecord | null>;
   /**
    * Revokes every scheduled key that is due and returns the ids this call revoked: when
    * several instances sweep at once, each id is returned to exactly one of them.

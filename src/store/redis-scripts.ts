@@ -8,7 +8,8 @@
  * Conventions: ARGV[1] is the key prefix; keys a script derives from stored ids share the
  * prefix (and, in Cluster mode, its hash tag), so they are in the declared keys' slot.
  * Revocations publish `{"ids":[…],"hashes":[…],"at":<Redis time, epoch ms>}` on the channel
- * in the same script, and return `at` so the revoking process can apply the same event.
+ * in the same script, and return `at` so the revoking process can apply the same event;
+ * a record that changes while it stays active publishes `{"changed":[…hashes]}`.
  */
 import { createHash } from 'node:crypto';
 
@@ -124,6 +125,36 @@ export const REVOKE_TENANT = script(
   'revokeTenant',
   `${REVOKE_IDS}
 return revoke_ids(ARGV[1], redis.call('ZRANGE', KEYS[1], 0, -1), ARGV[2], ARGV[3])
+`,
+);
+
+/**
+ * KEYS: id:{id}, scheduled. ARGV: prefix, id, at, channel. Rotation's overlap: an active
+ * key's `revokesAt` becomes `at` (an earlier time already set stays), the id is scheduled
+ * for the sweep, and `{"changed":[h]}` is published so every instance drops its cached copy
+ * of the record. Returns {h ('' when the key is not active: nothing changed), the record's
+ * fields afterwards}, or nil for an unknown id.
+ */
+export const SCHEDULE_REVOCATION = script(
+  'scheduleRevocation',
+  `
+local h = redis.call('GET', KEYS[1])
+if not h then return false end
+local rk = ARGV[1] .. 'hash:' .. h
+local changed = ''
+if redis.call('HGET', rk, 'status') == 'active' then
+  changed = h
+  local at = ARGV[3]
+  local current = redis.call('HGET', rk, 'revokesAt')
+  if current and tonumber(current) and tonumber(current) <= tonumber(at) then
+    at = current
+  else
+    redis.call('HSET', rk, 'revokesAt', at)
+  end
+  redis.call('ZADD', KEYS[2], 'LT', at, ARGV[2])
+  redis.call('PUBLISH', ARGV[4], cjson.encode({ changed = { h } }))
+end
+return { changed, redis.call('HGETALL', rk) }
 `,
 );
 

@@ -120,6 +120,7 @@ function toFields(r: KeyRecord): string[] {
     ['client', r.client],
     ['expiresAt', r.expiresAt],
     ['revokedAt', r.revokedAt],
+    ['revokesAt', r.revokesAt],
     ['lastUsedAt', r.lastUsedAt],
   ];
   for (const [name, value] of optional) if (value !== null) fields.push(name, String(value));
@@ -170,6 +171,7 @@ function fromFields(reply: unknown): KeyRecord | null {
     createdAt: num(f.createdAt) ?? 0,
     expiresAt: num(f.expiresAt),
     revokedAt: num(f.revokedAt),
+    revokesAt: num(f.revokesAt),
     lastUsedAt: num(f.lastUsedAt),
   };
 }
@@ -188,8 +190,11 @@ function strings(value: unknown): string[] {
   return Array.isArray(value) ? value.map(String) : [];
 }
 
-/** A revocation message from the channel, or null if it is not one. */
-export function parseRevocation(message: string): RevocationEvent | null {
+/** What the key channel carries: a revocation, or records that changed and stay active. */
+export type KeyChannelMessage = { revoked: RevocationEvent } | { changed: string[] };
+
+/** A message from the key channel, or null if it is neither kind. */
+export function parseKeyMessage(message: string): KeyChannelMessage | null {
   let value: unknown;
   try {
     value = JSON.parse(message);
@@ -197,10 +202,11 @@ export function parseRevocation(message: string): RevocationEvent | null {
     return null;
   }
   if (value === null || typeof value !== 'object') return null;
-  const { ids, hashes, at } = value as Record<string, unknown>;
+  const { ids, hashes, at, changed } = value as Record<string, unknown>;
   const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
+  if (isStrings(changed)) return { changed };
   if (!isStrings(ids) || !isStrings(hashes) || typeof at !== 'number' || !Number.isFinite(at)) return null;
-  return { ids, hashes, at };
+  return { revoked: { ids, hashes, at } };
 }
 
 /** [id, name, createdAt, lastUsedAt, keyVersion] (an HMGET reply) as metadata, or null. */
@@ -440,9 +446,14 @@ export class RedisStore implements KeyStore, LifecycleStore, SecretStore, Sessio
     return { entries: page.map((r) => r.entry), next: rows.length > query.limit ? page[page.length - 1]!.seq : null };
   }
 
-  async scheduleRevocation(id: string, at: number): Promise<void> {
-    // LT: an earlier time wins over a later one, as in the embedded store (Redis >= 6.2).
-    await this.#call('ZADD', this.#keys.scheduled, 'LT', String(at), id);
+  async scheduleRevocation(id: string, at: number): Promise<KeyRecord | null> {
+    const k = this.#keys;
+    const reply = await this.#script(scripts.SCHEDULE_REVOCATION, [k.id(id), k.scheduled], [k.prefix, id, String(at), k.channel]);
+    if (!Array.isArray(reply)) return null;
+    // This instance drops its copy at once, without waiting for its own message.
+    const changed = String(reply[0]);
+    if (changed !== '') this.#feed?.changed([changed]);
+    return fromFields(reply[1]);
   }
 
   async revokeDue(now: number): Promise<string[]> {
@@ -490,14 +501,15 @@ export class RedisStore implements KeyStore, LifecycleStore, SecretStore, Sessio
   #onMessage(message: string): void {
     const feed = this.#feed;
     if (!feed) return;
-    const event = parseRevocation(message);
-    if (event === null) {
+    const parsed = parseKeyMessage(message);
+    if (parsed === null) {
       // Something unreadable on our channel may have been a revocation: trust nothing cached.
       this.#logger?.warn({ channel: this.#keys.channel }, 'unreadable revocation message; flushing the key cache');
       feed.resync();
       return;
     }
-    if (this.#firstSighting(event)) feed.revoked(event);
+    if ('changed' in parsed) feed.changed(parsed.changed);
+    else if (this.#firstSighting(parsed.revoked)) feed.revoked(parsed.revoked);
   }
 
   async subscribe(feed: StoreFeed): Promise<void> {

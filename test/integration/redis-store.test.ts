@@ -34,6 +34,7 @@ function record(overrides: Partial<KeyRecord> = {}): { record: KeyRecord; hash: 
       createdAt: 1_700_000_000_000 + seq,
       expiresAt: null,
       revokedAt: null,
+      revokesAt: null,
       lastUsedAt: null,
       ...overrides,
     },
@@ -164,7 +165,7 @@ describe('revocation', () => {
     const subscriber = await RedisStore.connect(redisConfig(redis.url));
     const events: RevocationEvent[] = [];
     let resyncs = 0;
-    await subscriber.subscribe({ revoked: (e) => events.push(e), resync: () => resyncs++ });
+    await subscriber.subscribe({ revoked: (e) => events.push(e), changed: () => {}, resync: () => resyncs++ });
     try {
       expect(subscriber.feedHealthy).toBe(true);
       expect(resyncs).toBe(1);
@@ -198,6 +199,7 @@ describe('the subscriber connection', () => {
     const resyncs: { healthyAtResync: boolean; subscribers: Promise<unknown> }[] = [];
     await subscriber.subscribe({
       revoked: () => {},
+      changed: () => {},
       resync: () => resyncs.push({ healthyAtResync: subscriber.feedHealthy, subscribers: raw.call('PUBSUB', 'NUMSUB', 'kg:revocations') }),
     });
     try {
@@ -271,6 +273,47 @@ describe('lifecycle operations', () => {
       expect((await store.get(r.id))?.status).toBe('revoked');
     } finally {
       await second.close();
+    }
+  });
+
+  it("a rotation's schedule is on the record, told to this process at once and to every subscriber as a change, not a revocation", async () => {
+    const { record: r, hash } = record();
+    await store.create(r, hash);
+    const subscriber = await RedisStore.connect(redisConfig(redis.url));
+    const changes: string[][] = [];
+    const revocations: RevocationEvent[] = [];
+    const feed = { revoked: (e: RevocationEvent) => revocations.push(e), changed: (h: readonly string[]) => changes.push([...h]), resync: () => {} };
+    await subscriber.subscribe(feed);
+    const messages: string[] = [];
+    const listener = new Redis(redis.url);
+    try {
+      await listener.subscribe('kg:revocations');
+      listener.on('message', (_channel: string, message: string) => messages.push(message));
+      // Through the subscribing instance: applied before the call returns.
+      expect(await subscriber.scheduleRevocation(r.id, 30_000)).toEqual({ ...r, revokesAt: 30_000 });
+      expect(changes).toEqual([[hash]]);
+      expect(await raw.hget(`kg:hash:${hash}`, 'revokesAt')).toBe('30000');
+      expect(Number(await raw.zscore('kg:scheduled', r.id))).toBe(30_000);
+      // Through another instance: over the channel. An earlier time wins, a later one does not postpone it.
+      expect((await store.scheduleRevocation(r.id, 25_000))?.revokesAt).toBe(25_000);
+      await waitFor('the pushed change', () => changes.length === 3); // its own, then its echo and the other's
+      expect(changes.slice(1)).toEqual([[hash], [hash]]);
+      expect((await store.scheduleRevocation(r.id, 99_000))?.revokesAt).toBe(25_000);
+      expect(Number(await raw.zscore('kg:scheduled', r.id))).toBe(25_000);
+      await waitFor('three messages', () => messages.length === 3);
+      expect(messages.map((m) => JSON.parse(m))).toEqual([{ changed: [hash] }, { changed: [hash] }, { changed: [hash] }]);
+      expect(revocations).toEqual([]);
+      // Unknown: null. Revoked: unchanged, and nothing published.
+      expect(await store.scheduleRevocation('key_unknown', 1)).toBeNull();
+      expect(await store.revokeDue(25_000)).toEqual([r.id]);
+      expect(await store.scheduleRevocation(r.id, 1)).toMatchObject({ status: 'revoked', revokesAt: 25_000 });
+      await waitFor('the revocation', () => messages.length === 4);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(messages).toHaveLength(4);
+      expect(JSON.parse(messages[3]!)).toMatchObject({ ids: [r.id], hashes: [hash] });
+    } finally {
+      listener.disconnect();
+      await subscriber.close();
     }
   });
 

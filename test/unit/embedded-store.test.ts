@@ -25,7 +25,7 @@ function newRecord(tenant = 'acme', overrides: Partial<KeyRecord> = {}): { key: 
   const key = generateKey('kg', tenant);
   const record: KeyRecord = {
     id: newKeyId(), tenant, name: 'k', role: 'api-user', permissions: ['read', 'mcp:use'], group: null, user: 'alice', client: 'mcp',
-    status: 'active', prefix: displayPrefix(key), createdAt: Date.now(), expiresAt: Date.now() + 86_400_000, revokedAt: null, lastUsedAt: null,
+    status: 'active', prefix: displayPrefix(key), createdAt: Date.now(), expiresAt: Date.now() + 86_400_000, revokedAt: null, revokesAt: null, lastUsedAt: null,
     ...overrides,
   };
   return { key, hash: hasher(key), record };
@@ -34,12 +34,26 @@ function newRecord(tenant = 'acme', overrides: Partial<KeyRecord> = {}): { key: 
 class RecordingFeed implements StoreFeed {
   events: RevocationEvent[] = [];
   resyncs = 0;
+  changes: string[][] = [];
   revoked(event: RevocationEvent): void {
     this.events.push(event);
+  }
+  changed(hashes: readonly string[]): void {
+    this.changes.push([...hashes]);
   }
   resync(): void {
     this.resyncs++;
   }
+}
+
+/** A serving process (polling every 20 ms) with a recording feed, and one key in its store. */
+async function serverWithKey() {
+  const server = openStore(20);
+  const feed = new RecordingFeed();
+  await server.subscribe(feed);
+  const { hash, record } = newRecord();
+  await server.create(record, hash);
+  return { server, feed, hash, record };
 }
 
 beforeEach(() => {
@@ -137,12 +151,7 @@ describe('EmbeddedStore', () => {
   });
 
   it('delivers a revocation written by another instance on the same file within pollMs', async () => {
-    const server = openStore(20);
-    const feed = new RecordingFeed();
-    await server.subscribe(feed);
-    const { hash, record } = newRecord();
-    await server.create(record, hash);
-
+    const { server, feed, hash, record } = await serverWithKey();
     const cli = openStore();
     expect(await cli.findByHash(hash)).toEqual(record);
     const at = Date.now();
@@ -180,6 +189,61 @@ describe('EmbeddedStore', () => {
     await cli.revoke(record.id, 1);
     await sleep(60);
     expect(feed.events).toEqual([]);
+  });
+
+  it("schedules a rotation's revocation on the record, tells its own feed at once and other processes within pollMs", async () => {
+    const { server, feed, hash, record } = await serverWithKey();
+    const cli = openStore();
+    const after = await cli.scheduleRevocation(record.id, 50_000);
+    expect(after).toEqual({ ...record, revokesAt: 50_000 });
+    const start = Date.now();
+    while (!feed.changes.length && Date.now() - start < 2000) await sleep(5);
+    expect(feed.changes).toEqual([[hash]]);
+    expect(Date.now() - start).toBeLessThan(500);
+    expect(feed.events).toEqual([]); // changed, not revoked
+    expect(await server.findByHash(hash)).toEqual({ ...record, revokesAt: 50_000 });
+
+    // An earlier time wins; a later one does not postpone it. This process's feed hears at once.
+    expect((await server.scheduleRevocation(record.id, 40_000))?.revokesAt).toBe(40_000);
+    expect(feed.changes.at(-1)).toEqual([hash]);
+    expect((await server.scheduleRevocation(record.id, 90_000))?.revokesAt).toBe(40_000);
+    expect(await server.revokeDue(39_999)).toEqual([]);
+    expect(await server.revokeDue(40_000)).toEqual([record.id]);
+    expect(await server.get(record.id)).toMatchObject({ status: 'revoked', revokedAt: 40_000, revokesAt: 40_000 });
+
+    // Unknown: null. Revoked: left as it is, nothing scheduled, nothing announced.
+    expect(await server.scheduleRevocation('key_nope', 1)).toBeNull();
+    const changes = feed.changes.length;
+    expect(await server.scheduleRevocation(record.id, 1)).toMatchObject({ status: 'revoked', revokesAt: 40_000 });
+    expect(feed.changes).toHaveLength(changes);
+    expect(await server.revokeDue(Number.MAX_SAFE_INTEGER)).toEqual([]);
+  });
+
+  it('adds revokes_at to a file written before it existed, filled from the rotations already scheduled', async () => {
+    const { DatabaseSync } = await import('node:sqlite');
+    const { mkdirSync } = await import('node:fs');
+    mkdirSync(join(dir, 'sub'), { recursive: true });
+    const old = new DatabaseSync(path);
+    old.exec(`CREATE TABLE keys (
+      id TEXT PRIMARY KEY, hash TEXT NOT NULL UNIQUE, tenant TEXT NOT NULL, name TEXT NOT NULL, role TEXT NOT NULL,
+      permissions TEXT NOT NULL, grp TEXT, user_name TEXT, client TEXT, status TEXT NOT NULL, prefix TEXT NOT NULL,
+      created_at INTEGER NOT NULL, expires_at INTEGER, revoked_at INTEGER, last_used_at INTEGER) STRICT;
+      CREATE TABLE scheduled_revocations (key_id TEXT PRIMARY KEY, at INTEGER NOT NULL) STRICT;`);
+    const rotating = newRecord();
+    const plain = newRecord();
+    for (const { record: r, hash } of [rotating, plain]) {
+      old.prepare('INSERT INTO keys VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)').run(
+        r.id, hash, r.tenant, r.name, r.role, JSON.stringify(r.permissions), r.group, r.user, r.client, r.status, r.prefix, r.createdAt, r.expiresAt, null, null,
+      );
+    }
+    old.prepare('INSERT INTO scheduled_revocations VALUES (?, ?)').run(rotating.record.id, 77_000);
+    old.close();
+
+    // Opened twice: the first adds the column, the second finds it there.
+    const [a, b] = [openStore(), openStore()];
+    expect(await a.findByHash(rotating.hash)).toEqual({ ...rotating.record, revokesAt: 77_000 });
+    expect(await b.get(plain.record.id)).toEqual(plain.record);
+    expect(await b.revokeDue(77_000)).toEqual([rotating.record.id]);
   });
 
   it('answers ping while open and fails once closed', async () => {

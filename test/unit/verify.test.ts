@@ -192,7 +192,7 @@ describe('Verifier', () => {
     expect(await v.verify(key)).toBe('invalid_key');
     const record: KeyRecord = {
       id: 'key_late', tenant: 'acme', name: 'late', role: 'api-user', permissions: [], group: null, user: null, client: null,
-      status: 'active', prefix: displayPrefix(key), createdAt: clock, expiresAt: null, revokedAt: null, lastUsedAt: null,
+      status: 'active', prefix: displayPrefix(key), createdAt: clock, expiresAt: null, revokedAt: null, revokesAt: null, lastUsedAt: null,
     };
     await store.create(record, hasher(key));
     expect(v.verify(key)).toBe('invalid_key'); // still the remembered answer
@@ -223,6 +223,26 @@ describe('Verifier', () => {
     clock = record.expiresAt!;
     expect(v.verify(key)).toBe('key_expired');
     expect(store.calls).toBe(1);
+  });
+
+  it("a rotated key: the rotation drops its cached answer, and it is refused from revokesAt on, cached or not", async () => {
+    const v = verifier();
+    await store.subscribe(v);
+    const { key, record } = await keys.create({ tenant: 'acme', name: 'k', expires: '30d' });
+    expect(isIdentity(await v.verify(key))).toBe(true);
+    expect(store.calls).toBe(1);
+    await store.scheduleRevocation(record.id, clock + 1000);
+    // Read again after the rotation, so the new revokesAt is what is cached.
+    const reread = await v.verify(key);
+    expect(isIdentity(reread) && reread.record.revokesAt).toBe(clock + 1000);
+    expect(store.calls).toBe(2);
+    clock += 999;
+    expect(isIdentity(v.verify(key))).toBe(true);
+    clock += 1;
+    expect(v.verify(key)).toBe('key_revoked');
+    expect(store.calls).toBe(2);
+    // From the store too (another instance that never saw the key).
+    expect(await verifier().verify(key)).toBe('key_revoked');
   });
 
   it('refuses an expired key from the store', async () => {
