@@ -173,6 +173,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     observeRevocation(metrics, event.at, appliedAt);
     websockets.revoked(event.ids);
   };
+  verifier.onChanged = (hashes) => websockets.changed(hashes);
   verifier.onResync = () => websockets.recheck();
   // optimizeEmptyRequests: a request without a body starts with its body stream already ended,
   // so node:http schedules no stream events for the (usual) bodyless GET.

@@ -12,7 +12,8 @@
  *  - every `recheckMs` (cache.maxAgeMs) each tunnel's key is verified again under the
  *    staleness rules (while the push feed is down that asks the store), so a revocation the
  *    push missed, or a store that cannot vouch for the key any more, closes it too;
- *  - a tunnel is closed when its key or access token expires.
+ *  - a tunnel is closed when its key or access token expires, or when its key's rotation
+ *    overlap ends (a rotation written while the tunnel is open is pushed to `changed`).
  * keygate closes a tunnel with a WebSocket Close frame (1008 and the reason) when the
  * upstream's bytes are between frames (ws-frames.ts), or else by closing the connection.
  *
@@ -26,8 +27,9 @@ import type { Duplex } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
 import { CONFLICT, extractCredential, type Credential } from '../auth/extract.ts';
 import type { Identity } from '../auth/identity.ts';
-import type { Verifier } from '../auth/verify.ts';
+import type { Verifier, VerifyResult } from '../auth/verify.ts';
 import type { LastUsed } from '../events/last-used.ts';
+import type { KeyRecord } from '../keys/record.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { HeaderResult } from '../secrets/vault.ts';
 import { isRefusal, type Admission, type Door } from './admission.ts';
@@ -236,6 +238,25 @@ export class WebSockets {
     return closed;
   }
 
+  /**
+   * The store pushed records that changed (a rotation set when the old key stops working):
+   * the tunnels of those keys read their record again and are closed at its new deadline.
+   */
+  changed(hashes: readonly string[]): void {
+    if (this.#open.size === 0) return;
+    const changed = new Set(hashes);
+    for (const tunnel of this.#open) {
+      if (tunnel.hash === null || tunnel.closing || !changed.has(tunnel.hash)) continue;
+      const settle = (result: VerifyResult) => {
+        if (typeof result === 'string') this.#close(tunnel, result);
+        else if (!tunnel.closing) this.#closeAtDeadline(tunnel, result.record);
+      };
+      const result = this.#verifier.verifyHash(tunnel.hash);
+      if (result instanceof Promise) result.then(settle, () => this.#close(tunnel, 'auth_unavailable'));
+      else settle(result);
+    }
+  }
+
   /** Verifies every open tunnel's key again (the periodic check; also after the feed resyncs). */
   recheck(): void {
     for (const tunnel of this.#open) {
@@ -373,12 +394,20 @@ export class WebSockets {
       if (set === undefined) this.#byKey.set(id, (set = new Set()));
       set.add(tunnel);
     }
-    const expiresAt = identity?.record.expiresAt ?? null;
-    if (expiresAt !== null && expiresAt - Date.now() < MAX_TIMER_MS) {
-      tunnel.expiry = setTimeout(() => this.#close(tunnel, 'key_expired'), Math.max(0, expiresAt - Date.now()));
-      tunnel.expiry.unref();
-    }
+    if (identity !== null) this.#closeAtDeadline(tunnel, identity.record);
     this.#hooks.onTunnel?.(route!, true);
+  }
+
+  /** Arms the tunnel's one timer for whichever comes first: its key's expiry or the end of its rotation overlap. */
+  #closeAtDeadline(tunnel: Tunnel, record: KeyRecord): void {
+    if (tunnel.expiry !== null) clearTimeout(tunnel.expiry);
+    tunnel.expiry = null;
+    const { expiresAt, revokesAt } = record;
+    const rotatedOut = revokesAt !== null && (expiresAt === null || revokesAt <= expiresAt);
+    const at = rotatedOut ? revokesAt : expiresAt;
+    if (at === null || at - Date.now() >= MAX_TIMER_MS) return;
+    tunnel.expiry = setTimeout(() => this.#close(tunnel, rotatedOut ? 'key_revoked' : 'key_expired'), Math.max(0, at - Date.now()));
+    tunnel.expiry.unref();
   }
 
   /** keygate ends an open tunnel: a Close frame if the upstream's bytes are between frames, else the connection. */

@@ -5,6 +5,7 @@
  * frame (1008) when its key is revoked or expires, and with 1001 at shutdown.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI_CALLER } from '../../src/keys/service.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { startTestIssuer } from '../helpers/oauth-issuer.ts';
 import { waitFor } from '../helpers/redis-server.ts';
@@ -31,6 +32,8 @@ beforeAll(async () => {
       { name: 'ws-cors', pathPrefix: '/browser', upstream: upstream.url, websocket: true, cors: { origins: ['https://app.example.com'] } },
       { name: 'plain', pathPrefix: '/plain', upstream: upstream.url },
     ],
+    // No sweep of its own: a rotated key's tunnels must close at the end of the overlap by themselves.
+    lifecycle: { sweepMs: 3_600_000 },
   });
 });
 
@@ -169,6 +172,30 @@ describe('open WebSockets', () => {
     const reconnect = await connectWs(wsUrl('/ws/a'), { 'x-api-key': victim.key });
     expect(reconnect.status).toBe(401);
     b.terminate();
+  });
+
+  it("are closed with 1008 when their key's rotation overlap ends, whether opened before the rotation or during it", async () => {
+    const old = await kg.keys.create({ tenant: 'acme', name: 'rotated', permissions: ['ws:use'] });
+    const before = (await connectWs(wsUrl('/ws/r1'), { 'x-api-key': old.key })).ws!;
+    await echo(before, 'warm');
+    const rotated = await kg.service.rotate(CLI_CALLER, old.record.id, 2);
+    const revokesAt = rotated.previous.revokesAt!;
+    expect(revokesAt - rotated.record.createdAt).toBe(2000);
+    const during = (await connectWs(wsUrl('/ws/r2'), { 'x-api-key': old.key })).ws!;
+    const successor = (await connectWs(wsUrl('/ws/r3'), { 'x-api-key': rotated.key })).ws!;
+    expect(await echo(before, 'still open')).toBe('still open');
+    const ends = await Promise.all([closed(before), closed(during)]);
+    const ms = ends.map((end) => performance.timeOrigin + end.at - revokesAt);
+    console.log(`[keygate ws] rotation overlap ended → Close ${ms.map((m) => `${m.toFixed(1)} ms`).join(' and ')} after revokesAt`);
+    for (const [i, end] of ends.entries()) {
+      expect(end).toMatchObject({ code: 1008, reason: 'the API key has been revoked' });
+      expect(ms[i]).toBeGreaterThanOrEqual(-5); // not before (timer and clock granularity)
+      expect(ms[i]).toBeLessThan(1000); // no sweep runs, and cache.maxAgeMs is 30 s
+    }
+    expect(await echo(successor, 'new key')).toBe('new key');
+    expect((await connectWs(wsUrl('/ws/r4'), { 'x-api-key': old.key })).status).toBe(401);
+    expect((await kg.service.get(CLI_CALLER, old.record.id)).status).toBe('active'); // not swept: refused all the same
+    successor.terminate();
   });
 
   it('are closed when their key expires', async () => {
