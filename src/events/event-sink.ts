@@ -50,7 +50,14 @@ export class EventSink {
         at,
         actor,
         tenant: record.tenant,
-        target: { keyId: record.id, name: record.name, prefix: record.prefix, role: record.role, expiresAt: record.expiresAt },
+        target: {
+          keyId: record.id,
+          name: record.name,
+          prefix: record.prefix,
+          role: record.role,
+          expiresAt: record.expiresAt,
+          ...(record.status === 'active' && record.revokesAt !== null ? { revokesAt: record.revokesAt } : {}),
+        },
       });
     }
   }

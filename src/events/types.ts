@@ -30,6 +30,8 @@ export interface KeygateEventTarget {
   role?: string;
   /** Epoch ms; null = never. */
   expiresAt?: number | null;
+  /** Epoch ms: when a key rotated with an overlap stops working (key.rotated only). */
+  revokesAt?: number;
   secretId?: string;
   reminder?: ReminderLabel;
 }

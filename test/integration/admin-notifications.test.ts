@@ -265,6 +265,23 @@ describe('admin actions reach email and webhook', () => {
     expectNoKeys(everything(got));
   });
 
+  it('rotate with an overlap: key.rotated says when the old key stops working, and no key.revoked until the sweep', async () => {
+    const k = await createKey({ tenant: 'acme', name: 'to-rotate-later', permissions: ['read'] });
+    await delivered();
+    mails.length = 0;
+    hooks.length = 0;
+    const res = await root.post(`/v1/keys/${k.id}/rotate`, { overlapSeconds: 3600 });
+    expect(res.status, res.text).toBe(201);
+    fullKeys.push(res.json.key);
+    const revokesAt = Date.parse(res.json.previous.revokesAt);
+    const got = await delivered();
+    expect(got.hooks.map((h) => h.payload?.type).sort()).toEqual(['key.created', 'key.rotated']);
+    const rotated = pair(got, 'key.rotated', k.id);
+    expect(rotated.data).toMatchObject({ target: { keyId: k.id, revokesAt } });
+    expect(rotated.mail.text).toContain(`Stops at:   ${new Date(revokesAt).toISOString().replace(/\.000Z$/, 'Z')}`);
+    expectNoKeys(everything(got));
+  });
+
   it('expiry: a sweep sends one key.expiring reminder with its stage, from keygate itself', async () => {
     const k = await createKey({ tenant: 'acme', name: 'expiring-soon', expires: '5d' });
     await delivered();

@@ -44,6 +44,19 @@ describe('emailMessage', () => {
     );
   });
 
+  it('a rotation with an overlap says until when the old key works; without one, that it was revoked at once', () => {
+    const overlap = emailMessage(event('key.rotated', { target: { ...event('key.rotated').target, revokesAt: AT + DAY } })).text;
+    expect(overlap).toContain('this one keeps working until 2030-01-02T09:30:00Z, then is refused.');
+    expect(overlap).toContain('  Stops at:   2030-01-02T09:30:00Z\n');
+    expect(overlap).toContain('Move its clients to the new key before then.');
+    const atOnce = emailMessage(event('key.rotated')).text;
+    expect(atOnce).toContain('this one was revoked at once.');
+    expect(atOnce).not.toContain('Stops at');
+    // Only a finite number survives into what is sent.
+    expect(publicEvent(event('key.rotated', { target: { revokesAt: AT + DAY } })).target).toEqual({ revokesAt: AT + DAY });
+    expect(publicEvent(event('key.rotated', { target: { revokesAt: 'soon' as unknown as number } })).target).toEqual({});
+  });
+
   it('has a subject for every event type', () => {
     const subjects = {
       'key.revoked': emailMessage(event('key.revoked', { actor: 'cli' }), '').subject,

@@ -39,6 +39,7 @@ export function publicEvent(event: KeygateEvent): KeygateEvent {
   if (role !== undefined) target.role = role;
   if (typeof t.expiresAt === 'number' && Number.isFinite(t.expiresAt)) target.expiresAt = t.expiresAt;
   else if (t.expiresAt === null) target.expiresAt = null;
+  if (typeof t.revokesAt === 'number' && Number.isFinite(t.revokesAt)) target.revokesAt = t.revokesAt;
   if (secretId !== undefined) target.secretId = secretId;
   if (t.reminder === '30d' || t.reminder === '7d' || t.reminder === 'today') target.reminder = t.reminder;
   return {
@@ -119,7 +120,11 @@ export function emailMessage(raw: KeygateEvent, subjectPrefix = '[keygate]'): Em
       break;
     case 'key.rotated':
       headline = `Key rotated: ${keyLabel(t)} in tenant ${event.tenant} by ${by}`;
-      intro = 'An API key was rotated: a new key with the same attributes was created, and this one is revoked (at once, or when the overlap window ends).';
+      intro =
+        t.revokesAt === undefined
+          ? 'An API key was rotated: a new key with the same attributes was created, and this one was revoked at once.'
+          : `An API key was rotated: a new key with the same attributes was created, and this one keeps working until ${iso(t.revokesAt)}, then is refused.`;
+      advice = t.revokesAt === undefined ? undefined : 'Move its clients to the new key before then.';
       break;
     case 'key.expiring':
       headline = `Key expires ${expiresIn(event)}: ${keyLabel(t)} in tenant ${event.tenant}`;
@@ -155,6 +160,7 @@ export function emailMessage(raw: KeygateEvent, subjectPrefix = '[keygate]'): Em
     ['Secret id', t.secretId],
     ['Role', t.role],
     ['Expires', expiry(t.expiresAt)],
+    ['Stops at', t.revokesAt === undefined ? undefined : iso(t.revokesAt)],
     [event.actor === null || event.actor === 'keygate' ? 'By' : 'Done by', by],
     ['When', iso(event.at)],
     ['Event id', event.id],
