@@ -1,4 +1,4 @@
-/** `keygate keys create|list|revoke` */
+/** `keygate keys create|list|revoke|rotate` */
 import { toPublic, type KeyRecord, type Role } from '../keys/record.ts';
 import { CLI_CALLER, KeyRuleError, orNullIfNotFound } from '../keys/service.ts';
 import { parseFlags, requireFlag, runSubcommand, UsageError } from './args.ts';
@@ -9,7 +9,8 @@ const USAGE = `usage:
                       [--group G] [--user U] [--client C] [--expires 30d|90d|365d|never|<ISO date>] [--json]
   keygate keys list [--tenant T] [--revoked] [--json]
   keygate keys revoke <key-id>
-  keygate keys revoke --all --tenant T`;
+  keygate keys revoke --all --tenant T
+  keygate keys rotate <key-id> --overlap 0|<N>s|<N>m|<N>h|<N>d [--expires 30d|…|never|<ISO date>] [--json]`;
 
 const common = { config: { type: 'string' }, json: { type: 'boolean' } } as const;
 
@@ -23,7 +24,9 @@ function date(ms: number | null): string {
 
 function table(records: KeyRecord[]): string {
   const rows = [['ID', 'TENANT', 'NAME', 'PREFIX', 'ROLE', 'STATUS', 'CREATED', 'EXPIRES', 'LAST USED']];
-  for (const r of records) rows.push([r.id, r.tenant, r.name, r.prefix, r.role, r.status, date(r.createdAt), r.expiresAt === null ? 'never' : date(r.expiresAt), date(r.lastUsedAt)]);
+  // A rotated key shows when its overlap ends: it is refused from then on.
+  const status = (r: KeyRecord) => (r.status === 'active' && r.revokesAt !== null ? `active until ${date(r.revokesAt)}` : r.status);
+  for (const r of records) rows.push([r.id, r.tenant, r.name, r.prefix, r.role, status(r), date(r.createdAt), r.expiresAt === null ? 'never' : date(r.expiresAt), date(r.lastUsedAt)]);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
   return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
 }
@@ -67,16 +70,13 @@ async function create(args: string[], io: Io): Promise<number> {
     io.out(JSON.stringify({ ...record, key: created.key }));
     return 0;
   }
-  io.out(
-    [
-      `Created ${record.id} for tenant "${record.tenant}" (${record.name}, role ${record.role}, expires ${record.expiresAt ?? 'never'}).`,
-      '',
-      `  ${created.key}`,
-      '',
-      'Store this key now: keygate keeps only a hash and cannot show it again.',
-    ].join('\n'),
-  );
+  showOnce(io, `Created ${record.id} for tenant "${record.tenant}" (${record.name}, role ${record.role}, expires ${record.expiresAt ?? 'never'}).`, created.key);
   return 0;
+}
+
+/** A new key, the only time it is ever printed. */
+function showOnce(io: Io, headline: string, key: string): void {
+  io.out([headline, '', `  ${key}`, '', 'Store this key now: keygate keeps only a hash and cannot show it again.'].join('\n'));
 }
 
 async function listKeys(args: string[], io: Io): Promise<number> {
@@ -112,6 +112,45 @@ async function revoke(args: string[], io: Io): Promise<number> {
   return 0;
 }
 
+const OVERLAP_UNIT: Record<string, number> = { '': 1, s: 1, m: 60, h: 3600, d: 86_400 };
+
+/** `--overlap` in seconds: `0`, `90` (seconds), `90s`, `15m`, `2h`, `7d`. */
+function overlapSeconds(value: string): number {
+  const match = /^(\d{1,7})([smhd]?)$/.exec(value);
+  if (!match) throw new UsageError(`--overlap must be 0 or a duration like 90s, 15m, 2h or 7d, got "${value}"`);
+  return Number(match[1]) * OVERLAP_UNIT[match[2]!]!;
+}
+
+async function rotate(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseFlags(args, { ...common, overlap: { type: 'string' }, expires: { type: 'string' } }, 1);
+  const id = positionals[0];
+  if (id === undefined) throw new UsageError('keys rotate needs a <key-id>');
+  // No default: how long the old key keeps working is a decision, not an accident.
+  const overlap = overlapSeconds(requireFlag(values, 'overlap'));
+  const config = configFrom(values.config, io);
+  const rotated = await withKeyService(config, io, async (service) => {
+    try {
+      return await orNullIfNotFound(service.rotate(CLI_CALLER, id, overlap, values.expires));
+    } catch (error) {
+      if (error instanceof KeyRuleError) throw new UsageError(`--${error.field === 'overlapSeconds' ? 'overlap' : error.field}: ${error.message.slice(error.field.length + 2)}`);
+      throw error;
+    }
+  });
+  if (rotated === null) {
+    io.err(`keygate: no key with id "${id}"`);
+    return 1;
+  }
+  const record = toPublic(rotated.record);
+  const previous = toPublic(rotated.previous);
+  if (values.json) {
+    io.out(JSON.stringify({ ...record, key: rotated.key, previous }));
+    return 0;
+  }
+  const old = previous.status === 'revoked' || previous.revokesAt === null ? `${previous.id} is revoked.` : `${previous.id} keeps working until ${previous.revokesAt}, then is refused.`;
+  showOnce(io, `Rotated ${previous.id} to ${record.id} (tenant "${record.tenant}", ${record.name}, expires ${record.expiresAt ?? 'never'}). ${old}`, rotated.key);
+  return 0;
+}
+
 export function keysCommand(args: string[], io: Io): Promise<number> {
-  return runSubcommand('keys', USAGE, { create, list: listKeys, revoke }, args, io);
+  return runSubcommand('keys', USAGE, { create, list: listKeys, revoke, rotate }, args, io);
 }

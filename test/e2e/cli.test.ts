@@ -216,6 +216,35 @@ describe('keygate CLI end to end', () => {
     expect(revokedIds).toEqual(expect.arrayContaining([[a.id, 'revoked'], [b.id, 'revoked'], [key.id, 'revoked']]));
   });
 
+  it('keys rotate <id> --overlap: both keys work during the overlap, and the running server refuses the old one from its end', async () => {
+    const old = await createKey('--tenant', 'initech', '--name', 'rotate-me', '--expires', '30d');
+    expect((await through('/echo/cached', old.key)).status).toBe(200); // cached by the server first
+    const result = await keygate('keys', 'rotate', old.id, '--overlap', '5s', '--json');
+    expect(result.code, result.stderr).toBe(0);
+    const rotated = parseJsonOutput<CreatedKey & { createdAt: string; previous: { id: string; status: string; revokesAt: string } }>(result);
+    allKeys.push(rotated.key);
+    expect(rotated).toMatchObject({ tenant: 'initech', name: 'rotate-me', expiresAt: old.expiresAt, status: 'active' });
+    expect(rotated.key).not.toBe(old.key);
+    expect(rotated.previous).toMatchObject({ id: old.id, status: 'active' });
+    const revokesAt = Date.parse(rotated.previous.revokesAt);
+    expect(revokesAt - Date.parse(rotated.createdAt)).toBe(5000);
+    expect((await through('/echo/x', rotated.key)).status).toBe(200);
+    expect((await through('/echo/x', old.key)).status).toBe(200);
+    const listed = await keygate('keys', 'list', '--tenant', 'initech');
+    expect(listed.stdout).toMatch(new RegExp(`^${old.id} .* active until ${rotated.previous.revokesAt.slice(0, 16).replace('T', ' ')} `, 'm'));
+    // Too long an overlap is named as the flag; nothing is written.
+    const tooLong = await keygate('keys', 'rotate', old.id, '--overlap', '31d');
+    expect(tooLong.code).toBe(2);
+    expect(tooLong.stderr).toContain('--overlap');
+    expect(Date.now()).toBeLessThan(revokesAt); // all of the above inside the overlap
+
+    await sleep(Math.max(0, revokesAt + 5 - Date.now()));
+    expect((await through('/echo/x', old.key)).json).toMatchObject({ code: 'key_revoked' });
+    expect((await through('/echo/x', rotated.key)).status).toBe(200);
+    const keys = parseJsonOutput<{ id: string }[]>(await keygate('keys', 'list', '--tenant', 'initech', '--json'));
+    expect(keys.map((k) => k.id).sort()).toEqual([old.id, rotated.id].sort());
+  });
+
   it('bad usage exits 2 and names the flag', async () => {
     const [noName, unknown, badExpiry, badRole] = await Promise.all([
       keygate('keys', 'create', '--tenant', 'acme'),
@@ -233,6 +262,17 @@ describe('keygate CLI end to end', () => {
       expect(result.stderr).toContain(flag);
       expect(result.stdout).not.toMatch(/kg_acme_[0-9a-f]{64}/);
     }
+    const [noOverlap, badOverlap, unknownId] = await Promise.all([
+      keygate('keys', 'rotate', 'key_0000'),
+      keygate('keys', 'rotate', 'key_0000', '--overlap', '1w'),
+      keygate('keys', 'rotate', 'key_0000', '--overlap', '1h'),
+    ]);
+    for (const result of [noOverlap, badOverlap]) {
+      expect(result.code, result.stderr).toBe(2);
+      expect(result.stderr).toContain('--overlap');
+    }
+    expect(unknownId.code).toBe(1);
+    expect(unknownId.stderr).toContain('no key with id "key_0000"');
     const unknownCommand = await runKeygate(['frobnicate']);
     expect(unknownCommand.code).toBe(2);
     expect(unknownCommand.stderr).toContain('frobnicate');
