@@ -277,6 +277,12 @@ describe('the console in Chromium', () => {
     expect((await proxy(old.key)).status).toBe(200);
     const records = (await t.keys.list({ tenant: 'acme' })).filter((r) => r.name === 'rotating');
     expect(records).toHaveLength(2);
+    // The old key's row says it is being rotated out, and when.
+    const oldRecord = records.find((r) => r.id === old.record.id)!;
+    expect(oldRecord.revokesAt).toBeGreaterThan(Date.now() + 3_500_000);
+    const oldRow = page.locator(`tbody tr[data-key-id="${old.record.id}"]`);
+    await eventually(() => oldRow.locator('.status').textContent()).toBe('Rotating');
+    expect(await oldRow.locator('.status').getAttribute('title')).toMatch(/^replaced by a rotation: revoked in (60 minutes|1 hour)$/);
   });
 
   it('revokes every key of a tenant only after its name is typed', async () => {

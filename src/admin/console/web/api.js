@@ -9,7 +9,7 @@
 /**
  * @typedef {{ id: string, tenant: string, name: string, role: 'api-user' | 'admin', permissions: string[], group: string | null,
  *   user: string | null, client: string | null, status: 'active' | 'revoked', prefix: string, createdAt: string,
- *   expiresAt: string | null, revokedAt: string | null, lastUsedAt: string | null }} KeyRecord
+ *   expiresAt: string | null, revokedAt: string | null, revokesAt: string | null, lastUsedAt: string | null }} KeyRecord
  * @typedef {KeyRecord & { key: string }} CreatedKey
  * @typedef {CreatedKey & { previous: KeyRecord }} RotatedKey
  * @typedef {{ id: string, name: string, createdAt: string, lastUsedAt: string | null, keyVersion: string }} SecretRecord

@@ -24,9 +24,15 @@ export const EXPIRY_CHOICES = [
   ['never', 'Never'],
 ];
 
-/** @param {KeyRecord} key @param {number} now */
+/** @param {KeyRecord} key @param {number} now @returns {{ label: string, kind: string, title?: string }} */
 function statusOf(key, now) {
-  if (key.status === 'revoked') return { label: 'Revoked', kind: 'revoked' };
+  if (key.status === 'revoked') return { label: 'Revoked', kind: 'revoked', title: key.revokedAt ? `revoked ${fromNow(Date.parse(key.revokedAt), now)}` : undefined };
+  // A rotated key is refused from the end of its overlap, even before the sweep revokes it.
+  if (key.revokesAt !== null) {
+    const at = Date.parse(key.revokesAt);
+    if (at <= now) return { label: 'Revoked', kind: 'revoked', title: `rotated out ${fromNow(at, now)}` };
+    return { label: 'Rotating', kind: 'soon', title: `replaced by a rotation: revoked ${fromNow(at, now)}` };
+  }
   if (key.expiresAt !== null && Date.parse(key.expiresAt) <= now) return { label: 'Expired', kind: 'expired' };
   if (key.expiresAt !== null && Date.parse(key.expiresAt) - now < 7 * DAY) return { label: 'Expires soon', kind: 'soon' };
   return { label: 'Active', kind: 'active' };
@@ -196,7 +202,7 @@ export function renderKeys(ctx) {
         ['Key prefix', h('code', {}, key.prefix)],
         ...(allTenants ? /** @type {[string, Node | string][]} */ ([['Tenant', key.tenant]]) : []),
         ['Role', key.role],
-        ['Status', h('span', { class: `status ${s.kind}`, title: key.revokedAt ? `revoked ${fromNow(Date.parse(key.revokedAt), now)}` : null }, s.label)],
+        ['Status', h('span', { class: `status ${s.kind}`, title: s.title ?? null }, s.label)],
         ['Created', time(key.createdAt)],
         ['Expires', time(key.expiresAt, 'never')],
         ['Last used', time(key.lastUsedAt, 'never')],
@@ -418,8 +424,8 @@ export function renderKeys(ctx) {
           return dialog.fail(/** @type {Error} */ (error).message, fieldOf(error));
         }
         dialog.close();
-        const seconds = Number(overlap.value);
-        const old = seconds === 0 ? `The old key ${key.prefix} was revoked.` : `The old key ${key.prefix} keeps working until ${new Date(Date.now() + seconds * 1000).toLocaleString()}.`;
+        const until = rotated.previous.revokesAt;
+        const old = rotated.previous.status === 'revoked' || until === null ? `The old key ${key.prefix} was revoked.` : `The old key ${key.prefix} keeps working until ${new Date(until).toLocaleString()}.`;
         oneTimeKeyDialog({ key: rotated.key, title: 'Copy the new key', intro: `“${rotated.name}” was rotated. ${old}`, onClose: () => void refresh() });
       },
     });
