@@ -205,22 +205,23 @@ export class Verifier implements StoreFeed {
 
   /** StoreFeed: a revocation pushed by the store. */
   revoked(event: RevocationEvent): void {
-    this.#generation++;
-    for (const hash of event.hashes) {
-      this.#positive.delete(hash);
-      this.#inflight.delete(hash);
-    }
+    this.#forget(event.hashes);
     this.onRevocationApplied?.(event, this.#now());
   }
 
   /** StoreFeed: records changed but stay active; the next request reads them again. */
   changed(hashes: readonly string[]): void {
+    this.#forget(hashes);
+    this.onChanged?.(hashes);
+  }
+
+  /** Drops these keys' cached answers; a lookup already under way is not cached either. */
+  #forget(hashes: readonly string[]): void {
     this.#generation++;
     for (const hash of hashes) {
       this.#positive.delete(hash);
       this.#inflight.delete(hash);
     }
-    this.onChanged?.(hashes);
   }
 
   /** StoreFeed: revocations may have been missed; trust nothing cached. */

@@ -245,33 +245,24 @@ export class WebSockets {
   changed(hashes: readonly string[]): void {
     if (this.#open.size === 0) return;
     const changed = new Set(hashes);
-    for (const tunnel of this.#open) {
-      if (tunnel.hash === null || tunnel.closing || !changed.has(tunnel.hash)) continue;
-      const settle = (result: VerifyResult) => {
-        if (typeof result === 'string') this.#close(tunnel, result);
-        else if (!tunnel.closing) this.#closeAtDeadline(tunnel, result.record);
-      };
-      const result = this.#verifier.verifyHash(tunnel.hash);
-      if (result instanceof Promise) result.then(settle, () => this.#close(tunnel, 'auth_unavailable'));
-      else settle(result);
-    }
+    for (const tunnel of this.#open) if (tunnel.hash !== null && changed.has(tunnel.hash)) this.#reverify(tunnel);
   }
 
   /** Verifies every open tunnel's key again (the periodic check; also after the feed resyncs). */
   recheck(): void {
-    for (const tunnel of this.#open) {
-      const hash = tunnel.hash;
-      if (hash === null || tunnel.closing) continue;
-      const result = this.#verifier.verifyHash(hash);
-      if (result instanceof Promise) {
-        result.then(
-          (settled) => typeof settled === 'string' && this.#close(tunnel, settled),
-          () => this.#close(tunnel, 'auth_unavailable'),
-        );
-      } else if (typeof result === 'string') {
-        this.#close(tunnel, result);
-      }
-    }
+    for (const tunnel of this.#open) this.#reverify(tunnel);
+  }
+
+  /** Closes the tunnel if its key no longer passes; else arms its deadline from the record as it is now. */
+  #reverify(tunnel: Tunnel): void {
+    if (tunnel.hash === null || tunnel.closing) return;
+    const settle = (result: VerifyResult) => {
+      if (typeof result === 'string') this.#close(tunnel, result);
+      else if (!tunnel.closing) this.#closeAtDeadline(tunnel, result.record);
+    };
+    const result = this.#verifier.verifyHash(tunnel.hash);
+    if (result instanceof Promise) result.then(settle, () => this.#close(tunnel, 'auth_unavailable'));
+    else settle(result);
   }
 
   /** Shutdown: closes every open tunnel (1001). Upgrades still being answered end by themselves. */
