@@ -158,6 +158,15 @@ async function createKey(body: Record<string, unknown>): Promise<{ key: string; 
   return { key: res.json.key, id: res.json.id, record: res.json };
 }
 
+/** A key whose own key.created notifications have been delivered and cleared, for tests of what comes next. */
+async function createKeyQuietly(body: Record<string, unknown>): Promise<{ key: string; id: string; record: any }> {
+  const created = await createKey(body);
+  await delivered();
+  mails.length = 0;
+  hooks.length = 0;
+  return created;
+}
+
 /** Everything delivered so far, once the notifier is idle: one email and one webhook per event. */
 async function delivered(): Promise<{ mails: (Mail & ReturnType<typeof decodeMail>)[]; hooks: Hook[] }> {
   await notifier!.flush(5000);
@@ -224,10 +233,7 @@ describe('admin actions reach email and webhook', () => {
   });
 
   it('revoke: key.revoked by the acting key', async () => {
-    const k = await createKey({ tenant: 'acme', name: 'to-revoke' });
-    await delivered();
-    mails.length = 0;
-    hooks.length = 0;
+    const k = await createKeyQuietly({ tenant: 'acme', name: 'to-revoke' });
     const res = await root.post(`/v1/keys/${k.id}/revoke`);
     expect(res.status).toBe(200);
     const got = await delivered();
@@ -244,10 +250,7 @@ describe('admin actions reach email and webhook', () => {
   });
 
   it('rotate: key.rotated for the old key, key.created for its successor (and key.revoked with no overlap)', async () => {
-    const k = await createKey({ tenant: 'acme', name: 'to-rotate', permissions: ['read'] });
-    await delivered();
-    mails.length = 0;
-    hooks.length = 0;
+    const k = await createKeyQuietly({ tenant: 'acme', name: 'to-rotate', permissions: ['read'] });
     const res = await root.post(`/v1/keys/${k.id}/rotate`, { overlapSeconds: 0 });
     expect(res.status, res.text).toBe(201);
     fullKeys.push(res.json.key);
@@ -266,10 +269,7 @@ describe('admin actions reach email and webhook', () => {
   });
 
   it('rotate with an overlap: key.rotated says when the old key stops working, and no key.revoked until the sweep', async () => {
-    const k = await createKey({ tenant: 'acme', name: 'to-rotate-later', permissions: ['read'] });
-    await delivered();
-    mails.length = 0;
-    hooks.length = 0;
+    const k = await createKeyQuietly({ tenant: 'acme', name: 'to-rotate-later', permissions: ['read'] });
     const res = await root.post(`/v1/keys/${k.id}/rotate`, { overlapSeconds: 3600 });
     expect(res.status, res.text).toBe(201);
     fullKeys.push(res.json.key);
@@ -283,10 +283,7 @@ describe('admin actions reach email and webhook', () => {
   });
 
   it('expiry: a sweep sends one key.expiring reminder with its stage, from keygate itself', async () => {
-    const k = await createKey({ tenant: 'acme', name: 'expiring-soon', expires: '5d' });
-    await delivered();
-    mails.length = 0;
-    hooks.length = 0;
+    const k = await createKeyQuietly({ tenant: 'acme', name: 'expiring-soon', expires: '5d' });
     await keygate.keygate.jobs.sweep();
     await keygate.keygate.jobs.sweep();
     const got = await delivered();
