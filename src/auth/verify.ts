@@ -19,6 +19,7 @@ import { performance } from 'node:perf_hooks';
 import { LRUCache } from 'lru-cache';
 import { parseKey } from '../keys/format.ts';
 import type { KeyHasher } from '../keys/hash.ts';
+import { keyState } from '../keys/key-state.ts';
 import type { KeyRecord } from '../keys/record.ts';
 import type { KeyStore, RevocationEvent, StoreFeed } from '../store/key-store.ts';
 import { toIdentity, type Identity, type PermissionGroups } from './identity.ts';
@@ -142,13 +143,10 @@ export class Verifier implements StoreFeed {
 
   #judge(identity: Identity): VerifyResult {
     const record = identity.record;
-    if (record.status !== 'active') return 'key_revoked';
-    if (record.expiresAt === null && record.revokesAt === null) return identity;
-    const now = this.#now();
-    // A rotation's overlap ends on time on every instance, whenever the sweep gets to it.
-    if (record.revokesAt !== null && record.revokesAt <= now) return 'key_revoked';
-    if (record.expiresAt !== null && record.expiresAt <= now) return 'key_expired';
-    return identity;
+    // Fast exit without reading the clock for the common never-expiring key; keyState decides the rest.
+    if (record.status === 'active' && record.expiresAt === null && record.revokesAt === null) return identity;
+    const state = keyState(record, this.#now());
+    return state === 'active' ? identity : state === 'expired' ? 'key_expired' : 'key_revoked';
   }
 
   async #fromStore(hash: string, id: string | null): Promise<VerifyResult> {

@@ -179,8 +179,8 @@ export class ConsoleSessions {
       return null;
     }
     if (ended) return this.#refuse(req, res, 'this session was signed out');
-    if (record === null || record.status !== 'active') return this.#refuse(req, res, 'the key this session was signed in with has been revoked');
-    if (record.expiresAt !== null && record.expiresAt <= now) return this.#refuse(req, res, 'the key this session was signed in with has expired');
+    const state = record === null ? 'revoked' : keyState(record, now);
+    if (state !== 'active') return this.#refuse(req, res, `the key this session was signed in with has ${state === 'expired' ? 'expired' : 'been revoked'}`);
     const caller = KeyService.callerFor(record, toIdentity(record, this.#o.groups()).permissionSet, this.#o.systemTenant);
     if (caller === null || caller.tenant !== payload.ten) return this.#refuse(req, res, 'the key this session was signed in with may no longer use the admin API');
     const renewed: SessionPayload = { ...payload, exp: Math.min(now + this.#o.config.sessionIdleMs, payload.max) };
@@ -204,7 +204,8 @@ export class ConsoleSessions {
       return null;
     }
     const now = this.#now();
-    const max = Math.min(now + this.#o.config.sessionMaxMs, record.expiresAt ?? Infinity);
+    // A session never outlives its key: not its expiry, not its rotation's end.
+    const max = Math.min(now + this.#o.config.sessionMaxMs, keyEndsAt(record) ?? Infinity);
     const payload: SessionPayload = { sid: newSessionId(), kid: record.id, ten: caller.tenant, iat: now, exp: Math.min(now + this.#o.config.sessionIdleMs, max), max };
     // Audited first: if that fails, the error answer must not carry a working cookie.
     await this.#o.events.audit('console.sign_in', record.id, record.tenant, record.id, { ip: req.socket.remoteAddress ?? '' });
