@@ -21,6 +21,7 @@ import type { TLSSocket } from 'node:tls';
 import { extractCredential } from '../../auth/extract.ts';
 import { toIdentity, type PermissionGroups } from '../../auth/identity.ts';
 import type { EventSink } from '../../events/event-sink.ts';
+import { keyEndsAt, keyState } from '../../keys/key-state.ts';
 import type { KeyRecord } from '../../keys/record.ts';
 import { KeyService, type Caller } from '../../keys/service.ts';
 import type { Logger } from '../../observability/logger.ts';
@@ -180,7 +181,7 @@ export class ConsoleSessions {
     }
     if (ended) return this.#refuse(req, res, 'this session was signed out');
     const state = record === null ? 'revoked' : keyState(record, now);
-    if (state !== 'active') return this.#refuse(req, res, `the key this session was signed in with has ${state === 'expired' ? 'expired' : 'been revoked'}`);
+    if (record === null || state !== 'active') return this.#refuse(req, res, `the key this session was signed in with has ${state === 'expired' ? 'expired' : 'been revoked'}`);
     const caller = KeyService.callerFor(record, toIdentity(record, this.#o.groups()).permissionSet, this.#o.systemTenant);
     if (caller === null || caller.tenant !== payload.ten) return this.#refuse(req, res, 'the key this session was signed in with may no longer use the admin API');
     const renewed: SessionPayload = { ...payload, exp: Math.min(now + this.#o.config.sessionIdleMs, payload.max) };
