@@ -4,11 +4,12 @@
  * Answers the request itself (401/403/429/503, problem+json) when the caller is refused, and
  * audits failed logins — at most 60 a minute per instance, so a flood cannot fill the log.
  *
- * Keys that do not work count against the client's address exactly as on the proxy
+ * Unknown keys count against the client's address exactly as on the proxy
  * (`limits.failedAuth`, auth/failure-limiter.ts; a limiter of its own, so a flood on one
- * listener does not lock the other): past the limit the address gets 429 before its key is
- * hashed or looked up, so a flood of made-up admin keys cannot turn into a flood of store
- * lookups. The address is the socket's: the admin listener trusts no X-Forwarded-For.
+ * listener does not lock the other): past the limit a key this instance has never seen gets
+ * 429 before it is hashed or looked up, so a flood of made-up admin keys cannot turn into a
+ * flood of store lookups, while an admin key that works is still served. The address is the
+ * socket's: the admin listener trusts no X-Forwarded-For.
  *
  * The admin API uses it directly; the web console signs people in with it and wraps it
  * so that a session cookie can stand in for the key (console/session-auth.ts).
@@ -16,7 +17,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extractCredential, CONFLICT } from '../auth/extract.ts';
 import type { FailureLimiter } from '../auth/failure-limiter.ts';
-import type { Verifier } from '../auth/verify.ts';
+import { LOOKUP_REFUSED, type Verifier } from '../auth/verify.ts';
 import type { EventSink } from '../events/event-sink.ts';
 import { KeyService, type Caller } from '../keys/service.ts';
 import { rateLimited } from '../proxy/auth-answers.ts';
@@ -59,15 +60,17 @@ export function createKeyAuthenticator({ verifier, events, systemTenant, failure
     };
     if (credential === CONFLICT) return denied('conflicting_credentials', 'X-Api-Key and Authorization: Bearer carry different keys', 'conflicting');
     if (credential === null) return denied('missing_credentials', 'send an admin key in X-Api-Key', 'missing');
+    // Over the limit, only keys the store has vouched for are verified (auth/failure-limiter.ts).
     const wait = failures?.retryAfter(req, false) ?? 0;
-    if (wait > 0) {
+    const verified = wait > 0 ? verifier.verifyKnown(credential.key) : verifier.verify(credential.key);
+    if (verified === LOOKUP_REFUSED) {
       const limited = rateLimited(wait);
       sendProblem(res, limited.code, limited.detail, limited.headers);
       return null;
     }
-    const result = await verifier.verify(credential.key);
+    const result = await verified;
     if (typeof result === 'string') {
-      if (result !== 'auth_unavailable') failures?.failed(req, false);
+      if (result === 'invalid_key' && verifier.wellFormed(credential.key)) failures?.failed(req, false);
       const code: ProblemCode = result === 'auth_unavailable' ? 'auth_unavailable' : result;
       return denied(code, 'the admin key is not valid', result);
     }

@@ -25,6 +25,8 @@ import type { KeyStore, RevocationEvent, StoreFeed } from '../store/key-store.ts
 import { toIdentity, type Identity, type PermissionGroups } from './identity.ts';
 
 export type VerifyFailure = 'invalid_key' | 'key_revoked' | 'key_expired' | 'auth_unavailable';
+/** `verifyKnown`'s answer for a key it would have to look up: the caller answers 429. */
+export const LOOKUP_REFUSED = 'lookup_refused' as const;
 export type VerifyResult = Identity | VerifyFailure;
 
 export interface VerifierOptions {
@@ -109,6 +111,33 @@ export class Verifier implements StoreFeed {
     const id = sha256Hash('sha256', key, 'base64url');
     const known = this.#known.get(id);
     return known !== undefined ? this.verifyHash(known) : this.#verify(this.#hasher(key), id);
+  }
+
+  /**
+   * `verify` for a client whose address is over the failed-auth limit (auth/failure-limiter.ts):
+   * a key the store has vouched for before (it exists, whatever its status now) is no guess
+   * and is verified as usual — served when it works, answered from the cache when revoked or
+   * expired; any other well-formed key gets LOOKUP_REFUSED, before its HMAC is computed, so a
+   * blocked flood of made-up keys costs the store nothing.
+   */
+  verifyKnown(key: string): VerifyResult | Promise<VerifyResult> | typeof LOOKUP_REFUSED {
+    if (parseKey(key, this.#prefix) === null) return 'invalid_key';
+    const known = this.#known.get(sha256Hash('sha256', key, 'base64url'));
+    return known !== undefined ? this.verifyHash(known) : LOOKUP_REFUSED;
+  }
+
+  /** Whether a refused key was well-formed, i.e. cost a lookup (only those count as failures). */
+  wellFormed(key: string): boolean {
+    return parseKey(key, this.#prefix) !== null;
+  }
+
+  /**
+   * The cached identity of a key the store has vouched for, without judging it: a revoked or
+   * expired key's refusal is logged with its key id and tenant (refusal path only).
+   */
+  cachedIdentity(key: string): Identity | undefined {
+    const known = this.#known.get(sha256Hash('sha256', key, 'base64url'));
+    return known === undefined ? undefined : this.#positive.peek(known);
   }
 
   /** The store's lookup hash of a well-formed key (what open WebSockets are re-checked by). */

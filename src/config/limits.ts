@@ -10,7 +10,7 @@
  *     maxHeaderBytes: 16384
  *     connectionsPerAddress: 512
  *     connections: 10000
- *     failedAuth: { max: 60, windowMs: 60000, addresses: 100000 }
+ *     failedAuth: { max: 60, windowMs: 60000, addresses: 100000, total: 6000 }
  */
 import { z } from 'zod';
 
@@ -29,6 +29,7 @@ export const limitsSchema = z
         max: count('failed authentications; 0 = no limit').default(60),
         windowMs: ms('milliseconds').positive('must be greater than 0').default(60_000),
         addresses: z.number({ error: 'must be a number (addresses)' }).int('must be a whole number').min(1, 'must be at least 1').default(100_000),
+        total: count('failed authentications over all addresses per windowMs; 0 = no limit').default(6_000),
       })
       .prefault({}),
   })

@@ -2,9 +2,10 @@
  * Who gets in: a route's credential check, the same for plain requests (gateway.ts) and
  * WebSocket upgrades (websocket.ts).
  *
- *   failed-auth limit of the client address → API key (verify: cache, store) or OAuth access
- *   token (routes with auth.issuers) → route policy (authorize) → the Identity, or the
- *   Refusal to answer with (a credential that does not work counts against the address)
+ *   API key (verify: cache, store — only keys already known while the client address is
+ *   over the failed-auth limit) or OAuth access token (routes with auth.issuers) → route
+ *   policy (authorize) → the Identity, or the Refusal to answer with (an unknown key counts
+ *   against the address)
  *
  * Synchronous when the key or token is cached; a Promise only when the store or a JWKS must
  * be asked. Nothing is allocated on the accepted, cached path.
@@ -18,9 +19,9 @@ import { authorize } from '../auth/authorize.ts';
 import type { Credential } from '../auth/extract.ts';
 import type { FailureLimiter } from '../auth/failure-limiter.ts';
 import type { Identity } from '../auth/identity.ts';
-import type { Verifier, VerifyResult } from '../auth/verify.ts';
+import { LOOKUP_REFUSED, type Verifier, type VerifyResult } from '../auth/verify.ts';
 import type { TokenResult } from '../auth/access-token.ts';
-import { forbidden, isFailedAuthentication, isRefusal, keyRefused, rateLimited, tokenRefused, type Refusal } from './auth-answers.ts';
+import { forbidden, isRefusal, keyRefused, rateLimited, tokenRefused, type Refusal } from './auth-answers.ts';
 import type { Route } from './router.ts';
 
 export { isRefusal };
@@ -53,27 +54,43 @@ export class Door {
   /** `path` is the normalised request path (for `tenantFromPath`). */
   admit(route: Route, req: IncomingMessage, credential: Credential, path: string, trustForwarded: boolean): Admission | Promise<Admission> {
     const failures = this.#failures;
-    if (failures === null) return this.#check(route, credential, path);
-    // Before any hashing or lookup: a blocked flood costs nothing.
+    if (failures === null) return this.#check(route, credential, path, false);
+    // Over the limit, only keys the store has vouched for are verified (auth/failure-limiter.ts).
     const wait = failures.retryAfter(req, trustForwarded);
-    if (wait > 0) return rateLimited(wait);
-    const admission = this.#check(route, credential, path);
-    if (admission instanceof Promise) return admission.then((settled) => this.#count(failures, settled, req, trustForwarded));
-    return this.#count(failures, admission, req, trustForwarded);
+    const admission = this.#check(route, credential, path, wait > 0);
+    if (admission === LOOKUP_REFUSED) return rateLimited(wait);
+    if (admission instanceof Promise) return admission.then((settled) => this.#count(failures, settled, req, credential, trustForwarded));
+    return this.#count(failures, admission, req, credential, trustForwarded);
   }
 
-  #count(failures: FailureLimiter, admission: Admission, req: IncomingMessage, trustForwarded: boolean): Admission {
-    if (isRefusal(admission) && isFailedAuthentication(admission)) failures.failed(req, trustForwarded);
+  /**
+   * Only a well-formed key the store did not know counts against the address: that is the
+   * lookup a flood of made-up keys would cost. A revoked or expired key is no guess; its
+   * refusal carries its identity, so the access log names the key still being used.
+   */
+  #count(failures: FailureLimiter, admission: Admission, req: IncomingMessage, credential: Credential, trustForwarded: boolean): Admission {
+    if (!isRefusal(admission) || admission.identity !== undefined) return admission;
+    const code = admission.code;
+    if (code === 'invalid_key') {
+      if (this.#verifier.wellFormed(credential.key)) failures.failed(req, trustForwarded);
+    } else if (code === 'key_revoked' || code === 'key_expired') {
+      const identity = this.#verifier.cachedIdentity(credential.key);
+      if (identity !== undefined) return { ...admission, identity };
+    }
     return admission;
   }
 
-  #check(route: Route, credential: Credential, path: string): Admission | Promise<Admission> {
+  #check(route: Route, credential: Credential, path: string, knownOnly: false): Admission | Promise<Admission>;
+  #check(route: Route, credential: Credential, path: string, knownOnly: boolean): Admission | Promise<Admission> | typeof LOOKUP_REFUSED;
+  #check(route: Route, credential: Credential, path: string, knownOnly: boolean): Admission | Promise<Admission> | typeof LOOKUP_REFUSED {
     const tokens = route.tokens;
     if (tokens !== null && !credential.inApiKey && !tokens.isKey(credential.key)) {
+      // Tokens are checked against cached issuer keys, never the key store: never limited.
       const verified = tokens.verify(credential.key);
       return verified instanceof Promise ? verified.then((v) => afterToken(route, path, v)) : afterToken(route, path, verified);
     }
-    const result = this.#verifier.verify(credential.key);
+    const result = knownOnly ? this.#verifier.verifyKnown(credential.key) : this.#verifier.verify(credential.key);
+    if (result === LOOKUP_REFUSED) return result;
     return result instanceof Promise ? result.then((v) => afterKey(route, path, v)) : afterKey(route, path, result);
   }
 }

@@ -32,14 +32,8 @@ export function isRefusal<T extends object>(value: T | Refusal): value is Refusa
   return (value as Partial<Refusal>).code !== undefined;
 }
 
-/** The refusals that count against the client address (auth/failure-limiter.ts): a credential that does not work. */
-export function isFailedAuthentication(refusal: Refusal): boolean {
-  const code = refusal.code;
-  return code === 'invalid_key' || code === 'key_revoked' || code === 'key_expired' || code === 'invalid_token';
-}
-
 export function rateLimited(waitSeconds: number): Refusal {
-  return { code: 'rate_limited', outcome: 'limited', detail: `too many failed authentications from this address; try again in ${waitSeconds} s`, headers: { 'retry-after': String(waitSeconds) } };
+  return { code: 'rate_limited', outcome: 'limited', detail: `too many unknown keys from this address; try again in ${waitSeconds} s (keys that work are still served)`, headers: { 'retry-after': String(waitSeconds) } };
 }
 
 const VERIFY: Record<VerifyFailure, [ProblemCode, AuthOutcome, string]> = {

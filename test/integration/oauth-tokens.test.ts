@@ -4,6 +4,7 @@
  * Every way a token can be wrong is refused with 401 invalid_token (never 200, never 500),
  * a JWKS that cannot be fetched is 503, and the token never reaches the upstream or the logs.
  */
+import { generateKey } from '../../src/keys/format.ts';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { base64url, SignJWT } from 'jose';
 import { accessLines, rawRequest, type RawResponse } from '../helpers/http.ts';
@@ -268,7 +269,7 @@ describe('logs', () => {
 });
 
 describe('failed-authentication limit', () => {
-  it('counts refused tokens like refused keys: the address then gets 429 for every credential', async () => {
+  it('tokens cost the key store nothing and are never limited; unknown keys from the same address are', async () => {
     const own = await startTestKeygate({
       limits: { failedAuth: { max: 2, windowMs: 60_000 } },
       oauth: { issuers: [{ name: 'test', issuer: idp.issuer, jwksUri: idp.jwksUri, claims: { tenant: 'tid' } }] },
@@ -280,12 +281,20 @@ describe('failed-authentication limit', () => {
       const wrongAudience = await token(OTHER);
       const send = (bearer: string) => rawRequest(own.url, { path: '/mcp/x', headers: { authorization: `Bearer ${bearer}` } });
       expect((await send(good)).status).toBe(200);
-      expect((await send(expired)).json.code).toBe('invalid_token');
-      expect((await send(wrongAudience)).json.code).toBe('invalid_token');
-      const limited = await send(good);
+      for (let i = 0; i < 5; i++) {
+        expect((await send(expired)).json.code).toBe('invalid_token');
+        expect((await send(wrongAudience)).json.code).toBe('invalid_token');
+      }
+      expect((await send(good)).status).toBe(200);
+      const madeUp = () => rawRequest(own.url, { path: '/mcp/x', headers: { 'x-api-key': generateKey('kg', 'acme') } });
+      expect((await madeUp()).json.code).toBe('invalid_key');
+      expect((await madeUp()).json.code).toBe('invalid_key');
+      const limited = await madeUp();
       expect(limited.status).toBe(429);
       expect(limited.json.code).toBe('rate_limited');
       expect(Number(limited.headers['retry-after'])).toBeGreaterThan(0);
+      // A working token from the limited address is still served.
+      expect((await send(good)).status).toBe(200);
     } finally {
       await own.stop();
     }

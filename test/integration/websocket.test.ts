@@ -5,6 +5,7 @@
  * frame (1008) when its key is revoked or expires, and with 1001 at shutdown.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateKey } from '../../src/keys/format.ts';
 import { CLI_CALLER } from '../../src/keys/service.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { startTestIssuer } from '../helpers/oauth-issuer.ts';
@@ -227,19 +228,24 @@ describe('open WebSockets', () => {
 });
 
 describe('failed authentications', () => {
-  it('count against the address across upgrades and requests alike, then every attempt gets 429', async () => {
+  it('count against the address across upgrades and requests alike; then unknown keys get 429 and a key that works is still served', async () => {
     const own = await startTestKeygate({ limits: { failedAuth: { max: 3, windowMs: 60_000 } }, routes: [{ name: 'ws', pathPrefix: '/', upstream: upstream.url, websocket: true }] });
     try {
       const { key } = await own.keys.create({ tenant: 'acme', name: 'good' });
       const url = `${own.url.replace('http:', 'ws:')}/x`;
-      const bad = 'kg_acme_' + '0'.repeat(64);
-      for (let i = 0; i < 2; i++) expect((await connectWs(url, { 'x-api-key': bad })).status).toBe(401);
-      expect((await fetch(`${own.url}/x`, { headers: { 'x-api-key': bad } })).status).toBe(401);
-      const blocked = await connectWs(url, { 'x-api-key': key });
+      expect((await fetch(`${own.url}/x`, { headers: { 'x-api-key': key } })).status).toBe(200);
+      for (let i = 0; i < 2; i++) expect((await connectWs(url, { 'x-api-key': generateKey('kg', 'acme') })).status).toBe(401);
+      expect((await fetch(`${own.url}/x`, { headers: { 'x-api-key': generateKey('kg', 'acme') } })).status).toBe(401);
+      const blocked = await connectWs(url, { 'x-api-key': generateKey('kg', 'acme') });
       expect(blocked.status).toBe(429);
       expect(JSON.parse(blocked.body!).code).toBe('rate_limited');
       expect(Number(blocked.headers!['retry-after'])).toBeGreaterThan(0);
-      expect((await fetch(`${own.url}/x`, { headers: { 'x-api-key': key } })).status).toBe(429);
+      expect((await fetch(`${own.url}/x`, { headers: { 'x-api-key': generateKey('kg', 'acme') } })).status).toBe(429);
+      // The key that works is known to this keygate: served, upgrade and request alike.
+      const open = await connectWs(url, { 'x-api-key': key });
+      expect(open.ws).not.toBeNull();
+      open.ws!.close();
+      expect((await fetch(`${own.url}/x`, { headers: { 'x-api-key': key } })).status).toBe(200);
     } finally {
       await own.stop();
     }

@@ -67,7 +67,28 @@ describe('FailureLimiter (GCRA)', () => {
   });
 
   it('is off when max is 0', () => {
-    expect(FailureLimiter.create({ max: 0, windowMs: 1000, addresses: 10 })).toBeNull();
-    expect(FailureLimiter.create({ max: 1, windowMs: 1000, addresses: 10 })).toBeInstanceOf(FailureLimiter);
+    expect(FailureLimiter.create({ max: 0, windowMs: 1000, addresses: 10, total: 0 })).toBeNull();
+    expect(FailureLimiter.create({ max: 1, windowMs: 1000, addresses: 10, total: 0 })).toBeInstanceOf(FailureLimiter);
+  });
+});
+
+describe('FailureLimiter over all addresses (total)', () => {
+  it('a flood spread over many addresses is bounded in total: past `total`, every address waits', () => {
+    let now = 1_000_000;
+    const l = new FailureLimiter({ max: 5, windowMs: 60_000, addresses: 10_000, total: 100, now: () => now });
+    for (let i = 0; i < 100; i++) {
+      expect(l.retryAfterFor(`10.0.0.${i}`)).toBe(0);
+      l.failedFor(`10.0.0.${i}`);
+    }
+    // No single address is over its own limit, yet a new one must wait for the total to refill.
+    expect(l.retryAfterFor('192.0.2.1')).toBe(1);
+    now += 600;
+    expect(l.retryAfterFor('192.0.2.1')).toBe(0);
+  });
+
+  it('total 0 bounds nothing beyond each address', () => {
+    const l = new FailureLimiter({ max: 5, windowMs: 60_000, addresses: 10_000, total: 0 });
+    for (let i = 0; i < 1000; i++) l.failedFor(`10.0.${i >> 8}.${i & 255}`);
+    expect(l.retryAfterFor('192.0.2.1')).toBe(0);
   });
 });
