@@ -96,7 +96,9 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
       async (ctx) => {
         const q = parse(listKeysQuery, query(ctx), 'query');
         const records = await service.list(ctx.caller, { tenant: q.tenant, includeRevoked: q.revoked === 'true', prefix: q.prefix });
-        return { status: 200, body: { keys: records.map(toPublic) } };
+        // One `now` for the whole answer: every status is keyState at the same instant.
+        const now = Date.now();
+        return { status: 200, body: { keys: records.map((r) => toPublic(r, now)) } };
       },
     ],
     ['GET', /^\/v1\/keys\/([^/]+)$/, async (ctx) => ({ status: 200, body: toPublic(await service.get(ctx.caller, ctx.params[0]!)) })],
@@ -115,7 +117,8 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
       async (ctx) => {
         const body = parse(rotateKeyBody, await readJson(ctx.req), 'body');
         const rotated = await service.rotate(ctx.caller, ctx.params[0]!, body.overlapSeconds, body.expires);
-        return { status: 201, body: { ...toPublic(rotated.record), key: rotated.key, previous: toPublic(rotated.previous) } };
+        const now = Date.now();
+        return { status: 201, body: { ...toPublic(rotated.record, now), key: rotated.key, previous: toPublic(rotated.previous, now) } };
       },
     ],
     ['GET', /^\/v1\/tenants$/, async (ctx) => ({ status: 200, body: { tenants: await service.tenants(ctx.caller) } })],

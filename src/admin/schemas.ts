@@ -58,7 +58,9 @@ export const keyRecord = z
     group: z.string().nullable(),
     user: z.string().nullable(),
     client: z.string().nullable(),
-    status: z.enum(['active', 'revoked']),
+    status: z
+      .enum(['active', 'expired', 'revoked'])
+      .describe("what the proxy does with the key at the time of the answer: 'active' is served (a rotating key stays active until its revokesAt), 'expired' is past expiresAt, 'revoked' was revoked or is past its revokesAt"),
     prefix: z.string().describe('display prefix, e.g. kg_acme_3f9a…'),
     createdAt: isoDate,
     expiresAt: isoDate.nullable(),
@@ -70,7 +72,7 @@ export const keyRecord = z
 
 export const createdKey = keyRecord.extend({ key: z.string().describe('the full key: shown in this response only') }).meta({ id: 'CreatedKey' });
 
-export const rotatedKey = createdKey.extend({ previous: keyRecord.describe('the old key as it is now: revoked, or active until its revokesAt') }).meta({ id: 'RotatedKey' });
+export const rotatedKey = createdKey.extend({ previous: keyRecord.describe('the old key as it is now: revoked, expired, or active until its revokesAt') }).meta({ id: 'RotatedKey' });
 
 export const tenantSummary = z
   .object({

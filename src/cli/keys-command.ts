@@ -1,4 +1,11 @@
-/** `keygate keys create|list|revoke|rotate` */
+/**
+ * `keygate keys create|list|revoke|rotate`
+ *
+ * The CLI is the operator: it opens the store itself, so it acts as a platform admin
+ * (CLI_CALLER) — it may grant any permission and manage admin-role keys. Statuses it prints
+ * are keyState's, the same the proxy acts on.
+ */
+import { keyState } from '../keys/key-state.ts';
 import { toPublic, type KeyRecord, type Role } from '../keys/record.ts';
 import { CLI_CALLER, KeyRuleError, orNullIfNotFound } from '../keys/service.ts';
 import { parseFlags, requireFlag, runSubcommand, UsageError } from './args.ts';
@@ -22,10 +29,14 @@ function date(ms: number | null): string {
   return ms === null ? '-' : new Date(ms).toISOString().slice(0, 16).replace('T', ' ');
 }
 
-function table(records: KeyRecord[]): string {
+function table(records: KeyRecord[], now: number): string {
   const rows = [['ID', 'TENANT', 'NAME', 'PREFIX', 'ROLE', 'STATUS', 'CREATED', 'EXPIRES', 'LAST USED']];
-  // A rotated key shows when its overlap ends: it is refused from then on.
-  const status = (r: KeyRecord) => (r.status === 'active' && r.revokesAt !== null ? `active until ${date(r.revokesAt)}` : r.status);
+  // keyState: what the proxy does with the key now (active, expired or revoked). A rotated
+  // key still in its overlap shows when the overlap ends: it is refused from then on.
+  const status = (r: KeyRecord) => {
+    const state = keyState(r, now);
+    return state === 'active' && r.revokesAt !== null ? `active until ${date(r.revokesAt)}` : state;
+  };
   for (const r of records) rows.push([r.id, r.tenant, r.name, r.prefix, r.role, status(r), date(r.createdAt), r.expiresAt === null ? 'never' : date(r.expiresAt), date(r.lastUsedAt)]);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
   return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
@@ -83,8 +94,9 @@ async function listKeys(args: string[], io: Io): Promise<number> {
   const { values } = parseFlags(args, { ...common, tenant: { type: 'string' }, revoked: { type: 'boolean' } });
   const config = configFrom(values.config, io);
   const records = await withKeyService(config, io, (service) => service.list(CLI_CALLER, { tenant: values.tenant, includeRevoked: values.revoked ?? false }));
-  if (values.json) io.out(JSON.stringify(records.map(toPublic)));
-  else io.out(records.length ? table(records) : 'No keys.');
+  const now = Date.now();
+  if (values.json) io.out(JSON.stringify(records.map((r) => toPublic(r, now))));
+  else io.out(records.length ? table(records, now) : 'No keys.');
   return 0;
 }
 

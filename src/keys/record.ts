@@ -2,7 +2,13 @@
  * The key record: everything keygate knows about a key except the key itself.
  * Times are epoch milliseconds so the hot path compares numbers, not dates.
  */
+import { keyState, type KeyState } from './key-state.ts';
+
 export type Role = 'api-user' | 'admin';
+/**
+ * What the store holds. Whether the key works now is keyState (key-state.ts): a stored
+ * `active` key may be expired, or past its rotation's `revokesAt`.
+ */
 export type KeyStatus = 'active' | 'revoked';
 
 export interface KeyRecord {
@@ -40,7 +46,8 @@ export interface PublicKeyRecord {
   group: string | null;
   user: string | null;
   client: string | null;
-  status: KeyStatus;
+  /** keyState at the time of the answer: what the proxy does with the key now. */
+  status: KeyState;
   prefix: string;
   createdAt: string;
   expiresAt: string | null;
@@ -51,7 +58,8 @@ export interface PublicKeyRecord {
 
 const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
-export function toPublic(record: KeyRecord): PublicKeyRecord {
+/** `status` is keyState(record, now): the same answer the proxy would give at `now`. */
+export function toPublic(record: KeyRecord, now: number = Date.now()): PublicKeyRecord {
   return {
     id: record.id,
     tenant: record.tenant,
@@ -61,7 +69,7 @@ export function toPublic(record: KeyRecord): PublicKeyRecord {
     group: record.group,
     user: record.user,
     client: record.client,
-    status: record.status,
+    status: keyState(record, now),
     prefix: record.prefix,
     createdAt: new Date(record.createdAt).toISOString(),
     expiresAt: iso(record.expiresAt),

@@ -11,6 +11,7 @@ import { displayPrefix, generateKey, TENANT_PATTERN } from './format.ts';
 import type { KeyHasher } from './hash.ts';
 import { newKeyId } from './ids.ts';
 import { parseExpiry } from './expiry.ts';
+import { keyState } from './key-state.ts';
 import type { KeyRecord, Role } from './record.ts';
 
 export const PERMISSION_PATTERN = /^[A-Za-z0-9_.:*-]{1,128}$/;
@@ -177,13 +178,20 @@ export class KeyService {
     return { key, record };
   }
 
-  /** Newest first. A tenant-scoped caller sees its own tenant only, whatever it asks for. */
+  /**
+   * Newest first. A tenant-scoped caller sees its own tenant only, whatever it asks for.
+   * Without `includeRevoked`, keys that keyState calls revoked are left out — including a
+   * rotated key past its `revokesAt` that no sweep has revoked in the store yet.
+   */
   async list(caller: Caller, query: { tenant?: string; includeRevoked?: boolean; prefix?: string }): Promise<KeyRecord[]> {
     if (caller.tenant !== null && query.tenant !== undefined && query.tenant !== caller.tenant) return [];
-    const records = await this.#store.list({ tenant: caller.tenant ?? query.tenant, includeRevoked: query.includeRevoked ?? false });
+    const includeRevoked = query.includeRevoked ?? false;
+    const records = await this.#store.list({ tenant: caller.tenant ?? query.tenant, includeRevoked });
+    const now = this.#now();
     const prefix = query.prefix?.replace(/…$/, '');
-    return prefix ? records.filter((r) => r.prefix.startsWith(prefix)) : records;
+    return records.filter((r) => (includeRevoked || keyState(r, now) !== 'revoked') && (!prefix || r.prefix.startsWith(prefix)));
   }
+
 
   /**
    * The tenants that have keys, with how many are active, expired and revoked, by name. A
@@ -196,9 +204,7 @@ export class KeyService {
     for (const record of await this.#store.list({ tenant: caller.tenant ?? undefined, includeRevoked: true })) {
       let summary = byTenant.get(record.tenant);
       if (summary === undefined) byTenant.set(record.tenant, (summary = { tenant: record.tenant, active: 0, expired: 0, revoked: 0 }));
-      if (record.status === 'revoked') summary.revoked++;
-      else if (record.expiresAt !== null && record.expiresAt <= now) summary.expired++;
-      else summary.active++;
+      summary[keyState(record, now)]++;
     }
     return [...byTenant.values()].sort((a, b) => (a.tenant < b.tenant ? -1 : a.tenant > b.tenant ? 1 : 0));
   }
@@ -241,13 +247,17 @@ export class KeyService {
    */
   async rotate(caller: Caller, id: string, overlapSeconds: number, expires?: string): Promise<CreatedKey & { previous: KeyRecord }> {
     const old = this.#visible(caller, await this.#store.get(id));
-    if (old.status !== 'active') throw new KeyStateError('a revoked key cannot be rotated');
+    const now = this.#now();
     // Rotating mints a key with the old one's role: the same rule as creating an admin key.
     if (old.role === 'admin' && caller.tenant !== null) throw new KeyForbiddenError('only a platform admin may rotate admin keys');
     if (!Number.isInteger(overlapSeconds) || overlapSeconds < 0 || overlapSeconds > MAX_OVERLAP_SECONDS) {
       throw new KeyRuleError('overlapSeconds', `must be a whole number from 0 to ${MAX_OVERLAP_SECONDS}`);
     }
-    const now = this.#now();
+    // Revoked includes a rotated key past its revokesAt that no sweep has revoked yet.
+    const state = keyState(old, now);
+    if (state === 'revoked') throw new KeyStateError('a revoked key cannot be rotated');
+    // An expired key's own expiry would make its successor expired at birth.
+    if (state === 'expired' && expires === undefined) throw new KeyRuleError('expires', 'the key has expired: give its successor an expiry');
     let expiresAt = old.expiresAt;
     if (expires !== undefined) {
       try {

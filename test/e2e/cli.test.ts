@@ -241,8 +241,10 @@ describe('keygate CLI end to end', () => {
     await sleep(Math.max(0, revokesAt + 5 - Date.now()));
     expect((await through('/echo/x', old.key)).json).toMatchObject({ code: 'key_revoked' });
     expect((await through('/echo/x', rotated.key)).status).toBe(200);
-    const keys = parseJsonOutput<{ id: string }[]>(await keygate('keys', 'list', '--tenant', 'initech', '--json'));
-    expect(keys.map((k) => k.id).sort()).toEqual([old.id, rotated.id].sort());
+    // Listed as the server treats it: revoked (shown only with --revoked), before any sweep.
+    const [keys, all] = await Promise.all([keygate('keys', 'list', '--tenant', 'initech', '--json'), keygate('keys', 'list', '--tenant', 'initech', '--revoked', '--json')]);
+    expect(parseJsonOutput<{ id: string }[]>(keys).map((k) => k.id)).toEqual([rotated.id]);
+    expect(parseJsonOutput<{ id: string; status: string }[]>(all).map((k) => [k.id, k.status]).sort()).toEqual([[old.id, 'revoked'], [rotated.id, 'active']].sort());
   });
 
   it('bad usage exits 2 and names the flag', async () => {

@@ -8,7 +8,7 @@
 
 /**
  * @typedef {{ id: string, tenant: string, name: string, role: 'api-user' | 'admin', permissions: string[], group: string | null,
- *   user: string | null, client: string | null, status: 'active' | 'revoked', prefix: string, createdAt: string,
+ *   user: string | null, client: string | null, status: 'active' | 'expired' | 'revoked', prefix: string, createdAt: string,
  *   expiresAt: string | null, revokedAt: string | null, revokesAt: string | null, lastUsedAt: string | null }} KeyRecord
  * @typedef {KeyRecord & { key: string }} CreatedKey
  * @typedef {CreatedKey & { previous: KeyRecord }} RotatedKey

@@ -24,16 +24,20 @@ export const EXPIRY_CHOICES = [
   ['never', 'Never'],
 ];
 
-/** @param {KeyRecord} key @param {number} now @returns {{ label: string, kind: string, title?: string }} */
+/**
+ * The row's status. Active, expired or revoked is keygate's own answer (`key.status`, the
+ * state the proxy acts on), never worked out again from the dates with this browser's
+ * clock; the page only adds detail to an active key (rotating, expires soon).
+ * @param {KeyRecord} key @param {number} now @returns {{ label: string, kind: string, title?: string }}
+ */
 function statusOf(key, now) {
-  if (key.status === 'revoked') return { label: 'Revoked', kind: 'revoked', title: key.revokedAt ? `revoked ${fromNow(Date.parse(key.revokedAt), now)}` : undefined };
-  // A rotated key is refused from the end of its overlap, even before the sweep revokes it.
-  if (key.revokesAt !== null) {
-    const at = Date.parse(key.revokesAt);
-    if (at <= now) return { label: 'Revoked', kind: 'revoked', title: `rotated out ${fromNow(at, now)}` };
-    return { label: 'Rotating', kind: 'soon', title: `replaced by a rotation: revoked ${fromNow(at, now)}` };
+  if (key.status === 'revoked') {
+    // A rotated key is refused from the end of its overlap, even before the sweep revokes it.
+    if (key.revokedAt === null && key.revokesAt !== null) return { label: 'Revoked', kind: 'revoked', title: `rotated out ${fromNow(Date.parse(key.revokesAt), now)}` };
+    return { label: 'Revoked', kind: 'revoked', title: key.revokedAt ? `revoked ${fromNow(Date.parse(key.revokedAt), now)}` : undefined };
   }
-  if (key.expiresAt !== null && Date.parse(key.expiresAt) <= now) return { label: 'Expired', kind: 'expired' };
+  if (key.status === 'expired') return { label: 'Expired', kind: 'expired', title: key.expiresAt ? `expired ${fromNow(Date.parse(key.expiresAt), now)}` : undefined };
+  if (key.revokesAt !== null) return { label: 'Rotating', kind: 'soon', title: `replaced by a rotation: revoked ${fromNow(Date.parse(key.revokesAt), now)}` };
   if (key.expiresAt !== null && Date.parse(key.expiresAt) - now < 7 * DAY) return { label: 'Expires soon', kind: 'soon' };
   return { label: 'Active', kind: 'active' };
 }
@@ -218,12 +222,13 @@ export function renderKeys(ctx) {
   /** @param {KeyRecord} key */
   function actionsFor(key) {
     if (key.status === 'revoked') return h('span', { class: 'muted' }, '—');
-    const canRotate = key.role !== 'admin' || platform;
+    // Admin-role keys are managed by platform admins only (the API answers 403 to anyone else).
+    if (key.role === 'admin' && !platform) return h('span', { class: 'muted', title: 'Only a platform admin manages admin keys' }, '—');
     return h(
       'div',
       { class: 'row-actions' },
       h('button', { type: 'button', class: 'btn small secondary', 'aria-label': `Rename ${key.name}`, onclick: () => renameDialog(key) }, 'Rename'),
-      canRotate ? h('button', { type: 'button', class: 'btn small secondary', 'aria-label': `Rotate ${key.name}`, onclick: () => rotateDialog(key) }, 'Rotate') : null,
+      h('button', { type: 'button', class: 'btn small secondary', 'aria-label': `Rotate ${key.name}`, onclick: () => rotateDialog(key) }, 'Rotate'),
       h('button', { type: 'button', class: 'btn small danger', 'aria-label': `Revoke ${key.name}`, onclick: () => revokeDialog(key) }, 'Revoke'),
     );
   }
@@ -383,7 +388,7 @@ export function renderKeys(ctx) {
 
   /** @param {KeyRecord} key */
   function rotateDialog(key) {
-    const expired = key.expiresAt !== null && Date.parse(key.expiresAt) <= Date.now();
+    const expired = key.status === 'expired';
     const overlap = h(
       'select',
       { name: 'overlapSeconds' },
