@@ -7,7 +7,7 @@ const json = (id: string) => ({ content: { 'application/json': { schema: ref(id)
 const errors = {
   '400': { description: 'bad request', content: { 'application/problem+json': { schema: ref('Problem') } } },
   '401': { description: 'missing or invalid admin key', content: { 'application/problem+json': { schema: ref('Problem') } } },
-  '403': { description: 'this key may not manage keys', content: { 'application/problem+json': { schema: ref('Problem') } } },
+  '403': { description: 'forbidden: this key may not manage keys, would grant a permission it does not hold itself (detail names them), or is not a platform admin and the request touches an admin-role key', content: { 'application/problem+json': { schema: ref('Problem') } } },
   '404': { description: 'no such key (or not in your tenant)', content: { 'application/problem+json': { schema: ref('Problem') } } },
   '422': { description: 'a field is invalid; detail names it', content: { 'application/problem+json': { schema: ref('Problem') } } },
 };

@@ -48,21 +48,41 @@ export class KeyForbiddenError extends Error {
   override name = 'KeyForbiddenError';
 }
 
+/**
+ * The caller would grant permissions it does not hold itself (403, like KeyForbiddenError);
+ * `missing` names them, sorted.
+ */
+export class KeyDelegationError extends KeyForbiddenError {
+  override name = 'KeyDelegationError';
+  readonly missing: string[];
+  constructor(missing: string[], message: string) {
+    super(message);
+    this.missing = missing;
+  }
+}
+
 /** The request conflicts with the key's state, e.g. rotating a revoked key (409). */
 export class KeyStateError extends Error {
   override name = 'KeyStateError';
 }
 
 /**
- * Who is asking. `tenant: null` is a platform admin (every tenant); the CLI is one, since
- * whoever runs it already holds the store.
+ * Who is asking. `tenant: null` is a platform admin (every tenant, every permission, the
+ * only one who manages admin-role keys); the CLI is one, since whoever runs it is the
+ * operator and already holds the store.
  */
 export interface Caller {
   actor: string;
   tenant: string | null;
+  /**
+   * What the caller's key holds now, groups resolved: a tenant-scoped caller grants no
+   * permission outside it (create, rotate); absent counts as nothing. Not consulted for a
+   * platform admin.
+   */
+  permissions?: ReadonlySet<string>;
 }
 
-export const CLI_CALLER: Caller = { actor: 'cli', tenant: null };
+export const CLI_CALLER: Caller = { actor: 'cli', tenant: null, permissions: new Set() };
 
 export interface CreateKeyInput {
   tenant: string;
@@ -108,9 +128,36 @@ export class KeyService {
 
   /** Whether a caller with this key may use the admin API, and over which tenants. */
   static callerFor(record: KeyRecord, permissions: ReadonlySet<string>, systemTenant: string): Caller | null {
-    if (record.role === 'admin' && record.tenant === systemTenant) return { actor: record.id, tenant: null };
-    if (permissions.has(MANAGE_PERMISSION)) return { actor: record.id, tenant: record.tenant };
+    if (record.role === 'admin' && record.tenant === systemTenant) return { actor: record.id, tenant: null, permissions };
+    if (permissions.has(MANAGE_PERMISSION)) return { actor: record.id, tenant: record.tenant, permissions };
     return null;
+  }
+
+  /** The permissions a key with these attributes gets now: a group counts as its members. */
+  #grants(attributes: Pick<KeyRecord, 'permissions' | 'group'>): readonly string[] {
+    const groups = this.#config.permissionGroups;
+    if (attributes.group === null) return attributes.permissions;
+    return Object.hasOwn(groups, attributes.group) ? groups[attributes.group]! : [];
+  }
+
+  /**
+   * A caller grants only what it holds: refuses (403) a key that would get a permission the
+   * caller lacks. Platform admins (and the CLI, the operator) are exempt.
+   */
+  #mayGrant(caller: Caller, attributes: Pick<KeyRecord, 'permissions' | 'group'>, action: string): void {
+    if (caller.tenant === null) return;
+    const missing = [...new Set(this.#grants(attributes))].filter((p) => !caller.permissions?.has(p)).sort();
+    if (missing.length === 0) return;
+    const through = attributes.group === null ? '' : ` (through group "${attributes.group}")`;
+    throw new KeyDelegationError(
+      missing,
+      `this key may ${action} only with permissions it holds itself; it lacks ${missing.join(', ')}${through}`,
+    );
+  }
+
+  /** Admin-role keys are managed by platform admins only (403 for anyone else). */
+  static #adminKeyRule(caller: Caller, record: KeyRecord, action: string): void {
+    if (record.role === 'admin' && caller.tenant !== null) throw new KeyForbiddenError(`only a platform admin may ${action} admin keys`);
   }
 
   #visible(caller: Caller, record: KeyRecord | null): KeyRecord {
@@ -139,6 +186,7 @@ export class KeyService {
       if (permissions.length) throw new KeyRuleError('group', 'give either permissions or a group, not both');
       if (!Object.hasOwn(this.#config.permissionGroups, group)) throw new KeyRuleError('group', `"${group}" is not defined in permissionGroups`);
     }
+    this.#mayGrant(caller, { permissions, group }, 'create keys');
     let expiresAt: number | null;
     try {
       expiresAt = parseExpiry(input.expires ?? 'never', now);
@@ -192,7 +240,6 @@ export class KeyService {
     return records.filter((r) => (includeRevoked || keyState(r, now) !== 'revoked') && (!prefix || r.prefix.startsWith(prefix)));
   }
 
-
   /**
    * The tenants that have keys, with how many are active, expired and revoked, by name. A
    * tenant-scoped caller gets its own tenant only. Derived from the key list: there is no
@@ -213,9 +260,10 @@ export class KeyService {
     return this.#visible(caller, await this.#store.get(id));
   }
 
-  /** The only edit there is: the name. */
+  /** The only edit there is: the name (nothing permission-like can change). */
   async rename(caller: Caller, id: string, name: string): Promise<KeyRecord> {
     const before = this.#visible(caller, await this.#store.get(id));
+    KeyService.#adminKeyRule(caller, before, 'rename');
     const trimmed = name.trim();
     if (trimmed === '' || trimmed.length > 128) throw new KeyRuleError('name', 'must be 1-128 characters');
     const after = this.#visible(caller, await this.#store.rename(id, trimmed));
@@ -223,18 +271,38 @@ export class KeyService {
     return after;
   }
 
-  /** Permanent. Revoking a revoked key changes nothing and is not an error. */
+  /**
+   * Permanent. Revoking a revoked key changes nothing and is not an error. This asks the
+   * stored status, not keyState, on purpose: a rotated key past its `revokesAt` (already
+   * refused everywhere) is still written revoked now rather than at the next sweep.
+   */
   async revoke(caller: Caller, id: string): Promise<{ record: KeyRecord; changed: boolean }> {
     const before = this.#visible(caller, await this.#store.get(id));
+    KeyService.#adminKeyRule(caller, before, 'revoke');
     if (before.status === 'revoked') return { record: before, changed: false };
     const after = this.#visible(caller, await this.#store.revoke(id, this.#now()));
     await this.#events?.key('key.revoke', caller.actor, after);
     return { record: after, changed: true };
   }
 
+  /**
+   * Revokes every key of the tenant, or nothing: a caller that is not a platform admin is
+   * refused (403, nothing revoked) when the tenant holds admin-role keys the call would
+   * revoke, rather than revoking the rest and leaving those — an answer that cannot be
+   * misread as "the tenant is clean", and the store revokes a tenant in one atomic step.
+   */
   async revokeTenant(caller: Caller, tenant: string): Promise<string[]> {
     if (!TENANT_PATTERN.test(tenant)) throw new KeyRuleError('tenant', 'must match [a-z0-9][a-z0-9-]{0,62}');
     if (caller.tenant !== null && caller.tenant !== tenant) throw new KeyNotFoundError('no such tenant');
+    if (caller.tenant !== null) {
+      // The stored status, not keyState: any record the store would write revoked counts.
+      const admins = (await this.#store.list({ tenant, includeRevoked: false })).filter((r) => r.role === 'admin' && r.status === 'active');
+      if (admins.length) {
+        throw new KeyForbiddenError(
+          `tenant "${tenant}" holds admin keys (${admins.map((r) => r.id).join(', ')}), which only a platform admin may revoke; nothing was revoked — revoke the other keys one by one, or ask a platform admin`,
+        );
+      }
+    }
     const ids = await this.#store.revokeTenant(tenant, this.#now());
     await this.#events?.audit('key.revoke_all', caller.actor, tenant, null, { count: ids.length });
     return ids;
@@ -249,7 +317,10 @@ export class KeyService {
     const old = this.#visible(caller, await this.#store.get(id));
     const now = this.#now();
     // Rotating mints a key with the old one's role: the same rule as creating an admin key.
-    if (old.role === 'admin' && caller.tenant !== null) throw new KeyForbiddenError('only a platform admin may rotate admin keys');
+    KeyService.#adminKeyRule(caller, old, 'rotate');
+    // …and with its permissions: the successor gets no more than its predecessor (the same
+    // attributes) and, like any key the caller creates, no more than the caller holds.
+    this.#mayGrant(caller, old, 'rotate keys');
     if (!Number.isInteger(overlapSeconds) || overlapSeconds < 0 || overlapSeconds > MAX_OVERLAP_SECONDS) {
       throw new KeyRuleError('overlapSeconds', `must be a whole number from 0 to ${MAX_OVERLAP_SECONDS}`);
     }
