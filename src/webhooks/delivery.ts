@@ -2,7 +2,7 @@
  * The webhook stage of the request path (routes with a `webhook:` section): nothing reaches
  * the upstream before the sender's signature over the whole body has been verified.
  *
- *   signature headers present and well-formed → timestamp within the tolerance → signing
+ *   signature headers (and, for Twilio, the URL) present and well-formed → timestamp within the tolerance → signing
  *   secrets (vault; sync on a cache hit) → [100 Continue] → body read into memory, bounded
  *   by maxBodyBytes, HMACs computed as it streams → constant-time comparison → timestamp
  *   again (a slow upload may have outlived it) → replay claim in the store → forward the
@@ -25,16 +25,12 @@ import { hasBody, PayloadTooLargeError } from '../proxy/body-limit.ts';
 import type { ProblemCode } from '../proxy/problem.ts';
 import type { SecretValue, ValueResult } from '../secrets/vault.ts';
 import type { ReplayStore } from '../store/replay-store.ts';
-import type { WebhookConfig, WebhookScheme } from './config.ts';
-import { github } from './github.ts';
+import type { WebhookConfig } from './config.ts';
 import type { WebhookCounters, WebhookMetrics, WebhookResult } from './metrics.ts';
 import { BodyAbortedError, BodyTimeoutError, readBody } from './read-body.ts';
 import type { HeaderProblem, Scheme, SignedParts } from './scheme.ts';
+import { schemeFor } from './schemes.ts';
 import { SignatureCheck, replayTtlMs, timestampProblem } from './signature.ts';
-import { standard } from './standard.ts';
-import { stripe } from './stripe.ts';
-
-const SCHEMES: Record<WebhookScheme, Scheme> = { standard, stripe, github };
 
 /** What the gateway forwards for a verified delivery (exchange.delivery). */
 export interface VerifiedDelivery {
@@ -89,7 +85,7 @@ export class WebhookVerifier {
   readonly #now: () => number;
   readonly #compiled = new WeakMap<RouteConfig, Compiled>();
   /** HMAC keys derived from secret values, per scheme (a value object is replaced when the vault reloads it). */
-  readonly #keys = new Map<Scheme, WeakMap<SecretValue, Buffer | null>>();
+  readonly #keys = new WeakMap<Scheme, WeakMap<SecretValue, Buffer | null>>();
   readonly #warnedAt = new Map<string, number>();
 
   constructor(options: WebhookVerifierOptions) {
@@ -98,7 +94,6 @@ export class WebhookVerifier {
     this.#metrics = options.metrics;
     this.#logger = options.logger;
     this.#now = options.now ?? Date.now;
-    for (const scheme of Object.values(SCHEMES)) this.#keys.set(scheme, new WeakMap());
   }
 
   /** Derives each webhook route's state (and its metric series) up front; routes added by a reload are prepared on first use. */
@@ -112,7 +107,7 @@ export class WebhookVerifier {
    */
   verify(exchange: Exchange, expectContinue: boolean): DeliveryResult | Promise<DeliveryResult> {
     const c = this.#compile(exchange.route!.config);
-    const parts = c.scheme.parse(exchange.req.headers);
+    const parts = c.scheme.parse(exchange.req.headers, exchange.req.url);
     if ('problem' in parts) return this.#refuseHeaders(c, parts);
     if (parts.timestamp !== null) {
       const stale = timestampProblem(parts.timestamp, this.#now(), c.config.toleranceSeconds);
@@ -168,7 +163,8 @@ export class WebhookVerifier {
       if (!(error instanceof BodyAbortedError) && !(error instanceof BodyTimeoutError)) this.#logger.debug({ route: c.route, err: { message: (error as Error).message } }, 'webhook body read failed');
       return { code: 'bad_request', outcome: 'bad_request', detail: 'the request body did not arrive', headers: undefined };
     }
-    const { matched, replayId } = check.finish();
+    const { matched, replayId, problem } = check.finish(body);
+    if (problem !== undefined) return this.#refuse(c, 'invalid', 'invalid_signature', 'invalid', problem, c.challenge);
     if (matched === -1) {
       // A secret that could not be read might have been the one that signed: not "invalid" then.
       if (storeDown) return this.#refuse(c, 'unavailable', 'auth_unavailable', 'unavailable', 'a signing secret cannot be read from the store; try again shortly', RETRY);
@@ -206,7 +202,8 @@ export class WebhookVerifier {
   }
 
   #keyOf(scheme: Scheme, value: SecretValue): Buffer | null {
-    const cache = this.#keys.get(scheme)!;
+    let cache = this.#keys.get(scheme);
+    if (cache === undefined) this.#keys.set(scheme, (cache = new WeakMap()));
     let key = cache.get(value);
     if (key === undefined) {
       key = scheme.key(value.value);
@@ -222,7 +219,7 @@ export class WebhookVerifier {
       c = {
         route: route.name,
         config,
-        scheme: SCHEMES[config.scheme],
+        scheme: schemeFor(config, route.pathPrefix),
         maxBodyBytes: route.maxBodyBytes,
         idleMs: route.timeouts.idleMs,
         counters: this.#metrics.forRoute(route.name),

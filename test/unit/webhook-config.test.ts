@@ -28,7 +28,7 @@ describe('routes[].webhook', () => {
   });
 
   it('names the scheme, the secrets and the tolerance when they are wrong', () => {
-    expect(problems({ routes: [{ ...route, webhook: { scheme: 'svix', secrets: ['a'] } }] })).toEqual(['routes[0].webhook.scheme: must be one of standard, stripe, github']);
+    expect(problems({ routes: [{ ...route, webhook: { scheme: 'svix', secrets: ['a'] } }] })).toEqual(['routes[0].webhook.scheme: must be one of standard, stripe, github, slack, shopify, twilio, hmac']);
     expect(problems({ routes: [{ ...route, webhook: { scheme: 'github' } }] })[0]).toMatch(/^routes\[0\]\.webhook\.secrets: /);
     expect(problems({ routes: [{ ...route, webhook: { scheme: 'github', secrets: [] } }] })).toEqual(['routes[0].webhook.secrets: must name the stored signing secret']);
     expect(problems({ routes: [{ ...route, webhook: { scheme: 'github', secrets: ['a', 'b', 'c'] } }] })[0]).toMatch(/at most 2 secrets/);
