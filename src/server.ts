@@ -23,6 +23,7 @@ import { applyConfig, type LiveConfig, type ReloadResult } from './reload.ts';
 import { createEchoUpstream } from './proxy/echo-upstream.ts';
 import { Gateway } from './proxy/gateway.ts';
 import { WebSockets } from './proxy/websocket.ts';
+import { LiveExchanges } from './proxy/live-exchanges.ts';
 import { guardListener, listenerOptions, REJECTION_REASONS } from './proxy/listener-limits.ts';
 import { createHeaderPolicy } from './proxy/headers.ts';
 import { Router } from './proxy/router.ts';
@@ -153,7 +154,10 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   const webhooks = new WebhookVerifier({ secrets: vault, replay: store, metrics: new WebhookMetrics(metrics.registry), logger });
   webhooks.prepare(config.routes);
   const door = new Door(verifier, FailureLimiter.create(config.limits.failedAuth));
+  // WebSockets, event streams and responses still streaming: ended when their key or token stops working.
+  const liveExchanges = new LiveExchanges({ verifier, recheckMs: config.cache.maxAgeMs });
   const gateway = new Gateway({
+    live: liveExchanges,
     hooks: requestMetrics,
     router: new Router(config.routes, upstreams.poolFor, accessTokens),
     door,
@@ -165,16 +169,17 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     logger,
   });
 
-  const websockets = new WebSockets({ current: gateway, door, verifier, secrets: vault, logger, accessLog, lastUsed, hooks: requestMetrics, recheckMs: config.cache.maxAgeMs });
+  const websockets = new WebSockets({ current: gateway, door, verifier, live: liveExchanges, secrets: vault, logger, accessLog, lastUsed, hooks: requestMetrics });
   // Set in the same synchronous stretch as the subscription above resolved, so no event is
-  // delivered before: open WebSockets of a revoked key are closed with it, and after a resync
-  // (revocations may have been missed) every open WebSocket's key is verified again.
+  // delivered before: open WebSockets, event streams and long responses of a revoked key end
+  // with it, a pushed rotation re-arms their deadlines, and after a resync (revocations may
+  // have been missed) every one's key is verified again.
   verifier.onRevocationApplied = (event, appliedAt) => {
     observeRevocation(metrics, event.at, appliedAt);
-    websockets.revoked(event.ids);
+    liveExchanges.revoked(event.ids);
   };
-  verifier.onChanged = (hashes) => websockets.changed(hashes);
-  verifier.onResync = () => websockets.recheck();
+  verifier.onChanged = (hashes) => liveExchanges.changed(hashes);
+  verifier.onResync = () => liveExchanges.recheck();
   // optimizeEmptyRequests: a request without a body starts with its body stream already ended,
   // so node:http schedules no stream events for the (usual) bodyless GET.
   const proxy = createServer({ keepAliveTimeout: 65_000, ...listenerOptions(config.limits), noDelay: true, optimizeEmptyRequests: true, shouldUpgradeCallback: websockets.shouldUpgrade });
@@ -211,7 +216,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   }
   jobs.start();
   vault.start();
-  websockets.start();
+  liveExchanges.start();
   accessTokens.warm(config.routes);
   const needSecrets = config.routes.filter((r) => r.secret || r.webhook).map((r) => r.name);
   if (keyring === null && needSecrets.length) logger.warn({ routes: needSecrets }, 'KEYGATE_MASTER_KEY is not set: these routes inject an upstream secret or verify webhook signatures with one, and will answer 502');
@@ -258,7 +263,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
           logger.info({ drainDelayMs: delay }, 'draining: /readyz answers 503; still serving');
           await new Promise((resolve) => setTimeout(resolve, delay));
         }
-        websockets.stop();
+        liveExchanges.stop();
         await closeServer(proxy, graceMs, () => {
           const closed = websockets.closeAll();
           if (closed) logger.info({ websockets: closed }, 'grace period over: closed open WebSockets');

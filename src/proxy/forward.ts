@@ -3,12 +3,26 @@
  * client response. Bodies stream both ways with back-pressure (pause/resume on the
  * upstream, `drain` on the client), a client that goes away aborts the upstream request,
  * and undici's errors become 502/504 problems.
+ *
+ * A response that is still streaming is a long-lived exchange (live-exchanges.ts): when the
+ * key or token it was requested with stops working, keygate ends it. Which responses are
+ * registered, and what it costs the rest:
+ *  - an event stream (`text/event-stream`) as soon as its head is relayed — it is long by
+ *    nature; it ends between two events (`EventBoundary`): at once if the bytes forwarded
+ *    so far end with a blank line, else after the rest of the event under way;
+ *  - any other response of a key or token that is still open once the read that brought its
+ *    head has been handled (one microtask for all the heads of that read). A short response
+ *    is complete by then (head and body arrive together), so it costs an array push and is
+ *    never registered: no registry entry, no timer, no HMAC. One that is still streaming is
+ *    cut (a half body is the honest signal) and its upstream request aborted.
  */
 import type { ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import { CONFLICT, extractCredential } from '../auth/extract.ts';
 import type { Exchange } from './exchange.ts';
+import type { EndReason, LiveEntry, LiveExchange, LiveExchanges, LiveKind } from './live-exchanges.ts';
 import { sendProblem } from './problem.ts';
 import { RESPONSE_HOP_BY_HOP } from './headers.ts';
 import { lingeringClose } from './body-limit.ts';
@@ -30,34 +44,127 @@ export interface ForwardHooks {
   onUpstreamDone?(exchange: Exchange, error: Error | null): void;
   /** A text/event-stream response started (open) or ended (closed), for the open-streams gauge. */
   onEventStream?(exchange: Exchange, open: boolean): void;
+  /** Where responses still streaming are registered, to end when their key stops working; none: they are not. */
+  readonly live?: LiveExchanges | null;
 }
 
-class ForwardHandler implements Dispatcher.DispatchHandler {
+/** How long an event stream being ended may take to finish the event under way before it is cut. */
+export const EVENT_END_GRACE_MS = 1000;
+/** How long a response keygate ended may take to drain to its client before the connection is cut. */
+const DRAIN_GRACE_MS = 1000;
+
+const LF = 0x0a;
+const CR = 0x0d;
+
+/** Whether bytes ending with these four (newest in the low byte) end with a blank line. */
+function endsWithBlankLine(tail: number): boolean {
+  const last = tail & 0xff;
+  const before = (tail >>> 8) & 0xff;
+  let prev: number;
+  // Strip the final line end (CRLF, LF or CR): a line end right before it closes an empty line.
+  if (last === LF) prev = before === CR ? (tail >>> 16) & 0xff : before;
+  else if (last === CR) prev = before;
+  else return false;
+  return prev === LF || prev === CR;
+}
+
+/**
+ * Where the bytes of an event stream forwarded so far stand: between two events (they end
+ * with a blank line, SSE's event terminator, in any of its line-end spellings) or inside
+ * one. Only the last four bytes matter, kept in one number: nothing is copied or buffered.
+ */
+export class EventBoundary {
+  /** The last four bytes; the start of a stream counts as between events. */
+  #tail = (LF << 8) | LF;
+
+  get atBoundary(): boolean {
+    return endsWithBlankLine(this.#tail);
+  }
+
+  observe(chunk: Uint8Array): void {
+    let tail = this.#tail;
+    for (let i = Math.max(0, chunk.length - 4); i < chunk.length; i++) tail = ((tail << 8) | chunk[i]!) >>> 0;
+    this.#tail = tail;
+  }
+
+  /** How many bytes of `chunk` reach the end of the event under way (-1: it does not end in it). Observes nothing. */
+  endOfEvent(chunk: Uint8Array): number {
+    let tail = this.#tail;
+    for (let i = 0; i < chunk.length; i++) {
+      tail = ((tail << 8) | chunk[i]!) >>> 0;
+      if (endsWithBlankLine(tail)) return i + 1;
+    }
+    return -1;
+  }
+}
+
+class ForwardHandler implements Dispatcher.DispatchHandler, LiveExchange {
+  /** Responses whose head came in the current read; those still open after it are registered. */
+  static readonly #heads: ForwardHandler[] = [];
+
+  static readonly #registerStillOpen = (): void => {
+    const heads = ForwardHandler.#heads;
+    for (const handler of heads) if (!handler.#over && !handler.#stopped) handler.#register();
+    heads.length = 0;
+  };
+
   readonly #exchange: Exchange;
   readonly #hooks: ForwardHooks;
   #controller: Controller | null = null;
-  #clientGone = false;
+  /** The client left, or keygate ended the exchange: the upstream request is aborted and what it reports is moot. */
+  #stopped = false;
   #eventStream = false;
+  /** Event streams: whether the bytes forwarded so far end between two events. */
+  #events: EventBoundary | null = null;
+  /** The response is over: complete, failed or abandoned. */
+  #over = false;
+  /** Its registration while it is a long-lived exchange. */
+  #live: LiveEntry | null = null;
+  /** keygate is ending this event stream once the event under way is complete; cut at this timer. */
+  #ending: NodeJS.Timeout | null = null;
 
   constructor(exchange: Exchange, hooks: ForwardHooks) {
     this.#exchange = exchange;
     this.#hooks = hooks;
   }
 
+  get kind(): LiveKind {
+    return this.#events !== null ? 'event-stream' : 'response';
+  }
+
   clientClosed(): void {
+    this.#over = true;
+    this.#release();
     this.#streamEnded();
     if (this.#exchange.res.writableFinished) return;
-    this.#clientGone = true;
-    this.#controller?.abort(new Error('client closed the connection'));
+    this.#stop('client closed the connection');
   }
 
   resume(): void {
     this.#controller?.resume();
   }
 
+  /**
+   * The registry ends this response because its key or token stopped working (or at
+   * shutdown): an event stream between two events, anything else at once.
+   */
+  end(reason: EndReason): void {
+    if (this.#over || this.#stopped || this.#ending !== null) return;
+    if (reason !== 'shutdown') this.#exchange.error = reason;
+    const events = this.#events;
+    if (events === null) this.#cut();
+    else if (events.atBoundary) this.#endStream();
+    else {
+      // Mid-event: the rest of this event is forwarded (onResponseData), then the stream ends;
+      // an upstream that does not finish it, or a client that does not read it, is cut off.
+      this.#ending = setTimeout(() => this.#cut(), EVENT_END_GRACE_MS);
+      this.#ending.unref();
+    }
+  }
+
   onRequestStart(controller: Controller): void {
     this.#controller = controller;
-    if (this.#clientGone) controller.abort(new Error('client closed the connection'));
+    if (this.#stopped) controller.abort(new Error('client closed the connection'));
   }
 
   onResponseStart(_controller: Controller, statusCode: number, headers: Record<string, string | string[] | undefined>, statusMessage?: string): void {
@@ -93,8 +200,63 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (eventStream) {
       res.flushHeaders();
       this.#eventStream = true;
+      this.#events = new EventBoundary();
       this.#hooks.onEventStream?.(this.#exchange, true);
+      // Public ones too, to be ended between events at shutdown.
+      this.#register();
+    } else if (this.#exchange.identity !== null && this.#hooks.live) {
+      const heads = ForwardHandler.#heads;
+      if (heads.push(this) === 1) queueMicrotask(ForwardHandler.#registerStillOpen);
     }
+  }
+
+  /** Registers the response as a long-lived exchange, by its key's lookup hash (computed here, once). */
+  #register(): void {
+    const live = this.#hooks.live;
+    if (!live) return;
+    const { identity, req } = this.#exchange;
+    let hash: string | null = null;
+    if (identity !== null && identity.issuer === undefined) {
+      const credential = extractCredential(req.headers);
+      if (credential !== null && credential !== CONFLICT) hash = live.hashOf(credential.key);
+    }
+    this.#live = live.add(this, identity, hash);
+  }
+
+  #release(): void {
+    if (this.#ending !== null) clearTimeout(this.#ending);
+    this.#ending = null;
+    if (this.#live === null) return;
+    this.#hooks.live!.remove(this.#live);
+    this.#live = null;
+  }
+
+  /** Aborts the upstream request; what undici reports after that is ignored. */
+  #stop(why: string): void {
+    if (this.#stopped) return;
+    this.#stopped = true;
+    this.#controller?.abort(new Error(why));
+  }
+
+  /** Ends an event stream between two events, the way streams end: the client sees the end of the response. */
+  #endStream(): void {
+    const res = this.#exchange.res;
+    this.#over = true;
+    this.#release();
+    this.#stop('keygate ended the event stream');
+    this.#streamEnded();
+    res.end();
+    // A client that does not read what is left is cut off (never a later response on the same connection).
+    if (!res.writableFinished) setTimeout(() => !res.writableFinished && res.destroy(), DRAIN_GRACE_MS).unref();
+  }
+
+  /** Ends a response mid-body: the connection is reset, so the client cannot take it for complete. */
+  #cut(): void {
+    this.#over = true;
+    this.#release();
+    this.#stop('keygate ended the response');
+    this.#streamEnded();
+    this.#exchange.res.destroy();
   }
 
   #streamEnded(): void {
@@ -104,7 +266,21 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseData(controller: Controller, chunk: Buffer): void {
+    if (this.#stopped || this.#over) return;
     const res = this.#exchange.res as WithHandler;
+    const events = this.#events;
+    if (events !== null) {
+      if (this.#ending !== null) {
+        // keygate is ending the stream: forward up to the end of the event under way, not a byte more.
+        const end = events.endOfEvent(chunk);
+        if (end !== -1) {
+          res.write(end === chunk.length ? chunk : chunk.subarray(0, end));
+          this.#endStream();
+          return;
+        }
+      }
+      events.observe(chunk);
+    }
     if (!res.write(chunk)) {
       controller.pause();
       res[kHandler] = this;
@@ -113,6 +289,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseEnd(): void {
+    this.#over = true;
+    this.#release();
     this.#streamEnded();
     this.#exchange.res.end();
     this.#hooks.onUpstreamDone?.(this.#exchange, null);
@@ -120,10 +298,12 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onResponseError(_controller: Controller, error: Error): void {
     const eventStream = this.#eventStream;
+    this.#over = true;
+    this.#release();
     this.#streamEnded();
     const exchange = this.#exchange;
     this.#hooks.onUpstreamDone?.(exchange, error);
-    if (this.#clientGone) return;
+    if (this.#stopped) return;
     const res = exchange.res;
     const code = (error as { code?: string }).code ?? '';
     if (code === 'KG_PAYLOAD_TOO_LARGE') {

@@ -25,6 +25,7 @@ import { applyCors, sameOriginOnly } from './cors.ts';
 import { Exchange, type AuthOutcome } from './exchange.ts';
 import { forward, type ForwardHooks } from './forward.ts';
 import { upstreamHeaders, type HeaderPolicy } from './headers.ts';
+import type { LiveExchanges } from './live-exchanges.ts';
 import { normalizeTarget, type NormalizedTarget } from './normalize-path.ts';
 import { requestHost } from './request-host.ts';
 import { BAD_HOST, selectRoute } from './route-select.ts';
@@ -48,6 +49,11 @@ export interface GatewayOptions {
   secrets?: SecretSource | null;
   /** Signature verification for routes with a `webhook` section (webhooks/delivery.ts); without it such routes answer 502. */
   webhooks?: WebhookVerifier | null;
+  /**
+   * The long-lived exchange registry (live-exchanges.ts): event streams and responses still
+   * streaming end there when their key or token stops working, and at shutdown.
+   */
+  live?: LiveExchanges | null;
 }
 
 export interface SecretSource {
@@ -82,8 +88,7 @@ export class Gateway {
   readonly #logger: Logger;
   readonly #hooks: GatewayHooks;
   readonly #forwardHooks: ForwardHooks;
-  /** Event streams open now, to end them cleanly at shutdown. */
-  readonly #streams = new Set<Exchange>();
+  readonly #live: LiveExchanges | null;
   readonly #lastUsed: LastUsed | null;
   readonly #secrets: SecretSource | null;
   readonly #webhooks: WebhookVerifier | null;
@@ -95,14 +100,11 @@ export class Gateway {
     this.#accessLog = options.accessLog;
     this.#logger = options.logger;
     const hooks = (this.#hooks = options.hooks ?? {});
-    const streams = this.#streams;
+    this.#live = options.live ?? null;
     this.#forwardHooks = {
       onUpstreamDone: hooks.onUpstreamDone?.bind(hooks),
-      onEventStream(exchange, open) {
-        if (open) streams.add(exchange);
-        else streams.delete(exchange);
-        hooks.onEventStream?.(exchange, open);
-      },
+      onEventStream: hooks.onEventStream?.bind(hooks),
+      live: this.#live,
     };
     this.#lastUsed = options.lastUsed ?? null;
     this.#secrets = options.secrets ?? null;
@@ -123,17 +125,12 @@ export class Gateway {
   }
 
   /**
-   * Shutdown: ends every open event stream the way a stream ends normally (the client sees
-   * the end of the response and may reconnect elsewhere) and stops its upstream request.
+   * Shutdown: ends every open event stream the way a stream ends normally, between two events
+   * (the client sees the end of the response and may reconnect elsewhere), and stops its
+   * upstream request. Other responses still streaming get the rest of the grace period.
    */
   endStreams(): number {
-    const open = [...this.#streams];
-    for (const exchange of open) {
-      exchange.upstream?.clientClosed();
-      exchange.res.end();
-    }
-    this.#streams.clear();
-    return open.length;
+    return this.#live?.endAll('shutdown', 'event-stream') ?? 0;
   }
 
   /** Once per request, when the response is finished or abandoned. */

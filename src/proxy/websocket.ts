@@ -7,15 +7,12 @@
  *   upgrade → normalise → route (websocket: true) → Origin → credential → admit → secret
  *   → rewrite headers → http-proxy-3 → 101 → open tunnel (tracked by key) … → close
  *
- * An open tunnel outlives the request that authenticated it, so keygate keeps checking:
- *  - a revocation pushed by the store closes every tunnel of that key at once;
- *  - every `recheckMs` (cache.maxAgeMs) each tunnel's key is verified again under the
- *    staleness rules (while the push feed is down that asks the store), so a revocation the
- *    push missed, or a store that cannot vouch for the key any more, closes it too;
- *  - a tunnel is closed when its key or access token expires, or when its key's rotation
- *    overlap ends (a rotation written while the tunnel is open is pushed to `changed`).
- * keygate closes a tunnel with a WebSocket Close frame (1008 and the reason) when the
- * upstream's bytes are between frames (ws-frames.ts), or else by closing the connection.
+ * An open tunnel outlives the request that authenticated it, so it is registered in the
+ * long-lived exchange registry (live-exchanges.ts), which closes it when its key is revoked
+ * (pushed), expires or reaches the end of its rotation overlap, when its access token
+ * expires, or when a re-check finds the key no longer vouched for. keygate closes a tunnel
+ * with a WebSocket Close frame (1008 and the reason) when the upstream's bytes are between
+ * frames (ws-frames.ts), or else by closing the connection.
  *
  * Routes without `websocket` never see an upgrade: `shouldUpgrade` sends such requests down
  * the normal request path, where Upgrade is a hop-by-hop header like any other.
@@ -27,9 +24,8 @@ import type { Duplex } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
 import { CONFLICT, extractCredential, type Credential } from '../auth/extract.ts';
 import type { Identity } from '../auth/identity.ts';
-import type { Verifier, VerifyResult } from '../auth/verify.ts';
+import type { Verifier } from '../auth/verify.ts';
 import type { LastUsed } from '../events/last-used.ts';
-import type { KeyRecord } from '../keys/record.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { HeaderResult } from '../secrets/vault.ts';
 import { isRefusal, type Admission, type Door } from './admission.ts';
@@ -38,6 +34,7 @@ import { sameOriginOnly } from './cors.ts';
 import type { AuthOutcome } from './exchange.ts';
 import type { SecretSource } from './gateway.ts';
 import { upstreamHeaders, type HeaderPolicy } from './headers.ts';
+import type { EndReason, LiveEntry, LiveExchange, LiveExchanges } from './live-exchanges.ts';
 import { normalizeTarget, type NormalizedTarget } from './normalize-path.ts';
 import { requestHost } from './request-host.ts';
 import { BAD_HOST, selectRoute } from './route-select.ts';
@@ -57,15 +54,15 @@ export interface WebSocketOptions {
   current: { readonly router: Router; readonly headers: HeaderPolicy };
   /** Who gets in (admission.ts), shared with the plain request path. */
   door: Door;
-  /** Open tunnels' keys are verified again with it (by hash). */
+  /** Hashes the key of a tunnel that opens, for the registry to verify it again. */
   verifier: Verifier;
+  /** Where open tunnels are registered, to be closed when their key or token stops working. */
+  live: LiveExchanges;
   secrets: SecretSource | null;
   logger: Logger;
   accessLog: Logger | null;
   lastUsed?: LastUsed;
   hooks?: WebSocketHooks;
-  /** How often open tunnels' keys are verified again (cache.maxAgeMs). */
-  recheckMs: number;
 }
 
 /** The reasons keygate closes a tunnel with; the Close frame carries them to the client. */
@@ -75,14 +72,11 @@ const CLOSES = {
   invalid_key: [CLOSE_POLICY_VIOLATION, 'the API key is no longer valid'],
   auth_unavailable: [CLOSE_TRY_AGAIN_LATER, 'the key store cannot vouch for the key; reconnect shortly'],
   shutdown: [CLOSE_GOING_AWAY, 'keygate is shutting down'],
-} as const satisfies Record<string, readonly [number, string]>;
-type CloseReason = keyof typeof CLOSES;
-
-/** setTimeout's limit; a later expiry is caught by the periodic re-check instead. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
+} as const satisfies Record<EndReason, readonly [number, string]>;
 
 /** One upgrade request and, once the upstream accepted it, its tunnel. */
-class Tunnel {
+class Tunnel implements LiveExchange {
+  readonly kind = 'websocket';
   readonly req: IncomingMessage;
   readonly socket: Socket;
   readonly start = performance.now();
@@ -96,7 +90,8 @@ class Tunnel {
   status = 0;
   upstream: Socket | null = null;
   readonly frames = new FrameBoundary();
-  expiry: NodeJS.Timeout | null = null;
+  /** Its registration while the tunnel is open. */
+  live: LiveEntry | null = null;
   /** keygate is closing it: upstream errors from here on are its own doing. */
   closing = false;
 
@@ -109,6 +104,26 @@ class Tunnel {
     const url = req.url ?? '';
     const q = url.indexOf('?');
     this.path = q === -1 ? url : url.slice(0, q);
+  }
+
+  /** The registry ends the tunnel: a Close frame if the upstream's bytes are between frames, else the connection. */
+  end(reason: EndReason): void {
+    if (this.closing) return;
+    this.closing = true;
+    const { socket, upstream } = this;
+    const [code, text] = CLOSES[reason];
+    if (upstream !== null && this.status === 101) {
+      upstream.unpipe(socket);
+      socket.unpipe(upstream);
+      upstream.destroy();
+      if (this.frames.atBoundary && socket.writable) {
+        socket.end(closeFrame(code, text));
+        // The client answers the Close and closes; one that does not is cut off.
+        setTimeout(() => socket.destroy(), 1000).unref();
+        return;
+      }
+    }
+    socket.destroy();
   }
 }
 
@@ -140,14 +155,10 @@ export class WebSockets {
   readonly #accessLog: Logger | null;
   readonly #lastUsed: LastUsed | null;
   readonly #hooks: WebSocketHooks;
-  readonly #recheckMs: number;
+  readonly #live: LiveExchanges;
   readonly #proxy = createProxyServer({ ws: true, changeOrigin: true, prependPath: false, xfwd: false });
   readonly #byClient = new WeakMap<Duplex, Tunnel>();
   readonly #byUpstream = new WeakMap<Duplex, Tunnel>();
-  /** Open tunnels, and those of each key id. */
-  readonly #open = new Set<Tunnel>();
-  readonly #byKey = new Map<string, Set<Tunnel>>();
-  #timer: NodeJS.Timeout | null = null;
 
   constructor(options: WebSocketOptions) {
     this.#current = options.current;
@@ -158,7 +169,7 @@ export class WebSockets {
     this.#accessLog = options.accessLog;
     this.#lastUsed = options.lastUsed ?? null;
     this.#hooks = options.hooks ?? {};
-    this.#recheckMs = options.recheckMs;
+    this.#live = options.live;
     // Client socket errors (resets) come here; the socket's own 'close' does the clean-up.
     this.#proxy.on('error', (_error, _req, socket) => (socket as Duplex).destroy());
     this.#proxy.on('proxyReqWs', (proxyReq, _req, socket) => {
@@ -185,7 +196,7 @@ export class WebSockets {
 
   /** Open tunnels now. */
   get size(): number {
-    return this.#open.size;
+    return this.#live.count('websocket');
   }
 
   /** node:http's `shouldUpgradeCallback`: only WebSocket upgrades to routes that accept them. */
@@ -214,62 +225,9 @@ export class WebSockets {
     }
   };
 
-  start(): void {
-    this.#timer ??= setInterval(() => this.recheck(), this.#recheckMs).unref();
-  }
-
-  /** Stops re-checking; open tunnels are left to `closeAll`. */
-  stop(): void {
-    if (this.#timer !== null) clearInterval(this.#timer);
-    this.#timer = null;
-  }
-
-  /** The store pushed a revocation: every tunnel of those keys is closed now. Returns how many. */
-  revoked(ids: readonly string[]): number {
-    let closed = 0;
-    for (const id of ids) {
-      const tunnels = this.#byKey.get(id);
-      if (tunnels === undefined) continue;
-      for (const tunnel of [...tunnels]) {
-        this.#close(tunnel, 'key_revoked');
-        closed++;
-      }
-    }
-    return closed;
-  }
-
-  /**
-   * The store pushed records that changed (a rotation set when the old key stops working):
-   * the tunnels of those keys read their record again and are closed at its new deadline.
-   */
-  changed(hashes: readonly string[]): void {
-    if (this.#open.size === 0) return;
-    const changed = new Set(hashes);
-    for (const tunnel of this.#open) if (tunnel.hash !== null && changed.has(tunnel.hash)) this.#reverify(tunnel);
-  }
-
-  /** Verifies every open tunnel's key again (the periodic check; also after the feed resyncs). */
-  recheck(): void {
-    for (const tunnel of this.#open) this.#reverify(tunnel);
-  }
-
-  /** Closes the tunnel if its key no longer passes; else arms its deadline from the record as it is now. */
-  #reverify(tunnel: Tunnel): void {
-    if (tunnel.hash === null || tunnel.closing) return;
-    const settle = (result: VerifyResult) => {
-      if (typeof result === 'string') this.#close(tunnel, result);
-      else if (!tunnel.closing) this.#closeAtDeadline(tunnel, result.record);
-    };
-    const result = this.#verifier.verifyHash(tunnel.hash);
-    if (result instanceof Promise) result.then(settle, () => this.#close(tunnel, 'auth_unavailable'));
-    else settle(result);
-  }
-
   /** Shutdown: closes every open tunnel (1001). Upgrades still being answered end by themselves. */
   closeAll(): number {
-    const open = [...this.#open];
-    for (const tunnel of open) this.#close(tunnel, 'shutdown');
-    return open.length;
+    return this.#live.endAll('shutdown', 'websocket');
   }
 
   #route(tunnel: Tunnel, head: Buffer): void {
@@ -371,6 +329,8 @@ export class WebSockets {
 
   #opened(tunnel: Tunnel): void {
     const { socket, route, identity } = tunnel;
+    // The client left while the upstream answered: its 'close' has run, nothing to register.
+    if (socket.destroyed) return;
     const upstream = tunnel.upstream!;
     upstream.on('data', (chunk: Buffer) => tunnel.frames.observe(chunk));
     // Silence in both directions for idleMs (pings count as traffic) ends the tunnel.
@@ -378,47 +338,9 @@ export class WebSockets {
       socket.destroy();
       upstream.destroy();
     });
-    this.#open.add(tunnel);
-    const id = identity?.issuer === undefined ? identity?.record.id : undefined;
-    if (id !== undefined) {
-      let set = this.#byKey.get(id);
-      if (set === undefined) this.#byKey.set(id, (set = new Set()));
-      set.add(tunnel);
-    }
-    if (identity !== null) this.#closeAtDeadline(tunnel, identity.record);
+    // Public tunnels too, to be closed at shutdown; those of a key or token also when it stops working.
+    tunnel.live = this.#live.add(tunnel, identity, tunnel.hash);
     this.#hooks.onTunnel?.(route!, true);
-  }
-
-  /** Arms the tunnel's one timer for whichever comes first: its key's expiry or the end of its rotation overlap. */
-  #closeAtDeadline(tunnel: Tunnel, record: KeyRecord): void {
-    if (tunnel.expiry !== null) clearTimeout(tunnel.expiry);
-    tunnel.expiry = null;
-    const { expiresAt, revokesAt } = record;
-    const rotatedOut = revokesAt !== null && (expiresAt === null || revokesAt <= expiresAt);
-    const at = rotatedOut ? revokesAt : expiresAt;
-    if (at === null || at - Date.now() >= MAX_TIMER_MS) return;
-    tunnel.expiry = setTimeout(() => this.#close(tunnel, rotatedOut ? 'key_revoked' : 'key_expired'), Math.max(0, at - Date.now()));
-    tunnel.expiry.unref();
-  }
-
-  /** keygate ends an open tunnel: a Close frame if the upstream's bytes are between frames, else the connection. */
-  #close(tunnel: Tunnel, reason: CloseReason): void {
-    if (tunnel.closing) return;
-    tunnel.closing = true;
-    const { socket, upstream } = tunnel;
-    const [code, text] = CLOSES[reason];
-    if (upstream !== null && tunnel.status === 101) {
-      upstream.unpipe(socket);
-      socket.unpipe(upstream);
-      upstream.destroy();
-      if (tunnel.frames.atBoundary && socket.writable) {
-        socket.end(closeFrame(code, text));
-        // The client answers the Close and closes; one that does not is cut off.
-        setTimeout(() => socket.destroy(), 1000).unref();
-        return;
-      }
-    }
-    socket.destroy();
   }
 
   #upstreamFailed(tunnel: Tunnel, error: Error): void {
@@ -450,16 +372,11 @@ export class WebSockets {
   }
 
   #closed(tunnel: Tunnel): void {
-    if (tunnel.expiry !== null) clearTimeout(tunnel.expiry);
     tunnel.upstream?.destroy();
-    if (this.#open.delete(tunnel)) {
+    if (tunnel.live !== null) {
+      this.#live.remove(tunnel.live);
+      tunnel.live = null;
       this.#hooks.onTunnel?.(tunnel.route!, false);
-      const id = tunnel.identity?.record.id;
-      const set = id === undefined ? undefined : this.#byKey.get(id);
-      if (set !== undefined) {
-        set.delete(tunnel);
-        if (set.size === 0) this.#byKey.delete(id!);
-      }
     }
     const ms = performance.now() - tunnel.start;
     // A client that left before any answer: 499, as on the request path.
