@@ -13,8 +13,12 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import { HotCounter, HotHistogram } from './hot-metrics.ts';
 
-/** Seconds: pushed revocations normally land in the first buckets; the rest shows stalls. */
-export const REVOCATION_LAG_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5];
+/**
+ * Seconds: a pushed revocation is normally applied well under a millisecond after it was
+ * written (the event carries Redis's time to the microsecond), so the buckets start at
+ * 50 µs; the rest shows stalls and events replayed from the revocation log after a gap.
+ */
+export const REVOCATION_LAG_BUCKETS = [0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 
 /** Seconds: the request path itself is sub-millisecond; upstreams and stores are slower. */
 const LATENCY_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
@@ -149,7 +153,11 @@ export function createMetrics(options: MetricsOptions = {}, cache: () => CacheSt
  * `appliedAt` this instance's: a negative difference (clock skew) counts as 0.
  */
 export function observeRevocation(metrics: KeygateMetrics, writtenAt: number, appliedAt: number): void {
-  const seconds = Math.max(0, appliedAt - writtenAt) / 1000;
+  // appliedAt comes from Date.now() (whole ms); the same instant to the microsecond is used
+  // when it agrees with it, so that sub-millisecond lags are not rounded to 0 or 1 ms.
+  const precise = performance.timeOrigin + performance.now();
+  const applied = precise >= appliedAt && precise - appliedAt < 1 ? precise : appliedAt;
+  const seconds = Math.max(0, applied - writtenAt) / 1000;
   metrics.revocationLag.observe(seconds);
   metrics.revocationLastLag.set(seconds);
   metrics.revocationsReceived.inc();

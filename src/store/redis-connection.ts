@@ -128,16 +128,60 @@ const SUBSCRIBER_OVERRIDES = {
   lazyConnect: false,
 } satisfies RedisOptions;
 
+/** CRC16/XMODEM, the checksum Redis Cluster maps keys to slots with. */
+function crc16(data: Buffer): number {
+  let crc = 0;
+  for (const byte of data) {
+    crc ^= byte << 8;
+    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc;
+}
+
+/** The hash slot of a key or shard channel (its `{tag}` only, when it has one). */
+export function keySlot(key: string): number {
+  const open = key.indexOf('{');
+  if (open >= 0) {
+    const close = key.indexOf('}', open + 1);
+    if (close > open + 1) key = key.slice(open + 1, close);
+  }
+  return crc16(Buffer.from(key, 'utf8')) % 16384;
+}
+
+export interface NodeAddress {
+  host: string;
+  port: number;
+}
+
+/**
+ * The node that serves `slot` according to the cluster client's current slot table (its
+ * primary), or null while the table is not known.
+ */
+export function slotOwner(command: Connection, slot: number): NodeAddress | null {
+  if (!(command instanceof Cluster)) return null;
+  const owner = command.slots[slot]?.[0];
+  return owner === undefined ? null : parseNodeAddress(owner);
+}
+
+/** "host:port" (as in a slot table or a MOVED reply) as an address. */
+export function parseNodeAddress(text: string): NodeAddress | null {
+  const colon = text.lastIndexOf(':');
+  const port = Number(text.slice(colon + 1));
+  if (colon <= 0 || !Number.isInteger(port) || port <= 0) return null;
+  return { host: text.slice(0, colon), port };
+}
+
 /**
  * A dedicated connection for the revocation channel. Standalone and Sentinel: a duplicate
  * of the command connection (Sentinel finds the primary again after a failover). Cluster:
- * a plain connection to one start-up node (`attempt` picks which; classic PUBLISH reaches
- * every node of a cluster), which gives up after a few failed reconnects so the store can
- * move on to the next node.
+ * a plain connection to one node, `node` (the store passes the primary of its prefix's
+ * slot: the channel is a shard channel, SSUBSCRIBE/SPUBLISH, served by that shard only) or
+ * else the start-up node `attempt` picks; it gives up after a few failed reconnects so the
+ * store can move on (to the slot's new owner, or the next node).
  */
-export function createSubscriberConnection(config: RedisConfig, command: Connection, attempt: number): Redis {
+export function createSubscriberConnection(config: RedisConfig, command: Connection, attempt: number, node?: NodeAddress | null): Redis {
   if (config.cluster && command instanceof Cluster) {
-    const node = config.cluster[attempt % config.cluster.length]!;
+    node ??= config.cluster[attempt % config.cluster.length]!;
     const redisOptions = (passthrough(config).redisOptions ?? {}) as RedisOptions;
     return new Redis({
       commandTimeout: config.commandTimeoutMs,

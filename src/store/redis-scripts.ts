@@ -7,9 +7,13 @@
  *
  * Conventions: ARGV[1] is the key prefix; keys a script derives from stored ids share the
  * prefix (and, in Cluster mode, its hash tag), so they are in the declared keys' slot.
- * Revocations publish `{"ids":[…],"hashes":[…],"at":<Redis time, epoch ms>}` on the channel
- * in the same script, and return `at` so the revoking process can apply the same event;
- * a record that changes while it stays active publishes `{"changed":[…hashes]}`.
+ * Revocations append `{"ids":[…],"hashes":[…],"at":<Redis time, epoch ms>,"us":<µs within it>}` to the revocation
+ * log (a capped stream, numbered by `revocations:seq`) and publish it with its number and
+ * log id, `{…,"seq":n,"id":"<stream id>"}`, in the same script, and return `at`, `seq` and
+ * `id` so the revoking process can apply the same event; a record that changes while it
+ * stays active is logged and published the same way as `{"changed":[…hashes]}`. The publish
+ * command is an argument: PUBLISH, or SPUBLISH in Cluster mode (a shard channel in the
+ * prefix's slot is delivered by the node that ran the script, not relayed over the bus).
  */
 import { createHash } from 'node:crypto';
 
@@ -23,16 +27,37 @@ function script(name: string, lua: string): LuaScript {
   return { name, lua, sha: createHash('sha1').update(lua).digest('hex') };
 }
 
+/** How many events the revocation log keeps (about; trimmed with MAXLEN ~). */
+export const REVOCATION_LOG_CAP = 10000;
+
 /**
- * Shared by every script that revokes: marks the active ones of `ids` revoked, publishes one
- * message for them, and returns {at, revokedIds, theirHashes}.
+ * Shared by every script that logs and publishes a key event: numbers it (INCR
+ * revocations:seq), appends it to the capped stream revocations:log (fields n, e) and
+ * publishes it with `seq` and `id` added. Returns n, id.
  */
-const REVOKE_IDS = `
+const LOG_EVENT = `
+local function log_event(prefix, channel, publish, event)
+  local n = redis.call('INCR', prefix .. 'revocations:seq')
+  local id = redis.call('XADD', prefix .. 'revocations:log', 'MAXLEN', '~', '${REVOCATION_LOG_CAP}', '*', 'n', n, 'e', cjson.encode(event))
+  event.seq = n
+  event.id = id
+  redis.call(publish, channel, cjson.encode(event))
+  return n, id
+end
+`;
+
+/**
+ * Shared by every script that revokes: marks the active ones of `ids` revoked, logs and
+ * publishes one event for them, and returns {at, revokedIds, theirHashes, seq, logId}
+ * (seq '0' and logId '' when nothing was revoked).
+ */
+const REVOKE_IDS = `${LOG_EVENT}
+-- Redis's clock: epoch ms, and the microseconds within that ms (for sub-ms lag figures).
 local function now_ms()
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), tonumber(t[2]) % 1000
 end
-local function revoke_ids(prefix, ids, revoked_at, channel)
+local function revoke_ids(prefix, ids, revoked_at, channel, publish)
   local done, hashes = {}, {}
   for _, id in ipairs(ids) do
     local h = redis.call('GET', prefix .. 'id:' .. id)
@@ -46,11 +71,12 @@ local function revoke_ids(prefix, ids, revoked_at, channel)
       end
     end
   end
-  local at = now_ms()
+  local at, us = now_ms()
+  local n, logid = 0, ''
   if #done > 0 then
-    redis.call('PUBLISH', channel, cjson.encode({ ids = done, hashes = hashes, at = at }))
+    n, logid = log_event(prefix, channel, publish, { ids = done, hashes = hashes, at = at, us = us })
   end
-  return { tostring(at), done, hashes }
+  return { string.format('%d.%03d', at, us), done, hashes, tostring(n), logid }
 end
 `;
 
@@ -106,42 +132,42 @@ return out
 );
 
 /**
- * KEYS: id:{id}, expiring. ARGV: prefix, id, revokedAt, channel.
- * Returns nil for an unknown id, else {at, revokedIds, hashes, record fields after}.
+ * KEYS: id:{id}, expiring. ARGV: prefix, id, revokedAt, channel, publish command.
+ * Returns nil for an unknown id, else {at, revokedIds, hashes, seq, logId, record fields after}.
  */
 export const REVOKE = script(
   'revoke',
   `${REVOKE_IDS}
 local h = redis.call('GET', KEYS[1])
 if not h then return false end
-local result = revoke_ids(ARGV[1], { ARGV[2] }, ARGV[3], ARGV[4])
-result[4] = redis.call('HGETALL', ARGV[1] .. 'hash:' .. h)
+local result = revoke_ids(ARGV[1], { ARGV[2] }, ARGV[3], ARGV[4], ARGV[5])
+result[6] = redis.call('HGETALL', ARGV[1] .. 'hash:' .. h)
 return result
 `,
 );
 
-/** KEYS: tenant:{t}, expiring. ARGV: prefix, revokedAt, channel. Returns {at, revokedIds, hashes}. */
+/** KEYS: tenant:{t}, expiring. ARGV: prefix, revokedAt, channel, publish command. Returns {at, revokedIds, hashes, seq, logId}. */
 export const REVOKE_TENANT = script(
   'revokeTenant',
   `${REVOKE_IDS}
-return revoke_ids(ARGV[1], redis.call('ZRANGE', KEYS[1], 0, -1), ARGV[2], ARGV[3])
+return revoke_ids(ARGV[1], redis.call('ZRANGE', KEYS[1], 0, -1), ARGV[2], ARGV[3], ARGV[4])
 `,
 );
 
 /**
- * KEYS: id:{id}, scheduled. ARGV: prefix, id, at, channel. Rotation's overlap: an active
- * key's `revokesAt` becomes `at` (an earlier time already set stays), the id is scheduled
- * for the sweep, and `{"changed":[h]}` is published so every instance drops its cached copy
- * of the record. Returns {h ('' when the key is not active: nothing changed), the record's
- * fields afterwards}, or nil for an unknown id.
+ * KEYS: id:{id}, scheduled. ARGV: prefix, id, at, channel, publish command. Rotation's
+ * overlap: an active key's `revokesAt` becomes `at` (an earlier time already set stays), the
+ * id is scheduled for the sweep, and `{"changed":[h]}` is logged and published so every
+ * instance drops its cached copy of the record. Returns {h ('' when the key is not active:
+ * nothing changed), the record's fields afterwards, seq, logId}, or nil for an unknown id.
  */
 export const SCHEDULE_REVOCATION = script(
   'scheduleRevocation',
-  `
+  `${LOG_EVENT}
 local h = redis.call('GET', KEYS[1])
 if not h then return false end
 local rk = ARGV[1] .. 'hash:' .. h
-local changed = ''
+local changed, n, logid = '', 0, ''
 if redis.call('HGET', rk, 'status') == 'active' then
   changed = h
   local at = ARGV[3]
@@ -152,22 +178,23 @@ if redis.call('HGET', rk, 'status') == 'active' then
     redis.call('HSET', rk, 'revokesAt', at)
   end
   redis.call('ZADD', KEYS[2], 'LT', at, ARGV[2])
-  redis.call('PUBLISH', ARGV[4], cjson.encode({ changed = { h } }))
+  n, logid = log_event(ARGV[1], ARGV[4], ARGV[5], { changed = { h } })
 end
-return { changed, redis.call('HGETALL', rk) }
+return { changed, redis.call('HGETALL', rk), tostring(n), logid }
 `,
 );
 
 /**
- * KEYS: scheduled, expiring. ARGV: prefix, now, channel. Takes every scheduled revocation
- * that is due off the schedule and revokes it. Returns {at, revokedIds, hashes}.
+ * KEYS: scheduled, expiring. ARGV: prefix, now, channel, publish command. Takes every
+ * scheduled revocation that is due off the schedule and revokes it. Returns {at, revokedIds,
+ * hashes, seq, logId}.
  */
 export const REVOKE_DUE = script(
   'revokeDue',
   `${REVOKE_IDS}
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
 if #due > 0 then redis.call('ZREM', KEYS[1], unpack(due)) end
-return revoke_ids(ARGV[1], due, ARGV[2], ARGV[3])
+return revoke_ids(ARGV[1], due, ARGV[2], ARGV[3], ARGV[4])
 `,
 );
 
@@ -233,12 +260,13 @@ return seq
 // ---- upstream secrets -------------------------------------------------------------------
 // A secret is the hash secret:{id} (id name createdAt lastUsedAt keyVersion envelope); the
 // sorted set `secrets` indexes the ids by createdAt. Every change publishes
-// `{"ids":[…]}` on the secrets channel so every instance drops its cached value.
+// `{"ids":[…]}` on the secrets channel (with the publish command given: PUBLISH, or SPUBLISH
+// in Cluster mode) so every instance drops its cached value.
 
 const SECRET_META = `'id', 'name', 'createdAt', 'lastUsedAt', 'keyVersion'`;
 
 /**
- * KEYS: secret:{id}, secrets. ARGV: id, createdAt, channel, envelope, then the hash's
+ * KEYS: secret:{id}, secrets. ARGV: id, createdAt, channel, envelope, publish command, then the hash's
  * field/value pairs. Returns 1, or 0 if the id exists (nothing written). The same envelope
  * again is the same add (resent after a lost reply) and returns 1.
  */
@@ -249,9 +277,9 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   if redis.call('HGET', KEYS[1], 'envelope') == ARGV[4] then return 1 end
   return 0
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('ZADD', KEYS[2], ARGV[2], ARGV[1])
-redis.call('PUBLISH', ARGV[3], cjson.encode({ ids = { ARGV[1] } }))
+redis.call(ARGV[5], ARGV[3], cjson.encode({ ids = { ARGV[1] } }))
 return 1
 `,
 );
@@ -269,19 +297,19 @@ return out
 `,
 );
 
-/** KEYS: secret:{id}. ARGV: id, name, channel. The metadata after, or nil for an unknown id. */
+/** KEYS: secret:{id}. ARGV: id, name, channel, publish command. The metadata after, or nil for an unknown id. */
 export const SECRET_RENAME = script(
   'secretRename',
   `
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 redis.call('HSET', KEYS[1], 'name', ARGV[2])
-redis.call('PUBLISH', ARGV[3], cjson.encode({ ids = { ARGV[1] } }))
+redis.call(ARGV[4], ARGV[3], cjson.encode({ ids = { ARGV[1] } }))
 return redis.call('HMGET', KEYS[1], ${SECRET_META})
 `,
 );
 
 /**
- * KEYS: secret:{from}, secret:{to}, secrets. ARGV: from, to, name, keyVersion, envelope, channel.
+ * KEYS: secret:{from}, secret:{to}, secrets. ARGV: from, to, name, keyVersion, envelope, channel, publish command.
  * Moves the secret to the new id with the new envelope, keeping createdAt and lastUsedAt.
  * Returns the metadata after, nil if `from` does not exist, 0 if `to` does.
  */
@@ -297,7 +325,7 @@ redis.call('HSET', KEYS[2], 'id', ARGV[2], 'name', ARGV[3], 'createdAt', created
 if used then redis.call('HSET', KEYS[2], 'lastUsedAt', used) end
 redis.call('ZREM', KEYS[3], ARGV[1])
 redis.call('ZADD', KEYS[3], created, ARGV[2])
-redis.call('PUBLISH', ARGV[6], cjson.encode({ ids = { ARGV[1], ARGV[2] } }))
+redis.call(ARGV[7], ARGV[6], cjson.encode({ ids = { ARGV[1], ARGV[2] } }))
 return redis.call('HMGET', KEYS[2], ${SECRET_META})
 `,
 );
@@ -312,7 +340,7 @@ return 1
 `,
 );
 
-/** KEYS: secret:{id}, secrets. ARGV: id, channel. The metadata as it was, or nil. */
+/** KEYS: secret:{id}, secrets. ARGV: id, channel, publish command. The metadata as it was, or nil. */
 export const SECRET_REMOVE = script(
   'secretRemove',
   `
@@ -320,7 +348,7 @@ if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local f = redis.call('HMGET', KEYS[1], ${SECRET_META})
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('PUBLISH', ARGV[2], cjson.encode({ ids = { ARGV[1] } }))
+redis.call(ARGV[3], ARGV[2], cjson.encode({ ids = { ARGV[1] } }))
 return f
 `,
 );

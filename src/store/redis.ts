@@ -6,11 +6,17 @@
  *  - create, revoke and revoke-all are single Lua scripts: the unique indexes are checked
  *    and the record, its indexes and (for revocations) the PUBLISH happen together or not
  *    at all.
+ *  - Every revocation (and rotation change) is also appended, numbered, to a capped stream,
+ *    the revocation log, in the same script that writes and publishes it.
  *  - Long-running processes `subscribe`: a dedicated connection listens on the revocation
- *    channel. `feedHealthy` is true only while it is subscribed; when it comes back after a
- *    disconnect the feed is told to `resync` (flush) only once the SUBSCRIBE is confirmed,
- *    so no revocation published during the gap can be missed. A PING on that connection
- *    every `heartbeatMs` catches a connection that died silently.
+ *    channel (a shard channel, SSUBSCRIBE, on the prefix's shard in Cluster mode).
+ *    `feedHealthy` is true only while it is subscribed and caught up: when it comes back
+ *    after a disconnect it first confirms the SUBSCRIBE, then replays the log from the last
+ *    event this process applied, so every instance applies every revocation, in order, and
+ *    nothing cached has to be dropped. Only when the log cannot cover the gap (trimmed past
+ *    it, or rewritten by a failover that lost writes) is the feed told to `resync`: cached
+ *    answers are re-checked, still served meanwhile only if Redis cannot answer. A PING on
+ *    that connection every `heartbeatMs` catches a connection that died silently.
  *  - Upstream secrets (encrypted envelopes only) are one hash each; every change publishes
  *    the ids on a second channel that the same subscriber connection listens on, so every
  *    instance drops its cached value, and a resync flushes that cache too.
@@ -31,8 +37,12 @@ import {
   createSubscriberConnection,
   describe,
   keyPrefixFor,
+  keySlot,
   modeOf,
+  parseNodeAddress,
+  slotOwner,
   type Connection,
+  type NodeAddress,
   type RedisConfig,
 } from './redis-connection.ts';
 import * as scripts from './redis-scripts.ts';
@@ -64,6 +74,9 @@ class KeyNames {
   readonly audit: string;
   readonly auditSeq: string;
   readonly channel: string;
+  /** The revocation log (a capped stream) and its sequence counter. */
+  readonly log: string;
+  readonly seq: string;
   readonly secrets: string;
   readonly secretsChannel: string;
   constructor(prefix: string) {
@@ -75,6 +88,8 @@ class KeyNames {
     this.audit = `${prefix}audit`;
     this.auditSeq = `${prefix}audit:seq`;
     this.channel = `${prefix}revocations`;
+    this.log = `${prefix}revocations:log`;
+    this.seq = `${prefix}revocations:seq`;
     this.secrets = `${prefix}secrets`;
     this.secretsChannel = `${prefix}secrets:changes`;
   }
@@ -190,10 +205,13 @@ function strings(value: unknown): string[] {
   return Array.isArray(value) ? value.map(String) : [];
 }
 
-/** What the key channel carries: a revocation, or records that changed and stay active. */
-export type KeyChannelMessage = { revoked: RevocationEvent } | { changed: string[] };
+/**
+ * What the key channel carries: a revocation, or records that changed and stay active, with
+ * its number and id in the revocation log (absent from a writer older than the log).
+ */
+export type KeyChannelMessage = ({ revoked: RevocationEvent } | { changed: string[] }) & { seq?: number; id?: string };
 
-/** A message from the key channel, or null if it is neither kind. */
+/** A message from the key channel (or a log entry's event), or null if it is neither kind. */
 export function parseKeyMessage(message: string): KeyChannelMessage | null {
   let value: unknown;
   try {
@@ -202,11 +220,44 @@ export function parseKeyMessage(message: string): KeyChannelMessage | null {
     return null;
   }
   if (value === null || typeof value !== 'object') return null;
-  const { ids, hashes, at, changed } = value as Record<string, unknown>;
+  const { ids, hashes, at, us, changed, seq, id } = value as Record<string, unknown>;
   const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
-  if (isStrings(changed)) return { changed };
-  if (!isStrings(ids) || !isStrings(hashes) || typeof at !== 'number' || !Number.isFinite(at)) return null;
-  return { revoked: { ids, hashes, at } };
+  const position = typeof seq === 'number' && Number.isSafeInteger(seq) && seq > 0 && typeof id === 'string' && id !== '' ? { seq, id } : {};
+  // cjson encodes an empty Lua table as {}: an empty list of ids.
+  const list = (v: unknown): unknown => (v !== null && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0 ? [] : v);
+  const changedList = list(changed);
+  if (isStrings(changedList)) return { changed: changedList, ...position };
+  const idList = list(ids);
+  const hashList = list(hashes);
+  if (!isStrings(idList) || !isStrings(hashList) || typeof at !== 'number' || !Number.isFinite(at)) return null;
+  // `us`: the microseconds within `at`'s millisecond, so lags below 1 ms can be measured.
+  const micros = typeof us === 'number' && us >= 0 && us < 1000 ? us : 0;
+  return { revoked: { ids: idList, hashes: hashList, at: at + micros / 1000 }, ...position };
+}
+
+interface LogEntry {
+  /** The event's number (revocations:seq). */
+  n: number;
+  /** The stream entry id. */
+  id: string;
+  /** The event; null if it cannot be read. */
+  event: KeyChannelMessage | null;
+}
+
+/** An XRANGE / XREVRANGE reply as log entries (entries without a number are left out). */
+function logEntries(reply: unknown): LogEntry[] {
+  if (!Array.isArray(reply)) return [];
+  const out: LogEntry[] = [];
+  for (const item of reply) {
+    if (!Array.isArray(item) || item.length < 2) continue;
+    const id = String(item[0]);
+    const fields = pairs(item[1]);
+    const n = Number(fields.n);
+    if (!Number.isSafeInteger(n) || n <= 0) continue;
+    const parsed = fields.e === undefined ? null : parseKeyMessage(fields.e);
+    out.push({ n, id, event: parsed === null ? null : { ...parsed, seq: n, id } });
+  }
+  return out;
 }
 
 /** [id, name, createdAt, lastUsedAt, keyVersion] (an HMGET reply) as metadata, or null. */
@@ -225,6 +276,12 @@ export function parseSecretChange(message: string): string[] | null {
     // fall through
   }
   return null;
+}
+
+/** A script's seq and log id as an event's position (none when nothing was logged). */
+function position(seq: unknown, id: unknown): { seq?: number; id?: string } {
+  const n = Number(seq);
+  return Number.isSafeInteger(n) && n > 0 && typeof id === 'string' && id !== '' ? { seq: n, id } : {};
 }
 
 function errorMessage(error: unknown): string {
@@ -255,11 +312,24 @@ export class RedisStore implements KeyStore, LifecycleStore, SecretStore, Sessio
   #heartbeat: NodeJS.Timeout | null = null;
   #beating = false;
   #firstSubscription: { resolve: () => void } | null = null;
+  /** PUBLISH, or SPUBLISH in Cluster mode (the channels are then shard channels). */
+  readonly #publish: 'PUBLISH' | 'SPUBLISH';
+  /** Cluster: where the next subscriber connects (a MOVED reply named it), if known. */
+  #subTarget: NodeAddress | null = null;
   /**
-   * Revocations this process has applied, by signature, so the copy that comes back over
-   * the channel (or the local copy, whichever is second) is not applied and counted twice.
+   * The revocation log position: every event numbered up to #applied has been applied by
+   * this process (-1: not known yet; set when the feed first subscribes), #appliedId is that
+   * event's log id. Events applied out of order (a local revocation overtaking a message,
+   * or messages during a replay) wait in #ahead until the numbers below them are in, so an
+   * event is applied, and counted, once: whichever of the local copy, the channel's copy
+   * and the log's copy comes first.
    */
-  readonly #seen = new Map<string, number>();
+  #applied = -1;
+  #appliedId = '0-0';
+  readonly #ahead = new Map<number, string>();
+  #catchingUp: Promise<void> | null = null;
+  #catchUpTimer: NodeJS.Timeout | null = null;
+  #catchUpAttempt = 0;
 
   private constructor(config: RedisConfig, options: RedisStoreOptions) {
     this.#config = config;
@@ -269,6 +339,7 @@ export class RedisStore implements KeyStore, LifecycleStore, SecretStore, Sessio
     this.#logger = options.logger ?? null;
     this.#heartbeatMs = options.heartbeatMs ?? 1000;
     this.#timeoutMs = config.commandTimeoutMs;
+    this.#publish = this.#cluster ? 'SPUBLISH' : 'PUBLISH';
     this.#client = createCommandConnection(config);
     this.#client.on('error', (error: Error) => this.#logger?.debug({ err: { message: error.message } }, 'redis connection error'));
     this.#client.on('ready', () => {
@@ -398,15 +469,15 @@ export class RedisStore implements KeyStore, LifecycleStore, SecretStore, Sessio
 
   async revoke(id: string, at: number): Promise<KeyRecord | null> {
     const k = this.#keys;
-    const reply = await this.#script(scripts.REVOKE, [k.id(id), k.expiring], [k.prefix, id, String(at), k.channel]);
+    const reply = await this.#script(scripts.REVOKE, [k.id(id), k.expiring], [k.prefix, id, String(at), k.channel, this.#publish]);
     if (!Array.isArray(reply)) return null;
     this.#applyLocally(reply);
-    return fromFields(reply[3]);
+    return fromFields(reply[5]);
   }
 
   async revokeTenant(tenant: string, at: number): Promise<string[]> {
     const k = this.#keys;
-    const reply = await this.#script(scripts.REVOKE_TENANT, [k.tenant(tenant), k.expiring], [k.prefix, String(at), k.channel]);
+    const reply = await this.#script(scripts.REVOKE_TENANT, [k.tenant(tenant), k.expiring], [k.prefix, String(at), k.channel, this.#publish]);
     return this.#applyLocally(reply);
   }
 
@@ -448,17 +519,17 @@ export class RedisStore implements KeyStore, LifecycleStore, SecretStore, Sessio
 
   async scheduleRevocation(id: string, at: number): Promise<KeyRecord | null> {
     const k = this.#keys;
-    const reply = await this.#script(scripts.SCHEDULE_REVOCATION, [k.id(id), k.scheduled], [k.prefix, id, String(at), k.channel]);
+    const reply = await this.#script(scripts.SCHEDULE_REVOCATION, [k.id(id), k.scheduled], [k.prefix, id, String(at), k.channel, this.#publish]);
     if (!Array.isArray(reply)) return null;
     // This instance drops its copy at once, without waiting for its own message.
     const changed = String(reply[0]);
-    if (changed !== '') this.#feed?.changed([changed]);
+    if (changed !== '') this.#deliver({ changed: [changed], ...position(reply[2], reply[3]) });
     return fromFields(reply[1]);
   }
 
   async revokeDue(now: number): Promise<string[]> {
     const k = this.#keys;
-    const reply = await this.#script(scripts.REVOKE_DUE, [k.scheduled, k.expiring], [k.prefix, String(now), k.channel]);
+    const reply = await this.#script(scripts.REVOKE_DUE, [k.scheduled, k.expiring], [k.prefix, String(now), k.channel, this.#publish]);
     return this.#applyLocally(reply);
   }
 
@@ -473,29 +544,41 @@ export class RedisStore implements KeyStore, LifecycleStore, SecretStore, Sessio
   // ---- revocation feed ------------------------------------------------------------------
 
   /**
-   * A revocation script's {at, ids, hashes}: applied to this process's feed at once, so the
-   * revoking instance refuses the key as soon as the call returns, even before the message
-   * comes back over the channel. Returns the revoked ids.
+   * A revocation script's {at, ids, hashes, seq, logId}: applied to this process's feed at
+   * once, so the revoking instance refuses the key as soon as the call returns, even before
+   * the message comes back over the channel. Returns the revoked ids.
    */
   #applyLocally(reply: unknown): string[] {
     if (!Array.isArray(reply)) return [];
     const ids = strings(reply[1]);
     const hashes = strings(reply[2]);
     const at = Number(reply[0]);
-    if (ids.length && this.#feed && this.#firstSighting({ ids, hashes, at })) this.#feed.revoked({ ids, hashes, at });
+    if (ids.length) this.#deliver({ revoked: { ids, hashes, at }, ...position(reply[3], reply[4]) });
     return ids;
   }
 
-  #firstSighting(event: RevocationEvent): boolean {
-    const signature = `${event.at}:${event.ids.length}:${event.ids[0] ?? ''}`;
-    if (this.#seen.delete(signature)) return false;
-    const now = Date.now();
-    this.#seen.set(signature, now + 10_000);
-    for (const [key, expires] of this.#seen) {
-      if (expires > now && this.#seen.size <= 10_000) break;
-      this.#seen.delete(key);
+  /**
+   * Applies one key event to the feed, unless this process has applied it already (by its
+   * log number). Events without a number (a writer older than the log) are applied as they come.
+   */
+  #deliver(event: KeyChannelMessage): void {
+    const feed = this.#feed;
+    if (!feed) return;
+    const { seq, id } = event;
+    if (seq !== undefined && id !== undefined && this.#applied >= 0) {
+      if (seq <= this.#applied || this.#ahead.has(seq)) return;
+      this.#ahead.set(seq, id);
+      while (this.#ahead.has(this.#applied + 1)) {
+        this.#applied++;
+        this.#appliedId = this.#ahead.get(this.#applied)!;
+        this.#ahead.delete(this.#applied);
+      }
+      // A number was skipped: its message may still be on its way (a local revocation can
+      // overtake another instance's message); if it is not there shortly, read the log.
+      if (this.#ahead.size > 0 && this.#subscribed) this.#scheduleCatchUp(25);
     }
-    return true;
+    if ('changed' in event) feed.changed(event.changed);
+    else feed.revoked(event.revoked);
   }
 
   #onMessage(message: string): void {
@@ -504,12 +587,92 @@ export class RedisStore implements KeyStore, LifecycleStore, SecretStore, Sessio
     const parsed = parseKeyMessage(message);
     if (parsed === null) {
       // Something unreadable on our channel may have been a revocation: trust nothing cached.
-      this.#logger?.warn({ channel: this.#keys.channel }, 'unreadable revocation message; flushing the key cache');
+      this.#logger?.warn({ channel: this.#keys.channel }, 'unreadable revocation message; re-checking every cached key');
       feed.resync();
       return;
     }
-    if ('changed' in parsed) feed.changed(parsed.changed);
-    else if (this.#firstSighting(parsed.revoked)) feed.revoked(parsed.revoked);
+    this.#deliver(parsed);
+  }
+
+  /** The last entry of the revocation log, or null if it is empty. */
+  async #logTail(): Promise<LogEntry | null> {
+    return logEntries(await this.#call('XREVRANGE', this.#keys.log, '+', '-', 'COUNT', 1))[0] ?? null;
+  }
+
+  #rebase(tail: LogEntry | null): void {
+    this.#applied = tail?.n ?? 0;
+    this.#appliedId = tail?.id ?? '0-0';
+    this.#ahead.clear();
+  }
+
+  /**
+   * Applies, in order, every logged event after the last one this process applied. The
+   * first time (no position yet) it only takes the log's end as its position, and has the
+   * feed re-check what it may have cached before. If the log no longer holds that last
+   * event (trimmed past it, or rewritten: a failover that lost writes, a deleted log), the
+   * gap cannot be covered: the feed is told to resync and the position moves to the log's end.
+   */
+  #catchUp(): Promise<void> {
+    this.#catchingUp ??= this.#replay().finally(() => (this.#catchingUp = null));
+    return this.#catchingUp;
+  }
+
+  async #replay(): Promise<void> {
+    const k = this.#keys;
+    if (this.#applied < 0) {
+      this.#rebase(await this.#logTail());
+      this.#feed?.resync();
+      return;
+    }
+    if (this.#appliedId !== '0-0') {
+      const here = logEntries(await this.#call('XRANGE', k.log, this.#appliedId, this.#appliedId));
+      if (here[0]?.n !== this.#applied) {
+        this.#logger?.warn({ log: k.log }, 'the revocation log no longer holds the last event this instance applied; re-checking every cached key');
+        this.#rebase(await this.#logTail());
+        this.#feed?.resync();
+        return;
+      }
+    }
+    let from = this.#appliedId === '0-0' ? '-' : `(${this.#appliedId}`;
+    let first = true;
+    for (;;) {
+      const page = logEntries(await this.#call('XRANGE', k.log, from, '+', 'COUNT', 500));
+      for (const entry of page) {
+        if (first && entry.n > this.#applied + 1 && !this.#ahead.has(this.#applied + 1)) {
+          this.#logger?.warn({ log: k.log }, 'revocation log entries are missing; re-checking every cached key');
+          this.#applied = entry.n - 1;
+          this.#appliedId = entry.id;
+          this.#feed?.resync();
+        }
+        first = false;
+        if (entry.event) this.#deliver(entry.event);
+        else if (entry.n > this.#applied) {
+          // An entry that cannot be read may have been a revocation.
+          this.#logger?.warn({ log: k.log }, 'unreadable revocation log entry; re-checking every cached key');
+          this.#deliver({ changed: [], seq: entry.n, id: entry.id });
+          this.#feed?.resync();
+        }
+      }
+      if (page.length < 500) break;
+      from = `(${page[page.length - 1]!.id}`;
+    }
+  }
+
+  /** Catches up after `delayMs` (once, however often asked), retrying while Redis does not answer. */
+  #scheduleCatchUp(delayMs: number): void {
+    if (this.#catchUpTimer || this.#closed) return;
+    this.#catchUpTimer = setTimeout(() => {
+      this.#catchUpTimer = null;
+      if (this.#closed || this.#ahead.size === 0) return;
+      this.#catchUp().then(
+        () => (this.#catchUpAttempt = 0),
+        (error: unknown) => {
+          this.#logger?.debug({ err: { message: errorMessage(error) } }, 'revocation log replay failed; retrying');
+          this.#scheduleCatchUp(Math.min(1000, 50 * 2 ** Math.min(this.#catchUpAttempt++, 5)));
+        },
+      );
+    }, delayMs);
+    this.#catchUpTimer.unref();
   }
 
   async subscribe(feed: StoreFeed): Promise<void> {
@@ -528,32 +691,55 @@ export class RedisStore implements KeyStore, LifecycleStore, SecretStore, Sessio
     }
   }
 
+  /** Cluster: the node the subscriber should use, the primary of the prefix's slot if known. */
+  #subscriberNode(): NodeAddress | null {
+    if (!this.#cluster) return null;
+    return this.#subTarget ?? slotOwner(this.#client, keySlot(this.#keys.channel));
+  }
+
+  /** Cluster: drops the subscriber connection and opens one to `target` (or the slot's owner). */
+  #moveSubscriber(target: NodeAddress | null): void {
+    const old = this.#sub;
+    if (!old || this.#closed) return;
+    this.#subTarget = target;
+    this.#feedLost();
+    this.#openSubscriber();
+    old.disconnect();
+  }
+
   #openSubscriber(): void {
-    const sub = createSubscriberConnection(this.#config, this.#client, this.#subAttempt++);
+    const sub = createSubscriberConnection(this.#config, this.#client, this.#subAttempt++, this.#subscriberNode());
     this.#sub = sub;
     sub.on('error', (error: Error) => this.#logger?.debug({ err: { message: error.message } }, 'redis subscriber connection error'));
-    sub.on('message', (channel: string, message: string) => {
+    const onMessage = (channel: string, message: string) => {
       if (this.#sub !== sub) return;
       if (channel === this.#keys.channel) this.#onMessage(message);
       else if (channel === this.#keys.secretsChannel) this.#onSecretMessage(message);
-    });
+    };
+    // Cluster: shard channels, delivered by the node that ran the script (no bus relay).
+    sub.on(this.#cluster ? 'smessage' : 'message', onMessage);
+    // The slot moved to another node (Redis unsubscribes us): follow it. Deferred, so that
+    // a MOVED reply to our own SSUBSCRIBE is followed to the node it names (below) instead.
+    if (this.#cluster) sub.on('moved', () => setImmediate(() => this.#sub === sub && this.#moveSubscriber(null)));
     sub.on('ready', () => {
       if (this.#sub !== sub) return;
       const epoch = ++this.#subEpoch;
-      sub.subscribe(this.#keys.channel, this.#keys.secretsChannel).then(
+      const channels = [this.#keys.channel, this.#keys.secretsChannel];
+      (this.#cluster ? sub.ssubscribe(...channels) : sub.subscribe(...channels)).then(
         () => {
           if (this.#sub !== sub || epoch !== this.#subEpoch || this.#closed) return;
-          // Subscribed first, then flushed: a revocation written during the gap is either
-          // in Redis before the flush (the next lookup sees it) or arrives as a message.
-          this.#feed?.resync();
+          // Subscribed first, then caught up from the log: a revocation written during the
+          // gap is either in the log (replayed) or arrives as a message.
           this.#secretFeed?.secretsResync();
-          this.#subscribed = true;
-          this.#logger?.info({ channel: this.#keys.channel }, 'revocation feed subscribed');
-          this.#firstSubscription?.resolve();
-          this.#firstSubscription = null;
+          this.#afterSubscribe(sub, epoch, 0);
         },
         (error: unknown) => {
           if (this.#sub !== sub || epoch !== this.#subEpoch || this.#closed) return;
+          const moved = /^MOVED \d+ (\S+)/.exec(errorMessage(error));
+          if (moved && this.#cluster) {
+            this.#moveSubscriber(parseNodeAddress(moved[1]!));
+            return;
+          }
           this.#logger?.warn({ err: { message: errorMessage(error) } }, 'revocation feed: SUBSCRIBE failed; reconnecting');
           sub.disconnect(true);
         },
@@ -563,9 +749,37 @@ export class RedisStore implements KeyStore, LifecycleStore, SecretStore, Sessio
       if (this.#sub === sub) this.#feedLost();
     });
     sub.on('end', () => {
-      // Gave up reconnecting (Cluster: this node); try the next one.
-      if (this.#sub === sub && !this.#closed) this.#openSubscriber();
+      // Gave up reconnecting (Cluster: this node); try the slot's owner, or the next node.
+      if (this.#sub === sub && !this.#closed) {
+        this.#subTarget = null;
+        this.#openSubscriber();
+      }
     });
+  }
+
+  /**
+   * Subscribed: replays the log, then reports the feed healthy. Until the replay succeeds
+   * (the command connection may come back after the subscriber) the feed stays unhealthy,
+   * and cached answers are not dropped: requests go to Redis and, while it cannot answer,
+   * fall back to recent cached answers (docs/redis.md, "Staleness rules").
+   */
+  #afterSubscribe(sub: Redis, epoch: number, attempt: number): void {
+    const current = () => this.#sub === sub && epoch === this.#subEpoch && !this.#closed;
+    this.#catchUp().then(
+      () => {
+        if (!current()) return;
+        this.#subscribed = true;
+        this.#logger?.info({ channel: this.#keys.channel }, 'revocation feed subscribed');
+        this.#firstSubscription?.resolve();
+        this.#firstSubscription = null;
+      },
+      (error: unknown) => {
+        if (!current()) return;
+        this.#logger?.debug({ err: { message: errorMessage(error) } }, 'revocation log replay failed; retrying');
+        const timer = setTimeout(() => current() && this.#afterSubscribe(sub, epoch, attempt + 1), Math.min(1000, 25 * 2 ** Math.min(attempt, 6)));
+        timer.unref();
+      },
+    );
   }
 
   #feedLost(): void {
@@ -619,7 +833,7 @@ export class RedisStore implements KeyStore, LifecycleStore, SecretStore, Sessio
     const text = envelopeText(secret.envelope);
     const fields = ['id', secret.id, 'name', secret.name, 'createdAt', String(secret.createdAt), 'keyVersion', secret.envelope.v, 'envelope', text];
     if (secret.lastUsedAt !== null) fields.push('lastUsedAt', String(secret.lastUsedAt));
-    const added = await this.#script(scripts.SECRET_ADD, [k.secret(secret.id), k.secrets], [secret.id, String(secret.createdAt), k.secretsChannel, text, ...fields]);
+    const added = await this.#script(scripts.SECRET_ADD, [k.secret(secret.id), k.secrets], [secret.id, String(secret.createdAt), k.secretsChannel, text, this.#publish, ...fields]);
     if (Number(added) !== 1) throw new DuplicateSecretError(`a secret with id "${secret.id}" exists`);
     this.#secretsChanged([secret.id]);
   }
@@ -645,14 +859,14 @@ export class RedisStore implements KeyStore, LifecycleStore, SecretStore, Sessio
   }
 
   async renameSecret(id: string, name: string): Promise<SecretMeta | null> {
-    const meta = secretMeta(await this.#script(scripts.SECRET_RENAME, [this.#keys.secret(id)], [id, name, this.#keys.secretsChannel]));
+    const meta = secretMeta(await this.#script(scripts.SECRET_RENAME, [this.#keys.secret(id)], [id, name, this.#keys.secretsChannel, this.#publish]));
     if (meta) this.#secretsChanged([id]);
     return meta;
   }
 
   async moveSecret(from: string, to: string, name: string, envelope: Envelope): Promise<SecretMeta | null> {
     const k = this.#keys;
-    const reply = await this.#script(scripts.SECRET_MOVE, [k.secret(from), k.secret(to), k.secrets], [from, to, name, envelope.v, envelopeText(envelope), k.secretsChannel]);
+    const reply = await this.#script(scripts.SECRET_MOVE, [k.secret(from), k.secret(to), k.secrets], [from, to, name, envelope.v, envelopeText(envelope), k.secretsChannel, this.#publish]);
     if (typeof reply === 'number' || reply === '0') throw new DuplicateSecretError(`a secret with id "${to}" exists`);
     const meta = secretMeta(reply);
     if (meta) this.#secretsChanged([from, to]);
@@ -665,7 +879,7 @@ export class RedisStore implements KeyStore, LifecycleStore, SecretStore, Sessio
 
   async removeSecret(id: string): Promise<SecretMeta | null> {
     const k = this.#keys;
-    const meta = secretMeta(await this.#script(scripts.SECRET_REMOVE, [k.secret(id), k.secrets], [id, k.secretsChannel]));
+    const meta = secretMeta(await this.#script(scripts.SECRET_REMOVE, [k.secret(id), k.secrets], [id, k.secretsChannel, this.#publish]));
     if (meta) this.#secretsChanged([id]);
     return meta;
   }
@@ -702,6 +916,7 @@ export class RedisStore implements KeyStore, LifecycleStore, SecretStore, Sessio
     if (this.#closed) return;
     this.#closed = true;
     if (this.#heartbeat) clearInterval(this.#heartbeat);
+    if (this.#catchUpTimer) clearTimeout(this.#catchUpTimer);
     this.#feed = null;
     this.#secretFeed = null;
     this.#subscribed = false;
@@ -721,5 +936,10 @@ export class RedisStore implements KeyStore, LifecycleStore, SecretStore, Sessio
   /** For diagnostics and tests: how the store is connected and the names it uses. */
   get layout(): { mode: string; prefix: string; channel: string } {
     return { mode: modeOf(this.#config), prefix: this.#keys.prefix, channel: this.#keys.channel };
+  }
+
+  /** For diagnostics and tests: the revocation log position this process has applied up to (-1: none yet). */
+  get revocationLogPosition(): number {
+    return this.#applied;
   }
 }

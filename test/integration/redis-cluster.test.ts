@@ -35,7 +35,7 @@ const PASSWORD = randomBytes(12).toString('hex');
 
 /** docs/redis.md's `user keygate …` line for a cluster: the `{kg}` prefix and the two CLUSTER subcommands it names. */
 function clusterAcl(): string[] {
-  const extra = '+cluster|slots +cluster|info';
+  const extra = '+cluster|slots +cluster|info +spublish +ssubscribe';
   expect(redisDoc()).toContain(`\`${extra}\``);
   return [...documentedAcl(PASSWORD, '{kg}:'), ...extra.split(' ')];
 }
