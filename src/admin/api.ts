@@ -174,7 +174,14 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
     else if (error instanceof KeyForbiddenError) [code, detail] = ['forbidden', error.message];
     else if (error instanceof KeyStateError) [code, detail] = ['conflict', error.message];
     else if (error instanceof BodyError) [code, detail] = [error.code, error.message];
-    else {
+    else if (error instanceof Error && error.name === 'StoreUnavailableError') {
+      // The key store (Redis) cannot be reached or did not answer in time (store/key-store.ts):
+      // 503 with Retry-After, as for a request that cannot be authenticated. A write may still
+      // have been applied; repeating it is safe (docs/redis.md, "Timeouts, retries and outages").
+      logger.warn({ err: { message: error.message } }, 'admin request: key store unavailable');
+      sendProblem(res, 'auth_unavailable', `the key store cannot be reached: ${error.message}; try again (a write may already have been applied: repeating it is safe)`, { 'retry-after': '1' });
+      return;
+    } else {
       logger.error({ err: { message: (error as Error).message, name: (error as Error).name } }, 'admin request failed');
       [code, detail] = ['internal_error', 'the request failed inside keygate'];
     }

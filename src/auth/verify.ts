@@ -65,6 +65,15 @@ export class Verifier implements StoreFeed {
    */
   readonly #known: LRUCache<string, string>;
   readonly #inflight = new Map<string, Promise<KeyRecord | null>>();
+  /**
+   * Answers set aside by a resync (flush): not trusted while the store answers (each is
+   * looked up again, on its next request or by the background re-check), but still used,
+   * until its cache age runs out, while the store cannot answer, like any cached answer.
+   * Created on the first flush, with the positive cache's bounds.
+   */
+  #stale: LRUCache<string, Identity> | null = null;
+  #recheck: Promise<void> | null = null;
+  #recheckTimer: NodeJS.Timeout | null = null;
   /** Bumped by every revocation, change or resync: a lookup that started before one is not cached. */
   #generation = 0;
   readonly #now: () => number;
@@ -186,10 +195,11 @@ export class Verifier implements StoreFeed {
     } catch (error) {
       this.#onStoreError(error);
       // Store unreachable: a recent cached answer is still good (bounded by maxAgeMs via the
-      // cache's TTL); without one we fail closed.
-      const cached = this.#positive.get(hash);
+      // cache's TTL), one set aside by a resync too; without one we fail closed.
+      const cached = this.#positive.get(hash) ?? this.#stale?.get(hash);
       return cached !== undefined ? this.#judge(cached) : 'auth_unavailable';
     }
+    this.#stale?.delete(hash);
     const current = generation === this.#generation;
     if (record === null) {
       this.#positive.delete(hash);
@@ -247,21 +257,96 @@ export class Verifier implements StoreFeed {
     this.#generation++;
     for (const hash of hashes) {
       this.#positive.delete(hash);
+      this.#stale?.delete(hash);
       this.#inflight.delete(hash);
     }
   }
 
-  /** StoreFeed: revocations may have been missed; trust nothing cached. */
+  /**
+   * StoreFeed: revocations may have been missed (the store's log could not cover a gap):
+   * nothing cached is trusted until it has been checked again. See flush().
+   */
   resync(): void {
     this.flush();
     this.onResync?.();
   }
 
+  /**
+   * Stops trusting every cached answer without turning any into an error: positive answers
+   * are set aside (see #stale) and re-checked in the background; a request meanwhile asks
+   * the store, and only if the store cannot answer is the set-aside answer used, within its
+   * remaining cache age (never longer than maxAgeMs since it was read from the store).
+   */
   flush(): void {
     this.#generation++;
     this.#inflight.clear();
-    this.#positive.clear();
     this.#negative.clear();
+    const positive = this.#positive;
+    if (positive.size > 0) {
+      const stale = (this.#stale ??= new LRUCache<string, Identity>({ max: positive.max, ttl: positive.ttl, updateAgeOnGet: false }));
+      for (const [hash, identity] of positive.entries()) {
+        const ttl = positive.getRemainingTTL(hash);
+        if (ttl > 0) stale.set(hash, identity, { ttl: Number.isFinite(ttl) ? ttl : positive.ttl });
+      }
+    }
+    positive.clear();
+    this.#scheduleRecheck(0);
+  }
+
+  /** How many answers a resync set aside are still waiting to be re-checked (tests, diagnostics). */
+  get staleSize(): number {
+    return this.#stale?.size ?? 0;
+  }
+
+  /**
+   * Looks up every set-aside answer again, a few at a time; what the store confirms goes back
+   * into the cache (unless something was revoked or changed meanwhile: then the key's next
+   * request reads it). While the store does not answer, retries every second; set-aside
+   * answers that reach their cache age are dropped by the cache itself.
+   */
+  #scheduleRecheck(delayMs: number): void {
+    if (this.#recheckTimer || this.#recheck || !this.#stale?.size) return;
+    this.#recheckTimer = setTimeout(() => {
+      this.#recheckTimer = null;
+      this.#recheck = this.#recheckStale().then(
+        (done) => {
+          this.#recheck = null;
+          if (!done) this.#scheduleRecheck(1000);
+        },
+        () => {
+          this.#recheck = null;
+          this.#scheduleRecheck(1000);
+        },
+      );
+    }, delayMs);
+    this.#recheckTimer.unref();
+  }
+
+  /** One pass over the set-aside answers; false if the store failed (try again later). */
+  async #recheckStale(): Promise<boolean> {
+    const stale = this.#stale;
+    if (!stale) return true;
+    const hashes = [...stale.keys()];
+    let failed = false;
+    const next = async (): Promise<void> => {
+      while (!failed && hashes.length > 0) {
+        const hash = hashes.pop()!;
+        if (!stale.has(hash)) continue;
+        const generation = this.#generation;
+        let record: KeyRecord | null;
+        try {
+          record = await this.#lookup(hash);
+        } catch {
+          failed = true;
+          return;
+        }
+        if (!stale.has(hash)) continue; // revoked, changed or looked up by a request meanwhile
+        stale.delete(hash);
+        if (record !== null && generation === this.#generation) this.#positive.set(hash, toIdentity(record, this.#groups));
+      }
+    };
+    await Promise.all(Array.from({ length: 16 }, next));
+    return !failed;
   }
 
   /** New permission groups (config reload): cached identities were resolved with the old ones. */
