@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { configCommand } from '../../src/cli/config-command.ts';
-import { parseConfig } from '../../src/config/load.ts';
+import { ConfigError, parseConfig } from '../../src/config/load.ts';
 import { loadKeyring } from '../../src/secrets/crypto.ts';
 import { SecretService } from '../../src/secrets/service.ts';
 import { CLI_CALLER } from '../../src/keys/service.ts';
@@ -60,6 +60,21 @@ describe('routes[].webhook', () => {
 });
 
 describe('keygate config check', () => {
+  it('refuses (exit 2) a new scheme configured wrong, naming the field', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'keygate-webhook-bad-'));
+    try {
+      const file = join(dir, 'keygate.yaml');
+      writeFileSync(file, JSON.stringify({ routes: [{ ...route, webhook: { scheme: 'twilio', secrets: ['t'] } }, { ...route, name: 'h', pathPrefix: '/h', webhook: { scheme: 'hmac', secrets: ['h'], hmac: { header: 'x-sig', algorithm: 'md5' } } }] }));
+      // main.ts turns a ConfigError into exit status 2, its message on stderr.
+      const refused = configCommand(['check', '--config', file], { out: () => {}, err: () => {}, env: { KEYGATE_PEPPER: 'check-pepper-0123456789abcdef' }, stdin: Readable.from([]) });
+      await expect(refused).rejects.toBeInstanceOf(ConfigError);
+      await expect(refused).rejects.toThrow(/routes\[0\]\.webhook\.publicUrl: is required for scheme twilio/);
+      await expect(refused).rejects.toThrow(/routes\[1\]\.webhook\.hmac\.algorithm: must be one of sha1, sha256, sha512/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("warns about webhook routes whose signing secrets are not stored, or that need the master key", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'keygate-webhook-check-'));
     try {
