@@ -41,6 +41,7 @@ import { SecretService } from './secrets/service.ts';
 import { Vault } from './secrets/vault.ts';
 import { WebhookVerifier } from './webhooks/delivery.ts';
 import { WebhookMetrics } from './webhooks/metrics.ts';
+import { createLeakReports } from './leaks/index.ts';
 
 export interface Keygate {
   readonly config: Config;
@@ -185,9 +186,12 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   const proxy = createServer({ keepAliveTimeout: 65_000, ...listenerOptions(config.limits), noDelay: true, optimizeEmptyRequests: true, shouldUpgradeCallback: websockets.shouldUpgrade });
   const rejected = new Map(REJECTION_REASONS.map((reason) => [reason, metrics.listenerRejections.labels(reason)]));
   guardListener(proxy, config.limits, (reason) => rejected.get(reason)!.inc());
-  proxy.on('request', (req, res) => gateway.handle(req, res));
+  // Leaked-key reports from secret scanners (leaks/): one string comparison ahead of the gateway, none when not configured.
+  const leaks = createLeakReports({ config: config.leakReports, keyPrefix: config.keys.prefix, store, hasher, events, logger });
+  if (leaks === null) proxy.on('request', (req, res) => gateway.handle(req, res));
+  else proxy.on('request', (req, res) => (req.url === leaks.path ? leaks.handle(req, res) : gateway.handle(req, res)));
   proxy.on('upgrade', websockets.handle);
-  proxy.on('checkContinue', (req, res) => gateway.handle(req, res, true));
+  proxy.on('checkContinue', (req, res) => (leaks !== null && req.url === leaks.path ? leaks.handle(req, res, true) : gateway.handle(req, res, true)));
   let closing: Promise<void> | null = null;
   const keyAuth = createKeyAuthenticator({ verifier, events, systemTenant: config.tenants.system, failures: FailureLimiter.create(config.limits.failedAuth) });
   const webConsole = config.admin.console.enabled

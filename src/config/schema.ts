@@ -10,6 +10,7 @@ import { consoleSchema } from '../admin/console/config.ts';
 import { SECRET_ID_PATTERN, SECRET_ID_RULE } from '../secrets/secret-store.ts';
 import { webhookRouteIssues, webhookSchema } from '../webhooks/config.ts';
 import { limitsSchema } from './limits.ts';
+import { leakReportsSchema } from './leak-reports.ts';
 
 const port = z.number({ error: 'must be a port number' }).int('must be a whole number').min(0, 'must be 0-65535').max(65535, 'must be 0-65535');
 const host = z.string().min(1, 'must not be empty');
@@ -135,6 +136,7 @@ export const configSchema = z
     permissionGroups: z.record(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'group names are 1-64 letters, digits, "_", ".", ":" or "-"'), z.array(z.string().min(1))).default({}),
     forwarded: z.strictObject({ trustClient: z.boolean().default(false) }).prefault({}),
     limits: limitsSchema.prefault({}),
+    leakReports: leakReportsSchema.optional(),
     log: z
       .strictObject({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'must be one of fatal, error, warn, info, debug, trace, silent' }).default('info'),

@@ -77,6 +77,37 @@ export class EventSink {
     if (type !== undefined) this.#notify({ id, type, at, actor, tenant: systemTenant, target: { secretId: secret.id, name: secret.name } });
   }
 
+  /**
+   * A secret scanner reported the key as leaked (src/leaks/): audited as `key.leak` with
+   * where it was found (`url`, `source`: what the scanner sent, never the key) and whether it
+   * was revoked, and `key.leaked` sent to admins. The revocation itself, if any, is the
+   * caller's, audited separately as a `key.revoke` with reason `leaked`.
+   */
+  async leak(actor: string, record: KeyRecord, found: { url: string | null; source: string | null; revoked: boolean }): Promise<void> {
+    const at = this.#now();
+    const id = newEventId();
+    const detail = { name: record.name, prefix: record.prefix, url: found.url, source: found.source, revoked: found.revoked };
+    await this.#store.appendAudit({ id, at, actor, action: 'key.leak', tenant: record.tenant, target: record.id, detail });
+    this.#logger?.info({ audit: 'key.leak', actor, tenant: record.tenant, target: record.id, revoked: found.revoked }, 'audit');
+    this.#notify({
+      id,
+      type: 'key.leaked',
+      at,
+      actor,
+      tenant: record.tenant,
+      target: {
+        keyId: record.id,
+        name: record.name,
+        prefix: record.prefix,
+        role: record.role,
+        expiresAt: record.expiresAt,
+        ...(found.url !== null ? { foundAt: found.url } : {}),
+        ...(found.source !== null ? { foundIn: found.source } : {}),
+        revoked: found.revoked,
+      },
+    });
+  }
+
   /** Anything else worth an audit line (revoke-all, failed admin logins, secrets). */
   async audit(action: AuditAction, actor: string | null, tenant: string | null, target: string | null, detail: AuditEntry['detail'] = {}): Promise<string> {
     const id = newEventId();

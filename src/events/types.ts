@@ -10,6 +10,7 @@ export const KEYGATE_EVENT_TYPES = [
   'key.rotated',
   'key.expiring',
   'key.expired',
+  'key.leaked',
   'secret.created',
   'secret.renamed',
   'secret.removed',
@@ -34,6 +35,12 @@ export interface KeygateEventTarget {
   revokesAt?: number;
   secretId?: string;
   reminder?: ReminderLabel;
+  /** key.leaked only: where a secret scanner found the key (the URL it reported, never the key). */
+  foundAt?: string;
+  /** key.leaked only: what kind of place that is, as the scanner names it (`content`, `commit`, …). */
+  foundIn?: string;
+  /** key.leaked only: whether keygate revoked the key (`leakReports.*.action: revoke`). */
+  revoked?: boolean;
 }
 
 export interface KeygateEvent {

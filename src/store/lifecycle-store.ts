@@ -13,6 +13,7 @@ export type AuditAction =
   | 'key.revoke_all'
   | 'key.rotate'
   | 'key.expire'
+  | 'key.leak'
   | 'secret.create'
   | 'secret.rename'
   | 'secret.remove'

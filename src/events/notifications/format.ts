@@ -33,6 +33,8 @@ export function publicEvent(event: KeygateEvent): KeygateEvent {
   const prefix = clean(t.prefix, 100);
   const role = clean(t.role, 50);
   const secretId = clean(t.secretId);
+  const foundAt = clean(t.foundAt, 500);
+  const foundIn = clean(t.foundIn, 50);
   if (keyId !== undefined) target.keyId = keyId;
   if (name !== undefined) target.name = name;
   if (prefix !== undefined) target.prefix = prefix;
@@ -42,6 +44,9 @@ export function publicEvent(event: KeygateEvent): KeygateEvent {
   if (typeof t.revokesAt === 'number' && Number.isFinite(t.revokesAt)) target.revokesAt = t.revokesAt;
   if (secretId !== undefined) target.secretId = secretId;
   if (t.reminder === '30d' || t.reminder === '7d' || t.reminder === 'today') target.reminder = t.reminder;
+  if (foundAt !== undefined) target.foundAt = foundAt;
+  if (foundIn !== undefined) target.foundIn = foundIn;
+  if (typeof t.revoked === 'boolean') target.revoked = t.revoked;
   return {
     id: clean(event.id, 100) ?? '',
     type: event.type,
@@ -135,6 +140,17 @@ export function emailMessage(raw: KeygateEvent, subjectPrefix = '[keygate]'): Em
       headline = `Key expired: ${keyLabel(t)} in tenant ${event.tenant}`;
       intro = 'An API key has expired and is now refused on every route.';
       break;
+    case 'key.leaked':
+      if (t.revoked === true) {
+        headline = `Key leaked and revoked: ${keyLabel(t)} in tenant ${event.tenant}, reported by ${by}`;
+        intro = 'A secret scanner found this API key where it should not be and reported it; keygate revoked it. It stops working everywhere within moments, and cannot be reinstated.';
+        advice = 'Give its clients a new key, remove the old one from where it was found, and find out how it got there.';
+      } else {
+        headline = `Key leaked: ${keyLabel(t)} in tenant ${event.tenant}, reported by ${by} — it still works`;
+        intro = 'A secret scanner found this API key where it should not be and reported it. keygate is set to notify only (leakReports action: notify): the key was NOT revoked and still works.';
+        advice = 'Rotate or revoke it now, move its clients to the new key, remove the old one from where it was found, and find out how it got there.';
+      }
+      break;
     case 'secret.created':
       headline = `Upstream secret created: ${secretLabel(t)} by ${by}`;
       intro = 'An upstream secret was stored. Its value is encrypted and can never be read back.';
@@ -161,6 +177,9 @@ export function emailMessage(raw: KeygateEvent, subjectPrefix = '[keygate]'): Em
     ['Role', t.role],
     ['Expires', expiry(t.expiresAt)],
     ['Stops at', t.revokesAt === undefined ? undefined : iso(t.revokesAt)],
+    ['Found at', t.foundAt],
+    ['Found in', t.foundIn],
+    ['Revoked', t.revoked === undefined ? undefined : t.revoked ? 'yes' : 'no, the key still works'],
     [event.actor === null || event.actor === 'keygate' ? 'By' : 'Done by', by],
     ['When', iso(event.at)],
     ['Event id', event.id],
