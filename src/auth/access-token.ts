@@ -11,7 +11,11 @@
  *    route's `mcp.resource`, an `exp` in the future and no `nbf` in the future (both with
  *    `clockToleranceSeconds`);
  *  - maps to a tenant (a fixed one, or a claim), a user (`sub`), permissions (`scope`,
- *    space-separated, or an array claim) and a client (`client_id`).
+ *    space-separated, or an array claim) and a client (`client_id`), each of the shape a
+ *    key's would have: TENANT_PATTERN, PERMISSION_PATTERN (no comma, no space: permissions
+ *    are sent upstream comma-separated), USER_PATTERN, CLIENT_PATTERN. A claim of another
+ *    shape refuses the token (401 `invalid_token`, the claim and the reason logged — never
+ *    its value); it is never rewritten into something that fits.
  *
  * The token becomes an Identity like a key's, so route policy (permissions, clients,
  * tenantFromPath) applies unchanged; it is never forwarded (the gateway drops the
@@ -35,7 +39,9 @@ import { LRUCache } from 'lru-cache';
 import type { IssuerConfig, OAuthConfig } from '../config/mcp-schema.ts';
 import type { RouteConfig } from '../config/schema.ts';
 import { TENANT_PATTERN } from '../keys/format.ts';
+import { CLIENT_PATTERN, USER_PATTERN } from '../keys/patterns.ts';
 import type { KeyRecord } from '../keys/record.ts';
+import { PERMISSION_PATTERN } from '../keys/service.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Identity } from './identity.ts';
 
@@ -67,7 +73,7 @@ export const TOKEN_FAILURE_DETAIL: Record<Exclude<TokenFailure, 'auth_unavailabl
   token_signature: 'the token signature is not valid',
   token_algorithm: 'the token is signed with an algorithm this route does not accept',
   token_key: "no key of the issuer's JWKS matches the token",
-  token_claims: 'the token lacks a required claim (exp), or its user, client or scope claims are not usable',
+  token_claims: 'the token lacks a required claim (exp), or its user, client or scope claims are not usable (a scope must be a permission name: letters, digits, "_", ".", ":", "*" or "-")',
   token_tenant: 'the token carries no usable tenant',
 };
 
@@ -77,8 +83,8 @@ const NEGATIVE_TTL_MS = 5000;
 /** Larger than any sane access token; over it, not even a hash is spent. */
 const MAX_TOKEN_LENGTH = 16 * 1024;
 const COMPACT_JWS = /^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/;
-/** Claim values become header values upstream. */
-const HEADER_SAFE = /^[\x21-\x7e](?:[\x20-\x7e]{0,254}[\x21-\x7e])?$/;
+/** At most this many permissions from one token. */
+const MAX_PERMISSIONS = 256;
 
 /** The JWKS could not be fetched or parsed (as opposed to a token that matches no key in it). */
 class JwksUnavailable extends Error {
@@ -166,28 +172,48 @@ function claim(payload: JWTPayload, name: string): unknown {
   return value;
 }
 
-function optionalString(value: unknown): string | null | false {
-  if (value === undefined || value === null) return null;
-  return typeof value === 'string' && HEADER_SAFE.test(value) ? value : false;
+/** Why a verified token cannot stand for an identity: for the log (never a claim value), and the failure to answer with. */
+export interface ClaimProblem {
+  readonly failure: 'token_tenant' | 'token_claims';
+  /** The configured claim name (or `tenant` for a fixed tenant). */
+  readonly claim: string;
+  readonly reason: string;
 }
 
-function permissionsOf(value: unknown): string[] | false {
+/** An optional string claim of the given shape: the value, null when absent, or why it is unusable. */
+function optionalString(value: unknown, pattern: RegExp, shape: string): string | null | { reason: string } {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'string') return { reason: `is a ${Array.isArray(value) ? 'list' : typeof value}, not a string` };
+  return pattern.test(value) ? value : { reason: `is not ${shape}` };
+}
+
+/** Permissions: a space-separated string (OAuth `scope`) or a list of strings, each a permission name as a key's. */
+function permissionsOf(value: unknown): string[] | { reason: string } {
   if (value === undefined || value === null) return [];
   const list = typeof value === 'string' ? value.split(' ').filter((s) => s !== '') : value;
-  if (!Array.isArray(list) || list.length > 256) return false;
-  for (const p of list) if (typeof p !== 'string' || !HEADER_SAFE.test(p) || p.includes(' ')) return false;
-  return list as string[];
+  if (!Array.isArray(list)) return { reason: `is a ${typeof value}, not a space-separated string or a list` };
+  if (list.length > MAX_PERMISSIONS) return { reason: `has more than ${MAX_PERMISSIONS} items` };
+  for (const p of list) {
+    if (typeof p !== 'string') return { reason: 'has an item that is not a string' };
+    // A comma here would make one scope several permissions upstream ("read,billing:admin").
+    if (!PERMISSION_PATTERN.test(p)) return { reason: `has an item that is not a permission name (${PERMISSION_PATTERN.source})` };
+  }
+  return [...new Set(list as string[])];
 }
 
 /** The Identity a verified token stands for, or why it cannot stand for one. */
-export function tokenIdentity(issuer: Issuer, payload: JWTPayload): Identity | 'token_tenant' | 'token_claims' {
+export function tokenIdentity(issuer: Issuer, payload: JWTPayload): Identity | ClaimProblem {
   const c = issuer.config;
-  const tenant = c.tenant ?? claim(payload, c.claims.tenant!);
-  if (typeof tenant !== 'string' || !TENANT_PATTERN.test(tenant)) return 'token_tenant';
-  const user = optionalString(claim(payload, c.claims.user));
-  const client = optionalString(claim(payload, c.claims.client));
+  const tenantClaim = c.claims.tenant ?? 'tenant';
+  const tenant = c.tenant ?? claim(payload, tenantClaim);
+  if (typeof tenant !== 'string') return { failure: 'token_tenant', claim: tenantClaim, reason: tenant === undefined || tenant === null ? 'is missing' : 'is not a string' };
+  if (!TENANT_PATTERN.test(tenant)) return { failure: 'token_tenant', claim: tenantClaim, reason: `is not a tenant id (${TENANT_PATTERN.source})` };
+  const user = optionalString(claim(payload, c.claims.user), USER_PATTERN, 'a user: 1-256 printable ASCII characters');
+  if (user !== null && typeof user === 'object') return { failure: 'token_claims', claim: c.claims.user, reason: user.reason };
+  const client = optionalString(claim(payload, c.claims.client), CLIENT_PATTERN, 'a client: 1-64 printable ASCII characters');
+  if (client !== null && typeof client === 'object') return { failure: 'token_claims', claim: c.claims.client, reason: client.reason };
   const permissions = permissionsOf(claim(payload, c.claims.permissions));
-  if (user === false || client === false || permissions === false) return 'token_claims';
+  if (!Array.isArray(permissions)) return { failure: 'token_claims', claim: c.claims.permissions, reason: permissions.reason };
   const record: KeyRecord = {
     id: '',
     tenant,
@@ -206,6 +232,10 @@ export function tokenIdentity(issuer: Issuer, payload: JWTPayload): Identity | '
     lastUsedAt: null,
   };
   return { record, permissions, permissionSet: new Set(permissions), permissionsHeader: permissions.join(','), issuer: issuer.name };
+}
+
+function isClaimProblem(value: Identity | ClaimProblem): value is ClaimProblem {
+  return 'failure' in value;
 }
 
 function classify(error: unknown): TokenFailure {
@@ -351,14 +381,18 @@ export class AccessTokens {
         requiredClaims: ['exp'],
       });
       const identity = tokenIdentity(issuer, payload);
-      if (typeof identity !== 'string') {
+      if (!isClaimProblem(identity)) {
         const until = ((payload.exp as number) + config.clockToleranceSeconds) * 1000;
         const verified: Verified = { issuer, identity, aud: payload.aud, until };
         const ttl = Math.min(until - this.#now(), this.#maxAgeMs);
         if (ttl > 0) this.#verified.set(hash, verified, { ttl });
         return verified;
       }
-      failure = identity;
+      // Signed by the issuer, so worth a line: the issuer maps a claim keygate cannot send upstream.
+      // The claim's name and what is wrong with it, never its value or the token. A refused
+      // token is remembered for NEGATIVE_TTL_MS, so one token logs at most once per 5 s.
+      this.#logger.warn({ issuer: issuer.name, claim: identity.claim, reason: identity.reason, failure: identity.failure }, 'access token refused: a claim cannot become an identity header');
+      failure = identity.failure;
     } catch (error) {
       failure = classify(error);
     }

@@ -10,13 +10,14 @@ import type { Identity } from '../../src/auth/identity.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import type { Config } from '../../src/config/schema.ts';
 import { createLogger } from '../../src/observability/logger.ts';
+import { captureStream } from '../helpers/keygate.ts';
 import { startTestIssuer, type TestIssuer } from '../helpers/oauth-issuer.ts';
 
 const AUD = 'https://mcp.example.com/mcp';
 const logger = createLogger({ level: 'silent' });
 let idp: TestIssuer;
 
-function setup(issuer: Record<string, unknown>): { config: Config; tokens: AccessTokens; route: RouteTokens } {
+function setup(issuer: Record<string, unknown>, log = logger): { config: Config; tokens: AccessTokens; route: RouteTokens } {
   const config = parseConfig(
     {
       oauth: { issuers: [{ name: 'test', issuer: idp.issuer, jwksUri: idp.jwksUri, ...issuer }] },
@@ -24,7 +25,7 @@ function setup(issuer: Record<string, unknown>): { config: Config; tokens: Acces
     },
     'test',
   );
-  const tokens = new AccessTokens(config.oauth, { keyPrefix: 'kg', logger });
+  const tokens = new AccessTokens(config.oauth, { keyPrefix: 'kg', logger: log });
   return { config, tokens, route: tokens.forRoute(config.routes[0]!)! };
 }
 
@@ -108,5 +109,52 @@ describe('update()', () => {
     const token = await idp.token(AUD);
     expect(((await route.verify(token)) as Identity).record.tenant).toBe('acme');
     expect(((await replaced.verify(token)) as Identity).record.tenant).toBe('globex');
+  });
+});
+
+describe('claims become identity only in the shape a key would have', () => {
+  it('a scope item with a comma is refused, not split into permissions upstream', async () => {
+    const { route } = setup({ tenant: 'acme' });
+    expect(await route.verify(await idp.token(AUD, { claims: { scope: 'mcp:use read,billing:admin' } }))).toBe('token_claims');
+    expect(await route.verify(await idp.token(AUD, { claims: { scope: ['mcp:use', 'read,billing:admin'] } }))).toBe('token_claims');
+  });
+
+  it('scope items must be permission names (PERMISSION_PATTERN): no quotes, slashes, tabs or non-ASCII', async () => {
+    const { route } = setup({ tenant: 'acme' });
+    for (const scope of ['mcp:use\tadmin', 'read"', 'a/b', 'caf\u00e9', 'x'.repeat(129), 'ok;admin']) {
+      expect(await route.verify(await idp.token(AUD, { claims: { scope } })), JSON.stringify(scope)).toBe('token_claims');
+    }
+    const identity = (await route.verify(await idp.token(AUD, { claims: { scope: 'mcp:use  files.read mcp:use *' } }))) as Identity;
+    expect(identity.permissionsHeader).toBe('mcp:use,files.read,*');
+  });
+
+  it('a user or client that could not be a key\'s (control characters, non-ASCII, too long, not a string) is refused', async () => {
+    const { route } = setup({ tenant: 'acme', claims: { user: 'sub', client: 'client_id', permissions: 'scope' } });
+    for (const claims of [
+      { sub: 'alice\r\nx-auth-role: admin' },
+      { sub: 'al\u00efce' },
+      { sub: 'a'.repeat(257) },
+      { sub: ' alice' },
+      { client_id: 'c'.repeat(65) },
+      { client_id: 'mcp\u0000' },
+      { client_id: ['mcp'] },
+    ]) {
+      expect(await route.verify(await idp.token(AUD, { claims })), JSON.stringify(claims)).toBe('token_claims');
+    }
+    const identity = (await route.verify(await idp.token(AUD, { claims: { sub: 'auth0|5f1c 2', client_id: 'chat-ui' } }))) as Identity;
+    expect(identity.record).toMatchObject({ user: 'auth0|5f1c 2', client: 'chat-ui' });
+  });
+
+  it('logs which claim and why, never the token or the claim value', async () => {
+    const capture = captureStream();
+    const log = createLogger({ level: 'info', destination: capture.stream, sync: true });
+    const { route } = setup({ tenant: 'acme' }, log);
+    const token = await idp.token(AUD, { claims: { scope: 'mcp:use read,billing:admin' } });
+    expect(await route.verify(token)).toBe('token_claims');
+    const text = capture.text();
+    expect(text).toContain('"claim":"scope"');
+    expect(text).toContain('not a permission name');
+    expect(text).not.toContain('billing:admin');
+    expect(text).not.toContain(token.split('.')[1]!);
   });
 });
