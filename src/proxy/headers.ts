@@ -7,7 +7,9 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/schema.ts';
+import { carriesKey } from '../auth/extract.ts';
 import type { Identity } from '../auth/identity.ts';
+import { configuredHosts, forwardedHost, forwardedProto } from './request-host.ts';
 
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authorization', 'proxy-authenticate'];
 const FORWARDED = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded'];
@@ -15,18 +17,20 @@ const FORWARDED = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', '
 export interface HeaderPolicy {
   /** Lower-case names never forwarded from the client. */
   readonly drop: ReadonlySet<string>;
-  /** `Bearer <prefix>_`: an Authorization header that looks like one of our keys is never forwarded. */
-  readonly keyBearer: string;
+  /** `keys.prefix`: an Authorization header that carries something of our key shape is never forwarded (auth/extract.ts carriesKey). */
+  readonly keyPrefix: string;
   readonly names: Config['headers'];
   readonly trustForwarded: boolean;
+  /** The hosts X-Forwarded-Host may name when no trusted proxy set it (request-host.ts configuredHosts; null: any). */
+  readonly forwardedHosts: ReadonlySet<string> | null;
 }
 
-export function createHeaderPolicy(config: Pick<Config, 'headers' | 'forwarded' | 'keys'>): HeaderPolicy {
+export function createHeaderPolicy(config: Pick<Config, 'headers' | 'forwarded' | 'keys' | 'routes'>): HeaderPolicy {
   // X-Forwarded-* are always rebuilt below (from the connection, or appended to when the
   // client is trusted), so the client's copies never go through as they are.
   const drop = new Set<string>([...HOP_BY_HOP, ...FORWARDED, 'host', 'expect', 'x-api-key', ...Object.values(config.headers)]);
   if (config.forwarded.trustClient) drop.delete('forwarded');
-  return { drop, keyBearer: `bearer ${config.keys.prefix}_`, names: config.headers, trustForwarded: config.forwarded.trustClient };
+  return { drop, keyPrefix: config.keys.prefix, names: config.headers, trustForwarded: config.forwarded.trustClient, forwardedHosts: configuredHosts(config.routes) };
 }
 
 /** Response headers that must not be relayed to the client. */
@@ -71,8 +75,9 @@ export function upstreamHeaders(
       if (policy.drop.has(dashed) || extraNames?.has(dashed)) continue;
     }
     // Every copy: node:http keeps only the first Authorization in req.headers, so a key in a
-    // second copy would otherwise slip through.
-    if (name === 'authorization' && (dropAuthorization || raw[i + 1]!.trimStart().toLowerCase().startsWith(policy.keyBearer))) continue;
+    // second copy would otherwise slip through. Whether a copy carries a key is decided by the
+    // same parser that reads the credential (any case, any whitespace, comma-joined lists).
+    if (name === 'authorization' && (dropAuthorization || carriesKey(raw[i + 1]!, policy.keyPrefix))) continue;
     if (listed !== null && listed.has(name)) continue;
     if (extraNames !== null && extraNames.has(name)) continue;
     out.push(raw[i]!, raw[i + 1]!);
@@ -88,16 +93,16 @@ export function upstreamHeaders(
     if (r.client !== null && r.client !== '') out.push(n.client, r.client);
   }
   const remote = req.socket.remoteAddress ?? '';
-  const h = req.headers;
   if (policy.trustForwarded) {
-    const xff = h['x-forwarded-for'];
+    const xff = req.headers['x-forwarded-for'];
     out.push('x-forwarded-for', xff ? `${xff}, ${remote}` : remote);
-    out.push('x-forwarded-proto', (h['x-forwarded-proto'] as string | undefined) ?? protocolOf(req));
-    out.push('x-forwarded-host', (h['x-forwarded-host'] as string | undefined) ?? h.host ?? '');
+    out.push('x-forwarded-proto', forwardedProto(req) ?? protocolOf(req));
   } else {
     out.push('x-forwarded-for', remote, 'x-forwarded-proto', protocolOf(req));
-    if (h.host !== undefined) out.push('x-forwarded-host', h.host);
   }
+  // The client's Host only where it is a configured host, or what a trusted proxy said (request-host.ts).
+  const host = forwardedHost(req, policy.trustForwarded, policy.forwardedHosts);
+  if (host !== undefined) out.push('x-forwarded-host', host);
   if (extra !== null) for (let i = 0; i < extra.length; i++) out.push(extra[i]!);
   return out;
 }
