@@ -26,6 +26,7 @@ import { Exchange, type AuthOutcome } from './exchange.ts';
 import { forward, type ForwardHooks } from './forward.ts';
 import { upstreamHeaders, type HeaderPolicy } from './headers.ts';
 import type { LiveExchanges } from './live-exchanges.ts';
+import { refuseTrace } from './method-guard.ts';
 import { normalizeTarget, type NormalizedTarget } from './normalize-path.ts';
 import { requestHost } from './request-host.ts';
 import { BAD_HOST, selectRoute } from './route-select.ts';
@@ -177,6 +178,7 @@ export class Gateway {
   }
 
   #route(exchange: Exchange, expectContinue: boolean): void {
+    if (refuseTrace(exchange)) return;
     const req = exchange.req;
     const target = normalizeTarget(req.url ?? '/');
     if (target === null) {
