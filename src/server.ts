@@ -8,7 +8,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import type { Config } from './config/schema.ts';
-import { createAdminServer } from './admin/server.ts';
+import { adminAccess, createAdminServer } from './admin/server.ts';
 import { AccessTokens } from './auth/access-token.ts';
 import { Verifier } from './auth/verify.ts';
 import { FailureLimiter } from './auth/failure-limiter.ts';
@@ -123,6 +123,8 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   const pepper = loadPepper(config, env);
   // A malformed master key stops start-up (exit 2); a missing one only disables secrets.
   const keyring = loadKeyring(env);
+  // admin.hosts and the /metrics token (its variable unset or too short stops start-up, exit 2).
+  const access = adminAccess(config.admin, env);
   // Redis unreachable at start: serve degraded (readyz 503, unknown keys 503) and recover.
   const store = await openStore(config, { allowUnavailable: true, logger });
   const metrics = createMetrics({}, () => verifier);
@@ -202,6 +204,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     draining: () => closing !== null,
     metrics: metricsSource(metrics.registry),
     console: webConsole?.handle,
+    access,
     api: createAdminApi({ service, secrets, verifier, events, systemTenant: config.tenants.system, logger, reload: reloadConfig ? () => reload() : undefined, authenticate: webConsole?.authenticate ?? keyAuth }),
   });
   const echo = config.echo ? createEchoUpstream() : null;

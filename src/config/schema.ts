@@ -30,6 +30,11 @@ function isHttpUrl(value: string): boolean {
 const RESERVED_SECRET_HEADERS = new Set(['host', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length', 'expect', 'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
 
 const listener = z.strictObject({ host: host.default('0.0.0.0'), port });
+/** An `admin.hosts` entry: a host name or IP literal, with a port (then only that port) or without (any). */
+const adminHost = z
+  .string()
+  .regex(/^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?$/, 'must be a host name or IP address, optionally with ":port" (IPv6 in brackets)')
+  .transform((h) => h.toLowerCase());
 
 const redis = z.looseObject({
   url: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
@@ -110,7 +115,19 @@ const route = z.strictObject({
 export const configSchema = z
   .strictObject({
     listen: listener.prefault({ port: 8080 }),
-    admin: listener.extend({ host: host.default('127.0.0.1'), console: consoleSchema.prefault({}) }).prefault({ port: 8081 }),
+    admin: listener
+      .extend({
+        host: host.default('127.0.0.1'),
+        /** Host names the admin listener answers (DNS rebinding); default: adminAccess() in admin/server.ts. */
+        hosts: z.array(adminHost).min(1, 'must list at least one host name, or be left out').optional(),
+        /** The environment variable holding the bearer token GET /metrics then requires. */
+        metricsTokenEnv: z
+          .string()
+          .regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'must be the name of the environment variable holding the /metrics token (letters, digits and "_"), not the token itself')
+          .optional(),
+        console: consoleSchema.prefault({}),
+      })
+      .prefault({ port: 8081 }),
     store: store.prefault({}),
     keys: z.strictObject({ prefix: z.string().regex(PREFIX_PATTERN, 'must be 1-16 lower-case letters or digits, starting with a letter').default('kg') }).prefault({}),
     tenants: z.strictObject({ system: z.string().regex(TENANT_PATTERN, 'must match [a-z0-9][a-z0-9-]{0,62}').default('system') }).prefault({}),

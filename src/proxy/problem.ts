@@ -31,6 +31,8 @@ export const PROBLEMS = {
   replayed_delivery: { status: 409, title: 'Replayed webhook delivery' },
   payload_too_large: { status: 413, title: 'Payload too large' },
   unsupported_media_type: { status: 415, title: 'Unsupported media type' },
+  // The admin listener, for a Host it is not configured to answer (admin.hosts: DNS rebinding).
+  misdirected_request: { status: 421, title: 'Misdirected request' },
   validation_failed: { status: 422, title: 'Validation failed' },
   rate_limited: { status: 429, title: 'Too many requests' },
   headers_too_large: { status: 431, title: 'Request header fields too large' },
