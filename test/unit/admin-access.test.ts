@@ -9,8 +9,8 @@ import { adminAccess, hostAllowed } from '../../src/admin/server.ts';
 import { ConfigError, parseConfig } from '../../src/config/load.ts';
 import type { RawConfig } from '../../src/config/schema.ts';
 
-function admin(raw: RawConfig['admin'] = {}) {
-  return parseConfig({ admin: { port: 8081, ...raw } }, 'test').admin;
+function admin(raw: Omit<NonNullable<RawConfig['admin']>, 'port'> = {}) {
+  return parseConfig({ admin: { ...raw, port: 8081 } }, 'test').admin;
 }
 
 function req(hosts: string[]): IncomingMessage {
