@@ -151,7 +151,8 @@ export class Verifier implements StoreFeed {
 
   /** The store's lookup hash of a well-formed key (what open WebSockets are re-checked by). */
   hashOf(key: string): string {
-    return this.#hasher(key);
+    // A key that was just verified has its HMAC remembered: a SHA-256 instead of a keyed hash.
+    return this.#known.get(sha256Hash('sha256', key, 'base64url')) ?? this.#hasher(key);
   }
 
   /**
