@@ -16,7 +16,9 @@
  *     many connections costs the store at most `max` lookups per process plus those already
  *     in flight (keygate_store_lookups_total summed over the processes, equal to the 401s;
  *     on Redis also HGETALL in INFO commandstats), and a key that works, used before from
- *     that same address, is served on every process throughout and after, while blocked;
+ *     that same address, is served on every process throughout and after, while blocked.
+ *     What a process knows is its own as well: a working key seen by one process only is
+ *     answered 429, without a lookup, by the other (the documented price, per process);
  *  2. a key revoked through A's admin API: no process serves it once the call has answered
  *     (Redis: pushed), or only within `store.pollMs` plus scheduling slack (embedded store,
  *     where the other worker polls the SQLite file);
@@ -63,6 +65,8 @@ interface Keys {
   acmeAdmin: { key: string; id: string };
   globex: { key: string; id: string };
   stream: { key: string; id: string };
+  /** Used first in the per-process "known key" case. */
+  fresh: { key: string; id: string };
 }
 
 interface Topology {
@@ -129,6 +133,7 @@ async function createKeys(configFile: string, env: NodeJS.ProcessEnv, capture: S
       acmeAdmin: await make({ tenant: 'acme', name: 'acme-admin', permissions: ['keys:manage'] }),
       globex: await make({ tenant: 'globex', name: 'globex' }),
       stream: await make({ tenant: 'acme', name: 'stream' }),
+      fresh: await make({ tenant: 'acme', name: 'fresh' }),
     };
   });
 }
@@ -484,6 +489,48 @@ function topologySuite(label: string, start: () => Promise<Topology>) {
         expect(hgetall).toBeGreaterThanOrEqual(unknown);
         expect(hgetall).toBeLessThanOrEqual(MAX * t.pids.length + LANES);
       }
+    });
+
+    it("what a process knows is its own too: from the blocked address, a working key seen by one process only is served there, and answered 429 without a lookup by the other (README, failure limit: the price)", async () => {
+      const { fresh } = t.keys;
+      const [seeded, other] = t.pids as [number, number];
+      // Seen by one process only (the first instance, or whichever worker a connection reaches
+      // first), from another, unblocked, address.
+      let seen = false;
+      for (let i = 0; i < 40 && !seen; i++) {
+        const connection = await pinned(t.proxies[0]!);
+        try {
+          if (connection.pid === seeded) {
+            expect((await connection.send(get(path(t, 'fresh-seed'), [`X-Api-Key: ${fresh.key}`]))).status).toBe(200);
+            seen = true;
+          }
+        } finally {
+          connection.close();
+        }
+      }
+      expect(seen, `a connection reached pid ${seeded}`).toBe(true);
+      const before = await t.lookups();
+      const statuses = new Map<number, number[]>([
+        [seeded, []],
+        [other, []],
+      ]);
+      await everywhere(t.pids, t.proxies, async (base) => {
+        const connection = await pinned(base, { localAddress: t.attacker });
+        try {
+          const response = await connection.send(get(path(t, 'fresh'), [`X-Api-Key: ${fresh.key}`]));
+          statuses.get(connection.pid!)!.push(response.status);
+          if (response.status === 429) expect(codeOf(response)).toBe('rate_limited');
+        } finally {
+          connection.close();
+        }
+        return connection.pid!;
+      }, 3);
+      const after = await t.lookups();
+      report.push(`[${t.label}] known per process: a key seen by pid ${seeded} only, from the blocked address: ${JSON.stringify(Object.fromEntries(statuses))}, lookups +${after.metric - before.metric}`);
+      expect(new Set(statuses.get(seeded))).toEqual(new Set([200]));
+      expect(new Set(statuses.get(other))).toEqual(new Set([429]));
+      expect(after.metric - before.metric).toBe(0);
+      if (after.hgetall !== null) expect(after.hgetall - before.hgetall!).toBe(0);
     });
 
     it('revocation fan-out: revoked through A, no process serves the key after the answer (Redis), or only within store.pollMs (workers)', async () => {
