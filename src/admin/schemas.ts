@@ -2,6 +2,7 @@
  * The admin API's request and response shapes. These zod schemas both validate requests
  * and generate /openapi.json (openapi.ts), so the documentation cannot drift from the code.
  */
+import { CLIENT_PATTERN, USER_PATTERN } from '../keys/patterns.ts';
 import { z } from 'zod';
 import { EXPIRY_PRESETS } from '../keys/expiry.ts';
 import { TENANT_PATTERN } from '../keys/format.ts';
@@ -22,8 +23,8 @@ export const createKeyBody = z
     role: z.enum(['api-user', 'admin'], { error: 'must be "api-user" or "admin"' }).optional(),
     permissions: z.array(z.string().min(1)).max(100, 'at most 100 permissions').optional(),
     group: z.string().min(1).optional().describe('a permission group from the config (instead of permissions)'),
-    user: z.string().min(1).max(256).optional().describe('the user the key acts as'),
-    client: z.string().min(1).max(64).optional().describe('e.g. "mcp": limits the routes the key may use'),
+    user: z.string().regex(USER_PATTERN, 'must be 1-256 printable ASCII characters, without leading or trailing spaces').optional().describe('the user the key acts as'),
+    client: z.string().regex(CLIENT_PATTERN, 'must be 1-64 printable ASCII characters, without leading or trailing spaces').optional().describe('e.g. "mcp": limits the routes the key may use'),
     expires: expires.optional(),
   })
   .meta({ id: 'CreateKey' });

@@ -39,9 +39,8 @@ import { LRUCache } from 'lru-cache';
 import type { IssuerConfig, OAuthConfig } from '../config/mcp-schema.ts';
 import type { RouteConfig } from '../config/schema.ts';
 import { TENANT_PATTERN } from '../keys/format.ts';
-import { CLIENT_PATTERN, USER_PATTERN } from '../keys/patterns.ts';
+import { CLIENT_PATTERN, PERMISSION_PATTERN, USER_PATTERN } from '../keys/patterns.ts';
 import type { KeyRecord } from '../keys/record.ts';
-import { PERMISSION_PATTERN } from '../keys/service.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { Identity } from './identity.ts';
 

@@ -2,6 +2,7 @@
  * The configuration schema: the one place where config is validated. Every other module
  * receives a `Config` that is already known to be well-formed.
  */
+import { PERMISSION_PATTERN } from '../keys/patterns.ts';
 import { z } from 'zod';
 import { PREFIX_PATTERN, TENANT_PATTERN } from '../keys/format.ts';
 import { notificationsSchema } from '../events/notifications/config.ts';
@@ -150,7 +151,13 @@ export const configSchema = z
         webhook: headerName.default('x-webhook-verified'),
       })
       .prefault({}),
-    permissionGroups: z.record(z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'group names are 1-64 letters, digits, "_", ".", ":" or "-"'), z.array(z.string().min(1))).default({}),
+    permissionGroups: z
+      .record(
+        z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'group names are 1-64 letters, digits, "_", ".", ":" or "-"'),
+        // Members are sent upstream comma-separated like a key's permissions: the same shape.
+        z.array(z.string().regex(PERMISSION_PATTERN, 'must be a permission name: 1-128 letters, digits, "_", ".", ":", "*" or "-"')),
+      )
+      .default({}),
     forwarded: z.strictObject({ trustClient: z.boolean().default(false) }).prefault({}),
     limits: limitsSchema.prefault({}),
     leakReports: leakReportsSchema.optional(),

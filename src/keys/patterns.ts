@@ -4,9 +4,12 @@
  * character, nothing outside ASCII), no leading or trailing space, and the lengths the admin
  * API allows for a key (`user` 1-256, `client` 1-64 characters). Neither header is a list,
  * so a comma is allowed; permissions, which are sent comma-separated, have the stricter
- * PERMISSION_PATTERN (service.ts) and tenants TENANT_PATTERN (format.ts).
+ * PERMISSION_PATTERN (above) and tenants TENANT_PATTERN (format.ts).
  *
- * Used for OAuth access-token claims (auth/access-token.ts); key creation should use them too.
+ * One set of patterns for every way a value reaches an identity header: key creation (admin
+ * API, CLI, console), permission groups in config, and OAuth access-token claims.
  */
+/** A permission: it is sent upstream comma-separated, so no comma, space or control character. */
+export const PERMISSION_PATTERN = /^[A-Za-z0-9_.:*-]{1,128}$/;
 export const USER_PATTERN = /^[\x21-\x7e](?:[\x20-\x7e]{0,254}[\x21-\x7e])?$/;
 export const CLIENT_PATTERN = /^[\x21-\x7e](?:[\x20-\x7e]{0,62}[\x21-\x7e])?$/;

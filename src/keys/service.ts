@@ -11,10 +11,10 @@ import { displayPrefix, generateKey, TENANT_PATTERN } from './format.ts';
 import type { KeyHasher } from './hash.ts';
 import { newKeyId } from './ids.ts';
 import { parseExpiry } from './expiry.ts';
+import { CLIENT_PATTERN, PERMISSION_PATTERN, USER_PATTERN } from './patterns.ts';
 import { keyState } from './key-state.ts';
 import type { KeyRecord, Role } from './record.ts';
 
-export const PERMISSION_PATTERN = /^[A-Za-z0-9_.:*-]{1,128}$/;
 export const MANAGE_PERMISSION = 'keys:manage';
 export const MAX_OVERLAP_SECONDS = 30 * 86_400;
 
@@ -181,6 +181,9 @@ export class KeyService {
     }
     const permissions = input.permissions ?? [];
     for (const p of permissions) if (!PERMISSION_PATTERN.test(p)) throw new KeyRuleError('permissions', `"${p}" is not a valid permission name`);
+    // Both become upstream header values: the same shapes an access token's claims must have.
+    if (input.user && !USER_PATTERN.test(input.user)) throw new KeyRuleError('user', 'must be 1-256 printable ASCII characters, without leading or trailing spaces');
+    if (input.client && !CLIENT_PATTERN.test(input.client)) throw new KeyRuleError('client', 'must be 1-64 printable ASCII characters, without leading or trailing spaces');
     const group = input.group ?? null;
     if (group !== null) {
       if (permissions.length) throw new KeyRuleError('group', 'give either permissions or a group, not both');

@@ -150,3 +150,21 @@ describe('KeyService.revoke / revokeTenant / list', () => {
     await expect(service.revokeTenant(CLI_CALLER, 'Bad Tenant')).rejects.toThrow(KeyRuleError);
   });
 });
+
+describe('values that become upstream identity headers have a key shape everywhere', () => {
+  it('a user or client with CR/LF, a leading space or non-ASCII is refused at creation, naming the field', async () => {
+    for (const user of ['alice\r\nx-tenant-id: other', ' alice', 'alice\t', 'ålice', 'a'.repeat(257)]) {
+      expect((await refused({ tenant: 'acme', name: 'n', user })).message).toMatch(/user|256/);
+    }
+    for (const client of ['mcp\nx', 'mcp ', 'c'.repeat(65)]) {
+      expect((await refused({ tenant: 'acme', name: 'n', client })).message).toMatch(/client|64/);
+    }
+    const ok = await service.create(CLI_CALLER, { tenant: 'acme', name: 'n', user: 'Alice Smith, Ops', client: 'mcp' });
+    expect(ok.record).toMatchObject({ user: 'Alice Smith, Ops', client: 'mcp' });
+  });
+
+  it('a permission group member that would split into two permissions upstream is refused in config', () => {
+    expect(() => parseConfig({ permissionGroups: { billing: ['billing:read,billing:admin'] } }, 'test')).toThrow(/permissionGroups\.billing\[0\]: must be a permission name/);
+    expect(() => parseConfig({ permissionGroups: { billing: ['billing read'] } }, 'test')).toThrow(/permissionGroups\.billing\[0\]/);
+  });
+});
