@@ -577,7 +577,7 @@ function topologySuite(label: string, start: () => Promise<Topology>) {
       const lastServed = new Map<number, number>();
       for (const p of servedAfter) lastServed.set(pidOf(p), Math.max(lastServed.get(pidOf(p)) ?? 0, p.sentAt - answered));
       report.push(
-        `[${t.label}] revocation: ${polls.filter((p) => p.sentAt < answered && p.status === 200).length} served before the answer, ` +
+        `[${t.label}] revocation (admin call taken by pid ${revoked.pid}): ${polls.filter((p) => p.sentAt < answered && p.status === 200).length} served before the answer, ` +
           `${afterAnswer.length} requests after it (by pid ${JSON.stringify(Object.fromEntries(t.pids.map((pid) => [pid, afterAnswer.filter((p) => pidOf(p) === pid).length])))}), ` +
           `${servedAfter.length} served after it${servedAfter.length ? ` (last sent ${JSON.stringify(Object.fromEntries([...lastServed].map(([pid, ms]) => [pid, `${ms.toFixed(1)} ms`])))} after the answer)` : ''}; allowed lag ${t.revocationLagMs} ms`,
       );
