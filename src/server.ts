@@ -15,6 +15,7 @@ import { FailureLimiter } from './auth/failure-limiter.ts';
 import { Door } from './proxy/admission.ts';
 import { createKeyHasher } from './keys/hash.ts';
 import { loadPepper } from './keys/pepper.ts';
+import { IdentitySigner } from './auth/identity-signer.ts';
 import type { Logger } from './observability/logger.ts';
 import { createMetrics, observeRevocation, type KeygateMetrics } from './observability/metrics.ts';
 import { RequestMetrics } from './observability/request-metrics.ts';
@@ -157,6 +158,8 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   const webhooks = new WebhookVerifier({ secrets: vault, replay: store, metrics: new WebhookMetrics(metrics.registry), logger });
   webhooks.prepare(config.routes);
   const door = new Door(verifier, FailureLimiter.create(config.limits.failedAuth));
+  // Keys derived from the pepper: every instance signs and publishes the same ones.
+  const signer = new IdentitySigner(pepper, config.identitySigning);
   // WebSockets, event streams and responses still streaming: ended when their key or token stops working.
   const liveExchanges = new LiveExchanges({ verifier, recheckMs: config.cache.maxAgeMs });
   const gateway = new Gateway({
@@ -168,11 +171,12 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     lastUsed,
     secrets: vault,
     webhooks,
+    signer,
     accessLog,
     logger,
   });
 
-  const websockets = new WebSockets({ current: gateway, door, verifier, live: liveExchanges, secrets: vault, logger, accessLog, lastUsed, hooks: requestMetrics });
+  const websockets = new WebSockets({ current: gateway, door, verifier, live: liveExchanges, secrets: vault, signer, logger, accessLog, lastUsed, hooks: requestMetrics });
   // Set in the same synchronous stretch as the subscription above resolved, so no event is
   // delivered before: open WebSockets, event streams and long responses of a revoked key end
   // with it, a pushed rotation re-arms their deadlines, and after a resync (revocations may
@@ -205,6 +209,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     metrics: metricsSource(metrics.registry),
     console: webConsole?.handle,
     access,
+    jwks: () => signer.jwks(),
     api: createAdminApi({ service, secrets, verifier, events, systemTenant: config.tenants.system, logger, reload: reloadConfig ? () => reload() : undefined, authenticate: webConsole?.authenticate ?? keyAuth }),
   });
   const echo = config.echo ? createEchoUpstream() : null;

@@ -31,6 +31,8 @@ export interface AdminOptions {
   console?: (req: IncomingMessage, res: ServerResponse, path: string) => void;
   /** Which Host names are answered and what /metrics requires (adminAccess); left out: any Host, /metrics open. */
   access?: AdminAccess;
+  /** GET /.well-known/jwks.json: the public keys upstreams verify signed identities with. */
+  jwks?: () => unknown;
 }
 
 export interface AdminAccess {
@@ -161,6 +163,11 @@ export function createAdminServer(options: AdminOptions): Server {
       );
     } else if (path === '/openapi.json') {
       sendJson(res, 200, openApiDocument());
+    } else if (path === '/.well-known/jwks.json' && options.jwks) {
+      // The public keys of signed-identity assertions (auth/identity-signer.ts): cacheable for
+      // a while, since the next period's key is published a whole period ahead.
+      res.setHeader('cache-control', 'public, max-age=300');
+      sendJson(res, 200, options.jwks());
     } else if (path === '/readyz') {
       ready(options.store, options.draining?.() ?? false).then(
         (result) => sendJson(res, result.ok ? 200 : 503, { status: result.ok ? 'ready' : 'not ready', checks: result.checks }),

@@ -2,6 +2,7 @@
  * The configuration schema: the one place where config is validated. Every other module
  * receives a `Config` that is already known to be well-formed.
  */
+import { identitySigningSchema, signedIdentitySchema } from './signed-identity.ts';
 import { PERMISSION_PATTERN } from '../keys/patterns.ts';
 import { z } from 'zod';
 import { PREFIX_PATTERN, TENANT_PATTERN } from '../keys/format.ts';
@@ -107,6 +108,8 @@ const route = z.strictObject({
     })
     .optional(),
   webhook: webhookSchema.optional(),
+  /** A signed assertion of the caller's identity for the upstream to verify (config/signed-identity.ts). */
+  signedIdentity: signedIdentitySchema.optional(),
   mcp: mcpSchema.optional(),
   cors: corsSchema.optional(),
   maxBodyBytes: z.number().int().nonnegative('must be 0 or more').default(10 * 1024 * 1024),
@@ -161,6 +164,7 @@ export const configSchema = z
     forwarded: z.strictObject({ trustClient: z.boolean().default(false) }).prefault({}),
     limits: limitsSchema.prefault({}),
     leakReports: leakReportsSchema.optional(),
+    identitySigning: identitySigningSchema.prefault({}),
     log: z
       .strictObject({
         level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'must be one of fatal, error, warn, info, debug, trace, silent' }).default('info'),
@@ -194,6 +198,20 @@ export const configSchema = z
       for (const [path, message] of webhookRouteIssues(r)) ctx.addIssue({ code: 'custom', path: ['routes', i, ...path], message });
       if (r.secret && (Object.values(config.headers) as string[]).includes(r.secret.header)) {
         ctx.addIssue({ code: 'custom', path: ['routes', i, 'secret', 'header'], message: `is one of keygate's identity headers (headers.*)` });
+      }
+      const signed = r.signedIdentity;
+      if (signed !== undefined) {
+        if (!r.auth.required) ctx.addIssue({ code: 'custom', path: ['routes', i, 'signedIdentity'], message: 'needs auth.required: true (a public request has no identity to sign)' });
+        if (signed.header === signed.requestIdHeader) ctx.addIssue({ code: 'custom', path: ['routes', i, 'signedIdentity', 'requestIdHeader'], message: 'must differ from signedIdentity.header' });
+        for (const [field, name] of [['header', signed.header], ['requestIdHeader', signed.requestIdHeader]] as const) {
+          if ((Object.values(config.headers) as string[]).includes(name) || name === r.secret?.header || RESERVED_SECRET_HEADERS.has(name) || name === 'authorization' || name === 'x-api-key') {
+            ctx.addIssue({ code: 'custom', path: ['routes', i, 'signedIdentity', field], message: 'is a header keygate or the route already sets, or the credential' });
+          }
+        }
+        // The JWKS keeps the previous period's key: an assertion must expire before that key is dropped.
+        if (signed.lifetimeSeconds > config.identitySigning.rotateSeconds) {
+          ctx.addIssue({ code: 'custom', path: ['routes', i, 'signedIdentity', 'lifetimeSeconds'], message: 'must be at most identitySigning.rotateSeconds' });
+        }
       }
     });
     checkMcpRoutes(config, ctx);

@@ -33,6 +33,8 @@ import { BAD_HOST, selectRoute } from './route-select.ts';
 import { sendProblem, type ProblemCode } from './problem.ts';
 import { ResourceMetadata } from './resource-metadata.ts';
 import { Router } from './router.ts';
+import type { IdentitySigner } from '../auth/identity-signer.ts';
+import { withAssertion } from './signed-identity.ts';
 import { isDeliveryRefusal, type DeliveryResult, type WebhookVerifier } from '../webhooks/delivery.ts';
 
 export interface GatewayOptions {
@@ -55,6 +57,8 @@ export interface GatewayOptions {
    * streaming end there when their key or token stops working, and at shutdown.
    */
   live?: LiveExchanges | null;
+  /** Signs the caller's identity on routes with `signedIdentity` (auth/identity-signer.ts). */
+  signer?: IdentitySigner | null;
 }
 
 export interface SecretSource {
@@ -93,6 +97,7 @@ export class Gateway {
   readonly #lastUsed: LastUsed | null;
   readonly #secrets: SecretSource | null;
   readonly #webhooks: WebhookVerifier | null;
+  readonly #signer: IdentitySigner | null;
 
   constructor(options: GatewayOptions) {
     this.router = options.router;
@@ -110,6 +115,7 @@ export class Gateway {
     this.#lastUsed = options.lastUsed ?? null;
     this.#secrets = options.secrets ?? null;
     this.#webhooks = options.webhooks ?? null;
+    this.#signer = options.signer ?? null;
   }
 
   /** node:http 'request' handler (and 'checkContinue' with expectContinue). */
@@ -274,7 +280,7 @@ export class Gateway {
     }
     const secret = exchange.route!.config.secret;
     if (secret === undefined) {
-      this.#dispatch(exchange, target, upstreamHeaders(exchange.req, this.headers, identity, dropAuthorization), expectContinue);
+      this.#dispatch(exchange, target, upstreamHeaders(exchange.req, this.headers, identity, dropAuthorization, this.#routeHeaders(exchange, target, identity, null)), expectContinue);
       return;
     }
     const result = this.#secrets === null ? 'no_master_key' : this.#secrets.headerFor(secret);
@@ -314,7 +320,14 @@ export class Gateway {
       sendProblem(exchange.res, 'upstream_unavailable', `the upstream secret "${id}" that this route injects is not available`, undefined, hasBody(exchange.req));
       return;
     }
-    this.#dispatch(exchange, target, upstreamHeaders(exchange.req, this.headers, identity, dropAuthorization, result), expectContinue);
+    this.#dispatch(exchange, target, upstreamHeaders(exchange.req, this.headers, identity, dropAuthorization, this.#routeHeaders(exchange, target, identity, result)), expectContinue);
+  }
+
+  /** The headers the route sets (its secret, its identity assertion), which replace any client copy. */
+  #routeHeaders(exchange: Exchange, target: NormalizedTarget, identity: Identity | null, secret: readonly string[] | null): readonly string[] | null {
+    const route = exchange.route!;
+    if (route.signedIdentity === null) return secret;
+    return withAssertion(route.signedIdentity, this.#signer, identity, exchange.req.method ?? 'GET', Router.upstreamPath(route, target.path), secret);
   }
 
   #dispatch(exchange: Exchange, target: NormalizedTarget, headers: string[], expectContinue: boolean): void {

@@ -1,6 +1,6 @@
 /**
  * The per-route state of the MCP-facing features (protected resource metadata, the
- * `WWW-Authenticate` challenges, CORS, accepted access tokens), compiled once with the route
+ * `WWW-Authenticate` challenges, CORS, accepted access tokens, signed identity), compiled once with the route
  * table, so the request path reads fields and allocates nothing. A route that uses none of
  * them gets the same answers as before: `challenge` is the plain realm and the rest is null.
  */
@@ -8,6 +8,7 @@ import type { AccessTokens, RouteTokens } from '../auth/access-token.ts';
 import type { RouteConfig } from '../config/schema.ts';
 import { compileCors, type CorsPolicy } from './cors.ts';
 import { compileMcpResource, type McpResource } from './resource-metadata.ts';
+import { compileSignedIdentity, type SignedIdentityRoute } from './signed-identity.ts';
 
 export const REALM = 'Bearer realm="keygate"';
 
@@ -19,6 +20,8 @@ export interface RouteFeatures {
   readonly mcp: McpResource | null;
   readonly cors: CorsPolicy | null;
   readonly tokens: RouteTokens | null;
+  /** `signedIdentity`: the assertion header this route adds (signed-identity.ts). */
+  readonly signedIdentity: SignedIdentityRoute | null;
 }
 
 export function compileFeatures(config: RouteConfig, tokens: AccessTokens | null): RouteFeatures {
@@ -44,5 +47,6 @@ export function compileFeatures(config: RouteConfig, tokens: AccessTokens | null
     mcp,
     cors: compileCors(config),
     tokens: tokens?.forRoute(config) ?? null,
+    signedIdentity: compileSignedIdentity(config),
   };
 }

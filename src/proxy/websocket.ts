@@ -40,6 +40,8 @@ import { requestHost } from './request-host.ts';
 import { BAD_HOST, selectRoute } from './route-select.ts';
 import { problemBody, PROBLEMS, type ProblemCode } from './problem.ts';
 import { Router, type Route } from './router.ts';
+import { withAssertion } from './signed-identity.ts';
+import type { IdentitySigner } from '../auth/identity-signer.ts';
 import { CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER, closeFrame, FrameBoundary } from './ws-frames.ts';
 
 export interface WebSocketHooks {
@@ -59,6 +61,8 @@ export interface WebSocketOptions {
   /** Where open tunnels are registered, to be closed when their key or token stops working. */
   live: LiveExchanges;
   secrets: SecretSource | null;
+  /** Signs the caller's identity on routes with `signedIdentity` (auth/identity-signer.ts). */
+  signer?: IdentitySigner | null;
   logger: Logger;
   accessLog: Logger | null;
   lastUsed?: LastUsed;
@@ -151,6 +155,7 @@ export class WebSockets {
   readonly #door: Door;
   readonly #verifier: Verifier;
   readonly #secrets: SecretSource | null;
+  readonly #signer: IdentitySigner | null;
   readonly #logger: Logger;
   readonly #accessLog: Logger | null;
   readonly #lastUsed: LastUsed | null;
@@ -165,6 +170,7 @@ export class WebSockets {
     this.#door = options.door;
     this.#verifier = options.verifier;
     this.#secrets = options.secrets;
+    this.#signer = options.signer ?? null;
     this.#logger = options.logger;
     this.#accessLog = options.accessLog;
     this.#lastUsed = options.lastUsed ?? null;
@@ -316,7 +322,8 @@ export class WebSockets {
   #connect(tunnel: Tunnel, target: NormalizedTarget, identity: Identity | null, dropAuthorization: boolean, head: Buffer, extra: readonly string[] | null): void {
     const req = tunnel.req;
     const route = tunnel.route!;
-    const headers = headerObject(upstreamHeaders(req, this.#current.headers, identity, dropAuthorization, extra));
+    const routeHeaders = withAssertion(route.signedIdentity, this.#signer, identity, req.method ?? 'GET', Router.upstreamPath(route, target.path), extra);
+    const headers = headerObject(upstreamHeaders(req, this.#current.headers, identity, dropAuthorization, routeHeaders));
     // The rewrite drops hop-by-hop headers; an upgrade needs these two back.
     headers.connection = 'Upgrade';
     headers.upgrade = req.headers.upgrade!;
