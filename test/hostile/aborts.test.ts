@@ -160,6 +160,8 @@ describe('clients aborting mid-transfer', () => {
     console.log(`[hostile aborts]\n  ${figures.join('\n  ')}`);
     // Every upstream request was either completed or abandoned: none is still open.
     expect(upstreamState.started).toBe(upstreamState.finished + upstreamState.abandoned);
-    expect(upstreamState.abandoned).toBeGreaterThan(ABORTS);
+    // Aborted uploads always leave an upstream request to abandon; a download of 32-96 KB can be
+    // written whole into the socket buffers before the reset arrives (then it is 'finished').
+    expect(upstreamState.abandoned).toBeGreaterThan(ABORTS / 2);
   }, 180_000);
 });

@@ -37,7 +37,9 @@ function client(base = kg.url, address = `127.0.0.${nextAddress++}`): { address:
     address,
     async send(key, headers = '', path = '/api/x', method = 'GET') {
       counts.requests++;
-      const { response } = await connection.request(`${method} ${path} HTTP/1.1\r\nHost: gw\r\n${key === undefined ? '' : `X-Api-Key: ${key}\r\n`}${headers}\r\n`);
+      // The admin listener answers only its own Host names (admin.hosts).
+      const host = base === kg.adminUrl ? new URL(base).host : 'gw';
+      const { response } = await connection.request(`${method} ${path} HTTP/1.1\r\nHost: ${host}\r\n${key === undefined ? '' : `X-Api-Key: ${key}\r\n`}${headers}\r\n`);
       if (response === null) throw new Error('no response');
       if (response.status === 429) counts.blocked++;
       return response;
@@ -114,14 +116,14 @@ describe('failed authentications per client address', () => {
     }
     // An admin key never seen here: 429, for the API and the console's sign-in alike.
     expect((await admin.send(unseenRoot, '', '/v1/keys')).status).toBe(429);
-    const refused = await admin.send(unseenRoot, 'Origin: http://gw\r\nContent-Length: 0\r\n', '/console/api/session', 'POST');
+    const refused = await admin.send(unseenRoot, `Origin: ${kg.adminUrl}\r\nContent-Length: 0\r\n`, '/console/api/session', 'POST');
     expect(refused.status, refused.body).toBe(429);
     expect(refused.headers['set-cookie']).toBeUndefined();
     // No lookup, and no audit entry, for what was blocked.
     expect(lookups()).toBe(before);
     // The root key, which works, is served from the blocked address: the API and the sign-in.
     expect((await admin.send(root, '', '/v1/keys')).status).toBe(200);
-    const signIn = await admin.send(root, 'Origin: http://gw\r\nContent-Length: 0\r\n', '/console/api/session', 'POST');
+    const signIn = await admin.send(root, `Origin: ${kg.adminUrl}\r\nContent-Length: 0\r\n`, '/console/api/session', 'POST');
     expect(signIn.status, signIn.body).toBeLessThan(300);
     expect(signIn.headers['set-cookie']).toBeDefined();
     expect(await loginFailures()).toBe(auditedBefore + MAX);
