@@ -8,9 +8,9 @@
 import type { Config } from './config/schema.ts';
 import type { AccessTokens } from './auth/access-token.ts';
 import type { Verifier } from './auth/verify.ts';
-import type { Gateway } from './proxy/gateway.ts';
-import { createHeaderPolicy } from './proxy/headers.ts';
-import { Router, type DispatcherFor } from './proxy/router.ts';
+import type { Gateway } from './transports/http.ts';
+import { createHeaderPolicy } from './pipeline/rewrite.ts';
+import { Router, type DispatcherFor } from './routing/router.ts';
 import type { RequestMetrics } from './observability/request-metrics.ts';
 
 /** The parts of the config that other components read live. */

@@ -20,8 +20,8 @@ import type { FailureLimiter } from '../auth/failure-limiter.ts';
 import { LOOKUP_REFUSED, type Verifier } from '../auth/verify.ts';
 import type { EventSink } from '../events/event-sink.ts';
 import { KeyService, type Caller } from '../keys/service.ts';
-import { rateLimited } from '../proxy/auth-answers.ts';
-import { sendProblem, type ProblemCode } from '../proxy/problem.ts';
+import { rateLimited } from '../auth/refusals.ts';
+import { sendProblem, type ProblemCode } from '../http/problem.ts';
 
 /** The caller, or null when the request was refused (and already answered). */
 export type Authenticate = (req: IncomingMessage, res: ServerResponse) => Promise<Caller | null>;

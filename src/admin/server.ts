@@ -15,8 +15,8 @@ import type { MetricsSource } from '../cluster/metrics-ipc.ts';
 import { ConfigError } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import type { KeyStore } from '../store/key-store.ts';
-import { sendProblem } from '../proxy/problem.ts';
-import { sendJson } from './body.ts';
+import { sendProblem } from '../http/problem.ts';
+import { sendJson } from '../http/json.ts';
 import { openApiDocument } from './openapi.ts';
 
 export interface AdminOptions {

@@ -36,7 +36,7 @@
 import { hash as digest } from 'node:crypto';
 import { createRemoteJWKSet, decodeJwt, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { LRUCache } from 'lru-cache';
-import type { IssuerConfig, OAuthConfig } from '../config/mcp-schema.ts';
+import type { IssuerConfig, OAuthConfig } from '../config/mcp.ts';
 import type { RouteConfig } from '../config/schema.ts';
 import { TENANT_PATTERN } from '../keys/format.ts';
 import { CLIENT_PATTERN, PERMISSION_PATTERN, USER_PATTERN } from '../keys/patterns.ts';

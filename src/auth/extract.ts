@@ -5,7 +5,7 @@
  *
  * This file is the only reader of `Authorization` values: the credential keygate checks
  * (extractCredential) and the copies the rewrite step drops (carriesKey, used by
- * proxy/headers.ts) come from the same parse, so a key keygate would read is never one it
+ * pipeline/rewrite.ts) come from the same parse, so a key keygate would read is never one it
  * forwards.
  *
  * The reading is lenient on purpose — wherever another parser (the upstream's, a framework's)

@@ -35,7 +35,7 @@
 import type { IncomingMessage } from 'node:http';
 import { LRUCache } from 'lru-cache';
 import type { LimitsConfig } from '../config/limits.ts';
-import { clientAddress } from '../proxy/client-address.ts';
+import { clientAddress } from '../http/client-address.ts';
 
 export interface FailureLimiterOptions {
   /** Failed authentications allowed per address in a burst; 0 switches the limiter off. */

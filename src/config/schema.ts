@@ -6,11 +6,11 @@ import { identitySigningSchema, signedIdentitySchema } from './signed-identity.t
 import { PERMISSION_PATTERN } from '../keys/patterns.ts';
 import { z } from 'zod';
 import { PREFIX_PATTERN, TENANT_PATTERN } from '../keys/format.ts';
-import { notificationsSchema } from '../events/notifications/config.ts';
-import { checkMcpRoutes, corsSchema, ISSUER_NAME, mcpSchema, oauthSchema } from './mcp-schema.ts';
-import { consoleSchema } from '../admin/console/config.ts';
+import { notificationsSchema } from './notifications.ts';
+import { checkMcpRoutes, corsSchema, ISSUER_NAME, mcpSchema, oauthSchema } from './mcp.ts';
+import { consoleSchema } from './console.ts';
 import { SECRET_ID_PATTERN, SECRET_ID_RULE } from '../secrets/secret-store.ts';
-import { webhookRouteIssues, webhookSchema } from '../webhooks/config.ts';
+import { webhookRouteIssues, webhookSchema } from './webhooks.ts';
 import { limitsSchema } from './limits.ts';
 import { leakReportsSchema } from './leak-reports.ts';
 
@@ -91,7 +91,7 @@ const route = z.strictObject({
       permissions: z.array(z.string().min(1)).default([]),
       clients: z.array(z.string().min(1)).min(1, 'must list at least one client, or be left out').optional(),
       tenantFromPath: z.boolean().default(false),
-      /** oauth.issuers[].name whose JWT access tokens this route accepts besides API keys (mcp-schema.ts). */
+      /** oauth.issuers[].name whose JWT access tokens this route accepts besides API keys (mcp.ts). */
       issuers: z.array(z.string().regex(ISSUER_NAME, 'must be an oauth.issuers[].name')).min(1, 'must list at least one issuer, or be left out').optional(),
     })
     .prefault({}),

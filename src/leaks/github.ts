@@ -25,9 +25,9 @@ import { createHash, verify, type KeyObject } from 'node:crypto';
 import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { GitHubLeakConfig } from '../config/leak-reports.ts';
 import type { Logger } from '../observability/logger.ts';
-import { hasBody, lingeringClose, PayloadTooLargeError } from '../proxy/body-limit.ts';
-import { sendProblem, type ProblemCode } from '../proxy/problem.ts';
-import { BodyAbortedError, BodyTimeoutError, readBody } from '../webhooks/read-body.ts';
+import { hasBody, lingeringClose, PayloadTooLargeError } from '../http/body-limit.ts';
+import { sendProblem, type ProblemCode } from '../http/problem.ts';
+import { BodyAbortedError, BodyTimeoutError, readBody } from '../http/read-body.ts';
 import type { LeakedKeys, LeakLabel, LeakOutcome } from './leaked-keys.ts';
 import type { PublicKeyAnswer } from './public-keys.ts';
 

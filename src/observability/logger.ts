@@ -52,7 +52,7 @@ export interface Loggers {
   logger: Logger;
   /**
    * The access log: same destination, but no redaction pass. Its lines have a fixed shape
-   * built in gateway.ts that holds no header or secret, and redaction was a sixth of the
+   * built in transports/http.ts that holds no header or secret, and redaction was a sixth of the
    * request path's CPU time.
    */
   access: Logger;

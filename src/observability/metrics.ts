@@ -38,7 +38,7 @@ export interface KeygateMetrics {
   readonly revocationLastLag: Gauge;
   /** Revocation events (one per revoke or revoke-all) this instance applied. */
   readonly revocationsReceived: Counter;
-  /** Connections and requests the proxy listener refused before they reached the gateway (proxy/listener-limits.ts). */
+  /** Connections and requests the proxy listener refused before they reached the gateway (transports/listener-limits.ts). */
   readonly listenerRejections: Counter<'reason'>;
 }
 

@@ -5,11 +5,11 @@
  */
 import type { Counter, Gauge } from 'prom-client';
 import type { CounterCell, HistogramCell } from './hot-metrics.ts';
-import type { Exchange, AuthOutcome } from '../proxy/exchange.ts';
-import type { GatewayHooks } from '../proxy/gateway.ts';
-import type { Route } from '../proxy/router.ts';
-import type { WebSocketHooks } from '../proxy/websocket.ts';
-import { UPSTREAM_TIMEOUTS } from '../proxy/forward.ts';
+import type { Exchange, AuthOutcome } from '../pipeline/exchange.ts';
+import type { GatewayHooks } from '../transports/http.ts';
+import type { Route } from '../routing/router.ts';
+import type { WebSocketHooks } from '../transports/websocket.ts';
+import { UPSTREAM_TIMEOUTS } from '../pipeline/forward.ts';
 import type { KeygateMetrics } from './metrics.ts';
 
 export const OUTCOMES: readonly AuthOutcome[] = ['ok', 'public', 'missing', 'invalid', 'revoked', 'expired', 'forbidden', 'unavailable', 'bad_request', 'limited'];

@@ -13,21 +13,21 @@
  * verified, so nobody without the secret can use up ids. Failures answer with their own
  * problem codes; the store or the secrets being unreachable fails closed (503).
  *
- * Usage (server.ts, gateway.ts):
+ * Usage (server.ts, transports/http.ts):
  *   const webhooks = new WebhookVerifier({ secrets: vault, replay: store, metrics: new WebhookMetrics(registry), logger });
  *   const result = webhooks.verify(exchange, expectContinue);   // Refusal | Promise<VerifiedDelivery | Refusal>
  */
 import type { RouteConfig } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
-import { RETRY, type Refusal } from '../proxy/auth-answers.ts';
-import type { AuthOutcome, Exchange } from '../proxy/exchange.ts';
-import { hasBody, PayloadTooLargeError } from '../proxy/body-limit.ts';
-import type { ProblemCode } from '../proxy/problem.ts';
+import { RETRY, type Refusal } from '../auth/refusals.ts';
+import type { AuthOutcome, Exchange } from '../pipeline/exchange.ts';
+import { hasBody, PayloadTooLargeError } from '../http/body-limit.ts';
+import type { ProblemCode } from '../http/problem.ts';
 import type { SecretValue, ValueResult } from '../secrets/vault.ts';
 import type { ReplayStore } from '../store/replay-store.ts';
-import type { WebhookConfig } from './config.ts';
+import type { WebhookConfig } from '../config/webhooks.ts';
 import type { WebhookCounters, WebhookMetrics, WebhookResult } from './metrics.ts';
-import { BodyAbortedError, BodyTimeoutError, readBody } from './read-body.ts';
+import { BodyAbortedError, BodyTimeoutError, readBody } from '../http/read-body.ts';
 import type { HeaderProblem, Scheme, SignedParts } from './scheme.ts';
 import { schemeFor } from './schemes.ts';
 import { SignatureCheck, replayTtlMs, timestampProblem } from './signature.ts';

@@ -17,7 +17,7 @@
  * deliveries with the same body (as for Shopify).
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { HmacConfig } from './config.ts';
+import type { HmacConfig } from '../config/webhooks.ts';
 import { base64Digest, DELIVERY_ID, DIGEST_BYTES, hexBytes, literalKey, parseSeconds, single, type HeaderProblem, type Scheme, type SignedParts } from './scheme.ts';
 
 export function hmacScheme(config: HmacConfig, options: { replay: boolean }): Scheme {

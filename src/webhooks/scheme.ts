@@ -10,7 +10,7 @@
  * URL and the sorted form parameters): its parts carry `derive`, run once the body is read.
  */
 import type { IncomingHttpHeaders } from 'node:http';
-import type { HmacAlgorithm, WebhookScheme } from './config.ts';
+import type { HmacAlgorithm, WebhookScheme } from '../config/webhooks.ts';
 
 /** What a scheme signs when it is not the body's bytes (Twilio): computed from the whole body. */
 export interface Derived {

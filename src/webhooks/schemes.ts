@@ -3,7 +3,7 @@
  * objects; Shopify, Twilio and hmac are built from the route's webhook section (and Twilio
  * from its pathPrefix: the public URL it signs is publicUrl + the rest of the path).
  */
-import type { WebhookConfig } from './config.ts';
+import type { WebhookConfig } from '../config/webhooks.ts';
 import { github } from './github.ts';
 import { hmacScheme } from './hmac.ts';
 import type { Scheme } from './scheme.ts';

@@ -23,7 +23,7 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { HmacAlgorithm } from './config.ts';
+import type { HmacAlgorithm } from '../config/webhooks.ts';
 import { base64Digest, DIGEST_BYTES, literalKey, single, type Derived, type HeaderProblem, type Scheme, type SignedParts } from './scheme.ts';
 
 export interface TwilioOptions {

@@ -11,7 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { SMTPServer } from 'smtp-server';
 import { Webhook } from 'standardwebhooks';
 import { ConfigError } from '../../src/config/load.ts';
-import { notificationsSchema, type RawNotificationsConfig } from '../../src/events/notifications/config.ts';
+import { notificationsSchema, type RawNotificationsConfig } from '../../src/config/notifications.ts';
 import { createNotifier, type Notifier } from '../../src/events/notifications/notifier.ts';
 import type { KeygateEvent } from '../../src/events/types.ts';
 import { generateKey } from '../../src/keys/format.ts';

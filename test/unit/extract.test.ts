@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { bearerToken, carriesKey, CONFLICT, extractCredential } from '../../src/auth/extract.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { generateKey } from '../../src/keys/format.ts';
-import { createHeaderPolicy, upstreamHeaders } from '../../src/proxy/headers.ts';
+import { createHeaderPolicy, upstreamHeaders } from '../../src/pipeline/rewrite.ts';
 
 const K = generateKey('kg', 'acme');
 const K2 = generateKey('kg', 'acme');

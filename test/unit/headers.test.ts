@@ -4,7 +4,7 @@ import { toIdentity } from '../../src/auth/identity.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import type { RawConfig } from '../../src/config/schema.ts';
 import type { KeyRecord } from '../../src/keys/record.ts';
-import { createHeaderPolicy, RESPONSE_HOP_BY_HOP, upstreamHeaders } from '../../src/proxy/headers.ts';
+import { createHeaderPolicy, RESPONSE_HOP_BY_HOP, upstreamHeaders } from '../../src/pipeline/rewrite.ts';
 
 /** Just the parts of an IncomingMessage that upstreamHeaders reads, built like node:http builds them. */
 function req(raw: string[], remoteAddress = '203.0.113.7', encrypted = false): IncomingMessage {

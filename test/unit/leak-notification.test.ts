@@ -3,7 +3,7 @@
  * which key, where it was found and whether keygate revoked it, and never carry a key.
  */
 import { describe, expect, it } from 'vitest';
-import { notificationsSchema } from '../../src/events/notifications/config.ts';
+import { notificationsSchema } from '../../src/config/notifications.ts';
 import { emailMessage, publicEvent, webhookBody } from '../../src/events/notifications/format.ts';
 import type { KeygateEvent } from '../../src/events/types.ts';
 import { generateKey } from '../../src/keys/format.ts';

@@ -9,8 +9,8 @@ import { describe, expect, it } from 'vitest';
 import { toIdentity, type Identity } from '../../src/auth/identity.ts';
 import type { VerifyResult } from '../../src/auth/verify.ts';
 import type { KeyRecord } from '../../src/keys/record.ts';
-import { EventBoundary } from '../../src/proxy/forward.ts';
-import { LiveExchanges, type EndReason, type LiveExchange, type LiveKind } from '../../src/proxy/live-exchanges.ts';
+import { EventBoundary } from '../../src/pipeline/forward.ts';
+import { LiveExchanges, type EndReason, type LiveExchange, type LiveKind } from '../../src/pipeline/live-exchanges.ts';
 
 function identity(id: string, times: Partial<Pick<KeyRecord, 'status' | 'expiresAt' | 'revokesAt'>> = {}, issuer?: string): Identity {
   const record = { id, tenant: 'acme', status: 'active', expiresAt: null, revokesAt: null, permissions: [], group: null, ...times } as unknown as KeyRecord;

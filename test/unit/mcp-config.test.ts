@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import type { RawConfig } from '../../src/config/schema.ts';
-import { isResource, metadataPath, metadataUrl, servedPaths } from '../../src/proxy/resource-metadata.ts';
+import { isResource, metadataPath, metadataUrl, servedPaths } from '../../src/mcp/resource-metadata.ts';
 import { configProblems } from '../helpers/config.ts';
 
 const route = { name: 'mcp', pathPrefix: '/mcp', upstream: 'http://127.0.0.1:3000' };

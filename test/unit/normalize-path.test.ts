@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { normalizeTarget } from '../../src/proxy/normalize-path.ts';
+import { normalizeTarget } from '../../src/routing/normalize-path.ts';
 
 const path = (url: string) => normalizeTarget(url)?.path;
 

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { formatIssues } from '../../src/config/load.ts';
-import { notificationsSchema } from '../../src/events/notifications/config.ts';
+import { notificationsSchema } from '../../src/config/notifications.ts';
 
 /** The problems the section is refused with, as `keygate config check` would print them. */
 function problems(raw: unknown): string[] {

@@ -2,10 +2,10 @@ import type { IncomingMessage } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
-import { normalizeTarget } from '../../src/proxy/normalize-path.ts';
-import { requestHost } from '../../src/proxy/request-host.ts';
-import { misleadingPath } from '../../src/proxy/route-ambiguity.ts';
-import { Router } from '../../src/proxy/router.ts';
+import { normalizeTarget } from '../../src/routing/normalize-path.ts';
+import { requestHost } from '../../src/routing/request-host.ts';
+import { misleadingPath } from '../../src/routing/route-ambiguity.ts';
+import { Router } from '../../src/routing/router.ts';
 
 const config = parseConfig(
   {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { Dispatcher } from 'undici';
 import { parseConfig } from '../../src/config/load.ts';
 import type { RawConfig } from '../../src/config/schema.ts';
-import { hostName, prefixMatches, Router, type DispatcherFor } from '../../src/proxy/router.ts';
+import { hostName, prefixMatches, Router, type DispatcherFor } from '../../src/routing/router.ts';
 
 /** The router only stores what dispatcherFor returns; a tagged object is enough to see which one. */
 function build(routes: RawConfig['routes']) {

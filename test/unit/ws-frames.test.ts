@@ -11,7 +11,7 @@ const { Sender, Receiver } = ws as unknown as {
   Sender: { frame(data: Buffer, options: { fin: boolean; opcode: number; mask: boolean; readOnly: boolean }): Buffer[] };
   Receiver: new (options: { isServer: boolean }) => NodeJS.WritableStream & { on(event: 'conclude', listener: (code: number, reason: Buffer) => void): void };
 };
-import { closeFrame, FrameBoundary } from '../../src/proxy/ws-frames.ts';
+import { closeFrame, FrameBoundary } from '../../src/transports/ws-frames.ts';
 
 
 function build(size: number, mask = false, opcode = 2): Buffer {

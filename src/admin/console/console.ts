@@ -15,11 +15,11 @@
  *   createAdminServer({ console: app.handle, api: createAdminApi({ ..., authenticate: app.authenticate }) });
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { sendProblem } from '../../proxy/problem.ts';
+import { sendProblem } from '../../http/problem.ts';
 import type { SecretService } from '../../secrets/service.ts';
 import { StoreUnavailableError } from '../../store/key-store.ts';
 import type { Authenticate } from '../authenticate.ts';
-import { sendJson } from '../body.ts';
+import { sendJson } from '../../http/json.ts';
 import { Assets, setSecurityHeaders } from './assets.ts';
 import { ConsoleSessions, type ConsoleSessionsOptions, type Session } from './sessions.ts';
 

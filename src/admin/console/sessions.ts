@@ -25,11 +25,11 @@ import { keyEndsAt, keyState } from '../../keys/key-state.ts';
 import type { KeyRecord } from '../../keys/record.ts';
 import { KeyService, type Caller } from '../../keys/service.ts';
 import type { Logger } from '../../observability/logger.ts';
-import { sendProblem } from '../../proxy/problem.ts';
+import { sendProblem } from '../../http/problem.ts';
 import { StoreUnavailableError, type KeyStore } from '../../store/key-store.ts';
 import type { SessionStore } from '../../store/session-store.ts';
 import type { Authenticate } from '../authenticate.ts';
-import type { ConsoleConfig } from './config.ts';
+import type { ConsoleConfig } from '../../config/console.ts';
 import { newSessionId, SessionTokens, type SessionPayload } from './session-token.ts';
 
 export const CSRF_HEADER = 'x-csrf-token';

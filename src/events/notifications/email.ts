@@ -4,7 +4,7 @@
  */
 import { createTransport } from 'nodemailer';
 import type { KeygateEvent, KeygateEventType } from '../types.ts';
-import type { EmailConfig } from './config.ts';
+import type { EmailConfig } from '../../config/notifications.ts';
 import { describeError, type Destination, type Outcome } from './destination.ts';
 import { emailMessage, publicEvent, redactKeys } from './format.ts';
 

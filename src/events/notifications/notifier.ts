@@ -23,7 +23,7 @@ import { setMaxListeners } from 'node:events';
 import { ConfigError } from '../../config/load.ts';
 import type { Logger } from '../../observability/logger.ts';
 import type { KeygateEvent, KeygateEventType } from '../types.ts';
-import type { NotificationsConfig } from './config.ts';
+import type { NotificationsConfig } from '../../config/notifications.ts';
 import { describeError, type Destination, type Outcome } from './destination.ts';
 import { createEmailDestination } from './email.ts';
 import { publicEvent } from './format.ts';

@@ -8,7 +8,7 @@
  */
 import { createHmac } from 'node:crypto';
 import type { KeygateEvent, KeygateEventType } from '../types.ts';
-import type { WebhookConfig } from './config.ts';
+import type { WebhookConfig } from '../../config/notifications.ts';
 import { describeError, type Destination, type Outcome } from './destination.ts';
 import { webhookBody } from './format.ts';
 

@@ -9,7 +9,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/schema.ts';
 import { carriesKey } from '../auth/extract.ts';
 import type { Identity } from '../auth/identity.ts';
-import { configuredHosts, forwardedHost, forwardedProto } from './request-host.ts';
+import { configuredHosts, forwardedHost, forwardedProto } from '../routing/request-host.ts';
 
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authorization', 'proxy-authenticate'];
 const FORWARDED = ['x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded'];

@@ -2,18 +2,18 @@
  * What keygate answers when a request is refused at the door: the problem code, the
  * access-log outcome, the detail and the `WWW-Authenticate` challenge (RFC 6750; on MCP
  * routes with `resource_metadata`, route-features.ts). One set of answers for every way in —
- * plain requests (gateway.ts) and WebSocket upgrades (websocket.ts) — so a client sees the
+ * plain requests (transports/http.ts) and WebSocket upgrades (websocket.ts) — so a client sees the
  * same refusal whichever it tried. Only refusals are built here: the accepted path never
  * calls into this file.
  */
-import type { TokenResult } from '../auth/access-token.ts';
-import { TOKEN_FAILURE_DETAIL } from '../auth/access-token.ts';
-import type { AuthorizeFailure } from '../auth/authorize.ts';
-import type { Identity } from '../auth/identity.ts';
-import type { VerifyFailure } from '../auth/verify.ts';
-import type { AuthOutcome } from './exchange.ts';
-import type { ProblemCode } from './problem.ts';
-import type { Route } from './router.ts';
+import type { TokenResult } from './access-token.ts';
+import { TOKEN_FAILURE_DETAIL } from './access-token.ts';
+import type { AuthorizeFailure } from './authorize.ts';
+import type { Identity } from './identity.ts';
+import type { VerifyFailure } from './verify.ts';
+import type { AuthOutcome } from '../pipeline/exchange.ts';
+import type { ProblemCode } from '../http/problem.ts';
+import type { Route } from '../routing/router.ts';
 
 export interface Refusal {
   code: ProblemCode;

@@ -9,9 +9,9 @@
  * @example
  *   if (refuseTrace(exchange)) return;      // first line of Gateway.#route
  */
-import { hasBody, lingeringClose } from './body-limit.ts';
+import { hasBody, lingeringClose } from '../http/body-limit.ts';
 import type { Exchange } from './exchange.ts';
-import { sendProblem } from './problem.ts';
+import { sendProblem } from '../http/problem.ts';
 
 /** True when the request was answered (405) and must go no further. */
 export function refuseTrace(exchange: Exchange): boolean {

@@ -19,7 +19,7 @@
  * absent section means "no destinations" and every default is filled in.
  */
 import { z } from 'zod';
-import { KEY_EVENT_TYPES, KEYGATE_EVENT_TYPES } from '../types.ts';
+import { KEY_EVENT_TYPES, KEYGATE_EVENT_TYPES } from '../events/types.ts';
 
 const positiveInt = (what: string) => z.number({ error: `must be a number (${what})` }).int('must be a whole number').positive('must be greater than 0');
 const port = z.number({ error: 'must be a port number' }).int('must be a whole number').min(1, 'must be 1-65535').max(65535, 'must be 1-65535');

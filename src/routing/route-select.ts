@@ -1,11 +1,11 @@
 /**
- * Which route a request is for — the same answer for plain requests (gateway.ts) and
+ * Which route a request is for — the same answer for plain requests (transports/http.ts) and
  * WebSocket upgrades (websocket.ts): given its one valid Host (request-host.ts; BAD_HOST
  * when it has none), the route table's choice, refused if a reading of the path without `;`
  * parameters or ignoring case would have chosen another route (route-ambiguity.ts).
  * Returns the route or the (preallocated) refusal to answer with.
  */
-import type { Refusal } from './auth-answers.ts';
+import type { Refusal } from '../auth/refusals.ts';
 import { misleadingPath } from './route-ambiguity.ts';
 import type { Route, Router } from './router.ts';
 

@@ -4,8 +4,8 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Identity } from '../auth/identity.ts';
-import type { ProblemCode } from './problem.ts';
-import type { Route } from './router.ts';
+import type { ProblemCode } from '../http/problem.ts';
+import type { Route } from '../routing/router.ts';
 import type { VerifiedDelivery } from '../webhooks/delivery.ts';
 
 /** Bounded label set for logs and metrics. */

@@ -22,8 +22,8 @@ import type { Server, ServerOptions } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { LimitsConfig } from '../config/limits.ts';
-import { addressKey } from './client-address.ts';
-import { PROBLEMS, problemBody, type ProblemCode } from './problem.ts';
+import { addressKey } from '../http/client-address.ts';
+import { PROBLEMS, problemBody, type ProblemCode } from '../http/problem.ts';
 
 export type RejectionReason = 'connections_per_address' | 'connections_total' | 'bad_request' | 'headers_too_large' | 'request_timeout';
 export const REJECTION_REASONS: readonly RejectionReason[] = ['connections_per_address', 'connections_total', 'bad_request', 'headers_too_large', 'request_timeout'];
@@ -35,7 +35,7 @@ export function listenerOptions(limits: LimitsConfig): ServerOptions {
     headersTimeout: limits.headersTimeoutMs,
     requestTimeout: limits.requestTimeoutMs,
     maxHeaderSize: limits.maxHeaderBytes,
-    // gateway.ts refuses HTTP/1.1 without Host itself (request-host.ts), as problem+json.
+    // transports/http.ts refuses HTTP/1.1 without Host itself (request-host.ts), as problem+json.
     requireHostHeader: false,
     // Node enforces both timeouts by sweeping its connections every interval (30 s by
     // default, which would let a 10 s timeout run to 40 s); a quarter of the shortest keeps

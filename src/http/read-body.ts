@@ -6,7 +6,7 @@
  * Content-Length the buffer is allocated once at that size, so a body is never held twice.
  */
 import type { IncomingMessage } from 'node:http';
-import { PayloadTooLargeError } from '../proxy/body-limit.ts';
+import { PayloadTooLargeError } from './body-limit.ts';
 
 export class BodyTimeoutError extends Error {
   override name = 'BodyTimeoutError';
@@ -35,7 +35,7 @@ export function readBody(req: IncomingMessage, maxBytes: number, idleMs: number,
       req.off('close', onClose);
       if (error === null) resolve(whole !== null ? whole.subarray(0, seen) : chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, seen));
       else {
-        // Nothing more is kept; the answer closes the connection (proxy/body-limit.ts, lingeringClose).
+        // Nothing more is kept; the answer closes the connection (http/body-limit.ts, lingeringClose).
         req.pause();
         reject(error);
       }

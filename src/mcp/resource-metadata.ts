@@ -24,9 +24,9 @@
  *   const metadata = ResourceMetadata.from(router.routes);   // null when no route has mcp
  *   if (metadata?.answer(req, res, path)) return;            // handled
  */
-import type { Exchange } from './exchange.ts';
-import { sendProblem } from './problem.ts';
-import { hostName, type Route } from './router.ts';
+import type { Exchange } from '../pipeline/exchange.ts';
+import { sendProblem } from '../http/problem.ts';
+import { hostName, type Route } from '../routing/router.ts';
 
 export const WELL_KNOWN = '/.well-known/oauth-protected-resource';
 

@@ -18,28 +18,28 @@ import type { Identity } from '../auth/identity.ts';
 import type { LastUsed } from '../events/last-used.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { HeaderResult, SecretSpec } from '../secrets/vault.ts';
-import { isRefusal, type Admission, type Door } from './admission.ts';
-import { CONFLICTING_CREDENTIALS, missingCredentials, type Refusal } from './auth-answers.ts';
-import { hasBody, limitBody, lingeringClose } from './body-limit.ts';
-import { applyCors, sameOriginOnly } from './cors.ts';
-import { Exchange, type AuthOutcome } from './exchange.ts';
-import { forward, type ForwardHooks } from './forward.ts';
-import { upstreamHeaders, type HeaderPolicy } from './headers.ts';
-import type { LiveExchanges } from './live-exchanges.ts';
-import { refuseTrace } from './method-guard.ts';
-import { normalizeTarget, type NormalizedTarget } from './normalize-path.ts';
-import { requestHost } from './request-host.ts';
-import { BAD_HOST, selectRoute } from './route-select.ts';
-import { sendProblem, type ProblemCode } from './problem.ts';
-import { ResourceMetadata } from './resource-metadata.ts';
-import { Router } from './router.ts';
+import { isRefusal, type Admission, type Door } from '../auth/admit.ts';
+import { CONFLICTING_CREDENTIALS, missingCredentials, type Refusal } from '../auth/refusals.ts';
+import { hasBody, limitBody, lingeringClose } from '../http/body-limit.ts';
+import { applyCors, sameOriginOnly } from '../pipeline/cors.ts';
+import { Exchange, type AuthOutcome } from '../pipeline/exchange.ts';
+import { forward, type ForwardHooks } from '../pipeline/forward.ts';
+import { upstreamHeaders, type HeaderPolicy } from '../pipeline/rewrite.ts';
+import type { LiveExchanges } from '../pipeline/live-exchanges.ts';
+import { refuseTrace } from '../pipeline/method-guard.ts';
+import { normalizeTarget, type NormalizedTarget } from '../routing/normalize-path.ts';
+import { requestHost } from '../routing/request-host.ts';
+import { BAD_HOST, selectRoute } from '../routing/route-select.ts';
+import { sendProblem, type ProblemCode } from '../http/problem.ts';
+import { ResourceMetadata } from '../mcp/resource-metadata.ts';
+import { Router } from '../routing/router.ts';
 import type { IdentitySigner } from '../auth/identity-signer.ts';
-import { withAssertion } from './signed-identity.ts';
+import { withAssertion } from '../pipeline/signed-identity.ts';
 import { isDeliveryRefusal, type DeliveryResult, type WebhookVerifier } from '../webhooks/delivery.ts';
 
 export interface GatewayOptions {
   router: Router;
-  /** Who gets in (admission.ts): the key verifier and the failed-auth limit, shared with WebSocket upgrades. */
+  /** Who gets in (admit.ts): the key verifier and the failed-auth limit, shared with WebSocket upgrades. */
   door: Door;
   headers: HeaderPolicy;
   /** One line per request when set; null switches the access log off. */

@@ -6,9 +6,9 @@
  */
 import type { AccessTokens, RouteTokens } from '../auth/access-token.ts';
 import type { RouteConfig } from '../config/schema.ts';
-import { compileCors, type CorsPolicy } from './cors.ts';
-import { compileMcpResource, type McpResource } from './resource-metadata.ts';
-import { compileSignedIdentity, type SignedIdentityRoute } from './signed-identity.ts';
+import { compileCors, type CorsPolicy } from '../pipeline/cors.ts';
+import { compileMcpResource, type McpResource } from '../mcp/resource-metadata.ts';
+import { compileSignedIdentity, type SignedIdentityRoute } from '../pipeline/signed-identity.ts';
 
 export const REALM = 'Bearer realm="keygate"';
 

@@ -6,7 +6,7 @@ import type { Dispatcher } from 'undici';
 import type { RouteConfig } from '../config/schema.ts';
 import type { RoutePolicy } from '../auth/authorize.ts';
 import type { AccessTokens } from '../auth/access-token.ts';
-import { ResourceMetadata } from './resource-metadata.ts';
+import { ResourceMetadata } from '../mcp/resource-metadata.ts';
 import { compileFeatures, type RouteFeatures } from './route-features.ts';
 
 export interface Route extends RoutePolicy, RouteFeatures {

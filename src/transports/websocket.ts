@@ -1,7 +1,7 @@
 /**
  * WebSocket upgrades, on routes with `websocket: true`. An upgrade is authenticated like any
  * other request — the same route match, Origin check, credential, key or token, route policy
- * and header rewrite (admission.ts, headers.ts) — then handed to http-proxy-3, which makes
+ * and header rewrite (admit.ts, rewrite.ts) — then handed to http-proxy-3, which makes
  * the upstream request and pipes the two sockets once the upstream answers 101.
  *
  *   upgrade → normalise → route (websocket: true) → Origin → credential → admit → secret
@@ -28,19 +28,19 @@ import type { Verifier } from '../auth/verify.ts';
 import type { LastUsed } from '../events/last-used.ts';
 import type { Logger } from '../observability/logger.ts';
 import type { HeaderResult } from '../secrets/vault.ts';
-import { isRefusal, type Admission, type Door } from './admission.ts';
-import { CONFLICTING_CREDENTIALS, missingCredentials, type Refusal } from './auth-answers.ts';
-import { sameOriginOnly } from './cors.ts';
-import type { AuthOutcome } from './exchange.ts';
-import type { SecretSource } from './gateway.ts';
-import { upstreamHeaders, type HeaderPolicy } from './headers.ts';
-import type { EndReason, LiveEntry, LiveExchange, LiveExchanges } from './live-exchanges.ts';
-import { normalizeTarget, type NormalizedTarget } from './normalize-path.ts';
-import { requestHost } from './request-host.ts';
-import { BAD_HOST, selectRoute } from './route-select.ts';
-import { problemBody, PROBLEMS, type ProblemCode } from './problem.ts';
-import { Router, type Route } from './router.ts';
-import { withAssertion } from './signed-identity.ts';
+import { isRefusal, type Admission, type Door } from '../auth/admit.ts';
+import { CONFLICTING_CREDENTIALS, missingCredentials, type Refusal } from '../auth/refusals.ts';
+import { sameOriginOnly } from '../pipeline/cors.ts';
+import type { AuthOutcome } from '../pipeline/exchange.ts';
+import type { SecretSource } from './http.ts';
+import { upstreamHeaders, type HeaderPolicy } from '../pipeline/rewrite.ts';
+import type { EndReason, LiveEntry, LiveExchange, LiveExchanges } from '../pipeline/live-exchanges.ts';
+import { normalizeTarget, type NormalizedTarget } from '../routing/normalize-path.ts';
+import { requestHost } from '../routing/request-host.ts';
+import { BAD_HOST, selectRoute } from '../routing/route-select.ts';
+import { problemBody, PROBLEMS, type ProblemCode } from '../http/problem.ts';
+import { Router, type Route } from '../routing/router.ts';
+import { withAssertion } from '../pipeline/signed-identity.ts';
 import type { IdentitySigner } from '../auth/identity-signer.ts';
 import { CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER, closeFrame, FrameBoundary } from './ws-frames.ts';
 
@@ -54,7 +54,7 @@ export interface WebSocketHooks {
 export interface WebSocketOptions {
   /** The live route table and header policy (both replaced on reload). */
   current: { readonly router: Router; readonly headers: HeaderPolicy };
-  /** Who gets in (admission.ts), shared with the plain request path. */
+  /** Who gets in (admit.ts), shared with the plain request path. */
   door: Door;
   /** Hashes the key of a tunnel that opens, for the registry to verify it again. */
   verifier: Verifier;

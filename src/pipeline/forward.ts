@@ -23,9 +23,9 @@ import type { Dispatcher } from 'undici';
 import { CONFLICT, extractCredential } from '../auth/extract.ts';
 import type { Exchange } from './exchange.ts';
 import type { EndReason, LiveEntry, LiveExchange, LiveExchanges, LiveKind } from './live-exchanges.ts';
-import { sendProblem } from './problem.ts';
-import { RESPONSE_HOP_BY_HOP } from './headers.ts';
-import { lingeringClose } from './body-limit.ts';
+import { sendProblem } from '../http/problem.ts';
+import { RESPONSE_HOP_BY_HOP } from './rewrite.ts';
+import { lingeringClose } from '../http/body-limit.ts';
 
 type Controller = Dispatcher.DispatchController;
 

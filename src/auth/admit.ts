@@ -1,5 +1,5 @@
 /**
- * Who gets in: a route's credential check, the same for plain requests (gateway.ts) and
+ * Who gets in: a route's credential check, the same for plain requests (transports/http.ts) and
  * WebSocket upgrades (websocket.ts).
  *
  *   API key (verify: cache, store — only keys already known while the client address is
@@ -15,14 +15,14 @@
  *   const admission = door.admit(route, req, credential, target.path, policy.trustForwarded);
  */
 import type { IncomingMessage } from 'node:http';
-import { authorize } from '../auth/authorize.ts';
-import type { Credential } from '../auth/extract.ts';
-import type { FailureLimiter } from '../auth/failure-limiter.ts';
-import type { Identity } from '../auth/identity.ts';
-import { LOOKUP_REFUSED, type Verifier, type VerifyResult } from '../auth/verify.ts';
-import type { TokenResult } from '../auth/access-token.ts';
-import { forbidden, isRefusal, keyRefused, rateLimited, tokenRefused, type Refusal } from './auth-answers.ts';
-import type { Route } from './router.ts';
+import { authorize } from './authorize.ts';
+import type { Credential } from './extract.ts';
+import type { FailureLimiter } from './failure-limiter.ts';
+import type { Identity } from './identity.ts';
+import { LOOKUP_REFUSED, type Verifier, type VerifyResult } from './verify.ts';
+import type { TokenResult } from './access-token.ts';
+import { forbidden, isRefusal, keyRefused, rateLimited, tokenRefused, type Refusal } from './refusals.ts';
+import type { Route } from '../routing/router.ts';
 
 export { isRefusal };
 
