@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { TENANT_PATTERN } from '../keys/format.ts';
-import { isResource, servedPaths } from '../mcp/resource-metadata.ts';
+import { isResource, servedPaths } from '../mcp/resource-url.ts';
 
 const positiveInt = (what: string) => z.number({ error: `must be a number (${what})` }).int('must be a whole number').positive('must be greater than 0');
 

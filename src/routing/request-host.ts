@@ -6,7 +6,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import type { NormalizedTarget } from './normalize-path.ts';
-import { hostName } from './router.ts';
+import { hostName } from './host-name.ts';
 
 /** reg-name, IPv4 or [IPv6] literal, optional port; or empty. */
 const HOST = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._~!$&'()*+,;=%-]*)(:[0-9]{0,5})?$/;

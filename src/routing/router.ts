@@ -8,6 +8,9 @@ import type { RoutePolicy } from '../auth/authorize.ts';
 import type { AccessTokens } from '../auth/access-token.ts';
 import { ResourceMetadata } from '../mcp/resource-metadata.ts';
 import { compileFeatures, type RouteFeatures } from './route-features.ts';
+import { hostName } from './host-name.ts';
+
+export { hostName } from './host-name.ts';
 
 export interface Route extends RoutePolicy, RouteFeatures {
   readonly name: string;
@@ -47,16 +50,6 @@ export function prefixMatches(prefix: string, path: string): boolean {
   if (prefix === '/') return true;
   if (!path.startsWith(prefix)) return false;
   return path.length === prefix.length || path.charCodeAt(prefix.length) === 47;
-}
-
-/** `Host` without port, lower-case. */
-export function hostName(host: string | undefined): string | undefined {
-  if (host === undefined) return undefined;
-  if (host.charCodeAt(0) === 91 /* [ IPv6 */) return host.slice(0, host.indexOf(']') + 1).toLowerCase();
-  const colon = host.indexOf(':');
-  const name = colon === -1 ? host : host.slice(0, colon);
-  // `example.com.` is the same host as `example.com`.
-  return (name.endsWith('.') ? name.slice(0, -1) : name).toLowerCase();
 }
 
 export class Router {
