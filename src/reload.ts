@@ -8,7 +8,7 @@
 import type { Config } from './config/schema.ts';
 import type { AccessTokens } from './auth/access-token.ts';
 import type { Verifier } from './auth/verify.ts';
-import type { Gateway } from './transports/http.ts';
+import type { Current } from './pipeline/current.ts';
 import { createHeaderPolicy } from './pipeline/rewrite.ts';
 import { Router, type DispatcherFor } from './routing/router.ts';
 import type { RequestMetrics } from './observability/request-metrics.ts';
@@ -21,7 +21,8 @@ export interface LiveConfig {
 }
 
 export interface ReloadTargets {
-  gateway: Gateway;
+  /** The route table and header policy in force: replaced as one. */
+  current: Current;
   verifier: Verifier;
   requestMetrics: RequestMetrics;
   dispatcherFor: DispatcherFor;
@@ -48,8 +49,7 @@ export function applyConfig(targets: ReloadTargets, current: Config, next: Confi
   targets.accessTokens?.update(next.oauth);
   const router = new Router(next.routes, targets.dispatcherFor, targets.accessTokens ?? null);
   const headers = createHeaderPolicy({ ...next, keys: current.keys });
-  targets.gateway.router = router;
-  targets.gateway.headers = headers;
+  targets.current.replace({ router, headers });
   targets.requestMetrics.setRoutes(next.routes.map((route) => route.name));
   targets.accessTokens?.warm(next.routes);
   if (applied.includes('permissionGroups')) {

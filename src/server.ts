@@ -23,6 +23,8 @@ import { metricsSource } from './cluster/metrics-ipc.ts';
 import { applyConfig, type LiveConfig, type ReloadResult } from './reload.ts';
 import { createEchoUpstream } from './transports/echo-upstream.ts';
 import { Gateway } from './transports/http.ts';
+import { Current } from './pipeline/current.ts';
+import type { StageParts } from './pipeline/stages.ts';
 import { WebSockets } from './transports/websocket.ts';
 import { LiveExchanges } from './pipeline/live-exchanges.ts';
 import { guardListener, listenerOptions, REJECTION_REASONS } from './transports/listener-limits.ts';
@@ -53,6 +55,8 @@ export interface Keygate {
   readonly vault: Vault;
   readonly jobs: LifecycleJobs;
   readonly gateway: Gateway;
+  /** The route table and header policy in force. */
+  readonly current: Current;
   readonly websockets: WebSockets;
   readonly metrics: KeygateMetrics;
   readonly proxyPort: number;
@@ -162,21 +166,12 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   const signer = new IdentitySigner(pepper, config.identitySigning);
   // WebSockets, event streams and responses still streaming: ended when their key or token stops working.
   const liveExchanges = new LiveExchanges({ verifier, recheckMs: config.cache.maxAgeMs });
-  const gateway = new Gateway({
-    live: liveExchanges,
-    hooks: requestMetrics,
-    router: new Router(config.routes, upstreams.poolFor, accessTokens),
-    door,
-    headers: createHeaderPolicy(config),
-    lastUsed,
-    secrets: vault,
-    webhooks,
-    signer,
-    accessLog,
-    logger,
-  });
-
-  const websockets = new WebSockets({ current: gateway, door, verifier, live: liveExchanges, secrets: vault, signer, logger, accessLog, lastUsed, hooks: requestMetrics });
+  // The route table and header policy in force, replaced as one by a reload.
+  const current = new Current({ router: new Router(config.routes, upstreams.poolFor, accessTokens), headers: createHeaderPolicy(config) });
+  // What every transport's pipeline is made of (pipeline/stages.ts).
+  const parts: StageParts = { current, door, lastUsed, secrets: vault, signer };
+  const gateway = new Gateway({ ...parts, webhooks, live: liveExchanges, hooks: requestMetrics, accessLog, logger });
+  const websockets = new WebSockets({ ...parts, verifier, live: liveExchanges, logger, accessLog, hooks: requestMetrics });
   // Set in the same synchronous stretch as the subscription above resolved, so no event is
   // delivered before: open WebSockets, event streams and long responses of a revoked key end
   // with it, a pushed rotation re-arms their deadlines, and after a resync (revocations may
@@ -240,7 +235,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   const reload = (): ReloadResult => {
     if (!reloadConfig) throw new Error('this keygate was started without a config file to reload');
     const next = reloadConfig();
-    const result = applyConfig({ gateway, verifier, requestMetrics, dispatcherFor: upstreams.poolFor, live, accessTokens }, config, next);
+    const result = applyConfig({ current, verifier, requestMetrics, dispatcherFor: upstreams.poolFor, live, accessTokens }, config, next);
     // Sections that need a restart keep their running values, so `config` is what is in force.
     config = { ...config, routes: next.routes, permissionGroups: next.permissionGroups, headers: next.headers, forwarded: next.forwarded, oauth: next.oauth };
     logger.info({ ...result, routes: next.routes.map((r) => r.name) }, 'configuration reloaded');
@@ -260,6 +255,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     vault,
     jobs,
     gateway,
+    current,
     websockets,
     metrics,
     proxyPort,

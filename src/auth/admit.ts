@@ -14,14 +14,18 @@
  *   const door = new Door(verifier, FailureLimiter.create(config.limits.failedAuth));
  *   const admission = door.admit(route, req, credential, target.path, policy.trustForwarded);
  */
+import type { LastUsed } from '../events/last-used.ts';
+import type { Current } from '../pipeline/current.ts';
+import type { Exchange } from '../pipeline/exchange.ts';
+import type { Stage } from '../pipeline/pipeline.ts';
 import type { IncomingMessage } from 'node:http';
 import { authorize } from './authorize.ts';
-import type { Credential } from './extract.ts';
+import { CONFLICT, extractCredential, type Credential } from './extract.ts';
 import type { FailureLimiter } from './failure-limiter.ts';
 import type { Identity } from './identity.ts';
 import { LOOKUP_REFUSED, type Verifier, type VerifyResult } from './verify.ts';
 import type { TokenResult } from './access-token.ts';
-import { forbidden, isRefusal, keyRefused, rateLimited, tokenRefused, type Refusal } from './refusals.ts';
+import { CONFLICTING_CREDENTIALS, missingCredentials, forbidden, isRefusal, keyRefused, rateLimited, tokenRefused, type Refusal } from './refusals.ts';
 import type { Route } from '../routing/router.ts';
 
 export { isRefusal };
@@ -93,4 +97,49 @@ export class Door {
     if (result === LOOKUP_REFUSED) return result;
     return result instanceof Promise ? result.then((v) => afterKey(route, path, v)) : afterKey(route, path, result);
   }
+}
+
+/**
+ * The credential stage (routes that need one): the key or token of X-Api-Key / Authorization:
+ * Bearer (extract.ts); none, or two that differ, is refused here.
+ */
+export const credentialStage: Stage<Exchange> = {
+  name: 'credential',
+  applies: (route) => route.authRequired,
+  run(exchange) {
+    const credential = extractCredential(exchange.req.headers);
+    if (credential === CONFLICT) return CONFLICTING_CREDENTIALS;
+    if (credential === null) return missingCredentials(exchange.route!);
+    exchange.credential = credential;
+    return undefined;
+  },
+};
+
+/** Once the Door has answered: the identity goes on the exchange, a refusal is handed back. */
+function admitted(exchange: Exchange, admission: Admission, lastUsed: LastUsed | null): Refusal | undefined {
+  if (isRefusal(admission)) {
+    if (admission.identity !== undefined) exchange.identity = admission.identity;
+    return admission;
+  }
+  exchange.identity = admission;
+  exchange.outcome = 'ok';
+  // Keys only: an access token has no record in the store to note the use on.
+  if (admission.issuer === undefined) lastUsed?.mark(admission.record.id, Date.now());
+  return undefined;
+}
+
+/**
+ * The admit stage: verify (key or token), the failed-auth limit and the route's policy, in
+ * one step (Door.admit). Synchronous on a cache hit; a Promise only on a store lookup.
+ */
+export function admitStage(door: Door, current: Current, lastUsed: LastUsed | null): Stage<Exchange> {
+  return {
+    name: 'admit',
+    applies: (route) => route.authRequired,
+    run(exchange) {
+      const admission = door.admit(exchange.route!, exchange.req, exchange.credential!, exchange.target!.path, current.state.headers.trustForwarded);
+      if (admission instanceof Promise) return admission.then((settled) => admitted(exchange, settled, lastUsed));
+      return admitted(exchange, admission, lastUsed);
+    },
+  };
 }

@@ -24,7 +24,9 @@
  *   const metadata = ResourceMetadata.from(router.routes);   // null when no route has mcp
  *   if (metadata?.answer(req, res, path)) return;            // handled
  */
-import type { Exchange } from '../pipeline/exchange.ts';
+import type { HttpExchange } from '../pipeline/exchange.ts';
+import type { Current } from '../pipeline/current.ts';
+import { ANSWERED, type Stage } from '../pipeline/pipeline.ts';
 import { sendProblem } from '../http/problem.ts';
 import { hostName } from '../routing/host-name.ts';
 import type { Route } from '../routing/router.ts';
@@ -120,7 +122,7 @@ export class ResourceMetadata {
    * the route it describes); false, having written nothing, when it is not, so routing goes
    * on as usual.
    */
-  answer(exchange: Exchange, path: string): boolean {
+  answer(exchange: HttpExchange, path: string): boolean {
     const { req, res } = exchange;
     const found = this.find(req.headers.host, path);
     if (found === undefined) return false;
@@ -149,4 +151,21 @@ export class ResourceMetadata {
     }
     return true;
   }
+}
+
+/**
+ * The pipeline stage before `match`: the RFC 9728 documents of the MCP routes, answered by
+ * keygate itself. One field check on deployments without MCP routes, one string comparison
+ * on requests that are not for a well-known path.
+ */
+export function metadataStage(current: Current): Stage<HttpExchange> {
+  return {
+    name: 'metadata',
+    run(exchange) {
+      const metadata = current.state.router.metadata;
+      if (metadata === null) return undefined;
+      const path = exchange.target!.path;
+      return ResourceMetadata.concerns(path) && metadata.answer(exchange, path) ? ANSWERED : undefined;
+    },
+  };
 }

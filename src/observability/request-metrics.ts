@@ -5,7 +5,7 @@
  */
 import type { Counter, Gauge } from 'prom-client';
 import type { CounterCell, HistogramCell } from './hot-metrics.ts';
-import type { Exchange, AuthOutcome } from '../pipeline/exchange.ts';
+import type { HttpExchange, AuthOutcome } from '../pipeline/exchange.ts';
 import type { GatewayHooks } from '../transports/http.ts';
 import type { Route } from '../routing/router.ts';
 import type { WebSocketHooks } from '../transports/websocket.ts';
@@ -58,7 +58,7 @@ export class RequestMetrics implements GatewayHooks, WebSocketHooks {
     this.#byRoute = next;
   }
 
-  #children(exchange: Exchange): RouteChildren {
+  #children(exchange: HttpExchange): RouteChildren {
     return this.#forRoute(exchange.route);
   }
 
@@ -72,7 +72,7 @@ export class RequestMetrics implements GatewayHooks, WebSocketHooks {
     c.duration.observe(durationMs / 1000);
   }
 
-  onRequestDone(exchange: Exchange, durationMs: number): void {
+  onRequestDone(exchange: HttpExchange, durationMs: number): void {
     const res = exchange.res;
     this.#count(this.#children(exchange), res.writableFinished ? res.statusCode : 499, exchange.outcome, durationMs);
   }
@@ -88,7 +88,7 @@ export class RequestMetrics implements GatewayHooks, WebSocketHooks {
     else gauge.dec();
   }
 
-  onUpstreamDone(exchange: Exchange, error: Error | null): void {
+  onUpstreamDone(exchange: HttpExchange, error: Error | null): void {
     const c = this.#children(exchange);
     if (exchange.upstreamHeadersAt > 0) c.upstream.observe((exchange.upstreamHeadersAt - exchange.upstreamStart) / 1000);
     // A client that left is not the upstream's failure.
@@ -98,7 +98,7 @@ export class RequestMetrics implements GatewayHooks, WebSocketHooks {
     else if (code !== 'KG_PAYLOAD_TOO_LARGE' && code !== 'UND_ERR_ABORTED' && exchange.upstreamHeadersAt === 0) c.upstreamErrors.inc();
   }
 
-  onEventStream(exchange: Exchange, open: boolean): void {
+  onEventStream(exchange: HttpExchange, open: boolean): void {
     const gauge = this.#children(exchange).streams;
     if (open) gauge.inc();
     else gauge.dec();

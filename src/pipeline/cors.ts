@@ -18,6 +18,9 @@
  * Origins are compared as exact strings: the schema only accepts them in the form a browser
  * serialises them (lower-case, no default port, no path), and never `*`.
  */
+import type { Refusal } from '../auth/refusals.ts';
+import type { Exchange, HttpExchange } from './exchange.ts';
+import { ANSWERED, type Stage } from './pipeline.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RouteConfig } from '../config/schema.ts';
 
@@ -78,3 +81,34 @@ export function sameOriginOnly(resourceOrigin: string, req: IncomingMessage): bo
   const origin = req.headers.origin;
   return origin === undefined || origin === resourceOrigin;
 }
+
+const FORBIDDEN_ORIGIN: Refusal = { code: 'forbidden_origin', outcome: 'forbidden', detail: 'this route does not accept requests from the Origin sent', headers: undefined };
+const CROSS_ORIGIN_MCP: Refusal = { code: 'forbidden_origin', outcome: 'forbidden', detail: 'this MCP route accepts no cross-origin requests (routes[].cors lists the origins it would)', headers: undefined };
+const FORBIDDEN_UPGRADE: Refusal = { code: 'forbidden_origin', outcome: 'forbidden', detail: 'this route does not accept WebSocket connections from the Origin sent', headers: undefined };
+
+/** Plain requests: CORS (preflights answered here) on routes with `cors`, same-origin only on other MCP routes. */
+export const originStage: Stage<HttpExchange> = {
+  name: 'origin',
+  applies: (route) => route.cors !== null || route.mcp !== null,
+  run(exchange) {
+    const route = exchange.route!;
+    if (route.cors !== null) {
+      exchange.cors = true;
+      const verdict = applyCors(route.cors, exchange.req, exchange.res);
+      return verdict === 'answered' ? ANSWERED : verdict === 'forbidden' ? FORBIDDEN_ORIGIN : undefined;
+    }
+    return sameOriginOnly(route.mcp!.origin, exchange.req) ? undefined : CROSS_ORIGIN_MCP;
+  },
+};
+
+/** WebSocket upgrades: a browser's Origin must be one the route's CORS lists (or the MCP resource's own). */
+export const upgradeOriginStage: Stage<Exchange> = {
+  name: 'origin',
+  applies: (route) => route.cors !== null || route.mcp !== null,
+  run(exchange) {
+    const route = exchange.route!;
+    const origin = exchange.req.headers.origin;
+    const refused = route.cors !== null ? origin !== undefined && !route.cors.origins.has(origin) : !sameOriginOnly(route.mcp!.origin, exchange.req);
+    return refused ? FORBIDDEN_UPGRADE : undefined;
+  },
+};

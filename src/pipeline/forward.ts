@@ -16,16 +16,18 @@
  *    never registered: no registry entry, no timer, no HMAC. One that is still streaming is
  *    cut (a half body is the honest signal) and its upstream request aborted.
  */
-import type { ServerResponse } from 'node:http';
+import { Router } from '../routing/router.ts';
+import type { Current } from './current.ts';
+import type { Stage } from './pipeline.ts';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { CONFLICT, extractCredential } from '../auth/extract.ts';
-import type { Exchange } from './exchange.ts';
+import type { HttpExchange } from './exchange.ts';
 import type { EndReason, LiveEntry, LiveExchange, LiveExchanges, LiveKind } from './live-exchanges.ts';
 import { sendProblem } from '../http/problem.ts';
 import { RESPONSE_HOP_BY_HOP } from './rewrite.ts';
-import { lingeringClose } from '../http/body-limit.ts';
+import { hasBody, limitBody, lingeringClose } from '../http/body-limit.ts';
 
 type Controller = Dispatcher.DispatchController;
 
@@ -41,9 +43,9 @@ export const UPSTREAM_TIMEOUTS: ReadonlySet<string> = new Set(['UND_ERR_CONNECT_
 
 export interface ForwardHooks {
   /** Called once with the upstream's status (or the error that replaced it). */
-  onUpstreamDone?(exchange: Exchange, error: Error | null): void;
+  onUpstreamDone?(exchange: HttpExchange, error: Error | null): void;
   /** A text/event-stream response started (open) or ended (closed), for the open-streams gauge. */
-  onEventStream?(exchange: Exchange, open: boolean): void;
+  onEventStream?(exchange: HttpExchange, open: boolean): void;
   /** Where responses still streaming are registered, to end when their key stops working; none: they are not. */
   readonly live?: LiveExchanges | null;
 }
@@ -108,7 +110,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler, LiveExchange {
     heads.length = 0;
   };
 
-  readonly #exchange: Exchange;
+  readonly #exchange: HttpExchange;
   readonly #hooks: ForwardHooks;
   #controller: Controller | null = null;
   /** The client left, or keygate ended the exchange: the upstream request is aborted and what it reports is moot. */
@@ -123,7 +125,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler, LiveExchange {
   /** keygate is ending this event stream once the event under way is complete; cut at this timer. */
   #ending: NodeJS.Timeout | null = null;
 
-  constructor(exchange: Exchange, hooks: ForwardHooks) {
+  constructor(exchange: HttpExchange, hooks: ForwardHooks) {
     this.#exchange = exchange;
     this.#hooks = hooks;
   }
@@ -214,12 +216,9 @@ class ForwardHandler implements Dispatcher.DispatchHandler, LiveExchange {
   #register(): void {
     const live = this.#hooks.live;
     if (!live) return;
-    const { identity, req } = this.#exchange;
-    let hash: string | null = null;
-    if (identity !== null && identity.issuer === undefined) {
-      const credential = extractCredential(req.headers);
-      if (credential !== null && credential !== CONFLICT) hash = live.hashOf(credential.key);
-    }
+    const { identity, credential } = this.#exchange;
+    // The credential the admit stage verified: re-checked later by its lookup hash, never kept itself.
+    const hash = identity !== null && identity.issuer === undefined && credential !== null ? live.hashOf(credential.key) : null;
     this.#live = live.add(this, identity, hash);
   }
 
@@ -336,7 +335,7 @@ export interface ForwardRequest {
   bodyTimeout: number;
 }
 
-export function forward(dispatcher: Dispatcher, exchange: Exchange, request: ForwardRequest, hooks: ForwardHooks): void {
+export function forward(dispatcher: Dispatcher, exchange: HttpExchange, request: ForwardRequest, hooks: ForwardHooks): void {
   const handler = new ForwardHandler(exchange, hooks);
   exchange.upstream = handler;
   exchange.upstreamStart = performance.now();
@@ -351,4 +350,42 @@ export function forward(dispatcher: Dispatcher, exchange: Exchange, request: For
     },
     handler,
   );
+}
+
+/**
+ * The forward stage (plain requests): the body — the verified bytes of a webhook, or the
+ * request streamed as it arrives, a chunked one counted against the route's limit — goes to
+ * the route's upstream with the rewritten headers.
+ */
+export function forwardStage(current: Current, hooks: ForwardHooks): Stage<HttpExchange> {
+  return {
+    name: 'forward',
+    run(exchange) {
+      const { req, res } = exchange;
+      const route = exchange.route!;
+      const headers = exchange.headers!;
+      let body: IncomingMessage | AsyncIterable<Buffer> | Buffer | null = null;
+      const delivery = exchange.delivery;
+      if (delivery !== null) {
+        // Verified webhook: the exact bytes, and the headers that say so (never taken from the client: headers.* are dropped).
+        const names = current.state.headers.names;
+        body = delivery.body;
+        headers.push(names.webhook, delivery.verified);
+        if (delivery.tenant !== null) headers.push(names.tenant, delivery.tenant);
+      } else if (hasBody(req)) {
+        const max = route.config.maxBodyBytes;
+        // A Content-Length body was checked by the body-limit stage; a chunked one is counted as it streams.
+        body = max > 0 && req.headers['content-length'] === undefined ? limitBody(req, max) : req;
+        if (exchange.expectContinue) res.writeContinue();
+      }
+      const target = exchange.target!;
+      forward(
+        route.dispatcher,
+        exchange,
+        { path: Router.upstreamPath(route, target.path) + target.query, headers, body, headersTimeout: route.config.timeouts.headersMs, bodyTimeout: route.config.timeouts.idleMs },
+        hooks,
+      );
+      return undefined;
+    },
+  };
 }

@@ -7,22 +7,21 @@
  * case a lenient parser ever lets it through.) WebSocket upgrades are GETs and never get here.
  *
  * @example
- *   if (refuseTrace(exchange)) return;      // first line of Gateway.#route
+ *   new Pipeline([methodStage, targetStage, …], …)      // the first stage of every request
  */
-import { hasBody, lingeringClose } from '../http/body-limit.ts';
+import type { Refusal } from '../auth/refusals.ts';
 import type { Exchange } from './exchange.ts';
-import { sendProblem } from '../http/problem.ts';
+import type { Stage } from './pipeline.ts';
 
-/** True when the request was answered (405) and must go no further. */
-export function refuseTrace(exchange: Exchange): boolean {
-  const method = exchange.req.method;
-  if (method !== 'TRACE' && method !== 'TRACK') return false;
-  exchange.outcome = 'bad_request';
-  exchange.error = 'method_not_allowed';
-  const req = exchange.req;
-  const body = hasBody(req);
-  // As Gateway.#reject: an unread body is not drained, the connection closes after the answer.
-  if (body && !req.readableEnded) lingeringClose(req);
-  sendProblem(exchange.res, 'method_not_allowed', `${method} is never forwarded: an upstream would echo the headers keygate adds`, undefined, body);
-  return true;
-}
+const refusal = (method: string): Refusal => ({ code: 'method_not_allowed', outcome: 'bad_request', detail: `${method} is never forwarded: an upstream would echo the headers keygate adds`, headers: undefined });
+const TRACE = refusal('TRACE');
+const TRACK = refusal('TRACK');
+
+/** The first stage: TRACE and TRACK get 405, everything else goes on. */
+export const methodStage: Stage<Exchange> = {
+  name: 'method',
+  run(exchange) {
+    const method = exchange.req.method;
+    return method === 'TRACE' ? TRACE : method === 'TRACK' ? TRACK : undefined;
+  },
+};

@@ -5,6 +5,12 @@
  * verified key and X-Forwarded-*. Built as a flat [name, value, …] array straight from
  * `rawHeaders`, which undici takes as is.
  */
+import type { IdentitySigner } from '../auth/identity-signer.ts';
+import { Router } from '../routing/router.ts';
+import type { Current } from './current.ts';
+import type { Exchange } from './exchange.ts';
+import type { Stage } from './pipeline.ts';
+import { withAssertion } from './signed-identity.ts';
 import type { IncomingMessage } from 'node:http';
 import type { Config } from '../config/schema.ts';
 import { carriesKey } from '../auth/extract.ts';
@@ -109,4 +115,23 @@ export function upstreamHeaders(
 
 function protocolOf(req: IncomingMessage): string {
   return (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http';
+}
+
+/**
+ * The rewrite stage: the upstream request's headers, built once (exchange.headers), with the
+ * route's own headers (its secret, its signed identity assertion) replacing client copies.
+ * The credential's Authorization header (a key, or an access token) is never forwarded.
+ */
+export function rewriteStage(current: Current, signer: IdentitySigner | null): Stage<Exchange> {
+  return {
+    name: 'rewrite',
+    run(exchange) {
+      const route = exchange.route!;
+      const identity = exchange.identity;
+      const routeHeaders =
+        route.signedIdentity === null ? exchange.routeHeaders : withAssertion(route.signedIdentity, signer, identity, exchange.req.method ?? 'GET', Router.upstreamPath(route, exchange.target!.path), exchange.routeHeaders);
+      exchange.headers = upstreamHeaders(exchange.req, current.state.headers, identity, exchange.credential?.inAuthorization ?? false, routeHeaders);
+      return undefined;
+    },
+  };
 }

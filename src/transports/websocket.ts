@@ -4,8 +4,8 @@
  * and header rewrite (admit.ts, rewrite.ts) — then handed to http-proxy-3, which makes
  * the upstream request and pipes the two sockets once the upstream answers 101.
  *
- *   upgrade → normalise → route (websocket: true) → Origin → credential → admit → secret
- *   → rewrite headers → http-proxy-3 → 101 → open tunnel (tracked by key) … → close
+ *   upgrade → [the pipeline: match, origin, credential, admit, secret, rewrite
+ *   (pipeline/stages.ts)] → connect: http-proxy-3 → 101 → open tunnel (tracked by key) … → close
  *
  * An open tunnel outlives the request that authenticated it, so it is registered in the
  * long-lived exchange registry (live-exchanges.ts), which closes it when its key is revoked
@@ -22,26 +22,17 @@ import type { Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import type { Duplex } from 'node:stream';
 import { createProxyServer } from 'http-proxy-3';
-import { CONFLICT, extractCredential, type Credential } from '../auth/extract.ts';
-import type { Identity } from '../auth/identity.ts';
 import type { Verifier } from '../auth/verify.ts';
-import type { LastUsed } from '../events/last-used.ts';
 import type { Logger } from '../observability/logger.ts';
-import type { HeaderResult } from '../secrets/vault.ts';
-import { isRefusal, type Admission, type Door } from '../auth/admit.ts';
-import { CONFLICTING_CREDENTIALS, missingCredentials, type Refusal } from '../auth/refusals.ts';
-import { sameOriginOnly } from '../pipeline/cors.ts';
-import type { AuthOutcome } from '../pipeline/exchange.ts';
-import type { SecretSource } from './http.ts';
-import { upstreamHeaders, type HeaderPolicy } from '../pipeline/rewrite.ts';
+import { logExchange, pathOf } from '../pipeline/access-log.ts';
+import type { Current } from '../pipeline/current.ts';
+import { Exchange, type AuthOutcome } from '../pipeline/exchange.ts';
 import type { EndReason, LiveEntry, LiveExchange, LiveExchanges } from '../pipeline/live-exchanges.ts';
-import { normalizeTarget, type NormalizedTarget } from '../routing/normalize-path.ts';
-import { requestHost } from '../routing/request-host.ts';
-import { BAD_HOST, selectRoute } from '../routing/route-select.ts';
+import { Pipeline, type Stage } from '../pipeline/pipeline.ts';
+import { upgradeStages, type StageParts } from '../pipeline/stages.ts';
+import { upgradeMatch } from '../routing/match.ts';
 import { problemBody, PROBLEMS, type ProblemCode } from '../http/problem.ts';
 import { Router, type Route } from '../routing/router.ts';
-import { withAssertion } from '../pipeline/signed-identity.ts';
-import type { IdentitySigner } from '../auth/identity-signer.ts';
 import { CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER, closeFrame, FrameBoundary } from './ws-frames.ts';
 
 export interface WebSocketHooks {
@@ -51,21 +42,13 @@ export interface WebSocketHooks {
   onTunnel?(route: Route, open: boolean): void;
 }
 
-export interface WebSocketOptions {
-  /** The live route table and header policy (both replaced on reload). */
-  current: { readonly router: Router; readonly headers: HeaderPolicy };
-  /** Who gets in (admit.ts), shared with the plain request path. */
-  door: Door;
+export interface WebSocketOptions extends StageParts {
   /** Hashes the key of a tunnel that opens, for the registry to verify it again. */
   verifier: Verifier;
   /** Where open tunnels are registered, to be closed when their key or token stops working. */
   live: LiveExchanges;
-  secrets: SecretSource | null;
-  /** Signs the caller's identity on routes with `signedIdentity` (auth/identity-signer.ts). */
-  signer?: IdentitySigner | null;
   logger: Logger;
   accessLog: Logger | null;
-  lastUsed?: LastUsed;
   hooks?: WebSocketHooks;
 }
 
@@ -79,17 +62,13 @@ const CLOSES = {
 } as const satisfies Record<EndReason, readonly [number, string]>;
 
 /** One upgrade request and, once the upstream accepted it, its tunnel. */
-class Tunnel implements LiveExchange {
+class Tunnel extends Exchange implements LiveExchange {
   readonly kind = 'websocket';
-  readonly req: IncomingMessage;
   readonly socket: Socket;
-  readonly start = performance.now();
-  route: Route | null = null;
-  identity: Identity | null = null;
+  /** The first bytes after the upgrade's head, handed to the upstream with it. */
+  readonly head: Buffer;
   /** The key's lookup hash, to verify it again while the tunnel is open (null: public route or token). */
   hash: string | null = null;
-  outcome: AuthOutcome = 'public';
-  code: ProblemCode | null = null;
   /** What the client was answered: 101 once the tunnel is open. */
   status = 0;
   upstream: Socket | null = null;
@@ -102,12 +81,15 @@ class Tunnel implements LiveExchange {
   /** The path the client asked for, without the query string (for the access log; req.url is replaced). */
   readonly path: string;
 
-  constructor(req: IncomingMessage, socket: Socket) {
-    this.req = req;
+  constructor(req: IncomingMessage, socket: Socket, head: Buffer) {
+    super(req, performance.now());
     this.socket = socket;
-    const url = req.url ?? '';
-    const q = url.indexOf('?');
-    this.path = q === -1 ? url : url.slice(0, q);
+    this.head = head;
+    this.path = pathOf(req.url);
+  }
+
+  get gone(): boolean {
+    return this.socket.destroyed;
   }
 
   /** The registry ends the tunnel: a Close frame if the upstream's bytes are between frames, else the connection. */
@@ -151,14 +133,11 @@ function isWebSocketUpgrade(req: IncomingMessage): boolean {
 }
 
 export class WebSockets {
-  readonly #current: WebSocketOptions['current'];
-  readonly #door: Door;
+  readonly pipeline: Pipeline<Tunnel>;
+  readonly #current: Current;
   readonly #verifier: Verifier;
-  readonly #secrets: SecretSource | null;
-  readonly #signer: IdentitySigner | null;
   readonly #logger: Logger;
   readonly #accessLog: Logger | null;
-  readonly #lastUsed: LastUsed | null;
   readonly #hooks: WebSocketHooks;
   readonly #live: LiveExchanges;
   readonly #proxy = createProxyServer({ ws: true, changeOrigin: true, prependPath: false, xfwd: false });
@@ -167,15 +146,20 @@ export class WebSockets {
 
   constructor(options: WebSocketOptions) {
     this.#current = options.current;
-    this.#door = options.door;
     this.#verifier = options.verifier;
-    this.#secrets = options.secrets;
-    this.#signer = options.signer ?? null;
     this.#logger = options.logger;
     this.#accessLog = options.accessLog;
-    this.#lastUsed = options.lastUsed ?? null;
     this.#hooks = options.hooks ?? {};
     this.#live = options.live;
+    const connect: Stage<Tunnel> = { name: 'connect', run: (tunnel) => this.#connect(tunnel) };
+    const [front, route] = upgradeStages(options, connect);
+    this.pipeline = new Pipeline(front, route, {
+      refuse: (tunnel, refusal) => this.#answer(tunnel, refusal.code, refusal.detail, refusal.headers, refusal.outcome),
+      failed: (tunnel, error) => {
+        this.#logger.error({ err: error, route: tunnel.route?.name }, 'WebSocket upgrade failed inside keygate');
+        this.#answer(tunnel, 'internal_error', 'keygate failed to handle the upgrade');
+      },
+    });
     // Client socket errors (resets) come here; the socket's own 'close' does the clean-up.
     this.#proxy.on('error', (_error, _req, socket) => (socket as Duplex).destroy());
     this.#proxy.on('proxyReqWs', (proxyReq, _req, socket) => {
@@ -205,30 +189,19 @@ export class WebSockets {
     return this.#live.count('websocket');
   }
 
-  /** node:http's `shouldUpgradeCallback`: only WebSocket upgrades to routes that accept them. */
-  readonly shouldUpgrade = (req: IncomingMessage): boolean => {
-    if (!isWebSocketUpgrade(req)) return false;
-    const target = normalizeTarget(req.url ?? '/');
-    if (target === null) return false;
-    const host = requestHost(req, target);
-    if (host === null) return false;
-    // Refusals (no route, a misleading path) are answered by the plain request path.
-    const route = selectRoute(this.#current.router, host, target.path);
-    return !isRefusal(route) && route.config.websocket === true;
-  };
+  /**
+   * node:http's `shouldUpgradeCallback`: only WebSocket upgrades to routes that accept them
+   * (others, refusals included, go down the plain request path). The match is kept for `handle`.
+   */
+  readonly shouldUpgrade = (req: IncomingMessage): boolean => isWebSocketUpgrade(req) && upgradeMatch(req, this.#current);
 
   /** node:http's 'upgrade' handler. */
   readonly handle = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
-    const tunnel = new Tunnel(req, socket as Socket);
+    const tunnel = new Tunnel(req, socket as Socket, head);
     this.#byClient.set(socket, tunnel);
     socket.on('error', ignore);
     socket.once('close', () => this.#closed(tunnel));
-    try {
-      this.#route(tunnel, head);
-    } catch (error) {
-      this.#logger.error({ err: error, route: tunnel.route?.name }, 'WebSocket upgrade failed inside keygate');
-      this.#answer(tunnel, 'internal_error', 'keygate failed to handle the upgrade');
-    }
+    this.pipeline.run(tunnel);
   };
 
   /** Shutdown: closes every open tunnel (1001). Upgrades still being answered end by themselves. */
@@ -236,102 +209,21 @@ export class WebSockets {
     return this.#live.endAll('shutdown', 'websocket');
   }
 
-  #route(tunnel: Tunnel, head: Buffer): void {
-    const req = tunnel.req;
-    const target = normalizeTarget(req.url ?? '/');
-    if (target === null) {
-      this.#answer(tunnel, 'bad_request', 'the request path contains an encoded "/", "\\" or NUL, or is malformed', undefined, 'bad_request');
-      return;
-    }
-    const host = requestHost(req, target);
-    if (host === null) {
-      this.#refuse(tunnel, BAD_HOST);
-      return;
-    }
-    const route = selectRoute(this.#current.router, host, target.path);
-    if (isRefusal(route)) {
-      this.#refuse(tunnel, route);
-      return;
-    }
-    if (route.config.websocket !== true) {
-      // Only reachable where node:http has no shouldUpgradeCallback: refuse rather than hang.
-      this.#answer(tunnel, 'no_route', 'no route accepts WebSocket upgrades at this host and path');
-      return;
-    }
-    tunnel.route = route;
-    const origin = req.headers.origin;
-    const originRefused = route.cors !== null ? origin !== undefined && !route.cors.origins.has(origin) : route.mcp !== null && !sameOriginOnly(route.mcp.origin, req);
-    if (originRefused) {
-      this.#answer(tunnel, 'forbidden_origin', 'this route does not accept WebSocket connections from the Origin sent', undefined, 'forbidden');
-      return;
-    }
-    if (!route.authRequired) {
-      this.#withSecret(tunnel, target, null, false, head);
-      return;
-    }
-    const credential = extractCredential(req.headers);
-    if (credential === CONFLICT || credential === null) {
-      this.#refuse(tunnel, credential === null ? missingCredentials(route) : CONFLICTING_CREDENTIALS);
-      return;
-    }
-    const admission = this.#door.admit(route, req, credential, target.path, this.#current.headers.trustForwarded);
-    if (admission instanceof Promise) {
-      admission.then(
-        (settled) => !tunnel.socket.destroyed && this.#admitted(tunnel, target, credential, settled, head),
-        (error: unknown) => {
-          this.#logger.error({ err: error, route: route.name }, 'WebSocket upgrade failed inside keygate');
-          this.#answer(tunnel, 'internal_error', 'keygate failed to handle the upgrade');
-        },
-      );
-    } else {
-      this.#admitted(tunnel, target, credential, admission, head);
-    }
-  }
-
-  #admitted(tunnel: Tunnel, target: NormalizedTarget, credential: Credential, admission: Admission, head: Buffer): void {
-    if (isRefusal(admission)) {
-      if (admission.identity !== undefined) tunnel.identity = admission.identity;
-      this.#refuse(tunnel, admission);
-      return;
-    }
-    tunnel.identity = admission;
-    tunnel.outcome = 'ok';
-    if (admission.issuer === undefined) {
-      tunnel.hash = this.#verifier.hashOf(credential.key);
-      this.#lastUsed?.mark(admission.record.id, Date.now());
-    }
-    this.#withSecret(tunnel, target, admission, credential.inAuthorization, head);
-  }
-
-  #withSecret(tunnel: Tunnel, target: NormalizedTarget, identity: Identity | null, dropAuthorization: boolean, head: Buffer): void {
-    const spec = tunnel.route!.config.secret;
-    if (spec === undefined) {
-      this.#connect(tunnel, target, identity, dropAuthorization, head, null);
-      return;
-    }
-    const go = (result: HeaderResult) => {
-      if (tunnel.socket.destroyed) return;
-      if (typeof result === 'string') this.#answer(tunnel, 'upstream_unavailable', `the upstream secret "${spec.id}" that this route injects is not available`);
-      else this.#connect(tunnel, target, identity, dropAuthorization, head, result);
-    };
-    const result = this.#secrets === null ? 'no_master_key' : this.#secrets.headerFor(spec);
-    if (result instanceof Promise) result.then(go, () => go('store_unavailable'));
-    else go(result);
-  }
-
-  #connect(tunnel: Tunnel, target: NormalizedTarget, identity: Identity | null, dropAuthorization: boolean, head: Buffer, extra: readonly string[] | null): void {
-    const req = tunnel.req;
-    const route = tunnel.route!;
-    const routeHeaders = withAssertion(route.signedIdentity, this.#signer, identity, req.method ?? 'GET', Router.upstreamPath(route, target.path), extra);
-    const headers = headerObject(upstreamHeaders(req, this.#current.headers, identity, dropAuthorization, routeHeaders));
+  /** The last stage: the rewritten upgrade goes to the upstream through http-proxy-3. */
+  #connect(tunnel: Tunnel): undefined {
+    const { req, route, identity, credential } = tunnel;
+    // A key's lookup hash, to verify it again while the tunnel is open (a token carries its own expiry).
+    if (identity !== null && identity.issuer === undefined && credential !== null) tunnel.hash = this.#verifier.hashOf(credential.key);
+    const headers = headerObject(tunnel.headers!);
     // The rewrite drops hop-by-hop headers; an upgrade needs these two back.
     headers.connection = 'Upgrade';
     headers.upgrade = req.headers.upgrade!;
     // http-proxy-3 copies req.headers and req.url into its upstream request: replacing them
     // makes that request exactly keygate's rewrite (no credential, no spoofed identity).
     req.headers = headers;
-    req.url = Router.upstreamPath(route, target.path) + target.query;
-    this.#proxy.ws(req, tunnel.socket, head, { target: route.upstreamOrigin, connectTimeout: route.config.timeouts.connectMs }, (error) => this.#upstreamFailed(tunnel, error));
+    req.url = Router.upstreamPath(route!, tunnel.target!.path) + tunnel.target!.query;
+    this.#proxy.ws(req, tunnel.socket, tunnel.head, { target: route!.upstreamOrigin, connectTimeout: route!.config.timeouts.connectMs }, (error) => this.#upstreamFailed(tunnel, error));
+    return undefined;
   }
 
   #opened(tunnel: Tunnel): void {
@@ -357,14 +249,10 @@ export class WebSockets {
     this.#answer(tunnel, timeout ? 'upstream_timeout' : 'upstream_unavailable', timeout ? 'the upstream did not answer the upgrade in time' : 'the upstream could not be reached or closed the connection');
   }
 
-  #refuse(tunnel: Tunnel, refusal: Refusal): void {
-    this.#answer(tunnel, refusal.code, refusal.detail, refusal.headers, refusal.outcome);
-  }
-
   /** keygate's own answer to an upgrade it will not make: a problem+json response, then the connection ends. */
   #answer(tunnel: Tunnel, code: ProblemCode, detail: string, headers?: Record<string, string>, outcome?: AuthOutcome): void {
     if (outcome !== undefined) tunnel.outcome = outcome;
-    tunnel.code = code;
+    tunnel.error = code;
     const socket = tunnel.socket;
     if (!socket.writable || tunnel.status !== 0) {
       socket.destroy();
@@ -389,22 +277,6 @@ export class WebSockets {
     // A client that left before any answer: 499, as on the request path.
     const status = tunnel.status === 0 ? 499 : tunnel.status;
     this.#hooks.onUpgradeDone?.(tunnel.route, status, tunnel.outcome, ms);
-    if (this.#accessLog === null) return;
-    const { req, route, identity } = tunnel;
-    this.#accessLog.info({
-      msg: 'request',
-      method: req.method,
-      // The path as the client sent it, without the query string (req.url was replaced with the upstream's).
-      path: tunnel.path,
-      route: route?.name ?? null,
-      status,
-      ms: Math.round(ms * 100) / 100,
-      outcome: tunnel.outcome,
-      code: tunnel.code,
-      keyId: identity?.record.id || null,
-      issuer: identity?.issuer,
-      tenant: identity?.record.tenant ?? null,
-      upgrade: 'websocket',
-    });
+    if (this.#accessLog !== null) logExchange(this.#accessLog, tunnel, tunnel.path, status, ms, 'websocket');
   }
 }

@@ -17,10 +17,11 @@
  *   const webhooks = new WebhookVerifier({ secrets: vault, replay: store, metrics: new WebhookMetrics(registry), logger });
  *   const result = webhooks.verify(exchange, expectContinue);   // Refusal | Promise<VerifiedDelivery | Refusal>
  */
+import type { Stage } from '../pipeline/pipeline.ts';
 import type { RouteConfig } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import { RETRY, type Refusal } from '../auth/refusals.ts';
-import type { AuthOutcome, Exchange } from '../pipeline/exchange.ts';
+import type { AuthOutcome, HttpExchange } from '../pipeline/exchange.ts';
 import { hasBody, PayloadTooLargeError } from '../http/body-limit.ts';
 import type { ProblemCode } from '../http/problem.ts';
 import type { SecretValue, ValueResult } from '../secrets/vault.ts';
@@ -105,7 +106,7 @@ export class WebhookVerifier {
    * A refusal synchronously when the headers or the secrets already decide it; otherwise a
    * Promise that settles once the body has been read and verified (and the replay claimed).
    */
-  verify(exchange: Exchange, expectContinue: boolean): DeliveryResult | Promise<DeliveryResult> {
+  verify(exchange: HttpExchange, expectContinue: boolean): DeliveryResult | Promise<DeliveryResult> {
     const c = this.#compile(exchange.route!.config);
     const parts = c.scheme.parse(exchange.req.headers, exchange.req.url);
     if ('problem' in parts) return this.#refuseHeaders(c, parts);
@@ -121,7 +122,7 @@ export class WebhookVerifier {
     return this.#withSecrets(exchange, c, parts, values as ValueResult[], expectContinue);
   }
 
-  #withSecrets(exchange: Exchange, c: Compiled, parts: SignedParts, values: readonly ValueResult[], expectContinue: boolean): DeliveryResult | Promise<DeliveryResult> {
+  #withSecrets(exchange: HttpExchange, c: Compiled, parts: SignedParts, values: readonly ValueResult[], expectContinue: boolean): DeliveryResult | Promise<DeliveryResult> {
     const keys: Buffer[] = [];
     /** Index into config.secrets of each usable key. */
     const which: number[] = [];
@@ -149,7 +150,7 @@ export class WebhookVerifier {
     return this.#read(exchange, c, parts, keys, which, storeDown);
   }
 
-  async #read(exchange: Exchange, c: Compiled, parts: SignedParts, keys: Buffer[], which: number[], storeDown: boolean): Promise<DeliveryResult> {
+  async #read(exchange: HttpExchange, c: Compiled, parts: SignedParts, keys: Buffer[], which: number[], storeDown: boolean): Promise<DeliveryResult> {
     const req = exchange.req;
     const check = new SignatureCheck(parts, keys, c.config.replay ? { replayOf: c.scheme.name } : {});
     let body: Buffer;
@@ -238,4 +239,31 @@ export class WebhookVerifier {
     this.#warnedAt.set(key, now);
     this.#logger.warn(fields, message);
   }
+}
+
+const NO_VERIFIER: Refusal = { code: 'upstream_unavailable', outcome: 'unavailable', detail: 'webhook signatures cannot be verified by this keygate', headers: undefined };
+
+function delivered(exchange: HttpExchange, result: DeliveryResult): Refusal | undefined {
+  if (isDeliveryRefusal(result)) return result;
+  exchange.delivery = result;
+  // A public webhook route: the signature was the authentication.
+  if (exchange.identity === null) exchange.outcome = 'ok';
+  return undefined;
+}
+
+/**
+ * The webhook-signature stage (routes with `webhook`): the whole body is read and its
+ * signature verified before anything goes upstream; the forward stage then sends exactly
+ * those bytes. null: this keygate cannot verify signatures, such routes answer 502.
+ */
+export function webhookStage(webhooks: WebhookVerifier | null): Stage<HttpExchange> {
+  return {
+    name: 'webhook signature',
+    applies: (route) => route.config.webhook !== undefined,
+    run(exchange) {
+      if (webhooks === null) return NO_VERIFIER;
+      const result = webhooks.verify(exchange, exchange.expectContinue);
+      return result instanceof Promise ? result.then((settled) => delivered(exchange, settled)) : delivered(exchange, result);
+    },
+  };
 }

@@ -18,7 +18,7 @@ import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toIdentity } from '../../src/auth/identity.ts';
 import type { KeyRecord } from '../../src/keys/record.ts';
-import { Exchange } from '../../src/pipeline/exchange.ts';
+import { HttpExchange as Exchange } from '../../src/pipeline/exchange.ts';
 import { forward } from '../../src/pipeline/forward.ts';
 import { LiveExchanges, type LiveEntry, type LiveExchange } from '../../src/pipeline/live-exchanges.ts';
 import type { Identity } from '../../src/auth/identity.ts';

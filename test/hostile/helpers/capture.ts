@@ -27,13 +27,13 @@ import { expect, inject } from 'vitest';
 import type { Pool } from 'undici';
 import type { RawConfig } from '../../../src/config/schema.ts';
 import { createNotifier, type Notifier } from '../../../src/events/notifications/notifier.ts';
-import { createKeyHasher } from '../../../src/keys/hash.ts';
 import { CLI_CALLER } from '../../../src/keys/service.ts';
 import { createLoggers } from '../../../src/observability/logger.ts';
 import { startKeygate } from '../../../src/server.ts';
 import { call } from '../../helpers/admin.ts';
 import { RunCollapser } from './collapse.ts';
-import { cliKeys, TEST_PEPPER, testConfig, type TestKeygate } from '../../helpers/keygate.ts';
+import { cliKeys, testConfig, type TestKeygate } from '../../helpers/keygate.ts';
+import { TEST_PEPPER, testHasher } from '../../helpers/pepper.ts';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -52,7 +52,7 @@ export interface LedgerEntry {
 
 export const MASTER_KEY = randomBytes(32).toString('base64');
 export const WEBHOOK_SECRET = `whsec_${randomBytes(24).toString('base64')}`;
-const hash = createKeyHasher(TEST_PEPPER);
+const hash = testHasher;
 let started = 0;
 
 export function captureDir(): string {
@@ -219,7 +219,7 @@ export async function startHostileKeygate(tag: string, raw: RawConfig, options: 
       await keygate.secrets.add(CLI_CALLER, { id, name: `hostile ${id}`, value });
       ledger.push({ kind: 'secret', value });
     },
-    pools: () => keygate.gateway.router.routes.map((route) => route.dispatcher as Pool),
+    pools: () => keygate.current.state.router.routes.map((route) => route.dispatcher as Pool),
     clientConnections: () => new Promise((resolve, reject) => keygate.servers.proxy.getConnections((error, n) => (error ? reject(error) : resolve(n)))),
     async stop() {
       if (stopped) return;

@@ -1,0 +1,68 @@
+/**
+ * The pipeline's stages in order, for each transport — the one place that says what a request
+ * goes through (README, "How a request is handled", lists the same names in the same order):
+ *
+ *   HTTP:      method → target → metadata → match → origin → body limit → credential → admit
+ *              → webhook signature → secret → rewrite → forward
+ *   WebSocket:          target+match (once, in shouldUpgrade) → origin → credential → admit
+ *              → secret → rewrite → connect
+ *
+ * Stages marked by `applies` (origin, body limit, credential, admit, webhook signature,
+ * secret) are left out of the routes they have nothing to do on, once per route.
+ */
+import { admitStage, credentialStage, type Door } from '../auth/admit.ts';
+import type { IdentitySigner } from '../auth/identity-signer.ts';
+import type { LastUsed } from '../events/last-used.ts';
+import { metadataStage } from '../mcp/resource-metadata.ts';
+import { matchStage, targetStage, upgradeStage } from '../routing/match.ts';
+import { webhookStage, type WebhookVerifier } from '../webhooks/delivery.ts';
+import { bodyLimitStage } from './body-limit.ts';
+import { originStage, upgradeOriginStage } from './cors.ts';
+import type { Current } from './current.ts';
+import type { Exchange, HttpExchange } from './exchange.ts';
+import { forwardStage, type ForwardHooks } from './forward.ts';
+import { methodStage } from './method-guard.ts';
+import type { Stage } from './pipeline.ts';
+import { rewriteStage } from './rewrite.ts';
+import { secretStage, type SecretSource } from './secret.ts';
+
+/** What the stages need, shared by both transports. */
+export interface StageParts {
+  current: Current;
+  /** Who gets in (auth/admit.ts): the key verifier and the failed-auth limit. */
+  door: Door;
+  /** Notes each key's use; written to the store in batches, never per request. */
+  lastUsed: LastUsed | null;
+  /** Upstream secrets for routes that name one (secrets/vault.ts); null: such routes answer 502. */
+  secrets: SecretSource | null;
+  /** Signs the caller's identity on routes with `signedIdentity` (auth/identity-signer.ts). */
+  signer: IdentitySigner | null;
+}
+
+export type StageLists<E extends Exchange> = [front: Stage<E>[], route: Stage<E>[]];
+
+export function httpStages(parts: StageParts, webhooks: WebhookVerifier | null, hooks: ForwardHooks): StageLists<HttpExchange> {
+  const { current } = parts;
+  return [
+    [methodStage, targetStage, metadataStage(current), matchStage(current)],
+    [
+      originStage,
+      bodyLimitStage,
+      credentialStage,
+      admitStage(parts.door, current, parts.lastUsed),
+      webhookStage(webhooks),
+      secretStage(parts.secrets),
+      rewriteStage(current, parts.signer),
+      forwardStage(current, hooks),
+    ],
+  ];
+}
+
+/** @param connect the WebSocket transport's last stage: the upgrade handed to the upstream. */
+export function upgradeStages<E extends Exchange>(parts: StageParts, connect: Stage<E>): StageLists<E> {
+  const { current } = parts;
+  return [
+    [upgradeStage(current)],
+    [upgradeOriginStage, credentialStage, admitStage(parts.door, current, parts.lastUsed), secretStage(parts.secrets), rewriteStage(current, parts.signer), connect],
+  ];
+}
