@@ -48,8 +48,13 @@ function lastForwarded(value: string | string[] | undefined): string | undefined
   return isIPv4(entry) || isIPv6(entry) ? entry : undefined;
 }
 
-/** The address key of the client that sent `req`. */
+const kAddressKey = Symbol('keygate.addressKey');
+type KeyedSocket = IncomingMessage['socket'] & { [kAddressKey]?: string };
+
+/** The address key of the client that sent `req`: the socket's is worked out once per connection. */
 export function clientAddress(req: IncomingMessage, trustForwarded: boolean): string {
   const forwarded = trustForwarded ? lastForwarded(req.headers['x-forwarded-for']) : undefined;
-  return addressKey(forwarded ?? req.socket.remoteAddress ?? '');
+  if (forwarded !== undefined) return addressKey(forwarded);
+  const socket = req.socket as KeyedSocket;
+  return (socket[kAddressKey] ??= addressKey(socket.remoteAddress ?? ''));
 }

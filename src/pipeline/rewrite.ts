@@ -42,14 +42,33 @@ export function createHeaderPolicy(config: Pick<Config, 'headers' | 'forwarded' 
 /** Response headers that must not be relayed to the client. */
 export const RESPONSE_HOP_BY_HOP: ReadonlySet<string> = new Set(HOP_BY_HOP);
 
+/** `value` equals the lower-case `lower`, ignoring case (no allocation). */
+function isToken(value: string, lower: string): boolean {
+  if (value.length !== lower.length) return false;
+  for (let i = 0; i < lower.length; i++) if ((value.charCodeAt(i) | 0x20) !== lower.charCodeAt(i)) return false;
+  return true;
+}
+
+/**
+ * The header names a `Connection` value lists, beyond those always dropped. Almost every
+ * HTTP/1.1 client sends `Connection: keep-alive` (or `close`): those name no header to drop,
+ * and cost no Set.
+ */
 function connectionTokens(value: string | undefined): Set<string> | null {
-  if (value === undefined) return null;
+  if (value === undefined || isToken(value, 'keep-alive') || isToken(value, 'close')) return null;
   const tokens = new Set<string>();
   for (const token of value.split(',')) {
     const t = token.trim().toLowerCase();
     if (t) tokens.add(t);
   }
   return tokens.size ? tokens : null;
+}
+
+/** Whether the route sets `name` itself ([name, value, …]; a handful of entries, so a scan beats a Set). */
+function setByRoute(extra: readonly string[] | null, name: string): boolean {
+  if (extra === null) return false;
+  for (let i = 0; i < extra.length; i += 2) if (extra[i] === name) return true;
+  return false;
 }
 
 /**
@@ -66,11 +85,6 @@ export function upstreamHeaders(
   const raw = req.rawHeaders;
   const listed = connectionTokens(req.headers.connection);
   const out: string[] = [];
-  let extraNames: Set<string> | null = null;
-  if (extra !== null) {
-    extraNames = new Set();
-    for (let i = 0; i < extra.length; i += 2) extraNames.add(extra[i]!);
-  }
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!.toLowerCase();
     if (policy.drop.has(name)) continue;
@@ -78,14 +92,14 @@ export function upstreamHeaders(
     // variable, so a client's underscore spelling could stand in for a header keygate owns.
     if (name.includes('_')) {
       const dashed = name.replaceAll('_', '-');
-      if (policy.drop.has(dashed) || extraNames?.has(dashed)) continue;
+      if (policy.drop.has(dashed) || setByRoute(extra, dashed)) continue;
     }
     // Every copy: node:http keeps only the first Authorization in req.headers, so a key in a
     // second copy would otherwise slip through. Whether a copy carries a key is decided by the
     // same parser that reads the credential (any case, any whitespace, comma-joined lists).
     if (name === 'authorization' && (dropAuthorization || carriesKey(raw[i + 1]!, policy.keyPrefix))) continue;
     if (listed !== null && listed.has(name)) continue;
-    if (extraNames !== null && extraNames.has(name)) continue;
+    if (setByRoute(extra, name)) continue;
     out.push(raw[i]!, raw[i + 1]!);
   }
   if (identity !== null) {

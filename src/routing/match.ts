@@ -20,20 +20,31 @@ export const BAD_TARGET: Refusal = { code: 'bad_request', outcome: 'bad_request'
 const NOT_WEBSOCKET: Refusal = { code: 'no_route', outcome: 'public', detail: 'no route accepts WebSocket upgrades at this host and path', headers: undefined };
 
 interface Matched {
-  target: NormalizedTarget;
+  target: NormalizedTarget | null;
   host: string | undefined;
   route: Route | Refusal;
 }
 const kMatched = Symbol('keygate.matched');
 type Tagged = IncomingMessage & { [kMatched]?: Matched };
 
-/** Target and route of a request, or why it has none (null: no valid target or host). */
-export function matchRequest(req: IncomingMessage, current: Current): Matched | Refusal {
+/** Normalises the target and finds the host, into `into` (the exchange itself on the hot path); or why not. */
+function readTarget(req: IncomingMessage, into: { target: NormalizedTarget | null; host: string | undefined }): Refusal | undefined {
   const target = normalizeTarget(req.url ?? '/');
   if (target === null) return BAD_TARGET;
   const host = requestHost(req, target);
   if (host === null) return BAD_HOST;
-  return { target, host, route: selectRoute(current.state.router, host, target.path) };
+  into.target = target;
+  into.host = host;
+  return undefined;
+}
+
+/** Target and route of a request, or why it has none. */
+export function matchRequest(req: IncomingMessage, current: Current): Matched | Refusal {
+  const matched: Matched = { target: null, host: undefined, route: BAD_TARGET };
+  const refused = readTarget(req, matched);
+  if (refused !== undefined) return refused;
+  matched.route = selectRoute(current.state.router, matched.host, matched.target!.path);
+  return matched;
 }
 
 /**
@@ -49,15 +60,7 @@ export function upgradeMatch(req: IncomingMessage, current: Current): boolean {
 
 export const targetStage: Stage<Exchange> = {
   name: 'target',
-  run(exchange) {
-    const target = normalizeTarget(exchange.req.url ?? '/');
-    if (target === null) return BAD_TARGET;
-    const host = requestHost(exchange.req, target);
-    if (host === null) return BAD_HOST;
-    exchange.target = target;
-    exchange.host = host;
-    return undefined;
-  },
+  run: (exchange) => readTarget(exchange.req, exchange),
 };
 
 export function matchStage(current: Current): Stage<Exchange> {
@@ -80,12 +83,13 @@ export function upgradeStage(current: Current): Stage<Exchange> {
       const req = exchange.req as Tagged;
       const matched = req[kMatched] ?? matchRequest(req, current);
       if (isRefusal(matched)) return matched;
-      if (isRefusal(matched.route)) return matched.route;
+      const route = matched.route;
+      if (isRefusal(route)) return route;
       // Only reachable where node:http has no shouldUpgradeCallback: refuse rather than hang.
-      if (matched.route.config.websocket !== true) return NOT_WEBSOCKET;
+      if (route.config.websocket !== true) return NOT_WEBSOCKET;
       exchange.target = matched.target;
       exchange.host = matched.host;
-      exchange.route = matched.route;
+      exchange.route = route;
       return undefined;
     },
   };

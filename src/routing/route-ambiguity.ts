@@ -15,11 +15,16 @@ import { withoutPathParams } from './normalize-path.ts';
 const UPPER = /[A-Z]/;
 const PARAMS = /;|%3[Bb]/;
 
-/** prefixMatches, ignoring letter case. */
+/** A character code with A-Z folded to a-z. */
+const fold = (c: number): number => (c >= 65 && c <= 90 ? c + 32 : c);
+
+/** prefixMatches, ignoring letter case — compared code by code, so the scan allocates nothing. */
 function foldedPrefixMatches(prefix: string, path: string): boolean {
   if (prefix === '/') return true;
-  if (path.length < prefix.length || path.slice(0, prefix.length).toLowerCase() !== prefix.toLowerCase()) return false;
-  return path.length === prefix.length || path.charCodeAt(prefix.length) === 47;
+  const n = prefix.length;
+  if (path.length < n) return false;
+  for (let i = 0; i < n; i++) if (fold(path.charCodeAt(i)) !== fold(prefix.charCodeAt(i))) return false;
+  return path.length === n || path.charCodeAt(n) === 47;
 }
 
 /** Whether a route prefix has upper-case letters (then a lower-case path can be folded onto it too). */
