@@ -190,7 +190,7 @@ describe('stages', () => {
     const missing = exchange('/s');
     missing.route = route('secret');
     missing.outcome = 'ok';
-    const refused = (await secretStage({ headerFor: async () => 'not_found' }).run(missing)) as Refusal;
+    const refused = (await secretStage({ headerFor: async () => 'not_found' as const }).run(missing)) as Refusal;
     expect(refused).toMatchObject({ code: 'upstream_unavailable', outcome: 'ok' });
     expect(refused.detail).toContain('"openai"');
     expect(((await secretStage(null).run(missing)) as Refusal).code).toBe('upstream_unavailable');
