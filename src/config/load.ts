@@ -7,12 +7,17 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import { configSchema, type Config } from './schema.ts';
+import { KeygateError } from '../http/problem.ts';
 
-export class ConfigError extends Error {
+/**
+ * The configuration is invalid: validation_failed (exit 2 in the CLI). A class of its own for
+ * `problems`, one line per field at fault, which a reload reports on its own.
+ */
+export class ConfigError extends KeygateError {
   override name = 'ConfigError';
   readonly problems: string[];
   constructor(source: string, problems: string[]) {
-    super(`invalid configuration in ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    super('validation_failed', `invalid configuration in ${source}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
     this.problems = problems;
   }
 }

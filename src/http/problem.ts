@@ -75,3 +75,39 @@ export function sendProblem(res: ServerResponse, code: ProblemCode, detail: stri
   if (close) res.setHeader('connection', 'close');
   res.end(body);
 }
+
+/**
+ * keygate's own errors, whichever layer throws them: the problem code they answer with
+ * (PROBLEMS gives the status and title), the message as the answer's detail, and for bad
+ * input the field at fault. Any layer answers `sendProblem(res, error.code, error.message)`
+ * without knowing where the error came from, and the CLI's exit status comes from the code
+ * (cli/args.ts). Anything thrown that is not a KeygateError is a failure inside keygate or a
+ * dependency: 500 internal_error, logged. Subclasses exist only where a caller tells one
+ * case apart from the others of its code (ConfigError's `problems`, StoreUnavailableError,
+ * …); they never change the answer.
+ */
+export class KeygateError extends Error {
+  override name = 'KeygateError';
+  readonly code: ProblemCode;
+  /** The field, flag or variable at fault, e.g. `tenant`, `body.name` or `KEYGATE_MASTER_KEY` (bad input, mostly). */
+  readonly field: string | undefined;
+  constructor(code: ProblemCode, message: string, options?: { field?: string; cause?: unknown }) {
+    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.field = options?.field;
+  }
+
+  get status(): number {
+    return PROBLEMS[this.code].status;
+  }
+}
+
+/** Whether `error` is keygate's own, with `code` when given. */
+export function isKeygateError(error: unknown, code?: ProblemCode): error is KeygateError {
+  return error instanceof KeygateError && (code === undefined || error.code === code);
+}
+
+/** Bad input, `<field>: <what is wrong>`: 422 validation_failed (exit 2 in the CLI). */
+export function invalidField(field: string, rule: string): KeygateError {
+  return new KeygateError('validation_failed', `${field}: ${rule}`, { field });
+}

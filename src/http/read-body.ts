@@ -7,14 +7,22 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { PayloadTooLargeError } from './body-limit.ts';
+import { KeygateError } from './problem.ts';
 
-export class BodyTimeoutError extends Error {
+/** No body data for `idleMs` (request_timeout; the callers drop the connection rather than answer). */
+export class BodyTimeoutError extends KeygateError {
   override name = 'BodyTimeoutError';
+  constructor(message: string) {
+    super('request_timeout', message);
+  }
 }
 
-/** The client closed the connection before the body ended. */
-export class BodyAbortedError extends Error {
+/** The client closed the connection before the body ended (bad_request: the body did not arrive). */
+export class BodyAbortedError extends KeygateError {
   override name = 'BodyAbortedError';
+  constructor(message: string) {
+    super('bad_request', message);
+  }
 }
 
 export function readBody(req: IncomingMessage, maxBytes: number, idleMs: number, onChunk: (chunk: Buffer) => void): Promise<Buffer> {

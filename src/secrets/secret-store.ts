@@ -6,6 +6,7 @@
  * change log that servers poll — so their decrypted-value caches (vault.ts) drop it.
  */
 import type { Envelope } from './crypto.ts';
+import { KeygateError } from '../http/problem.ts';
 
 /** A secret as anyone may see it: never the value, nor any part of it. */
 export interface SecretMeta {
@@ -60,8 +61,12 @@ export interface SecretStore {
   subscribeSecrets(feed: SecretFeed): void;
 }
 
-export class DuplicateSecretError extends Error {
+/** The id is taken (conflict). A class of its own only because the stores construct it by this name. */
+export class DuplicateSecretError extends KeygateError {
   override name = 'DuplicateSecretError';
+  constructor(message: string) {
+    super('conflict', message);
+  }
 }
 
 /** Secret ids: what routes[].secret.id names. */

@@ -3,6 +3,7 @@
  * path, the CLI and the admin API only ever see this.
  */
 import type { KeyRecord } from '../keys/record.ts';
+import { KeygateError } from '../http/problem.ts';
 
 export interface RevocationEvent {
   ids: string[];
@@ -51,11 +52,22 @@ export interface KeyStore {
   close(): Promise<void>;
 }
 
-/** The store could not be reached in time: the request path answers 503, never 200. */
-export class StoreUnavailableError extends Error {
+/**
+ * The store could not be reached in time: auth_unavailable (the request path answers 503,
+ * never 200; admin answers add Retry-After). A class of its own because the stores construct
+ * it by this name and tell it apart from their other failures.
+ */
+export class StoreUnavailableError extends KeygateError {
   override name = 'StoreUnavailableError';
+  constructor(message: string) {
+    super('auth_unavailable', message);
+  }
 }
 
-export class DuplicateKeyError extends Error {
+/** The id or hash is taken (conflict). A class of its own only because the stores construct it by this name. */
+export class DuplicateKeyError extends KeygateError {
   override name = 'DuplicateKeyError';
+  constructor(message: string) {
+    super('conflict', message);
+  }
 }
