@@ -6,6 +6,7 @@ import { CLIENT_PATTERN, USER_PATTERN } from '../keys/patterns.ts';
 import { z } from 'zod';
 import { EXPIRY_PRESETS } from '../keys/expiry.ts';
 import { TENANT_PATTERN } from '../keys/format.ts';
+import { isoDate, publicKeyRecordSchema } from '../keys/record.ts';
 import { SECRET_ID_PATTERN, SECRET_ID_RULE } from '../secrets/secret-store.ts';
 import { MAX_SECRET_BYTES } from '../secrets/service.ts';
 
@@ -14,7 +15,6 @@ const expires = z
   .string()
   .regex(/^(\d{1,4}d|never|\d{4}-\d{2}-\d{2}.*)$/, `must be one of ${EXPIRY_PRESETS.join(', ')}, <N>d or an ISO date`)
   .describe('30d, 60d, 90d, 180d, 365d, never, or an ISO 8601 date');
-const isoDate = z.string().describe('ISO 8601 date-time');
 
 export const createKeyBody = z
   .strictObject({
@@ -49,27 +49,8 @@ export const auditQuery = z.strictObject({
   before: z.string().regex(/^\d+$/, 'must be a cursor from a previous page').optional(),
 });
 
-export const keyRecord = z
-  .object({
-    id: z.string(),
-    tenant: z.string(),
-    name: z.string(),
-    role: z.enum(['api-user', 'admin']),
-    permissions: z.array(z.string()),
-    group: z.string().nullable(),
-    user: z.string().nullable(),
-    client: z.string().nullable(),
-    status: z
-      .enum(['active', 'expired', 'revoked'])
-      .describe("what the proxy does with the key at the time of the answer: 'active' is served (a rotating key stays active until its revokesAt), 'expired' is past expiresAt, 'revoked' was revoked or is past its revokesAt"),
-    prefix: z.string().describe('display prefix, e.g. kg_acme_3f9a…'),
-    createdAt: isoDate,
-    expiresAt: isoDate.nullable(),
-    revokedAt: isoDate.nullable(),
-    revokesAt: isoDate.nullable().describe("when a rotation's overlap ends: the key is refused from then on (and revoked by the next sweep)"),
-    lastUsedAt: isoDate.nullable(),
-  })
-  .meta({ id: 'Key' });
+/** The key as the API shows it: the record's public shape (keys/record.ts), not a second list of its fields. */
+export const keyRecord = publicKeyRecordSchema.meta({ id: 'Key' });
 
 export const createdKey = keyRecord.extend({ key: z.string().describe('the full key: shown in this response only') }).meta({ id: 'CreatedKey' });
 

@@ -1,82 +1,163 @@
 /**
- * The key record: everything keygate knows about a key except the key itself.
- * Times are epoch milliseconds so the hot path compares numbers, not dates.
+ * The key record: everything keygate knows about a key except the key itself. Its shape is
+ * written once, here, as `keyRecordSchema`; everything else is derived from it:
+ *
+ *  - `KeyRecord`, the type the hot path uses (z.infer): a plain object, times in epoch
+ *    milliseconds so the hot path compares numbers, not dates. Stores build it with the
+ *    codecs below, never by parsing with zod;
+ *  - `publicKeyRecordSchema` / `toPublic`: the JSON shape shown to people and scripts (ISO
+ *    dates), which the admin API answers with (admin/schemas.ts) and documents
+ *    (admin/openapi.ts);
+ *  - `keyRecordFields`: the field list with each field's kind, from which the Redis hash
+ *    codec (store/redis/record-codec.ts) and the SQLite row codec
+ *    (store/embedded/record-rows.ts) are built once, at module load.
  */
-import { keyState, type KeyState } from './key-state.ts';
+import { z } from 'zod';
+import { keyState } from './key-state.ts';
 
-export type Role = 'api-user' | 'admin';
-/**
- * What the store holds. Whether the key works now is keyState (key-state.ts): a stored
- * `active` key may be expired, or past its rotation's `revokesAt`.
- */
-export type KeyStatus = 'active' | 'revoked';
+/** Epoch milliseconds in the record; an ISO 8601 date in the public shape. */
+const epochMs = z.number().int();
 
-export interface KeyRecord {
-  id: string;
-  tenant: string;
-  name: string;
-  role: Role;
+export const keyRecordSchema = z.object({
+  id: z.string(),
+  tenant: z.string(),
+  name: z.string(),
+  /** A stored role that cannot be read is the lesser one. */
+  role: z.enum(['api-user', 'admin']).catch('api-user'),
   /** Explicit permissions; ignored when `group` is set. */
-  permissions: string[];
+  permissions: z.array(z.string()),
   /** A permission group from config, resolved at verification time. */
-  group: string | null;
-  user: string | null;
-  client: string | null;
-  status: KeyStatus;
-  /** e.g. `kg_acme_3f9a…` */
-  prefix: string;
-  createdAt: number;
-  expiresAt: number | null;
-  revokedAt: number | null;
+  group: z.string().nullable(),
+  user: z.string().nullable(),
+  client: z.string().nullable(),
+  /**
+   * What the store holds. Whether the key works now is keyState (key-state.ts): a stored
+   * `active` key may be expired, or past its rotation's `revokesAt`. Anything but a readable
+   * `active` is revoked: fail closed.
+   */
+  status: z.enum(['active', 'revoked']).catch('revoked'),
+  prefix: z.string().describe('display prefix, e.g. kg_acme_3f9a…'),
+  createdAt: epochMs,
+  expiresAt: epochMs.nullable(),
+  revokedAt: epochMs.nullable(),
   /**
    * When a rotation's overlap ends: from then on the key is refused on every request, as
    * if revoked, and the next sweep revokes it in the store. Null when none is scheduled.
    */
-  revokesAt: number | null;
-  lastUsedAt: number | null;
+  revokesAt: epochMs.nullable().describe("when a rotation's overlap ends: the key is refused from then on (and revoked by the next sweep)"),
+  lastUsedAt: epochMs.nullable(),
+});
+
+export type KeyRecord = z.infer<typeof keyRecordSchema>;
+export type Role = KeyRecord['role'];
+export type KeyStatus = KeyRecord['status'];
+
+// ---- the field list, for the store codecs -------------------------------------------------
+
+/** How a field is stored: `text` as is, `list` as JSON, `time` as an integer (epoch ms). */
+export type FieldKind = 'text' | 'list' | 'time';
+
+export interface RecordField {
+  name: keyof KeyRecord;
+  kind: FieldKind;
+  /** Null is a value of the field (stored as an absent hash field / a NULL column). */
+  nullable: boolean;
+  /** The values an enum field may hold (null: any text). */
+  values: readonly string[] | null;
+  /** What a stored value that is missing or cannot be read decodes as (nullable fields: null). */
+  unreadable: KeyRecord[keyof KeyRecord];
 }
 
-/** The JSON shape shown to people and scripts: ISO dates, never the key or its hash. */
-export interface PublicKeyRecord {
-  id: string;
-  tenant: string;
-  name: string;
-  role: Role;
-  permissions: string[];
-  group: string | null;
-  user: string | null;
-  client: string | null;
-  /** keyState at the time of the answer: what the proxy does with the key now. */
-  status: KeyState;
-  prefix: string;
-  createdAt: string;
-  expiresAt: string | null;
-  revokedAt: string | null;
-  revokesAt: string | null;
-  lastUsedAt: string | null;
+function describeField(name: keyof KeyRecord, schema: z.ZodType): RecordField {
+  const nullable = schema instanceof z.ZodNullable;
+  const inner = (nullable ? schema.unwrap() : schema) as z.ZodType;
+  const base = inner instanceof z.ZodCatch ? (inner.unwrap() as z.ZodType) : inner;
+  const kind: FieldKind = base instanceof z.ZodNumber ? 'time' : base instanceof z.ZodArray ? 'list' : 'text';
+  const values = base instanceof z.ZodEnum ? (base.options as string[]) : null;
+  // Once, at load: what the schema says an unreadable value is.
+  const unreadable = nullable ? null : inner instanceof z.ZodCatch ? (inner.parse(undefined) as string) : kind === 'time' ? 0 : kind === 'list' ? [] : '';
+  return { name, kind, nullable, values, unreadable };
 }
 
-const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+/** The record's fields in schema order, with how each is stored. */
+export const keyRecordFields: readonly RecordField[] = Object.entries(keyRecordSchema.shape).map(([name, schema]) => describeField(name as keyof KeyRecord, schema));
+
+/**
+ * A record from a store's stored values, one lookup per field (`read` gives undefined or
+ * null for a missing one). No zod parse: every value is checked against its field's kind,
+ * and one that cannot be read becomes the field's `unreadable` value (fail closed).
+ */
+export function decodeRecord(read: (field: RecordField) => string | number | null | undefined): KeyRecord {
+  const record: Record<string, unknown> = {};
+  for (const field of keyRecordFields) record[field.name] = decodeValue(field, read(field));
+  return record as KeyRecord;
+}
+
+function decodeValue(field: RecordField, value: string | number | null | undefined): unknown {
+  if (value === undefined || value === null) return field.unreadable;
+  if (field.kind === 'time') {
+    const n = value === '' ? NaN : Number(value);
+    return Number.isFinite(n) ? n : field.unreadable;
+  }
+  if (field.kind === 'list') {
+    try {
+      const parsed: unknown = JSON.parse(String(value));
+      return Array.isArray(parsed) ? parsed.map(String) : field.unreadable;
+    } catch {
+      return field.unreadable;
+    }
+  }
+  const text = String(value);
+  return field.values === null || field.values.includes(text) ? text : field.unreadable;
+}
+
+/** A field's value as stored text (null stays null: the field is left out / NULL). */
+export function encodeValue(field: RecordField, value: KeyRecord[keyof KeyRecord]): string | number | null {
+  if (value === null) return null;
+  if (field.kind === 'list') return JSON.stringify(value);
+  return value as string | number;
+}
+
+// ---- the public shape -------------------------------------------------------------------
+
+export const isoDate = z.string().describe('ISO 8601 date-time');
+
+const publicStatus = z
+  .enum(['active', 'expired', 'revoked'])
+  .describe("what the proxy does with the key at the time of the answer: 'active' is served (a rotating key stays active until its revokesAt), 'expired' is past expiresAt, 'revoked' was revoked or is past its revokesAt");
+
+type Shape = typeof keyRecordSchema.shape;
+type PublicField<S> = S extends z.ZodNullable<z.ZodNumber> ? z.ZodNullable<typeof isoDate> : S extends z.ZodNumber ? typeof isoDate : S extends z.ZodCatch<infer T> ? T : S;
+type PublicShape = { [K in keyof Shape]: K extends 'status' ? typeof publicStatus : PublicField<Shape[K]> };
+
+/** A record field as shown: times as ISO dates, descriptions kept; no read fallbacks. */
+function publicField(field: RecordField, schema: z.ZodType): z.ZodType {
+  if (field.name === 'status') return publicStatus;
+  let shown: z.ZodType = schema;
+  if (field.kind === 'time') shown = field.nullable ? isoDate.nullable() : isoDate;
+  else if (schema instanceof z.ZodCatch) shown = schema.unwrap() as z.ZodType;
+  const description = schema.description;
+  return description !== undefined && field.kind === 'time' ? shown.describe(description) : shown;
+}
+
+/**
+ * The JSON shape shown to people and scripts: ISO dates, never the key or its hash;
+ * `status` is keyState at the time of the answer: what the proxy does with the key now.
+ */
+export const publicKeyRecordSchema = z.object(
+  Object.fromEntries(keyRecordFields.map((field) => [field.name, publicField(field, keyRecordSchema.shape[field.name])])) as PublicShape,
+);
+
+export type PublicKeyRecord = z.infer<typeof publicKeyRecordSchema>;
 
 /** `status` is keyState(record, now): the same answer the proxy would give at `now`. */
 export function toPublic(record: KeyRecord, now: number = Date.now()): PublicKeyRecord {
-  return {
-    id: record.id,
-    tenant: record.tenant,
-    name: record.name,
-    role: record.role,
-    permissions: record.permissions,
-    group: record.group,
-    user: record.user,
-    client: record.client,
-    status: keyState(record, now),
-    prefix: record.prefix,
-    createdAt: new Date(record.createdAt).toISOString(),
-    expiresAt: iso(record.expiresAt),
-    revokedAt: iso(record.revokedAt),
-    revokesAt: iso(record.revokesAt),
-    lastUsedAt: iso(record.lastUsedAt),
-  };
+  const shown: Record<string, unknown> = {};
+  for (const field of keyRecordFields) {
+    const value = record[field.name];
+    shown[field.name] = field.name === 'status' ? keyState(record, now) : field.kind === 'time' && value !== null ? new Date(value as number).toISOString() : value;
+  }
+  return shown as PublicKeyRecord;
 }
 
 export function isExpired(record: KeyRecord, now: number): boolean {
