@@ -2,13 +2,10 @@
  * keygate's entry point: `keygate serve|keys|secrets|config …`. Exit status: 0 success,
  * 1 runtime failure, 2 bad usage or invalid config.
  */
-import { ConfigError } from './config/load.ts';
-import { PepperError } from './keys/pepper.ts';
-import { UsageError } from './cli/args.ts';
+import { exitStatus } from './cli/args.ts';
 import type { Io } from './cli/context.ts';
 import { keysCommand } from './cli/keys-command.ts';
 import { secretsCommand } from './cli/secrets-command.ts';
-import { MasterKeyError } from './secrets/crypto.ts';
 import { configCommand } from './cli/config-command.ts';
 import { serveCommand } from './cli/serve-command.ts';
 
@@ -44,12 +41,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
         return 2;
     }
   } catch (error) {
-    if (error instanceof UsageError || error instanceof ConfigError || error instanceof PepperError || error instanceof MasterKeyError) {
-      io.err(`keygate: ${error.message}`);
-      return 2;
-    }
     io.err(`keygate: ${(error as Error).message ?? String(error)}`);
-    return 1;
+    return exitStatus(error);
   }
 }
 

@@ -9,11 +9,11 @@ import type { Verifier } from '../auth/verify.ts';
 import { ConfigError, formatIssues } from '../config/load.ts';
 import type { EventSink } from '../events/event-sink.ts';
 import { toPublic } from '../keys/record.ts';
-import { KeyForbiddenError, KeyNotFoundError, KeyRuleError, KeyService, KeyStateError, type Caller } from '../keys/service.ts';
+import { KeyService, type Caller } from '../keys/service.ts';
 import { createKeyAuthenticator, type Authenticate } from './authenticate.ts';
 import type { Logger } from '../observability/logger.ts';
-import { sendProblem, type ProblemCode } from '../http/problem.ts';
-import { BodyError, readJson, sendJson } from '../http/json.ts';
+import { invalidField, isKeygateError, KeygateError, sendProblem } from '../http/problem.ts';
+import { readJson, sendJson } from '../http/json.ts';
 import { auditQuery, createKeyBody, createSecretBody, listKeysQuery, renameKeyBody, rotateKeyBody, updateSecretBody } from './schemas.ts';
 import type { SecretService } from '../secrets/service.ts';
 import { toPublicSecret } from '../secrets/secret-store.ts';
@@ -42,14 +42,12 @@ interface Context {
 type Result = { status: number; body: unknown };
 type Handler = (ctx: Context) => Promise<Result>;
 
-class ValidationError extends Error {
-  override name = 'ValidationError';
-}
-
+/** The request does not match its schema: validation_failed, every issue named by its path (`body.name: …; query.limit: …`). */
 function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
   const result = schema.safeParse(value);
-  if (!result.success) throw new ValidationError(formatIssues(result.error).map((p) => (p.startsWith('(top level)') ? `${where}${p.slice(11)}` : `${where}.${p}`)).join('; '));
-  return result.data;
+  if (result.success) return result.data;
+  const issues = formatIssues(result.error).map((p) => (p.startsWith('(top level)') ? `${where}${p.slice(11)}` : `${where}.${p}`));
+  throw new KeygateError('validation_failed', issues.join('; '), { field: issues[0]!.slice(0, issues[0]!.indexOf(':')) });
 }
 
 const query = (ctx: Context) => Object.fromEntries(ctx.query);
@@ -59,8 +57,8 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
   const authenticate = options.authenticate ?? createKeyAuthenticator(options);
   /** Platform admins only: checked before the body is even read. */
   const secretService = (caller: Caller): SecretService => {
-    if (caller.tenant !== null) throw new KeyForbiddenError('only a platform admin may manage upstream secrets');
-    if (!options.secrets) throw new KeyNotFoundError('upstream secrets are not available on this keygate');
+    if (caller.tenant !== null) throw new KeygateError('forbidden', 'only a platform admin may manage upstream secrets');
+    if (!options.secrets) throw new KeygateError('not_found', 'upstream secrets are not available on this keygate');
     return options.secrets;
   };
 
@@ -69,12 +67,12 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
       'POST',
       /^\/v1\/reload$/,
       async (ctx) => {
-        if (ctx.caller.tenant !== null) throw new KeyForbiddenError('only a platform admin may reload the configuration');
-        if (!options.reload) throw new KeyStateError('this keygate has no config file to reload');
+        if (ctx.caller.tenant !== null) throw new KeygateError('forbidden', 'only a platform admin may reload the configuration');
+        if (!options.reload) throw new KeygateError('conflict', 'this keygate has no config file to reload');
         try {
           return { status: 200, body: options.reload() };
         } catch (error) {
-          if (error instanceof ConfigError) throw new ValidationError(`the new configuration was refused, the old one is still in force: ${error.problems.join('; ')}`);
+          if (error instanceof ConfigError) throw new KeygateError('validation_failed', `the new configuration was refused, the old one is still in force: ${error.problems.join('; ')}`);
           throw error;
         }
       },
@@ -85,7 +83,7 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
       async (ctx) => {
         const body = parse(createKeyBody, await readJson(ctx.req), 'body');
         const tenant = body.tenant ?? ctx.caller.tenant;
-        if (tenant === null) throw new KeyRuleError('tenant', 'is required for a platform admin');
+        if (tenant === null) throw invalidField('tenant', 'is required for a platform admin');
         const created = await service.create(ctx.caller, { ...body, tenant });
         return { status: 201, body: { ...toPublic(created.record), key: created.key } };
       },
@@ -147,7 +145,7 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
         const secrets = secretService(ctx.caller);
         const raw = await readJson(ctx.req);
         if (raw !== null && typeof raw === 'object' && 'value' in raw) {
-          throw new ValidationError('body.value: a secret\'s value cannot change; add a new secret and repoint the routes to it');
+          throw invalidField('body.value', 'a secret\'s value cannot change; add a new secret and repoint the routes to it');
         }
         const body = parse(updateSecretBody, raw, 'body');
         return { status: 200, body: toPublicSecret(await secrets.rename(ctx.caller, ctx.params[0]!, body)) };
@@ -167,25 +165,16 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
   ];
 
   function fail(res: ServerResponse, error: unknown): void {
-    let code: ProblemCode;
-    let detail: string;
-    if (error instanceof ValidationError || error instanceof KeyRuleError) [code, detail] = ['validation_failed', error.message];
-    else if (error instanceof KeyNotFoundError) [code, detail] = ['not_found', error.message];
-    else if (error instanceof KeyForbiddenError) [code, detail] = ['forbidden', error.message];
-    else if (error instanceof KeyStateError) [code, detail] = ['conflict', error.message];
-    else if (error instanceof BodyError) [code, detail] = [error.code, error.message];
-    else if (error instanceof Error && error.name === 'StoreUnavailableError') {
+    if (!isKeygateError(error)) {
+      logger.error({ err: { message: (error as Error).message, name: (error as Error).name } }, 'admin request failed');
+      sendProblem(res, 'internal_error', 'the request failed inside keygate');
+    } else if (error.code === 'auth_unavailable') {
       // The key store (Redis) cannot be reached or did not answer in time (store/key-store.ts):
       // 503 with Retry-After, as for a request that cannot be authenticated. A write may still
       // have been applied; repeating it is safe (docs/redis.md, "Timeouts, retries and outages").
       logger.warn({ err: { message: error.message } }, 'admin request: key store unavailable');
       sendProblem(res, 'auth_unavailable', `the key store cannot be reached: ${error.message}; try again (a write may already have been applied: repeating it is safe)`, { 'retry-after': '1' });
-      return;
-    } else {
-      logger.error({ err: { message: (error as Error).message, name: (error as Error).name } }, 'admin request failed');
-      [code, detail] = ['internal_error', 'the request failed inside keygate'];
-    }
-    sendProblem(res, code, detail);
+    } else sendProblem(res, error.code, error.message);
   }
 
   return (req, res, path, search) => {

@@ -1,11 +1,22 @@
 /**
  * Flag parsing for every command (node:util parseArgs, strict), turning its errors into
- * UsageError (exit 2) with a message that names the flag.
+ * usage errors (exit 2) with a message that names the flag.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { isKeygateError, KeygateError } from '../http/problem.ts';
 
-export class UsageError extends Error {
-  override name = 'UsageError';
+/** Bad usage — a flag, an argument, the value on stdin: validation_failed, so exit 2. */
+export function usageError(message: string): KeygateError {
+  return new KeygateError('validation_failed', message);
+}
+
+/**
+ * The exit status for an error that ends a command: 2 for bad input (validation_failed:
+ * usage, configuration, the environment's KEYGATE_PEPPER or master key), 1 for anything
+ * else (a runtime failure: the store, a missing id, a conflict).
+ */
+export function exitStatus(error: unknown): 1 | 2 {
+  return isKeygateError(error, 'validation_failed') ? 2 : 1;
 }
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -16,9 +27,9 @@ export function parseFlags<const O extends Options>(args: string[], options: O, 
     parsed = parseArgs({ args, options, strict: true, allowPositionals: positionals > 0 });
   } catch (error) {
     const message = (error as Error).message.replace(/\. To specify a positional argument.*$/s, '');
-    throw new UsageError(message);
+    throw usageError(message);
   }
-  if (parsed.positionals.length > positionals) throw new UsageError(`unexpected argument "${parsed.positionals[positionals]}"`);
+  if (parsed.positionals.length > positionals) throw usageError(`unexpected argument "${parsed.positionals[positionals]}"`);
   return parsed;
 }
 
@@ -32,12 +43,12 @@ export function runSubcommand<Io extends { out(text: string): void }>(group: str
     return Promise.resolve(sub === undefined ? 2 : 0);
   }
   const command = Object.hasOwn(table, sub) ? table[sub] : undefined;
-  if (command === undefined) throw new UsageError(`unknown command "${group} ${sub}"\n${usage}`);
+  if (command === undefined) throw usageError(`unknown command "${group} ${sub}"\n${usage}`);
   return command(rest, io);
 }
 
 export function requireFlag(values: Record<string, unknown>, name: string): string {
   const value = values[name];
-  if (typeof value !== 'string' || value === '') throw new UsageError(`--${name} is required`);
+  if (typeof value !== 'string' || value === '') throw usageError(`--${name} is required`);
   return value;
 }

@@ -6,7 +6,7 @@
  * routes answer 502).
  */
 import { existsSync } from 'node:fs';
-import { parseFlags, UsageError } from './args.ts';
+import { parseFlags, usageError } from './args.ts';
 import { configFrom, type Io } from './context.ts';
 import { resolveConfigPath } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
@@ -15,12 +15,12 @@ import { openStore } from '../store/open.ts';
 
 export async function configCommand(args: string[], io: Io): Promise<number> {
   const [sub, ...rest] = args;
-  if (sub !== 'check') throw new UsageError(`unknown command "config ${sub ?? ''}"; usage: keygate config check [--config FILE]`);
+  if (sub !== 'check') throw usageError(`unknown command "config ${sub ?? ''}"; usage: keygate config check [--config FILE]`);
   const { values } = parseFlags(rest, { config: { type: 'string' } });
   const config = configFrom(values.config, io);
   const warnings: string[] = [];
   if (config.store.kind === 'redis' && !io.env.KEYGATE_PEPPER) {
-    throw new UsageError('KEYGATE_PEPPER: is required with the Redis store');
+    throw usageError('KEYGATE_PEPPER: is required with the Redis store');
   }
   if (config.store.kind === 'embedded' && !io.env.KEYGATE_PEPPER) warnings.push(`KEYGATE_PEPPER is not set: the pepper in the data directory is used (created on first start)`);
   const keyring = loadKeyring(io.env);

@@ -7,8 +7,9 @@
  */
 import { keyState } from '../keys/key-state.ts';
 import { toPublic, type KeyRecord, type Role } from '../keys/record.ts';
-import { CLI_CALLER, KeyRuleError, orNullIfNotFound } from '../keys/service.ts';
-import { parseFlags, requireFlag, runSubcommand, UsageError } from './args.ts';
+import { CLI_CALLER, orNullIfNotFound } from '../keys/service.ts';
+import { isKeygateError } from '../http/problem.ts';
+import { parseFlags, requireFlag, runSubcommand, usageError } from './args.ts';
 import { configFrom, withKeyService, type Io } from './context.ts';
 
 const USAGE = `usage:
@@ -56,8 +57,8 @@ async function create(args: string[], io: Io): Promise<number> {
   });
   const tenant = requireFlag(values, 'tenant');
   const name = requireFlag(values, 'name');
-  if (values.role !== undefined && values.role !== 'api-user' && values.role !== 'admin') throw new UsageError(`--role must be "api-user" or "admin", got "${values.role}"`);
-  if (values.permissions !== undefined && values.group !== undefined) throw new UsageError('--permissions and --group cannot be used together');
+  if (values.role !== undefined && values.role !== 'api-user' && values.role !== 'admin') throw usageError(`--role must be "api-user" or "admin", got "${values.role}"`);
+  if (values.permissions !== undefined && values.group !== undefined) throw usageError('--permissions and --group cannot be used together');
   const config = configFrom(values.config, io);
   const created = await withKeyService(config, io, async (service) => {
     try {
@@ -72,7 +73,7 @@ async function create(args: string[], io: Io): Promise<number> {
         expires: values.expires ?? 'never',
       });
     } catch (error) {
-      if (error instanceof KeyRuleError) throw new UsageError(`--${error.message}`);
+      if (isKeygateError(error, 'validation_failed')) throw usageError(`--${error.message}`);
       throw error;
     }
   });
@@ -104,15 +105,15 @@ async function revoke(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parseFlags(args, { ...common, all: { type: 'boolean' }, tenant: { type: 'string' } }, 1);
   const id = positionals[0];
   if (values.all) {
-    if (id !== undefined) throw new UsageError('give either <key-id> or --all --tenant T, not both');
+    if (id !== undefined) throw usageError('give either <key-id> or --all --tenant T, not both');
     const tenant = requireFlag(values, 'tenant');
     const config = configFrom(values.config, io);
     const ids = await withKeyService(config, io, (service) => service.revokeTenant(CLI_CALLER, tenant));
     io.out(values.json ? JSON.stringify({ tenant, revoked: ids }) : `Revoked ${ids.length} key${ids.length === 1 ? '' : 's'} of tenant "${tenant}".`);
     return 0;
   }
-  if (id === undefined) throw new UsageError('keys revoke needs a <key-id> (or --all --tenant T)');
-  if (values.tenant !== undefined) throw new UsageError('--tenant is only used with --all');
+  if (id === undefined) throw usageError('keys revoke needs a <key-id> (or --all --tenant T)');
+  if (values.tenant !== undefined) throw usageError('--tenant is only used with --all');
   const config = configFrom(values.config, io);
   const result = await withKeyService(config, io, (service) => orNullIfNotFound(service.revoke(CLI_CALLER, id)));
   if (result === null) {
@@ -129,14 +130,14 @@ const OVERLAP_UNIT: Record<string, number> = { '': 1, s: 1, m: 60, h: 3600, d: 8
 /** `--overlap` in seconds: `0`, `90` (seconds), `90s`, `15m`, `2h`, `7d`. */
 function overlapSeconds(value: string): number {
   const match = /^(\d{1,7})([smhd]?)$/.exec(value);
-  if (!match) throw new UsageError(`--overlap must be 0 or a duration like 90s, 15m, 2h or 7d, got "${value}"`);
+  if (!match) throw usageError(`--overlap must be 0 or a duration like 90s, 15m, 2h or 7d, got "${value}"`);
   return Number(match[1]) * OVERLAP_UNIT[match[2]!]!;
 }
 
 async function rotate(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parseFlags(args, { ...common, overlap: { type: 'string' }, expires: { type: 'string' } }, 1);
   const id = positionals[0];
-  if (id === undefined) throw new UsageError('keys rotate needs a <key-id>');
+  if (id === undefined) throw usageError('keys rotate needs a <key-id>');
   // No default: how long the old key keeps working is a decision, not an accident.
   const overlap = overlapSeconds(requireFlag(values, 'overlap'));
   const config = configFrom(values.config, io);
@@ -144,7 +145,7 @@ async function rotate(args: string[], io: Io): Promise<number> {
     try {
       return await orNullIfNotFound(service.rotate(CLI_CALLER, id, overlap, values.expires));
     } catch (error) {
-      if (error instanceof KeyRuleError) throw new UsageError(`--${error.field === 'overlapSeconds' ? 'overlap' : error.field}: ${error.message.slice(error.field.length + 2)}`);
+      if (isKeygateError(error, 'validation_failed') && error.field !== undefined) throw usageError(`--${error.field === 'overlapSeconds' ? 'overlap' : error.field}: ${error.message.slice(error.field.length + 2)}`);
       throw error;
     }
   });

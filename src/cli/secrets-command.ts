@@ -5,14 +5,15 @@
  * history and the process list. No command prints a value, or any part of one.
  */
 import type { Keyring } from '../secrets/crypto.ts';
-import { loadKeyring, MASTER_KEY_ENV, MasterKeyError, PREVIOUS_MASTER_KEY_ENV } from '../secrets/crypto.ts';
+import { loadKeyring, MASTER_KEY_ENV, masterKeyError, PREVIOUS_MASTER_KEY_ENV } from '../secrets/crypto.ts';
 import { toPublicSecret, type SecretMeta } from '../secrets/secret-store.ts';
 import { MAX_SECRET_BYTES, SecretService } from '../secrets/service.ts';
-import { CLI_CALLER, KeyRuleError, KeyStateError, orNullIfNotFound } from '../keys/service.ts';
+import { CLI_CALLER, orNullIfNotFound } from '../keys/service.ts';
+import { isKeygateError } from '../http/problem.ts';
 import { EventSink } from '../events/event-sink.ts';
 import { openStore } from '../store/open.ts';
 import type { Config } from '../config/schema.ts';
-import { parseFlags, requireFlag, runSubcommand, UsageError } from './args.ts';
+import { parseFlags, requireFlag, runSubcommand, usageError } from './args.ts';
 import { configFrom, type Io } from './context.ts';
 
 const USAGE = `usage:
@@ -60,15 +61,15 @@ async function rules<T>(work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (error) {
-    if (error instanceof KeyRuleError) throw new UsageError(error.field === 'value' ? `the value on stdin ${error.message.slice('value: '.length)}` : `--${error.message}`);
-    if (error instanceof KeyStateError && error.message.startsWith(MASTER_KEY_ENV)) throw new MasterKeyError(`${error.message} (generate one with \`openssl rand -base64 32\`)`);
+    if (isKeygateError(error, 'validation_failed')) throw usageError(error.field === 'value' ? `the value on stdin ${error.message.slice('value: '.length)}` : `--${error.message}`);
+    if (isKeygateError(error, 'conflict') && error.field === MASTER_KEY_ENV) throw masterKeyError(MASTER_KEY_ENV, `${error.message} (generate one with \`openssl rand -base64 32\`)`);
     throw error;
   }
 }
 
 function refuseValueFlag(args: string[]): void {
   if (args.some((a) => a === '--value' || a.startsWith('--value='))) {
-    throw new UsageError('--value is not accepted: a value on the command line ends up in shell history and the process list; pipe it on stdin');
+    throw usageError('--value is not accepted: a value on the command line ends up in shell history and the process list; pipe it on stdin');
   }
 }
 
@@ -87,7 +88,7 @@ function readHidden(stdin: NodeJS.ReadStream, io: Io): Promise<string> {
     const onData = (chunk: Buffer | string) => {
       for (const ch of String(chunk)) {
         if (ch === '\r' || ch === '\n' || ch === '\u0004') return finish(null);
-        if (ch === '\u0003') return finish(new UsageError('cancelled'));
+        if (ch === '\u0003') return finish(usageError('cancelled'));
         if (ch === '\u007f' || ch === '\b') value = value.slice(0, -1);
         else value += ch;
       }
@@ -107,7 +108,7 @@ async function readValue(io: Io): Promise<string> {
   for await (const chunk of stdin as AsyncIterable<Buffer | string>) {
     const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     size += buffer.length;
-    if (size > STDIN_LIMIT) throw new UsageError(`the value on stdin is larger than ${MAX_SECRET_BYTES} bytes`);
+    if (size > STDIN_LIMIT) throw usageError(`the value on stdin is larger than ${MAX_SECRET_BYTES} bytes`);
     chunks.push(buffer);
   }
   // `echo "$TOKEN" |` adds a line break that is not part of the secret.
@@ -119,13 +120,13 @@ async function add(args: string[], io: Io): Promise<number> {
   // Positionals are collected rather than refused by the parser, whose message would quote
   // them: a value typed as an argument by mistake must not be echoed back.
   const { values, positionals } = parseFlags(args, { ...common, id: { type: 'string' }, name: { type: 'string' } }, Number.MAX_SAFE_INTEGER);
-  if (positionals.length) throw new UsageError('secrets add takes only --id and --name; the value is read from stdin, never from the command line');
+  if (positionals.length) throw usageError('secrets add takes only --id and --name; the value is read from stdin, never from the command line');
   const id = requireFlag(values, 'id');
   const name = requireFlag(values, 'name');
   const config = configFrom(values.config, io);
-  if (loadKeyring(io.env) === null) throw new MasterKeyError(`${MASTER_KEY_ENV}: is not set; secrets cannot be stored without it (generate one with \`openssl rand -base64 32\`)`);
+  if (loadKeyring(io.env) === null) throw masterKeyError(MASTER_KEY_ENV, `${MASTER_KEY_ENV}: is not set; secrets cannot be stored without it (generate one with \`openssl rand -base64 32\`)`);
   const value = await readValue(io);
-  if (value === '') throw new UsageError("no value on stdin: pipe the secret in, e.g. printf '%s' \"$TOKEN\" | keygate secrets add --id ID --name N");
+  if (value === '') throw usageError("no value on stdin: pipe the secret in, e.g. printf '%s' \"$TOKEN\" | keygate secrets add --id ID --name N");
   const meta = await withSecrets(config, io, (service) => rules(() => service.add(CLI_CALLER, { id, name, value })));
   if (values.json) io.out(JSON.stringify(toPublicSecret(meta)));
   else io.out(`Stored secret "${meta.id}" (${meta.name}), encrypted under master key version ${meta.keyVersion}. Its value cannot be shown again.`);
@@ -146,8 +147,8 @@ async function rename(args: string[], io: Io): Promise<number> {
   refuseValueFlag(args);
   const { values, positionals } = parseFlags(args, { ...common, name: { type: 'string' }, id: { type: 'string' } }, 1);
   const id = positionals[0];
-  if (id === undefined) throw new UsageError('secrets rename needs the <id> of the secret');
-  if (values.name === undefined && values.id === undefined) throw new UsageError('give --name N, --id NEW_ID, or both (the value cannot change)');
+  if (id === undefined) throw usageError('secrets rename needs the <id> of the secret');
+  if (values.name === undefined && values.id === undefined) throw usageError('give --name N, --id NEW_ID, or both (the value cannot change)');
   const config = configFrom(values.config, io);
   const meta = await withSecrets(config, io, (service) =>
     rules(() => orNullIfNotFound(service.rename(CLI_CALLER, id, { name: values.name, id: values.id }))),
@@ -165,7 +166,7 @@ async function rename(args: string[], io: Io): Promise<number> {
 async function remove(args: string[], io: Io): Promise<number> {
   const { values, positionals } = parseFlags(args, common, 1);
   const id = positionals[0];
-  if (id === undefined) throw new UsageError('secrets remove needs the <id> of the secret');
+  if (id === undefined) throw usageError('secrets remove needs the <id> of the secret');
   const config = configFrom(values.config, io);
   const meta = await withSecrets(config, io, (service) => orNullIfNotFound(service.remove(CLI_CALLER, id)));
   if (meta === null) {

@@ -1,34 +1,27 @@
 /** JSON in and out on the admin listener: small request bodies with a size limit, uncached responses. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { KeygateError } from './problem.ts';
 
 export const MAX_ADMIN_BODY = 64 * 1024;
 
-export class BodyError extends Error {
-  override name = 'BodyError';
-  readonly code: 'payload_too_large' | 'unsupported_media_type' | 'bad_request';
-  constructor(code: BodyError['code'], message: string) {
-    super(message);
-    this.code = code;
-  }
-}
-
+/** The body, or a KeygateError: payload_too_large, unsupported_media_type or bad_request (not JSON). */
 export async function readJson(req: IncomingMessage): Promise<unknown> {
   const type = req.headers['content-type'] ?? '';
   const length = Number(req.headers['content-length'] ?? 0);
-  if (length > MAX_ADMIN_BODY) throw new BodyError('payload_too_large', `the body is larger than ${MAX_ADMIN_BODY} bytes`);
+  if (length > MAX_ADMIN_BODY) throw new KeygateError('payload_too_large', `the body is larger than ${MAX_ADMIN_BODY} bytes`);
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
     size += chunk.length;
-    if (size > MAX_ADMIN_BODY) throw new BodyError('payload_too_large', `the body is larger than ${MAX_ADMIN_BODY} bytes`);
+    if (size > MAX_ADMIN_BODY) throw new KeygateError('payload_too_large', `the body is larger than ${MAX_ADMIN_BODY} bytes`);
     chunks.push(chunk);
   }
   if (size === 0) return {};
-  if (!/^application\/(.+\+)?json\b/i.test(type)) throw new BodyError('unsupported_media_type', 'send the body as application/json');
+  if (!/^application\/(.+\+)?json\b/i.test(type)) throw new KeygateError('unsupported_media_type', 'send the body as application/json');
   try {
     return JSON.parse(Buffer.concat(chunks).toString('utf8'));
   } catch {
-    throw new BodyError('bad_request', 'the body is not valid JSON');
+    throw new KeygateError('bad_request', 'the body is not valid JSON');
   }
 }
 

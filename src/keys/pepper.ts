@@ -7,9 +7,11 @@ import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Config } from '../config/schema.ts';
+import { KeygateError } from '../http/problem.ts';
 
-export class PepperError extends Error {
-  override name = 'PepperError';
+/** A pepper that is missing, too short or damaged: validation_failed naming the variable or file (exit 2). */
+function pepperError(field: string, message: string): KeygateError {
+  return new KeygateError('validation_failed', message, { field });
 }
 
 export function pepperFilePath(config: Config): string {
@@ -19,11 +21,11 @@ export function pepperFilePath(config: Config): string {
 export function loadPepper(config: Config, env: NodeJS.ProcessEnv): string {
   const fromEnv = env.KEYGATE_PEPPER;
   if (fromEnv !== undefined && fromEnv !== '') {
-    if (fromEnv.length < 16) throw new PepperError('KEYGATE_PEPPER: must be at least 16 characters (e.g. `openssl rand -base64 32`)');
+    if (fromEnv.length < 16) throw pepperError('KEYGATE_PEPPER', 'KEYGATE_PEPPER: must be at least 16 characters (e.g. `openssl rand -base64 32`)');
     return fromEnv;
   }
   if (config.store.kind === 'redis') {
-    throw new PepperError('KEYGATE_PEPPER: is required with the Redis store (every instance must hash keys with the same pepper); generate one with `openssl rand -base64 32`');
+    throw pepperError('KEYGATE_PEPPER', 'KEYGATE_PEPPER: is required with the Redis store (every instance must hash keys with the same pepper); generate one with `openssl rand -base64 32`');
   }
   const file = pepperFilePath(config);
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
@@ -34,6 +36,6 @@ export function loadPepper(config: Config, env: NodeJS.ProcessEnv): string {
   }
   if ((statSync(file).mode & 0o077) !== 0) chmodSync(file, 0o600);
   const pepper = readFileSync(file, 'utf8').trim();
-  if (pepper.length < 16) throw new PepperError(`${file}: the pepper file is damaged (shorter than 16 characters)`);
+  if (pepper.length < 16) throw pepperError(file, `${file}: the pepper file is damaged (shorter than 16 characters)`);
   return pepper;
 }

@@ -14,56 +14,27 @@ import { parseExpiry } from './expiry.ts';
 import { CLIENT_PATTERN, PERMISSION_PATTERN, USER_PATTERN } from './patterns.ts';
 import { keyState } from './key-state.ts';
 import type { KeyRecord, Role } from './record.ts';
+import { invalidField, isKeygateError, KeygateError } from '../http/problem.ts';
 
 export const MANAGE_PERMISSION = 'keys:manage';
 export const MAX_OVERLAP_SECONDS = 30 * 86_400;
 
-/** Bad input: the field at fault and what is wrong (422, or exit 2 in the CLI). */
-export class KeyRuleError extends Error {
-  override name = 'KeyRuleError';
-  readonly field: string;
-  constructor(field: string, message: string) {
-    super(`${field}: ${message}`);
-    this.field = field;
-  }
-}
+/**
+ * Errors are KeygateErrors (http/problem.ts), by code: bad input is validation_failed with
+ * the field at fault (422, exit 2 in the CLI); a key that does not exist or belongs to a
+ * tenant the caller cannot see is not_found (404 either way); a caller that is known but may
+ * not do this — including granting permissions it does not hold itself — is forbidden (403);
+ * a request at odds with the key's state, e.g. rotating a revoked key, is conflict (409).
+ */
 
-/** The key does not exist, or belongs to a tenant the caller cannot see (404 either way). */
-export class KeyNotFoundError extends Error {
-  override name = 'KeyNotFoundError';
-}
-
-/** `work`'s result, or null when it failed with KeyNotFoundError (the CLI's "no such id", exit 1). */
+/** `work`'s result, or null when it failed with not_found (the CLI's "no such id", exit 1). */
 export async function orNullIfNotFound<T>(work: Promise<T>): Promise<T | null> {
   try {
     return await work;
   } catch (error) {
-    if (error instanceof KeyNotFoundError) return null;
+    if (isKeygateError(error, 'not_found')) return null;
     throw error;
   }
-}
-
-/** The caller is known but may not do this (403). */
-export class KeyForbiddenError extends Error {
-  override name = 'KeyForbiddenError';
-}
-
-/**
- * The caller would grant permissions it does not hold itself (403, like KeyForbiddenError);
- * `missing` names them, sorted.
- */
-export class KeyDelegationError extends KeyForbiddenError {
-  override name = 'KeyDelegationError';
-  readonly missing: string[];
-  constructor(missing: string[], message: string) {
-    super(message);
-    this.missing = missing;
-  }
-}
-
-/** The request conflicts with the key's state, e.g. rotating a revoked key (409). */
-export class KeyStateError extends Error {
-  override name = 'KeyStateError';
 }
 
 /**
@@ -149,52 +120,52 @@ export class KeyService {
     const missing = [...new Set(this.#grants(attributes))].filter((p) => !caller.permissions?.has(p)).sort();
     if (missing.length === 0) return;
     const through = attributes.group === null ? '' : ` (through group "${attributes.group}")`;
-    throw new KeyDelegationError(
-      missing,
+    throw new KeygateError(
+      'forbidden',
       `this key may ${action} only with permissions it holds itself; it lacks ${missing.join(', ')}${through}`,
     );
   }
 
   /** Admin-role keys are managed by platform admins only (403 for anyone else). */
   static #adminKeyRule(caller: Caller, record: KeyRecord, action: string): void {
-    if (record.role === 'admin' && caller.tenant !== null) throw new KeyForbiddenError(`only a platform admin may ${action} admin keys`);
+    if (record.role === 'admin' && caller.tenant !== null) throw new KeygateError('forbidden', `only a platform admin may ${action} admin keys`);
   }
 
   #visible(caller: Caller, record: KeyRecord | null): KeyRecord {
-    if (record === null || (caller.tenant !== null && caller.tenant !== record.tenant)) throw new KeyNotFoundError('no such key');
+    if (record === null || (caller.tenant !== null && caller.tenant !== record.tenant)) throw new KeygateError('not_found', 'no such key');
     return record;
   }
 
   async create(caller: Caller, input: CreateKeyInput): Promise<CreatedKey> {
     const now = this.#now();
-    if (!TENANT_PATTERN.test(input.tenant)) throw new KeyRuleError('tenant', 'must match [a-z0-9][a-z0-9-]{0,62}');
-    if (caller.tenant !== null && caller.tenant !== input.tenant) throw new KeyForbiddenError(`this key manages tenant "${caller.tenant}" only`);
+    if (!TENANT_PATTERN.test(input.tenant)) throw invalidField('tenant', 'must match [a-z0-9][a-z0-9-]{0,62}');
+    if (caller.tenant !== null && caller.tenant !== input.tenant) throw new KeygateError('forbidden', `this key manages tenant "${caller.tenant}" only`);
     const name = input.name.trim();
-    if (name === '' || name.length > 128) throw new KeyRuleError('name', 'must be 1-128 characters');
+    if (name === '' || name.length > 128) throw invalidField('name', 'must be 1-128 characters');
     const role = input.role ?? 'api-user';
-    if (role !== 'api-user' && role !== 'admin') throw new KeyRuleError('role', 'must be "api-user" or "admin"');
+    if (role !== 'api-user' && role !== 'admin') throw invalidField('role', 'must be "api-user" or "admin"');
     if (role === 'admin') {
       if (input.tenant !== this.#config.tenants.system) {
-        throw new KeyRuleError('role', `"admin" keys belong to the system tenant "${this.#config.tenants.system}"; tenant keys are always "api-user"`);
+        throw invalidField('role', `"admin" keys belong to the system tenant "${this.#config.tenants.system}"; tenant keys are always "api-user"`);
       }
-      if (caller.tenant !== null) throw new KeyForbiddenError('only a platform admin may create admin keys');
+      if (caller.tenant !== null) throw new KeygateError('forbidden', 'only a platform admin may create admin keys');
     }
     const permissions = input.permissions ?? [];
-    for (const p of permissions) if (!PERMISSION_PATTERN.test(p)) throw new KeyRuleError('permissions', `"${p}" is not a valid permission name`);
+    for (const p of permissions) if (!PERMISSION_PATTERN.test(p)) throw invalidField('permissions', `"${p}" is not a valid permission name`);
     // Both become upstream header values: the same shapes an access token's claims must have.
-    if (input.user && !USER_PATTERN.test(input.user)) throw new KeyRuleError('user', 'must be 1-256 printable ASCII characters, without leading or trailing spaces');
-    if (input.client && !CLIENT_PATTERN.test(input.client)) throw new KeyRuleError('client', 'must be 1-64 printable ASCII characters, without leading or trailing spaces');
+    if (input.user && !USER_PATTERN.test(input.user)) throw invalidField('user', 'must be 1-256 printable ASCII characters, without leading or trailing spaces');
+    if (input.client && !CLIENT_PATTERN.test(input.client)) throw invalidField('client', 'must be 1-64 printable ASCII characters, without leading or trailing spaces');
     const group = input.group ?? null;
     if (group !== null) {
-      if (permissions.length) throw new KeyRuleError('group', 'give either permissions or a group, not both');
-      if (!Object.hasOwn(this.#config.permissionGroups, group)) throw new KeyRuleError('group', `"${group}" is not defined in permissionGroups`);
+      if (permissions.length) throw invalidField('group', 'give either permissions or a group, not both');
+      if (!Object.hasOwn(this.#config.permissionGroups, group)) throw invalidField('group', `"${group}" is not defined in permissionGroups`);
     }
     this.#mayGrant(caller, { permissions, group }, 'create keys');
     let expiresAt: number | null;
     try {
       expiresAt = parseExpiry(input.expires ?? 'never', now);
     } catch (error) {
-      throw new KeyRuleError('expires', (error as Error).message);
+      throw invalidField('expires', (error as Error).message);
     }
     const created = await this.#insert(
       {
@@ -268,7 +239,7 @@ export class KeyService {
     const before = this.#visible(caller, await this.#store.get(id));
     KeyService.#adminKeyRule(caller, before, 'rename');
     const trimmed = name.trim();
-    if (trimmed === '' || trimmed.length > 128) throw new KeyRuleError('name', 'must be 1-128 characters');
+    if (trimmed === '' || trimmed.length > 128) throw invalidField('name', 'must be 1-128 characters');
     const after = this.#visible(caller, await this.#store.rename(id, trimmed));
     await this.#events?.key('key.rename', caller.actor, after, { from: before.name });
     return after;
@@ -295,13 +266,14 @@ export class KeyService {
    * misread as "the tenant is clean", and the store revokes a tenant in one atomic step.
    */
   async revokeTenant(caller: Caller, tenant: string): Promise<string[]> {
-    if (!TENANT_PATTERN.test(tenant)) throw new KeyRuleError('tenant', 'must match [a-z0-9][a-z0-9-]{0,62}');
-    if (caller.tenant !== null && caller.tenant !== tenant) throw new KeyNotFoundError('no such tenant');
+    if (!TENANT_PATTERN.test(tenant)) throw invalidField('tenant', 'must match [a-z0-9][a-z0-9-]{0,62}');
+    if (caller.tenant !== null && caller.tenant !== tenant) throw new KeygateError('not_found', 'no such tenant');
     if (caller.tenant !== null) {
       // The stored status, not keyState: any record the store would write revoked counts.
       const admins = (await this.#store.list({ tenant, includeRevoked: false })).filter((r) => r.role === 'admin' && r.status === 'active');
       if (admins.length) {
-        throw new KeyForbiddenError(
+        throw new KeygateError(
+          'forbidden',
           `tenant "${tenant}" holds admin keys (${admins.map((r) => r.id).join(', ')}), which only a platform admin may revoke; nothing was revoked — revoke the other keys one by one, or ask a platform admin`,
         );
       }
@@ -325,19 +297,19 @@ export class KeyService {
     // attributes) and, like any key the caller creates, no more than the caller holds.
     this.#mayGrant(caller, old, 'rotate keys');
     if (!Number.isInteger(overlapSeconds) || overlapSeconds < 0 || overlapSeconds > MAX_OVERLAP_SECONDS) {
-      throw new KeyRuleError('overlapSeconds', `must be a whole number from 0 to ${MAX_OVERLAP_SECONDS}`);
+      throw invalidField('overlapSeconds', `must be a whole number from 0 to ${MAX_OVERLAP_SECONDS}`);
     }
     // Revoked includes a rotated key past its revokesAt that no sweep has revoked yet.
     const state = keyState(old, now);
-    if (state === 'revoked') throw new KeyStateError('a revoked key cannot be rotated');
+    if (state === 'revoked') throw new KeygateError('conflict', 'a revoked key cannot be rotated');
     // An expired key's own expiry would make its successor expired at birth.
-    if (state === 'expired' && expires === undefined) throw new KeyRuleError('expires', 'the key has expired: give its successor an expiry');
+    if (state === 'expired' && expires === undefined) throw invalidField('expires', 'the key has expired: give its successor an expiry');
     let expiresAt = old.expiresAt;
     if (expires !== undefined) {
       try {
         expiresAt = parseExpiry(expires, now);
       } catch (error) {
-        throw new KeyRuleError('expires', (error as Error).message);
+        throw invalidField('expires', (error as Error).message);
       }
     }
     const { tenant, name, role, permissions, group, user, client } = old;

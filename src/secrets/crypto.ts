@@ -17,6 +17,7 @@
  *   decryptSecret(keyring, 'openai', envelope) === value;
  */
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
+import { KeygateError } from '../http/problem.ts';
 
 export const MASTER_KEY_ENV = 'KEYGATE_MASTER_KEY';
 export const PREVIOUS_MASTER_KEY_ENV = 'KEYGATE_MASTER_KEY_PREVIOUS';
@@ -34,14 +35,18 @@ export interface Envelope {
   tag: string;
 }
 
-/** A master key variable is malformed (exit 2; the message names the variable, never its content). */
-export class MasterKeyError extends Error {
-  override name = 'MasterKeyError';
+/** A master key variable is malformed: validation_failed (exit 2), naming the variable, never its content. */
+export function masterKeyError(variable: string, message: string): KeygateError {
+  return new KeygateError('validation_failed', message, { field: variable });
 }
 
-/** A ciphertext was refused: tampered with, moved to another id, or under an unknown key. */
-export class SecretDecryptError extends Error {
-  override name = 'SecretDecryptError';
+/**
+ * A ciphertext was refused — tampered with, moved to another id, or under an unknown key:
+ * upstream_unavailable (the route that needs it answers 502; the secret service reports it
+ * as a conflict). decryptSecret throws nothing else.
+ */
+export function secretDecryptError(message: string): KeygateError {
+  return new KeygateError('upstream_unavailable', message);
 }
 
 export interface MasterKey {
@@ -67,19 +72,19 @@ const BASE64 = /^[A-Za-z0-9+/_-]+={0,2}$/;
 export function parseMasterKey(variable: string, text: string): MasterKey {
   const trimmed = text.trim();
   if (!BASE64.test(trimmed)) {
-    throw new MasterKeyError(`${variable}: must be the base64 encoding of 32 random bytes (generate one with \`openssl rand -base64 32\`)`);
+    throw masterKeyError(variable, `${variable}: must be the base64 encoding of 32 random bytes (generate one with \`openssl rand -base64 32\`)`);
   }
   // Node's base64 decoder reads both alphabets.
   const key = Buffer.from(trimmed, 'base64');
   if (key.length !== 32) {
-    throw new MasterKeyError(`${variable}: must decode to 32 bytes, got ${key.length} (generate one with \`openssl rand -base64 32\`)`);
+    throw masterKeyError(variable, `${variable}: must decode to 32 bytes, got ${key.length} (generate one with \`openssl rand -base64 32\`)`);
   }
   return { version: keyVersion(key), key };
 }
 
 /**
  * The master keys from the environment: null when `KEYGATE_MASTER_KEY` is not set (keygate
- * still runs; routes that need a secret answer 502). Throws a MasterKeyError for a malformed
+ * still runs; routes that need a secret answer 502). Throws masterKeyError for a malformed
  * value, or a previous key without a current one.
  */
 export function loadKeyring(env: NodeJS.ProcessEnv): Keyring | null {
@@ -87,7 +92,7 @@ export function loadKeyring(env: NodeJS.ProcessEnv): Keyring | null {
   const previous = env[PREVIOUS_MASTER_KEY_ENV];
   const hasPrevious = previous !== undefined && previous !== '';
   if (current === undefined || current === '') {
-    if (hasPrevious) throw new MasterKeyError(`${PREVIOUS_MASTER_KEY_ENV}: is set but ${MASTER_KEY_ENV} is not; the previous key is only used next to a current one`);
+    if (hasPrevious) throw masterKeyError(PREVIOUS_MASTER_KEY_ENV, `${PREVIOUS_MASTER_KEY_ENV}: is set but ${MASTER_KEY_ENV} is not; the previous key is only used next to a current one`);
     return null;
   }
   const keyring = { current: parseMasterKey(MASTER_KEY_ENV, current), previous: hasPrevious ? parseMasterKey(PREVIOUS_MASTER_KEY_ENV, previous) : null };
@@ -116,7 +121,8 @@ export function keyFor(keyring: Keyring, version: string): MasterKey | null {
 }
 
 /**
- * The value, or a SecretDecryptError: GCM checks the tag over the ciphertext and the
+ * The value, or a secretDecryptError (upstream_unavailable): GCM checks the tag over the
+ * ciphertext and the
  * associated data (id and version) before anything is returned, so a modified byte anywhere
  * is refused, never decrypted into garbage.
  */
@@ -124,18 +130,18 @@ export function decryptSecret(keyring: Keyring, id: string, envelope: Envelope):
   const master = keyFor(keyring, envelope.v);
   if (master === null) {
     const known = [keyring.current.version, keyring.previous?.version].filter(Boolean).join(', ');
-    throw new SecretDecryptError(`encrypted under master key version ${envelope.v}, which is not loaded (loaded: ${known}); set ${PREVIOUS_MASTER_KEY_ENV} to the old key`);
+    throw secretDecryptError(`encrypted under master key version ${envelope.v}, which is not loaded (loaded: ${known}); set ${PREVIOUS_MASTER_KEY_ENV} to the old key`);
   }
   const nonce = Buffer.from(envelope.nonce, 'base64');
   const tag = Buffer.from(envelope.tag, 'base64');
-  if (nonce.length !== NONCE_BYTES || tag.length !== TAG_BYTES) throw new SecretDecryptError('the stored ciphertext is malformed');
+  if (nonce.length !== NONCE_BYTES || tag.length !== TAG_BYTES) throw secretDecryptError('the stored ciphertext is malformed');
   try {
     const decipher = createDecipheriv(ALGORITHM, master.key, nonce, { authTagLength: TAG_BYTES });
     decipher.setAAD(associatedData(id, envelope.v));
     decipher.setAuthTag(tag);
     return Buffer.concat([decipher.update(Buffer.from(envelope.ct, 'base64')), decipher.final()]).toString('utf8');
   } catch {
-    throw new SecretDecryptError('the stored ciphertext failed authentication (tampered with, or stored under another id)');
+    throw secretDecryptError('the stored ciphertext failed authentication (tampered with, or stored under another id)');
   }
 }
 

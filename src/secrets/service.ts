@@ -10,13 +10,15 @@
  *  - every change leaves an audit line (and a notification where configured) built from
  *    the id and name only.
  *
- * Errors are the key service's classes, so the admin API maps them the same way:
- * KeyRuleError 422, KeyNotFoundError 404, KeyForbiddenError 403, KeyStateError 409.
+ * Errors are KeygateErrors with the key service's codes: validation_failed 422 (with the
+ * field), not_found 404, forbidden 403, conflict 409 (a missing master key is a conflict with
+ * field KEYGATE_MASTER_KEY, which the CLI reports as bad configuration).
  */
 import type { EventSink } from '../events/event-sink.ts';
-import { KeyForbiddenError, KeyNotFoundError, KeyRuleError, KeyStateError, type Caller } from '../keys/service.ts';
-import { decryptSecret, encryptSecret, MASTER_KEY_ENV, SecretDecryptError, type Keyring } from './crypto.ts';
-import { DuplicateSecretError, SECRET_ID_PATTERN, SECRET_ID_RULE, type SecretMeta, type SecretStore } from './secret-store.ts';
+import type { Caller } from '../keys/service.ts';
+import { invalidField, isKeygateError, KeygateError } from '../http/problem.ts';
+import { decryptSecret, encryptSecret, MASTER_KEY_ENV, type Keyring } from './crypto.ts';
+import { SECRET_ID_PATTERN, SECRET_ID_RULE, type SecretMeta, type SecretStore } from './secret-store.ts';
 
 /** Largest value accepted, in bytes. */
 export const MAX_SECRET_BYTES = 8192;
@@ -50,12 +52,12 @@ export interface RewrapResult {
 
 function checkName(name: string): string {
   const trimmed = name.trim();
-  if (trimmed === '' || trimmed.length > 128) throw new KeyRuleError('name', 'must be 1-128 characters');
+  if (trimmed === '' || trimmed.length > 128) throw invalidField('name', 'must be 1-128 characters');
   return trimmed;
 }
 
 function checkId(id: string, field = 'id'): string {
-  if (!SECRET_ID_PATTERN.test(id)) throw new KeyRuleError(field, SECRET_ID_RULE);
+  if (!SECRET_ID_PATTERN.test(id)) throw invalidField(field, SECRET_ID_RULE);
   return id;
 }
 
@@ -79,11 +81,11 @@ export class SecretService {
   }
 
   #admin(caller: Caller): void {
-    if (caller.tenant !== null) throw new KeyForbiddenError('only a platform admin may manage upstream secrets');
+    if (caller.tenant !== null) throw new KeygateError('forbidden', 'only a platform admin may manage upstream secrets');
   }
 
   #keys(): Keyring {
-    if (this.#keyring === null) throw new KeyStateError(`${MASTER_KEY_ENV} is not set: keygate cannot encrypt secrets without a master key`);
+    if (this.#keyring === null) throw new KeygateError('conflict', `${MASTER_KEY_ENV} is not set: keygate cannot encrypt secrets without a master key`, { field: MASTER_KEY_ENV });
     return this.#keyring;
   }
 
@@ -92,7 +94,7 @@ export class SecretService {
     const id = checkId(input.id);
     const name = checkName(input.name);
     const problem = secretValueProblem(input.value);
-    if (problem !== null) throw new KeyRuleError('value', problem);
+    if (problem !== null) throw invalidField('value', problem);
     const keyring = this.#keys();
     const createdAt = this.#now();
     const envelope = encryptSecret(keyring, id, input.value);
@@ -100,7 +102,7 @@ export class SecretService {
     try {
       await this.#store.addSecret({ ...meta, envelope });
     } catch (error) {
-      if (error instanceof DuplicateSecretError) throw new KeyStateError(`a secret with id "${id}" exists; its value cannot be replaced (add one under a new id and repoint the routes)`);
+      if (isKeygateError(error, 'conflict')) throw new KeygateError('conflict', `a secret with id "${id}" exists; its value cannot be replaced (add one under a new id and repoint the routes)`);
       throw error;
     }
     await this.#events?.secret('secret.create', caller.actor, meta, this.#systemTenant, { keyVersion: meta.keyVersion });
@@ -118,26 +120,26 @@ export class SecretService {
    */
   async rename(caller: Caller, id: string, change: { name?: string; id?: string }): Promise<SecretMeta> {
     this.#admin(caller);
-    if (change.name === undefined && change.id === undefined) throw new KeyRuleError('name', 'give a new name, a new id, or both');
+    if (change.name === undefined && change.id === undefined) throw invalidField('name', 'give a new name, a new id, or both');
     const name = change.name === undefined ? undefined : checkName(change.name);
     const to = change.id === undefined ? id : checkId(change.id);
     if (to === id) {
       const before = await this.#store.getSecret(id);
-      if (before === null) throw new KeyNotFoundError('no such secret');
+      if (before === null) throw new KeygateError('not_found', 'no such secret');
       if (name === undefined) return stripEnvelope(before);
       const after = await this.#store.renameSecret(id, name);
-      if (after === null) throw new KeyNotFoundError('no such secret');
+      if (after === null) throw new KeygateError('not_found', 'no such secret');
       await this.#events?.secret('secret.rename', caller.actor, after, this.#systemTenant, { from: before.name });
       return after;
     }
     const keyring = this.#keys();
     const before = await this.#store.getSecret(id);
-    if (before === null) throw new KeyNotFoundError('no such secret');
+    if (before === null) throw new KeygateError('not_found', 'no such secret');
     let value: string;
     try {
       value = decryptSecret(keyring, id, before.envelope);
     } catch (error) {
-      if (error instanceof SecretDecryptError) throw new KeyStateError(`secret "${id}" cannot be decrypted, so it cannot be moved: ${error.message}`);
+      if (isKeygateError(error, 'upstream_unavailable')) throw new KeygateError('conflict', `secret "${id}" cannot be decrypted, so it cannot be moved: ${error.message}`);
       throw error;
     }
     const envelope = encryptSecret(keyring, to, value);
@@ -145,10 +147,10 @@ export class SecretService {
     try {
       after = await this.#store.moveSecret(id, to, name ?? before.name, envelope);
     } catch (error) {
-      if (error instanceof DuplicateSecretError) throw new KeyStateError(`a secret with id "${to}" exists`);
+      if (isKeygateError(error, 'conflict')) throw new KeygateError('conflict', `a secret with id "${to}" exists`);
       throw error;
     }
-    if (after === null) throw new KeyNotFoundError('no such secret');
+    if (after === null) throw new KeygateError('not_found', 'no such secret');
     await this.#events?.secret('secret.rename', caller.actor, after, this.#systemTenant, { fromId: id, from: before.name });
     return after;
   }
@@ -156,7 +158,7 @@ export class SecretService {
   async remove(caller: Caller, id: string): Promise<SecretMeta> {
     this.#admin(caller);
     const removed = await this.#store.removeSecret(id);
-    if (removed === null) throw new KeyNotFoundError('no such secret');
+    if (removed === null) throw new KeygateError('not_found', 'no such secret');
     await this.#events?.secret('secret.remove', caller.actor, removed, this.#systemTenant);
     return removed;
   }
@@ -182,7 +184,7 @@ export class SecretService {
       try {
         value = decryptSecret(keyring, stored.id, stored.envelope);
       } catch (error) {
-        if (!(error instanceof SecretDecryptError)) throw error;
+        if (!isKeygateError(error, 'upstream_unavailable')) throw error;
         result.failed.push({ id: stored.id, reason: error.message });
         continue;
       }

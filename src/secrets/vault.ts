@@ -21,7 +21,8 @@
  */
 import { LastUsed } from '../events/last-used.ts';
 import type { Logger } from '../observability/logger.ts';
-import { decryptSecret, MASTER_KEY_ENV, SecretDecryptError, type Keyring } from './crypto.ts';
+import { decryptSecret, MASTER_KEY_ENV, type Keyring } from './crypto.ts';
+import { isKeygateError } from '../http/problem.ts';
 import type { SecretFeed, SecretStore } from './secret-store.ts';
 
 /** What a route says about its secret (config routes[].secret). */
@@ -188,7 +189,7 @@ export class Vault implements SecretFeed {
     try {
       return { value: decryptSecret(this.#keyring!, id, stored.envelope), failure: null, at: now, rendered: new WeakMap() };
     } catch (error) {
-      if (!(error instanceof SecretDecryptError)) throw error;
+      if (!isKeygateError(error, 'upstream_unavailable')) throw error;
       this.#logger.warn({ secretId: id, keyVersion: stored.envelope.v, reason: error.message }, 'upstream secret refused: it cannot be decrypted; answering 502');
       return failed('undecryptable', now);
     }

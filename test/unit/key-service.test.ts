@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load.ts';
 import { parseKey } from '../../src/keys/format.ts';
 import { createKeyHasher } from '../../src/keys/hash.ts';
-import { CLI_CALLER, KeyRuleError, KeyService, type CreateKeyInput } from '../../src/keys/service.ts';
+import { CLI_CALLER, KeyService, type CreateKeyInput } from '../../src/keys/service.ts';
+import { KeygateError } from '../../src/http/problem.ts';
 import { EmbeddedStore } from '../../src/store/embedded.ts';
 
 const PEPPER = 'unit-pepper-0123456789abcdef';
@@ -29,16 +30,17 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function refused(input: CreateKeyInput): Promise<KeyRuleError> {
+async function refused(input: CreateKeyInput): Promise<KeygateError> {
   const before = (await store.list({ includeRevoked: true })).length;
   const error = await service.create(CLI_CALLER, input).then(
     () => null,
     (e: unknown) => e,
   );
-  expect(error).toBeInstanceOf(KeyRuleError);
+  expect(error).toBeInstanceOf(KeygateError);
+  expect((error as KeygateError).code).toBe('validation_failed');
   // Nothing was written.
   expect((await store.list({ includeRevoked: true })).length).toBe(before);
-  return error as KeyRuleError;
+  return error as KeygateError;
 }
 
 describe('KeyService.create', () => {
@@ -147,7 +149,7 @@ describe('KeyService.revoke / revokeTenant / list', () => {
     expect((await service.get(CLI_CALLER, b.record.id)).status).toBe('active');
     expect(await service.list(CLI_CALLER, { tenant: 'acme' })).toEqual([]);
     expect((await service.list(CLI_CALLER, { tenant: 'acme', includeRevoked: true })).map((r) => r.id).sort()).toEqual([a1.record.id, a2.record.id].sort());
-    await expect(service.revokeTenant(CLI_CALLER, 'Bad Tenant')).rejects.toThrow(KeyRuleError);
+    await expect(service.revokeTenant(CLI_CALLER, 'Bad Tenant')).rejects.toMatchObject({ name: 'KeygateError', code: 'validation_failed', field: 'tenant' });
   });
 });
 

@@ -11,12 +11,11 @@ import {
   envelopeText,
   keyVersion,
   loadKeyring,
-  MasterKeyError,
   parseEnvelope,
-  SecretDecryptError,
   type Envelope,
   type Keyring,
 } from '../../src/secrets/crypto.ts';
+import { KeygateError } from '../../src/http/problem.ts';
 
 const VALUE = 'sk-live-0123456789abcdefTOPSECRET';
 const keyA = randomBytes(32).toString('base64');
@@ -33,14 +32,15 @@ function flip(field: string, byte = 0): string {
   return buffer.toString('base64');
 }
 
-function refused(keyring: Keyring, id: string, envelope: Envelope): SecretDecryptError {
+function refused(keyring: Keyring, id: string, envelope: Envelope): KeygateError {
   let result: unknown;
   try {
     result = decryptSecret(keyring, id, envelope);
   } catch (error) {
-    expect(error).toBeInstanceOf(SecretDecryptError);
+    expect(error).toBeInstanceOf(KeygateError);
+    expect((error as KeygateError).code).toBe('upstream_unavailable');
     expect((error as Error).message).not.toContain(VALUE);
-    return error as SecretDecryptError;
+    return error as KeygateError;
   }
   throw new Error(`decrypted instead of refusing: ${String(result).length} characters`);
 }
@@ -114,7 +114,8 @@ describe('loadKeyring (KEYGATE_MASTER_KEY, KEYGATE_MASTER_KEY_PREVIOUS)', () => 
     try {
       loadKeyring(env);
     } catch (error) {
-      expect(error).toBeInstanceOf(MasterKeyError);
+      expect(error).toBeInstanceOf(KeygateError);
+      expect((error as KeygateError).code).toBe('validation_failed');
       return (error as Error).message;
     }
     throw new Error('accepted');

@@ -9,7 +9,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EventSink } from '../../src/events/event-sink.ts';
-import { CLI_CALLER, KeyForbiddenError, KeyNotFoundError, KeyRuleError, KeyStateError } from '../../src/keys/service.ts';
+import { CLI_CALLER } from '../../src/keys/service.ts';
+import { KeygateError, type ProblemCode } from '../../src/http/problem.ts';
 import { decryptSecret, loadKeyring, type Keyring } from '../../src/secrets/crypto.ts';
 import { SecretService } from '../../src/secrets/service.ts';
 import { EmbeddedStore } from '../../src/store/embedded.ts';
@@ -51,6 +52,12 @@ async function rejection(work: Promise<unknown>): Promise<Error> {
   );
 }
 
+/** A KeygateError with this code (what the admin API answers, and the CLI's exit status). */
+function expectCode(error: Error, code: ProblemCode): void {
+  expect(error).toBeInstanceOf(KeygateError);
+  expect((error as KeygateError).code).toBe(code);
+}
+
 /** Every byte the store has on disk (database, WAL), as text. */
 function onDisk(): string {
   return readdirSync(dir)
@@ -84,7 +91,7 @@ describe('SecretService', () => {
       service().remove(tenantAdmin, 'openai'),
       service().rewrap(tenantAdmin),
     ]) {
-      expect(await rejection(work)).toBeInstanceOf(KeyForbiddenError);
+      expectCode(await rejection(work), 'forbidden');
     }
     expect(await service().list(CLI_CALLER)).toHaveLength(1);
   });
@@ -92,8 +99,8 @@ describe('SecretService', () => {
   it('validates id, name and value, without quoting the value', async () => {
     const bad = async (input: { id: string; name: string; value: string }, field: string) => {
       const error = await rejection(service().add(admin, input));
-      expect(error).toBeInstanceOf(KeyRuleError);
-      expect((error as KeyRuleError).field).toBe(field);
+      expectCode(error, 'validation_failed');
+      expect((error as KeygateError).field).toBe(field);
       if (input.value.length > 3) expect(error.message).not.toContain(input.value);
     };
     await bad({ id: 'Open AI', name: 'n', value: VALUE }, 'id');
@@ -109,7 +116,7 @@ describe('SecretService', () => {
   it('never replaces a value: a second add with the same id is refused', async () => {
     await service().add(admin, { id: 'openai', name: 'OpenAI', value: VALUE });
     const error = await rejection(service().add(admin, { id: 'openai', name: 'OpenAI', value: 'another-value' }));
-    expect(error).toBeInstanceOf(KeyStateError);
+    expectCode(error, 'conflict');
     expect(decryptSecret(ringA, 'openai', (await store.getSecret('openai'))!.envelope)).toBe(VALUE);
   });
 
@@ -119,7 +126,7 @@ describe('SecretService', () => {
     expect((await rejection(none.add(admin, { id: 'x', name: 'x', value: VALUE }))).message).toMatch(/^KEYGATE_MASTER_KEY is not set/);
     expect(await none.list(admin)).toHaveLength(1);
     expect((await none.rename(admin, 'openai', { name: 'Renamed' })).name).toBe('Renamed');
-    expect(await rejection(none.rename(admin, 'openai', { id: 'moved' }))).toBeInstanceOf(KeyStateError);
+    expectCode(await rejection(none.rename(admin, 'openai', { id: 'moved' })), 'conflict');
     expect((await none.remove(admin, 'openai')).id).toBe('openai');
   });
 
@@ -134,8 +141,8 @@ describe('SecretService', () => {
     expect(decryptSecret(ringA, 'openai-prod', stored.envelope)).toBe(VALUE);
     expect(() => decryptSecret(ringA, 'openai', stored.envelope)).toThrow();
     await service().add(admin, { id: 'other', name: 'Other', value: 'other-value' });
-    expect(await rejection(service().rename(admin, 'other', { id: 'openai-prod' }))).toBeInstanceOf(KeyStateError);
-    expect(await rejection(service().rename(admin, 'nope', { name: 'x' }))).toBeInstanceOf(KeyNotFoundError);
+    expectCode(await rejection(service().rename(admin, 'other', { id: 'openai-prod' })), 'conflict');
+    expectCode(await rejection(service().rename(admin, 'nope', { name: 'x' })), 'not_found');
     const audit = (await store.listAudit({ limit: 10 })).entries.filter((e) => e.action === 'secret.rename');
     expect(audit.map((e) => e.detail)).toEqual([
       { name: 'OpenAI prod', fromId: 'openai', from: 'OpenAI prod' },
@@ -148,7 +155,7 @@ describe('SecretService', () => {
     await service().add(admin, { id: 'openai', name: 'OpenAI', value: VALUE });
     expect((await service().remove(admin, 'openai')).name).toBe('OpenAI');
     expect(await store.getSecret('openai')).toBeNull();
-    expect(await rejection(service().remove(admin, 'openai'))).toBeInstanceOf(KeyNotFoundError);
+    expectCode(await rejection(service().remove(admin, 'openai')), 'not_found');
     expect((await store.listAudit({ limit: 1 })).entries[0]).toMatchObject({ action: 'secret.remove', target: 'openai', detail: { name: 'OpenAI' } });
   });
 

@@ -15,9 +15,8 @@
  *   createAdminServer({ console: app.handle, api: createAdminApi({ ..., authenticate: app.authenticate }) });
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { sendProblem } from '../../http/problem.ts';
+import { isKeygateError, sendProblem } from '../../http/problem.ts';
 import type { SecretService } from '../../secrets/service.ts';
-import { StoreUnavailableError } from '../../store/key-store.ts';
 import type { Authenticate } from '../authenticate.ts';
 import { sendJson } from '../../http/json.ts';
 import { Assets, setSecurityHeaders } from './assets.ts';
@@ -88,12 +87,11 @@ export function createConsole(options: ConsoleOptions): Console {
     setSecurityHeaders(res);
     if (path === `${CONSOLE_PATH}/api/session`) {
       session(req, res).catch((error: unknown) => {
-        if (error instanceof StoreUnavailableError) {
-          sendProblem(res, 'auth_unavailable', 'the key store cannot be reached', { 'retry-after': '1' });
-          return;
-        }
-        logger.error({ err: { message: (error as Error).message, name: (error as Error).name } }, 'console session request failed');
-        sendProblem(res, 'internal_error', 'the request failed inside keygate');
+        if (!isKeygateError(error)) {
+          logger.error({ err: { message: (error as Error).message, name: (error as Error).name } }, 'console session request failed');
+          sendProblem(res, 'internal_error', 'the request failed inside keygate');
+        } else if (error.code === 'auth_unavailable') sendProblem(res, 'auth_unavailable', 'the key store cannot be reached', { 'retry-after': '1' });
+        else sendProblem(res, error.code, error.message);
       });
       return;
     }

@@ -25,8 +25,8 @@ import { keyEndsAt, keyState } from '../../keys/key-state.ts';
 import type { KeyRecord } from '../../keys/record.ts';
 import { KeyService, type Caller } from '../../keys/service.ts';
 import type { Logger } from '../../observability/logger.ts';
-import { sendProblem } from '../../http/problem.ts';
-import { StoreUnavailableError, type KeyStore } from '../../store/key-store.ts';
+import { isKeygateError, sendProblem } from '../../http/problem.ts';
+import type { KeyStore } from '../../store/key-store.ts';
 import type { SessionStore } from '../../store/session-store.ts';
 import type { Authenticate } from '../authenticate.ts';
 import type { ConsoleConfig } from '../../config/console.ts';
@@ -175,7 +175,7 @@ export class ConsoleSessions {
     try {
       [record, ended] = await Promise.all([this.#o.store.get(payload.kid), this.#o.store.isSessionEnded(payload.sid)]);
     } catch (error) {
-      if (!(error instanceof StoreUnavailableError)) throw error;
+      if (!isKeygateError(error, 'auth_unavailable')) throw error;
       sendProblem(res, 'auth_unavailable', 'the key store cannot be reached to check the session', { 'retry-after': '1' });
       return null;
     }
