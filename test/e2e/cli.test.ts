@@ -12,7 +12,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rawRequest, type RawResponse } from '../helpers/http.ts';
-import { freePorts, parseJsonOutput, PROCESS_PEPPER, REPO_ROOT, runKeygate, spawnKeygate, tempDir, type CliResult, type KeygateProcess, type TempDir } from '../helpers/process.ts';
+import { freePorts, parseJsonOutput, REPO_ROOT, runKeygate, spawnKeygate, tempDir, type CliResult, type KeygateProcess, type TempDir } from '../helpers/process.ts';
+import { TEST_PEPPER } from '../helpers/pepper.ts';
 
 interface CreatedKey {
   id: string;
@@ -164,7 +165,7 @@ describe('keygate CLI end to end', () => {
       expect(Object.keys(r)).not.toContain('key');
       expect(Object.keys(r).filter((name) => /hash/i.test(name))).toEqual([]);
     }
-    const hmac = createHmac('sha256', PROCESS_PEPPER).update(key.key).digest();
+    const hmac = createHmac('sha256', TEST_PEPPER).update(key.key).digest();
     for (const secret of [key.key, key.key.slice(-64), hmac.toString('base64url'), hmac.toString('hex'), hmac.toString('base64')]) {
       expect(result.stdout).not.toContain(secret);
     }

@@ -179,7 +179,6 @@ describe('the CMD, run the way the container runs it', () => {
     env = childEnv({
       PATH: `${dirname(process.execPath)}:${process.env.PATH ?? ''}`,
       NODE_ENV: 'production',
-      KEYGATE_PEPPER: 'docker-test-pepper-0123456789',
       KEYGATE_PORT: String(listen),
       KEYGATE_ADMIN_PORT: String(admin),
       KEYGATE_CONFIG: configFile,

@@ -9,43 +9,62 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import type { Config, RawConfig } from '../../src/config/schema.ts';
+import type { Notify } from '../../src/events/event-sink.ts';
 import type { KeygateEvent } from '../../src/events/types.ts';
-import { createKeyHasher } from '../../src/keys/hash.ts';
 import { KeyService } from '../../src/keys/service.ts';
-import { createLoggers } from '../../src/observability/logger.ts';
+import { createLoggers, type Logger } from '../../src/observability/logger.ts';
 import { startKeygate, type Keygate } from '../../src/server.ts';
-import { captureStream, cliKeys, TEST_PEPPER, testConfig, type TestKeygate } from './keygate.ts';
+import { expectProblem } from './http.ts';
+import { captureStream, cliKeys, testConfig, type TestKeygate } from './keygate.ts';
+import { TEST_PEPPER, testHasher } from './pepper.ts';
 
 export interface AdminTestKeygate extends TestKeygate {
-  /** Every notification keygate emitted (reminders, created, revoked, …), in order. */
+  /** Every notification keygate emitted (reminders, created, revoked, …), in order (when no `notify` was given). */
   events: KeygateEvent[];
+}
+
+export interface AdminKeygateOptions {
+  /**
+   * Where notifications go, built from the parsed config with the instance's logger (so
+   * what the notifier logs is captured too); by default they are collected in `events`.
+   */
+  notify?: (config: Config, logger: Logger) => Notify;
 }
 
 /**
  * Like startTestKeygate, but with a `notify` collector. To run two instances on one
- * embedded store, pass the same `store: { path }` to both.
+ * embedded store, pass the same `store: { path }` to both (or one Redis).
  */
-export async function startAdminKeygate(raw: RawConfig = {}, env: NodeJS.ProcessEnv = {}): Promise<AdminTestKeygate> {
+export async function startAdminKeygate(raw: RawConfig = {}, env: NodeJS.ProcessEnv = {}, options: AdminKeygateOptions = {}): Promise<AdminTestKeygate> {
   const dir = mkdtempSync(join(tmpdir(), 'keygate-admin-'));
-  const config = testConfig(raw, dir);
-  const capture = captureStream();
-  const { logger, access } = createLoggers({ level: config.log.level, destination: capture.stream });
-  const events: KeygateEvent[] = [];
-  const keygate = await startKeygate({ config, env: { KEYGATE_PEPPER: TEST_PEPPER, ...env }, logger, accessLogger: access, notify: (event) => events.push(event) });
-  return {
-    keygate,
-    config,
-    keys: cliKeys(keygate.service),
-    service: keygate.service,
-    url: `http://127.0.0.1:${keygate.proxyPort}`,
-    adminUrl: `http://127.0.0.1:${keygate.adminPort}`,
-    events,
-    logs: capture.text,
-    async stop() {
-      await keygate.close(500);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  try {
+    const config = testConfig(raw, dir);
+    const capture = captureStream();
+    const { logger, access } = createLoggers({ level: config.log.level, destination: capture.stream });
+    const events: KeygateEvent[] = [];
+    const notify: Notify = options.notify ? options.notify(config, logger) : (event) => void events.push(event);
+    const keygate = await startKeygate({ config, env: { KEYGATE_PEPPER: TEST_PEPPER, ...env }, logger, accessLogger: access, notify });
+    return {
+      keygate,
+      config,
+      keys: cliKeys(keygate.service),
+      service: keygate.service,
+      url: `http://127.0.0.1:${keygate.proxyPort}`,
+      adminUrl: `http://127.0.0.1:${keygate.adminPort}`,
+      events,
+      logs: capture.text,
+      async stop() {
+        try {
+          await keygate.close(500);
+        } finally {
+          rmSync(dir, { recursive: true, force: true });
+        }
+      },
+    };
+  } catch (error) {
+    rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
 }
 
 /**
@@ -54,16 +73,24 @@ export async function startAdminKeygate(raw: RawConfig = {}, env: NodeJS.Process
  * date. No events: nothing is audited for these.
  */
 export function shiftedService(t: { keygate: Keygate }, shiftMs: number): KeyService {
-  return new KeyService(t.keygate.store, createKeyHasher(TEST_PEPPER), t.keygate.config, null, () => Date.now() + shiftMs);
+  return new KeyService(t.keygate.store, testHasher, t.keygate.config, null, () => Date.now() + shiftMs);
 }
 
 export interface ApiResponse {
+  method: string;
+  url: string;
   status: number;
   headers: Headers;
   text: string;
   /** Parsed JSON, or undefined. */
   json: any;
+  /** For keygate's own errors (application/problem+json), the problem code. */
+  code: string | undefined;
+  ms: number;
 }
+
+/** Every response `call` (and so every client of this module) received, in order. */
+export const replies: ApiResponse[] = [];
 
 export interface CallOptions {
   /** Sent as X-Api-Key. */
@@ -76,7 +103,14 @@ export interface CallOptions {
   headers?: Record<string, string>;
 }
 
+/** A request to the admin listener (or any listener), recorded in `replies`. */
 export async function call(base: string, method: string, path: string, options: CallOptions = {}): Promise<ApiResponse> {
+  const reply = await send(base, method, path, options);
+  replies.push(reply);
+  return reply;
+}
+
+async function send(base: string, method: string, path: string, options: CallOptions): Promise<ApiResponse> {
   const headers: Record<string, string> = { ...options.headers };
   if (options.key !== undefined) headers['x-api-key'] = options.key;
   let body: string | Buffer | ReadableStream<Uint8Array> | undefined = options.raw;
@@ -88,15 +122,18 @@ export async function call(base: string, method: string, path: string, options: 
   const init: RequestInit & { duplex?: 'half' } = { method, headers };
   if (body !== undefined) init.body = body as RequestInit['body'];
   if (body instanceof ReadableStream) init.duplex = 'half';
+  const started = performance.now();
   const res = await fetch(base + path, init);
   const text = await res.text();
-  let json: unknown;
+  const ms = performance.now() - started;
+  let json: any;
   try {
     json = JSON.parse(text);
   } catch {
     json = undefined;
   }
-  return { status: res.status, headers: res.headers, text, json };
+  const code = res.headers.get('content-type') === 'application/problem+json' ? json?.code : undefined;
+  return { method, url: base + path, status: res.status, headers: res.headers, text, json, code, ms };
 }
 
 /** A client bound to one admin listener and one caller key. */
@@ -112,16 +149,14 @@ export function adminClient(base: string, key: string | undefined) {
 
 export type AdminClient = ReturnType<typeof adminClient>;
 
-/** A request through the proxy with X-Api-Key. */
+/** A request through the proxy with X-Api-Key (not recorded in `replies`). */
 export async function proxyGet(base: string, path: string, key: string): Promise<ApiResponse> {
-  return call(base, 'GET', path, { key });
+  return send(base, 'GET', path, { key });
 }
 
-export function expectProblem(res: ApiResponse, status: number, code: string): void {
-  expect(res.status, res.text).toBe(status);
-  expect(res.headers.get('content-type')).toBe('application/problem+json');
-  expect(res.json).toEqual({ type: `urn:keygate:problem:${code}`, title: expect.any(String), status, code, detail: expect.any(String) });
-  expect(res.json.detail.length).toBeGreaterThan(0);
+/** Whether the admin reply is one that may carry a full key: a 201 from create or rotate. */
+export function mayCarryKey(reply: ApiResponse): boolean {
+  return reply.method === 'POST' && reply.status === 201 && /\/v1\/keys(\/[^/]+\/rotate)?$/.test(new URL(reply.url).pathname);
 }
 
 /** 422 whose detail names `field` (e.g. `body.name`, `query.revoked`, or a bare `role`). */

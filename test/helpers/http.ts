@@ -1,13 +1,12 @@
 /**
  * Raw HTTP helpers for the proxy tests: requests through node:http (so the request-target
  * reaches keygate exactly as written — fetch would normalise `..` and `%2e%2e` away — and
- * duplicate or hop-by-hop headers can be sent), a raw-socket variant for what node:http
- * itself refuses, and small waiting helpers.
+ * duplicate or hop-by-hop headers can be sent), the one problem+json assertion, log-line
+ * parsing and a small waiting helper. Raw TCP is in raw-socket.ts.
  */
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
-import { connect, type Socket } from 'node:net';
-import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { expect } from 'vitest';
 
 export interface RawResponse {
   status: number;
@@ -87,41 +86,20 @@ export function rawRequest(base: string, options: RawRequestOptions = {}): Promi
   });
 }
 
-export interface RawSocketResponse {
-  status: number;
-  /** Everything the server wrote, as text. */
-  text: string;
-  head: string;
-  body: string;
-}
+/** A response as the fetch-based admin client (`text`, Headers) or rawRequest (`body`, header object) gives it. */
+export type AnyResponse = { status: number; json: any } & ({ headers: Headers; text: string } | { headers: IncomingHttpHeaders; body: string });
 
 /**
- * Resolves when `socket` closes, however it closes. `once(socket, 'close')` rejects on an
- * 'error' first, and a server that answers and closes while the client is still sending
- * resets the connection: the client then reads the answer and an ECONNRESET.
+ * keygate's own error answer: `status`, application/problem+json, and exactly the problem
+ * fields (type urn:keygate:problem:<code>, a title, the status, the code, a non-empty detail).
  */
-export function socketClosed(socket: Socket): Promise<void> {
-  socket.on('error', () => {});
-  return new Promise((resolve) => socket.once('close', () => resolve()));
-}
-
-/**
- * Writes `payload` verbatim on a fresh TCP connection and reads until the server closes
- * it (send `Connection: close`). For request lines node:http will not produce.
- */
-export async function rawSocket(base: string, payload: string): Promise<RawSocketResponse> {
-  const url = new URL(base);
-  const socket = connect(Number(url.port), url.hostname);
-  await once(socket, 'connect');
-  const chunks: Buffer[] = [];
-  socket.on('data', (c: Buffer) => chunks.push(c));
-  socket.write(payload);
-  await Promise.race([socketClosed(socket), sleep(5000).then(() => socket.destroy())]);
-  const text = Buffer.concat(chunks).toString('utf8');
-  const split = text.indexOf('\r\n\r\n');
-  const head = split === -1 ? text : text.slice(0, split);
-  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
-  return { status, text, head, body: split === -1 ? '' : text.slice(split + 4) };
+export function expectProblem(res: AnyResponse, status: number, code: string): void {
+  const text = 'text' in res ? res.text : res.body;
+  const contentType = res.headers instanceof Headers ? res.headers.get('content-type') : res.headers['content-type'];
+  expect(res.status, text).toBe(status);
+  expect(contentType).toBe('application/problem+json');
+  expect(res.json).toEqual({ type: `urn:keygate:problem:${code}`, title: expect.any(String), status, code, detail: expect.any(String) });
+  expect(res.json.detail.length).toBeGreaterThan(0);
 }
 
 /** Polls `check` until it returns a truthy value or `timeoutMs` passes (then throws). */

@@ -12,8 +12,8 @@ import { CLI_CALLER, KeyService, orNullIfNotFound, type CreateKeyInput, type Cre
 import type { KeyRecord } from '../../src/keys/record.ts';
 import { createLoggers } from '../../src/observability/logger.ts';
 import { startKeygate, type Keygate } from '../../src/server.ts';
+import { TEST_PEPPER } from './pepper.ts';
 
-export const TEST_PEPPER = 'test-pepper-0123456789abcdef';
 
 export interface TestKeygate {
   keygate: Keygate;

@@ -14,10 +14,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify as toYaml } from 'yaml';
 import { recordChild } from './child-reaper.ts';
+import { TEST_PEPPER } from './pepper.ts';
 
 export const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const KEYGATE_BIN = join(REPO_ROOT, 'bin', 'keygate.js');
-export const PROCESS_PEPPER = 'process-test-pepper-0123456789';
 
 const alive = new Set<ChildProcess>();
 process.once('exit', () => {
@@ -72,7 +72,7 @@ export function childEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
     if (name.startsWith('KEYGATE_') || name === 'NODE_OPTIONS') continue;
     env[name] = value;
   }
-  return { ...env, KEYGATE_PEPPER: PROCESS_PEPPER, ...extra };
+  return { ...env, KEYGATE_PEPPER: TEST_PEPPER, ...extra };
 }
 
 export interface CliResult {

@@ -12,12 +12,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKey } from '../../src/keys/format.ts';
 import { shiftedService } from '../helpers/admin.ts';
 import { accessLines, waitFor } from '../helpers/http.ts';
-import { createKeyHasher } from '../../src/keys/hash.ts';
 import { typo } from '../helpers/typo.ts';
-import { cliKeys, TEST_PEPPER } from '../helpers/keygate.ts';
+import { cliKeys } from '../helpers/keygate.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { startHostileKeygate, type HostileKeygate } from './helpers/capture.ts';
-import { RawConnection } from './helpers/raw-http.ts';
+import { RawConnection } from '../helpers/raw-socket.ts';
+import { testHasher } from '../helpers/pepper.ts';
 
 const MAX = 5;
 const WINDOW_MS = 10_000;
@@ -175,7 +175,7 @@ describe('failed authentications per client address', () => {
     const { key: revoked, record } = await kg.keys.create({ tenant: 'acme', name: 'revoked' });
     const { key: expired } = await cliKeys(shiftedService(kg, -40 * 86_400_000)).create({ tenant: 'acme', name: 'expired', expires: '30d' });
     kg.remember({ kind: 'key', value: expired });
-    kg.remember({ kind: 'hash', value: createKeyHasher(TEST_PEPPER)(expired) });
+    kg.remember({ kind: 'hash', value: testHasher(expired) });
     const mixed = client();
     expect((await mixed.send(revoked)).status).toBe(200);
     await kg.keys.revoke(record.id);

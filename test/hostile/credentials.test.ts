@@ -17,7 +17,7 @@ import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { startHostileKeygate, type HostileKeygate } from './helpers/capture.ts';
-import { RawConnection } from './helpers/raw-http.ts';
+import { RawConnection } from '../helpers/raw-socket.ts';
 
 const RUNS = 10_000;
 const MAX_HEADER_BYTES = 16 * 1024;

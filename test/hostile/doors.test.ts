@@ -14,9 +14,10 @@
  *  - X-Forwarded-Host carries the client's Host only when it is a configured host.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rawRequest, rawSocket } from '../helpers/http.ts';
+import { rawRequest } from '../helpers/http.ts';
 import { startTestIssuer, type TestIssuer } from '../helpers/oauth-issuer.ts';
 import { startUpstream, type Received, type TestUpstream } from '../helpers/upstream.ts';
+import { rawSocket } from '../helpers/raw-socket.ts';
 import { startHostileKeygate, type HostileKeygate } from './helpers/capture.ts';
 
 const RESOURCE = 'http://mcp.example.com/mcp';

@@ -15,7 +15,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { startHostileKeygate, type HostileKeygate } from './helpers/capture.ts';
-import { exchange } from './helpers/raw-http.ts';
+import { exchange } from '../helpers/raw-socket.ts';
 
 /** What the upstream saw of each request: started, and whether its body arrived whole. */
 interface Seen {

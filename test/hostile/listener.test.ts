@@ -13,10 +13,10 @@ import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { socketClosed, waitFor } from '../helpers/http.ts';
+import { waitFor } from '../helpers/http.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { startHostileKeygate, type HostileKeygate } from './helpers/capture.ts';
-import { exchange, openSocket, parseResponses, RawConnection } from './helpers/raw-http.ts';
+import { exchange, openSocket, parseResponses, RawConnection, socketClosed } from '../helpers/raw-socket.ts';
 
 const HEADERS_TIMEOUT_MS = 500;
 const REQUEST_TIMEOUT_MS = 1500;

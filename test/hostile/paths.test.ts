@@ -15,10 +15,9 @@
  */
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rawSocket } from '../helpers/http.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { startHostileKeygate, type HostileKeygate } from './helpers/capture.ts';
-import { RawConnection } from './helpers/raw-http.ts';
+import { RawConnection, rawSocket } from '../helpers/raw-socket.ts';
 
 let upstream: TestUpstream;
 let kg: HostileKeygate;

@@ -22,7 +22,7 @@ import { waitFor } from '../helpers/http.ts';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { startHostileKeygate, type HostileKeygate } from './helpers/capture.ts';
-import { RawConnection } from './helpers/raw-http.ts';
+import { RawConnection } from '../helpers/raw-socket.ts';
 import { startTcpRelay, type TcpRelay } from './helpers/tcp-relay.ts';
 
 const MAX_AGE_MS = 1500;

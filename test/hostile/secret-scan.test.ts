@@ -9,12 +9,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKeyHasher } from '../../src/keys/hash.ts';
 import { rawRequest } from '../helpers/http.ts';
-import { TEST_PEPPER } from '../helpers/keygate.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { startHostileKeygate, type HostileKeygate } from './helpers/capture.ts';
 import { readCaptures, scan } from './helpers/secret-scan.ts';
+import { testHasher } from '../helpers/pepper.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'keygate-hostile-plant-'));
 const planted = { key: '', hash: '', secret: 'planted-upstream-secret-0123456789' };
@@ -44,7 +43,7 @@ describe('the secret scanner', () => {
     const viaApi = await kg.createKeyViaApi(admin.key, { tenant: 'acme', name: 'api-created' });
     await kg.addSecret('planted', planted.secret);
     planted.key = viaApi.key;
-    planted.hash = createKeyHasher(TEST_PEPPER)(viaApi.key);
+    planted.hash = testHasher(viaApi.key);
     // Before anything leaks: the creation response alone is not a finding.
     expect(scan(readCaptures(dir))).toEqual([]);
     for (const leak of [planted.key.toUpperCase(), planted.hash, planted.secret]) {

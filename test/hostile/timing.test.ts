@@ -14,7 +14,7 @@ import { crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { startHostileKeygate, type HostileKeygate } from './helpers/capture.ts';
-import { RawConnection } from './helpers/raw-http.ts';
+import { RawConnection } from '../helpers/raw-socket.ts';
 import { median, permutationP, probabilityOfSuperiority, quantile } from './helpers/stats.ts';
 
 const PER_GROUP = 1000;

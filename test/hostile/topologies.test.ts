@@ -42,11 +42,12 @@ import { loadConfig } from '../../src/config/load.ts';
 import { generateKey } from '../../src/keys/format.ts';
 import { waitFor } from '../helpers/http.ts';
 import { cliKeys } from '../helpers/keygate.ts';
-import { freePorts, PROCESS_PEPPER, spawnKeygate, tempDir, type KeygateProcess, type TempDir } from '../helpers/process.ts';
+import { freePorts, spawnKeygate, tempDir, type KeygateProcess, type TempDir } from '../helpers/process.ts';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
 import { startUpstream, echoHandler, type Received, type TestUpstream } from '../helpers/upstream.ts';
-import { openSocket, parseResponses, RawConnection, type ParsedResponse } from './helpers/raw-http.ts';
+import { openSocket, type ParsedResponse, parseResponses, RawConnection } from '../helpers/raw-socket.ts';
 import { serverPid, spawnCapture, type SpawnCapture } from './helpers/spawned.ts';
+import { TEST_PEPPER } from '../helpers/pepper.ts';
 
 /** limits.failedAuth.max; the window is long enough that nothing is forgiven during the file. */
 const MAX = 20;
@@ -117,7 +118,7 @@ async function startTestUpstream(): Promise<TestUpstream> {
  * and remembers each for the secret scan.
  */
 async function createKeys(configFile: string, env: NodeJS.ProcessEnv, capture: SpawnCapture): Promise<Keys> {
-  const io = { out: () => {}, err: () => {}, env: { KEYGATE_PEPPER: PROCESS_PEPPER, ...env }, stdin: process.stdin };
+  const io = { out: () => {}, err: () => {}, env: { KEYGATE_PEPPER: TEST_PEPPER, ...env }, stdin: process.stdin };
   return withKeyService(loadConfig(configFile, io.env), io, async (service) => {
     const keys = cliKeys(service);
     const make = async (input: Parameters<typeof keys.create>[0]) => {

@@ -9,26 +9,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { auditEntry, auditQuery, createdKey, createKeyBody, keyRecord, listKeysQuery, problem, renameKeyBody, rotateKeyBody } from '../../src/admin/schemas.ts';
 import { generateKey, parseKey } from '../../src/keys/format.ts';
-import { createKeyHasher } from '../../src/keys/hash.ts';
 import { CLI_CALLER } from '../../src/keys/service.ts';
-import { TEST_PEPPER } from '../helpers/keygate.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
-import {
-  adminClient,
-  call,
-  expectInvalid,
-  expectProblem,
-  proxyGet,
-  schemaProblems,
-  shiftedService,
-  startAdminKeygate,
-  type AdminClient,
-  type AdminTestKeygate,
-  type ApiResponse,
-} from '../helpers/admin.ts';
+import { adminClient, call, expectInvalid, proxyGet, schemaProblems, shiftedService, startAdminKeygate, type AdminClient, type AdminTestKeygate, type ApiResponse } from '../helpers/admin.ts';
+import { expectProblem } from '../helpers/http.ts';
+import { testHasher } from '../helpers/pepper.ts';
 
 const DAY = 86_400_000;
-const hasher = createKeyHasher(TEST_PEPPER);
+const hasher = testHasher;
 
 let up: TestUpstream;
 let t: AdminTestKeygate;

@@ -10,12 +10,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_CALLER } from '../../src/keys/service.ts';
-import { shiftedService, schemaProblems } from '../helpers/admin.ts';
-import { admin, proxy, startInstance, type Admin, type Instance } from '../helpers/admin-redis.ts';
-import { TEST_PEPPER } from '../helpers/keygate.ts';
+import { type AdminClient, adminClient, type AdminTestKeygate, proxyGet, schemaProblems, shiftedService, startAdminKeygate } from '../helpers/admin.ts';
 import { runKeygate, tempDir, type CliResult, type TempDir } from '../helpers/process.ts';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
+import { TEST_PEPPER } from '../helpers/pepper.ts';
 
 const DAY = 86_400_000;
 
@@ -23,9 +22,9 @@ describe.each(['embedded', 'redis'] as const)('on the %s store', (kind) => {
   let redis: RedisServer | undefined;
   let upstream: TestUpstream;
   let dir: TempDir;
-  let t: Instance;
+  let t: AdminTestKeygate;
   let cliConfig: string;
-  let root: Admin;
+  let root: AdminClient;
   let rootId: string;
 
   beforeAll(async () => {
@@ -33,7 +32,7 @@ describe.each(['embedded', 'redis'] as const)('on the %s store', (kind) => {
     dir = tempDir('keygate-delegation-');
     if (kind === 'redis') redis = await startRedisServer();
     const store = redis ? { kind: 'redis' as const, redis: { url: redis.url, commandTimeoutMs: 1000 } } : { path: `${dir.path}/keygate.db` };
-    t = await startInstance({
+    t = await startAdminKeygate({
       store,
       permissionGroups: { billing: ['billing:admin', 'read'], readers: ['read'], managers: ['keys:manage', 'read'] },
       routes: [
@@ -46,7 +45,7 @@ describe.each(['embedded', 'redis'] as const)('on the %s store', (kind) => {
     // The CLI on the same store, as an operator runs it.
     cliConfig = dir.writeYaml('keygate.yaml', { store: redis ? { kind: 'redis', redis: { url: redis.url } } : { kind: 'embedded', path: `${dir.path}/keygate.db` } });
     const created = await t.keygate.service.create(CLI_CALLER, { tenant: 'system', role: 'admin', name: 'root' });
-    root = admin(t, created.key);
+    root = adminClient(t.adminUrl, created.key);
     rootId = created.record.id;
   });
 
@@ -57,7 +56,7 @@ describe.each(['embedded', 'redis'] as const)('on the %s store', (kind) => {
     dir?.remove();
   });
 
-  async function createOk(client: Admin, body: Record<string, unknown>): Promise<{ key: string; id: string; record: any }> {
+  async function createOk(client: AdminClient, body: Record<string, unknown>): Promise<{ key: string; id: string; record: any }> {
     const res = await client.post('/v1/keys', body);
     expect(res.status, res.text).toBe(201);
     return { key: res.json.key, id: res.json.id, record: res.json };
@@ -70,7 +69,7 @@ describe.each(['embedded', 'redis'] as const)('on the %s store', (kind) => {
     for (const word of named) expect(res.json.detail).toContain(word);
   }
 
-  async function names(client: Admin, tenant: string, revoked = false): Promise<string[]> {
+  async function names(client: AdminClient, tenant: string, revoked = false): Promise<string[]> {
     const res = await client.get(`/v1/keys?tenant=${tenant}${revoked ? '&revoked=true' : ''}`);
     expect(res.status, res.text).toBe(200);
     return res.json.keys.map((k: { name: string }) => k.name).sort();
@@ -83,7 +82,7 @@ describe.each(['embedded', 'redis'] as const)('on the %s store', (kind) => {
 
   describe('delegation is bounded by what the delegating key holds', () => {
     it('a tenant keys:manage key cannot create a key with a permission it lacks; a subset is fine, and stays a subset at the proxy', async () => {
-      const mgr = admin(t, (await createOk(root, { tenant: 'acme', name: 'acme manager', permissions: ['keys:manage', 'read'] })).key);
+      const mgr = adminClient(t.adminUrl, (await createOk(root, { tenant: 'acme', name: 'acme manager', permissions: ['keys:manage', 'read'] })).key);
       const widened = await mgr.post('/v1/keys', { name: 'escalated', permissions: ['read', 'billing:admin'] });
       expectForbidden(widened, 'billing:admin');
       expect(widened.json.detail).not.toMatch(/lacks.*\bread\b/);
@@ -91,29 +90,29 @@ describe.each(['embedded', 'redis'] as const)('on the %s store', (kind) => {
 
       const subset = await createOk(mgr, { name: 'reader', permissions: ['read'] });
       expect(subset.record).toMatchObject({ tenant: 'acme', permissions: ['read'], status: 'active' });
-      expect((await proxy(t, '/api/x', subset.key)).status).toBe(200);
-      expect(await proxy(t, '/billing/x', subset.key)).toMatchObject({ status: 403, code: 'forbidden_permission' });
+      expect((await proxyGet(t.url, '/api/x', subset.key)).status).toBe(200);
+      expect(await proxyGet(t.url, '/billing/x', subset.key)).toMatchObject({ status: 403, code: 'forbidden_permission' });
       // keys:manage is held, so it may be handed on; a group whose members are all held is fine too.
       await createOk(mgr, { name: 'co-manager', permissions: ['keys:manage'] });
       await createOk(mgr, { name: 'readers', group: 'readers' });
     });
 
     it('…nor through a permission group whose members it lacks', async () => {
-      const mgr = admin(t, (await createOk(root, { tenant: 'initech', name: 'initech manager', permissions: ['keys:manage', 'read'] })).key);
+      const mgr = adminClient(t.adminUrl, (await createOk(root, { tenant: 'initech', name: 'initech manager', permissions: ['keys:manage', 'read'] })).key);
       const res = await mgr.post('/v1/keys', { name: 'via group', group: 'billing' });
       expectForbidden(res, 'billing:admin', '"billing"');
       expect(await names(root, 'initech', true)).toEqual(['initech manager']);
     });
 
     it('what the caller holds through its own group counts, and nothing more', async () => {
-      const mgr = admin(t, (await createOk(root, { tenant: 'hooli', name: 'group manager', group: 'managers' })).key);
+      const mgr = adminClient(t.adminUrl, (await createOk(root, { tenant: 'hooli', name: 'group manager', group: 'managers' })).key);
       await createOk(mgr, { name: 'reader', permissions: ['read'] });
       expectForbidden(await mgr.post('/v1/keys', { name: 'biller', permissions: ['billing:admin'] }), 'billing:admin');
       expect(await names(root, 'hooli', true)).toEqual(['group manager', 'reader']);
     });
 
     it('rotate cannot widen: a key with a permission the caller lacks is not rotated by it (successor = predecessor, no more than the caller)', async () => {
-      const mgr = admin(t, (await createOk(root, { tenant: 'globex', name: 'globex manager', permissions: ['keys:manage', 'read'] })).key);
+      const mgr = adminClient(t.adminUrl, (await createOk(root, { tenant: 'globex', name: 'globex manager', permissions: ['keys:manage', 'read'] })).key);
       const biller = await createOk(root, { tenant: 'globex', name: 'biller', permissions: ['read', 'billing:admin'] });
       const grouped = await createOk(root, { tenant: 'globex', name: 'grouped biller', group: 'billing' });
       for (const k of [biller, grouped]) {
@@ -122,7 +121,7 @@ describe.each(['embedded', 'redis'] as const)('on the %s store', (kind) => {
         expect(res.json?.key).toBeUndefined();
         // Untouched: still active, still reaches the route, no successor.
         expect((await root.get(`/v1/keys/${k.id}`)).json).toMatchObject({ status: 'active', revokesAt: null });
-        expect((await proxy(t, '/billing/x', k.key)).status).toBe(200);
+        expect((await proxyGet(t.url, '/billing/x', k.key)).status).toBe(200);
       }
       expect(await names(root, 'globex', true)).toEqual(['biller', 'globex manager', 'grouped biller']);
       // A key within the caller's permissions rotates, and its successor has exactly its predecessor's.
@@ -130,14 +129,14 @@ describe.each(['embedded', 'redis'] as const)('on the %s store', (kind) => {
       const rotated = await mgr.post(`/v1/keys/${reader.id}/rotate`, { overlapSeconds: 0 });
       expect(rotated.status, rotated.text).toBe(201);
       expect(rotated.json).toMatchObject({ permissions: ['read'], group: null, role: 'api-user' });
-      expect(await proxy(t, '/billing/x', rotated.json.key)).toMatchObject({ status: 403, code: 'forbidden_permission' });
+      expect(await proxyGet(t.url, '/billing/x', rotated.json.key)).toMatchObject({ status: 403, code: 'forbidden_permission' });
       // A platform admin is not bound by it.
       expect((await root.post(`/v1/keys/${biller.id}/rotate`, { overlapSeconds: 0 })).status).toBe(201);
     });
   });
 
   describe('admin-role keys are managed by platform admins only', () => {
-    let sysMgr: Admin;
+    let sysMgr: AdminClient;
     let sysMgrKey: string;
     let other: { key: string; id: string };
     let target: { key: string; id: string };
@@ -145,7 +144,7 @@ describe.each(['embedded', 'redis'] as const)('on the %s store', (kind) => {
     beforeAll(async () => {
       const m = await createOk(root, { tenant: 'system', name: 'system manager', permissions: ['keys:manage'] });
       sysMgrKey = m.key;
-      sysMgr = admin(t, m.key);
+      sysMgr = adminClient(t.adminUrl, m.key);
       other = await createOk(root, { tenant: 'system', name: 'system reader', permissions: ['read'] });
       target = await createOk(root, { tenant: 'system', name: 'second admin', role: 'admin' });
     });
@@ -156,7 +155,7 @@ describe.each(['embedded', 'redis'] as const)('on the %s store', (kind) => {
       expectForbidden(await sysMgr.post(`/v1/keys/${target.id}/rotate`, { overlapSeconds: 0 }), 'platform admin');
       expectForbidden(await sysMgr.post('/v1/keys', { name: 'escalate', role: 'admin' }), 'platform admin');
       expect((await root.get(`/v1/keys/${target.id}`)).json).toMatchObject({ name: 'second admin', status: 'active', revokedAt: null, revokesAt: null });
-      expect((await admin(t, target.key).get('/v1/keys?tenant=globex')).status).toBe(200);
+      expect((await adminClient(t.adminUrl, target.key).get('/v1/keys?tenant=globex')).status).toBe(200);
       // Its own tenant's api-user keys it still manages.
       expect((await sysMgr.patch(`/v1/keys/${other.id}`, { name: 'system reader 2' })).status).toBe(200);
     });
@@ -164,10 +163,10 @@ describe.each(['embedded', 'redis'] as const)('on the %s store', (kind) => {
     it('…nor revoke all of the system tenant: refused as a whole, nothing revoked', async () => {
       const res = await sysMgr.post('/v1/tenants/system/keys/revoke');
       expectForbidden(res, target.id, rootId, 'nothing was revoked');
-      expect((await admin(t, target.key).get('/v1/keys')).status).toBe(200);
+      expect((await adminClient(t.adminUrl, target.key).get('/v1/keys')).status).toBe(200);
       expect((await root.get('/v1/keys')).status).toBe(200);
       expect((await sysMgr.get('/v1/keys')).status).toBe(200);
-      expect((await proxy(t, '/api/x', other.key)).status).toBe(200);
+      expect((await proxyGet(t.url, '/api/x', other.key)).status).toBe(200);
       const revoked = (await root.get('/v1/keys?tenant=system&revoked=true')).json.keys.filter((k: { status: string }) => k.status !== 'active');
       expect(revoked).toEqual([]);
       // The audit log has no revoke-all either.
@@ -180,15 +179,15 @@ describe.each(['embedded', 'redis'] as const)('on the %s store', (kind) => {
       const rotated = await root.post(`/v1/keys/${target.id}/rotate`, { overlapSeconds: 0 });
       expect(rotated.status, rotated.text).toBe(201);
       expect(rotated.json).toMatchObject({ role: 'admin', tenant: 'system' });
-      const successor = admin(t, rotated.json.key);
+      const successor = adminClient(t.adminUrl, rotated.json.key);
       expect((await successor.post(`/v1/keys/${rotated.json.id}/revoke`)).json).toMatchObject({ status: 'revoked' });
       // Last: this revokes root too. A fresh platform admin from the CLI (the operator) does it.
       const operatorMade = await t.keygate.service.create(CLI_CALLER, { tenant: 'system', role: 'admin', name: 'break glass' });
-      const all = await admin(t, operatorMade.key).post('/v1/tenants/system/keys/revoke');
+      const all = await adminClient(t.adminUrl, operatorMade.key).post('/v1/tenants/system/keys/revoke');
       expect(all.status, all.text).toBe(200);
       expect(all.json.revoked).toEqual(expect.arrayContaining([rootId, operatorMade.record.id]));
-      expect((await proxy(t, '/api/x', other.key)).code).toBe('key_revoked');
-      expect((await admin(t, sysMgrKey).get('/v1/keys')).status).toBe(401);
+      expect((await proxyGet(t.url, '/api/x', other.key)).code).toBe('key_revoked');
+      expect((await adminClient(t.adminUrl, sysMgrKey).get('/v1/keys')).status).toBe(401);
     });
   });
 
@@ -197,10 +196,10 @@ describe.each(['embedded', 'redis'] as const)('on the %s store', (kind) => {
     let rotatedOut: { key: string; id: string };
     let live: { key: string; id: string };
     /** A platform admin of its own: the previous group revoked all of the system tenant. */
-    let plat: Admin;
+    let plat: AdminClient;
 
     beforeAll(async () => {
-      plat = admin(t, (await t.keygate.service.create(CLI_CALLER, { tenant: 'system', role: 'admin', name: 'lister' })).key);
+      plat = adminClient(t.adminUrl, (await t.keygate.service.create(CLI_CALLER, { tenant: 'system', role: 'admin', name: 'lister' })).key);
       // The service refuses past dates: create with a clock 31 days back, for 30 days.
       const e = await shiftedService(t, -31 * DAY).create(CLI_CALLER, { tenant: 'aging', name: 'expired', permissions: ['read'], expires: '30d' });
       expired = { key: e.key, id: e.record.id };
@@ -213,7 +212,7 @@ describe.each(['embedded', 'redis'] as const)('on the %s store', (kind) => {
     });
 
     it('admin API: an expired key is `expired`, as the proxy answers key_expired, and conforms to /openapi.json', async () => {
-      expect(await proxy(t, '/api/x', expired.key)).toMatchObject({ status: 401, code: 'key_expired' });
+      expect(await proxyGet(t.url, '/api/x', expired.key)).toMatchObject({ status: 401, code: 'key_expired' });
       const list = await plat.get('/v1/keys?tenant=aging');
       const byId = new Map(list.json.keys.map((k: { id: string; status: string }) => [k.id, k.status]));
       expect(byId.get(expired.id)).toBe('expired');
@@ -225,7 +224,7 @@ describe.each(['embedded', 'redis'] as const)('on the %s store', (kind) => {
     });
 
     it('admin API: a key past its rotation revokesAt is `revoked` (listed only with revoked=true), as the proxy answers key_revoked, and cannot be rotated again', async () => {
-      expect(await proxy(t, '/api/x', rotatedOut.key)).toMatchObject({ status: 401, code: 'key_revoked' });
+      expect(await proxyGet(t.url, '/api/x', rotatedOut.key)).toMatchObject({ status: 401, code: 'key_revoked' });
       expect((await plat.get('/v1/keys?tenant=aging')).json.keys.map((k: { id: string }) => k.id)).not.toContain(rotatedOut.id);
       const all = (await plat.get('/v1/keys?tenant=aging&revoked=true')).json.keys;
       expect(all.find((k: { id: string }) => k.id === rotatedOut.id)).toMatchObject({ status: 'revoked', revokedAt: null, revokesAt: expect.any(String) });

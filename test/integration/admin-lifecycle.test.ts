@@ -16,28 +16,17 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseConfig } from '../../src/config/load.ts';
-import { createKeyHasher } from '../../src/keys/hash.ts';
 import { CLI_CALLER, KeyService } from '../../src/keys/service.ts';
 import { EmbeddedStore } from '../../src/store/embedded.ts';
-import { waitFor } from '../helpers/http.ts';
-import { TEST_PEPPER } from '../helpers/keygate.ts';
+import { expectProblem, waitFor } from '../helpers/http.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
-import {
-  adminClient,
-  call,
-  expectProblem,
-  proxyGet,
-  schemaProblems,
-  shiftedService,
-  startAdminKeygate,
-  type AdminClient,
-  type AdminTestKeygate,
-} from '../helpers/admin.ts';
+import { adminClient, call, proxyGet, schemaProblems, shiftedService, startAdminKeygate, type AdminClient, type AdminTestKeygate } from '../helpers/admin.ts';
+import { testHasher } from '../helpers/pepper.ts';
 
 const DAY = 86_400_000;
 const HOUR = 3_600_000;
 const REPO_ROOT = fileURLToPath(new URL('../..', import.meta.url));
-const hasher = createKeyHasher(TEST_PEPPER);
+const hasher = testHasher;
 
 let up: TestUpstream;
 let shared: string;

@@ -13,12 +13,11 @@ import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { SMTPServer } from 'smtp-server';
 import { Webhook } from 'standardwebhooks';
-import { createKeyHasher } from '../../src/keys/hash.ts';
 import { CLI_CALLER } from '../../src/keys/service.ts';
 import { createNotifier, type Notifier } from '../../src/events/notifications/notifier.ts';
-import { admin, mayCarryKey, replies, startInstance, type Admin, type Instance } from '../helpers/admin-redis.ts';
-import { TEST_PEPPER } from '../helpers/keygate.ts';
+import { adminClient, type AdminClient, type AdminTestKeygate, mayCarryKey, replies, startAdminKeygate } from '../helpers/admin.ts';
 import { decodeMail } from '../helpers/mail.ts';
+import { testHasher } from '../helpers/pepper.ts';
 
 const WEBHOOK_SECRET = `whsec_${randomBytes(32).toString('base64')}`;
 const SECRET_ENV = 'KG_ADMIN_NOTIFY_WEBHOOK_SECRET';
@@ -56,9 +55,9 @@ let receiverUrl: string;
 
 // ---------------------------------------------------------------------------------------------
 
-let keygate: Instance;
+let keygate: AdminTestKeygate;
 let notifier: Notifier | undefined;
-let root: Admin;
+let root: AdminClient;
 let rootId: string;
 const fullKeys: string[] = [];
 
@@ -106,7 +105,7 @@ beforeAll(async () => {
   await once(receiver, 'listening');
   receiverUrl = `http://127.0.0.1:${(receiver.address() as AddressInfo).port}/hooks/${PATH_TOKEN}`;
 
-  keygate = await startInstance(
+  keygate = await startAdminKeygate(
     {
       notifications: {
         email: {
@@ -119,8 +118,8 @@ beforeAll(async () => {
       },
       lifecycle: { sweepMs: 3_600_000 },
     },
+    ENV,
     {
-      env: ENV,
       notify: (config, logger) => {
         notifier = createNotifier({ config: config.notifications, env: ENV, logger });
         return notifier.notify;
@@ -130,7 +129,7 @@ beforeAll(async () => {
   const created = await keygate.keygate.service.create(CLI_CALLER, { tenant: 'system', role: 'admin', name: 'root' });
   fullKeys.push(created.key);
   rootId = created.record.id;
-  root = admin(keygate, created.key);
+  root = adminClient(keygate.adminUrl, created.key);
 });
 
 afterAll(async () => {
@@ -192,7 +191,7 @@ function pair(got: Awaited<ReturnType<typeof delivered>>, type: string, keyId: s
 }
 
 function expectNoKeys(texts: string[]): void {
-  const hasher = createKeyHasher(TEST_PEPPER);
+  const hasher = testHasher;
   const all = texts.join('\n');
   for (const key of fullKeys) {
     expect(all.includes(key)).toBe(false);

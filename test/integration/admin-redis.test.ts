@@ -7,69 +7,65 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createKeyHasher } from '../../src/keys/hash.ts';
 import { CLI_CALLER } from '../../src/keys/service.ts';
-import { admin, mayCarryKey, proxy, replies, startInstance, type Admin, type Instance } from '../helpers/admin-redis.ts';
-import { TEST_PEPPER } from '../helpers/keygate.ts';
-import { startRedisServer, waitFor, type RedisServer } from '../helpers/redis-server.ts';
+import { adminClient, type AdminClient, type AdminTestKeygate, mayCarryKey, proxyGet, replies, startAdminKeygate } from '../helpers/admin.ts';
+import { startRedisPair, type RedisPair } from '../helpers/redis-fixture.ts';
+import { waitFor } from '../helpers/redis-server.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
+import { TEST_PEPPER, testHasher } from '../helpers/pepper.ts';
 
 const DAY = 86_400_000;
 const PATH = '/api/thing';
 
-let redis: RedisServer;
+let pair: RedisPair<AdminTestKeygate>;
 let upstream: TestUpstream;
-let a: Instance;
-let b: Instance;
+let a: AdminTestKeygate;
+let b: AdminTestKeygate;
 /** The platform admin, on each instance. */
-let rootA: Admin;
-let rootB: Admin;
+let rootA: AdminClient;
+let rootB: AdminClient;
 let rootKey: string;
 let rootId: string;
 /** Every full key created in this file (to check none leaks). */
 const fullKeys: string[] = [];
 
 beforeAll(async () => {
-  redis = await startRedisServer();
   upstream = await startUpstream();
-  const config = {
-    store: { kind: 'redis' as const, redis: { url: redis.url, commandTimeoutMs: 500 } },
-    cache: { maxAgeMs: 60_000 },
-    routes: [{ name: 'api', pathPrefix: '/api', upstream: upstream.url }],
-    // Sweeps and last-used flushes only when a test asks for them.
-    lifecycle: { sweepMs: 3_600_000, lastUsedFlushMs: 3_600_000 },
-    log: { level: 'info' as const },
-  };
-  const started = await Promise.allSettled([startInstance(config), startInstance(config)]);
-  const failed = started.find((s) => s.status === 'rejected');
-  if (failed) {
-    await Promise.allSettled(started.map((s) => (s.status === 'fulfilled' ? s.value.stop() : undefined)));
-    throw failed.reason;
-  }
-  [a, b] = started.map((s) => (s as PromiseFulfilledResult<Instance>).value) as [Instance, Instance];
+  pair = await startRedisPair({
+    start: startAdminKeygate,
+    commandTimeoutMs: 500,
+    config: (store) => ({
+      store,
+      cache: { maxAgeMs: 60_000 },
+      routes: [{ name: 'api', pathPrefix: '/api', upstream: upstream.url }],
+      // Sweeps and last-used flushes only when a test asks for them.
+      lifecycle: { sweepMs: 3_600_000, lastUsedFlushMs: 3_600_000 },
+      log: { level: 'info' },
+    }),
+  });
+  ({ a, b } = pair);
   const root = await a.keygate.service.create(CLI_CALLER, { tenant: 'system', role: 'admin', name: 'root' });
   rootKey = root.key;
   rootId = root.record.id;
   fullKeys.push(root.key);
-  rootA = admin(a, rootKey);
-  rootB = admin(b, rootKey);
+  rootA = adminClient(a.adminUrl, rootKey);
+  rootB = adminClient(b.adminUrl, rootKey);
 });
 
 afterAll(async () => {
-  await Promise.allSettled([a?.stop(), b?.stop()]);
+  await pair?.stop();
   await upstream?.close();
-  await redis?.stop();
 });
 
 /** Creates a key over the admin API (201 expected) and remembers the full key. */
-async function create(client: Admin, body: Record<string, unknown>): Promise<{ key: string; id: string; record: any }> {
+async function create(client: AdminClient, body: Record<string, unknown>): Promise<{ key: string; id: string; record: any }> {
   const res = await client.post('/v1/keys', body);
   expect(res.status, res.text).toBe(201);
   fullKeys.push(res.json.key);
   return { key: res.json.key, id: res.json.id, record: res.json };
 }
 
-async function rotate(client: Admin, id: string, body: Record<string, unknown>): Promise<{ key: string; id: string; record: any }> {
+async function rotate(client: AdminClient, id: string, body: Record<string, unknown>): Promise<{ key: string; id: string; record: any }> {
   const res = await client.post(`/v1/keys/${id}/rotate`, body);
   expect(res.status, res.text).toBe(201);
   fullKeys.push(res.json.key);
@@ -77,7 +73,7 @@ async function rotate(client: Admin, id: string, body: Record<string, unknown>):
 }
 
 /** Every audit entry the client can see, newest first, walking the pages. */
-async function allAudit(client: Admin, limit = 500): Promise<any[]> {
+async function allAudit(client: AdminClient, limit = 500): Promise<any[]> {
   const entries: any[] = [];
   let before: string | null = null;
   for (;;) {
@@ -89,15 +85,15 @@ async function allAudit(client: Admin, limit = 500): Promise<any[]> {
   }
 }
 
-const ok = async (instance: Instance, key: string) => (await proxy(instance, PATH, key)).status;
+const ok = async (instance: AdminTestKeygate, key: string) => (await proxyGet(instance.url, PATH, key)).status;
 
 describe('tenant scoping across two instances on one Redis', () => {
   let manager: { key: string; id: string };
-  let mgrB: Admin;
+  let mgrB: AdminClient;
 
   beforeAll(async () => {
     manager = await create(rootA, { tenant: 'acme', name: 'acme-manager', permissions: ['keys:manage'] });
-    mgrB = admin(b, manager.key);
+    mgrB = adminClient(b.adminUrl, manager.key);
   });
 
   it('keys a platform admin creates on A are managed by the tenant manager on B', async () => {
@@ -141,9 +137,9 @@ describe('tenant scoping across two instances on one Redis', () => {
     const revoked = await mgrB.post(`/v1/keys/${two.id}/revoke`);
     expect(revoked.status, revoked.text).toBe(200);
     expect(revoked.json).toMatchObject({ id: two.id, status: 'revoked', revokedAt: expect.any(String) });
-    expect(await proxy(b, PATH, two.key)).toMatchObject({ status: 401, code: 'key_revoked' });
+    expect(await proxyGet(b.url, PATH, two.key)).toMatchObject({ status: 401, code: 'key_revoked' });
     await waitFor('A to refuse the key revoked on B', async () => (await ok(a, two.key)) === 401, 2000);
-    expect(await proxy(a, PATH, two.key)).toMatchObject({ status: 401, code: 'key_revoked' });
+    expect(await proxyGet(a.url, PATH, two.key)).toMatchObject({ status: 401, code: 'key_revoked' });
     expect((await mgrB.get('/v1/keys')).json.keys.map((k: any) => k.id)).not.toContain(two.id);
     expect((await mgrB.get('/v1/keys?revoked=true')).json.keys.map((k: any) => k.id)).toContain(two.id);
 
@@ -179,7 +175,7 @@ describe('tenant scoping across two instances on one Redis', () => {
     expect(own.record.tenant).toBe('acme');
     expect(await ok(a, own.key)).toBe(200);
     // A plain key cannot use the admin API at all.
-    expect((await admin(b, own.key).get('/v1/keys')).status).toBe(403);
+    expect((await adminClient(b.adminUrl, own.key).get('/v1/keys')).status).toBe(403);
   });
 
   it('revoke-all of a tenant on one instance is refused everywhere, other tenants untouched', async () => {
@@ -195,19 +191,19 @@ describe('tenant scoping across two instances on one Redis', () => {
     expect(res.json.tenant).toBe('gamma');
     expect([...res.json.revoked].sort()).toEqual([g1.id, g2.id].sort());
     for (const k of [g1, g2]) {
-      expect(await proxy(a, PATH, k.key)).toMatchObject({ status: 401, code: 'key_revoked' });
+      expect(await proxyGet(a.url, PATH, k.key)).toMatchObject({ status: 401, code: 'key_revoked' });
       await waitFor('B to refuse a revoked gamma key', async () => (await ok(b, k.key)) === 401, 2000);
-      expect(await proxy(b, PATH, k.key)).toMatchObject({ status: 401, code: 'key_revoked' });
+      expect(await proxyGet(b.url, PATH, k.key)).toMatchObject({ status: 401, code: 'key_revoked' });
     }
     expect(await ok(b, keep.key)).toBe(200);
 
     // A tenant manager revoking its own tenant revokes itself too: its next call is refused.
     const deltaManager = await create(rootA, { tenant: 'delta', name: 'delta-manager', permissions: ['keys:manage'] });
-    const own = await admin(b, deltaManager.key).post('/v1/tenants/delta/keys/revoke');
+    const own = await adminClient(b.adminUrl, deltaManager.key).post('/v1/tenants/delta/keys/revoke');
     expect(own.status, own.text).toBe(200);
     expect([...own.json.revoked].sort()).toEqual([keep.id, deltaManager.id].sort());
     await waitFor('A to refuse the delta keys', async () => (await ok(a, keep.key)) === 401, 2000);
-    const after = await admin(a, deltaManager.key).get('/v1/keys');
+    const after = await adminClient(a.adminUrl, deltaManager.key).get('/v1/keys');
     expect(after.status).toBe(401);
     expect(after.json.code).toBe('key_revoked');
     const audit = await allAudit(rootB);
@@ -226,8 +222,8 @@ describe('revocation and rotation across instances', () => {
     expect(res.status).toBe(200);
     await waitFor('B to refuse the key', async () => (await ok(b, k.key)) === 401, 1000, 2);
     expect(Date.now() - started).toBeLessThan(1000);
-    expect(await proxy(b, PATH, k.key)).toMatchObject({ status: 401, code: 'key_revoked' });
-    expect(await proxy(a, PATH, k.key)).toMatchObject({ status: 401, code: 'key_revoked' });
+    expect(await proxyGet(b.url, PATH, k.key)).toMatchObject({ status: 401, code: 'key_revoked' });
+    expect(await proxyGet(a.url, PATH, k.key)).toMatchObject({ status: 401, code: 'key_revoked' });
     // Revoking again changes nothing and is not an error.
     const again = await rootB.post(`/v1/keys/${k.id}/revoke`);
     expect(again.status).toBe(200);
@@ -262,7 +258,7 @@ describe('revocation and rotation across instances', () => {
     await sleep(Math.max(0, Math.max(...revokesAt) + 5 - Date.now()));
     for (const [i, old] of olds.entries()) {
       for (const instance of [a, b]) {
-        expect(await proxy(instance, PATH, old.key)).toMatchObject({ status: 401, code: 'key_revoked' });
+        expect(await proxyGet(instance.url, PATH, old.key)).toMatchObject({ status: 401, code: 'key_revoked' });
         expect(await ok(instance, successors[i]!.key)).toBe(200);
       }
       // Listed as revoked (keyState) before any sweep has written it to the store.
@@ -273,7 +269,7 @@ describe('revocation and rotation across instances', () => {
     await Promise.all([a.keygate.jobs.sweep(), b.keygate.jobs.sweep()]);
     for (const old of olds) {
       expect((await rootB.get(`/v1/keys/${old.id}`)).json).toMatchObject({ status: 'revoked', revokedAt: expect.any(String) });
-      for (const instance of [a, b]) expect(await proxy(instance, PATH, old.key)).toMatchObject({ status: 401, code: 'key_revoked' });
+      for (const instance of [a, b]) expect(await proxyGet(instance.url, PATH, old.key)).toMatchObject({ status: 401, code: 'key_revoked' });
     }
 
     const audit = await allAudit(rootB);
@@ -347,12 +343,12 @@ describe('last used and audit on Redis', () => {
 
   it('pages the audit log newest first across both instances\' writes; a tenant manager sees its tenant only', async () => {
     const pagingManager = await create(rootA, { tenant: 'paging', name: 'paging-manager', permissions: ['keys:manage'] });
-    const mgr = admin(a, pagingManager.key);
+    const mgr = adminClient(a.adminUrl, pagingManager.key);
     // Alternate instances: the order must still be the order they happened in.
     const made = [];
     for (let i = 0; i < 4; i++) made.push(await create(i % 2 === 0 ? rootA : rootB, { tenant: 'paging', name: `p${i}` }));
     await rootB.patch(`/v1/keys/${made[0]!.id}`, { name: 'p0-renamed' });
-    await admin(b, pagingManager.key).post(`/v1/keys/${made[1]!.id}/revoke`);
+    await adminClient(b.adminUrl, pagingManager.key).post(`/v1/keys/${made[1]!.id}/revoke`);
     await create(rootA, { tenant: 'other', name: 'not-for-paging' });
 
     const newest = await rootB.get('/v1/audit?limit=3');
@@ -409,7 +405,7 @@ describe('last used and audit on Redis', () => {
 
 describe('no key leaks', () => {
   it('no admin response after creation, and no log line of either instance, holds a full key or its hash', () => {
-    const hasher = createKeyHasher(TEST_PEPPER);
+    const hasher = testHasher;
     expect(fullKeys.length).toBeGreaterThan(20);
     expect(replies.length).toBeGreaterThan(50);
     const secrets = fullKeys.flatMap((k) => [k, k.slice(-64), hasher(k)]);

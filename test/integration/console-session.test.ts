@@ -14,10 +14,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CONTENT_SECURITY_POLICY } from '../../src/admin/console/assets.ts';
 import { SessionTokens, type SessionPayload } from '../../src/admin/console/session-token.ts';
 import { CLI_CALLER } from '../../src/keys/service.ts';
-import { call, expectProblem, startAdminKeygate, type AdminTestKeygate, type ApiResponse } from '../helpers/admin.ts';
-import { startInstance, type Instance } from '../helpers/admin-redis.ts';
-import { TEST_PEPPER } from '../helpers/keygate.ts';
+import { type AdminTestKeygate, type ApiResponse, call, startAdminKeygate } from '../helpers/admin.ts';
+import { expectProblem } from '../helpers/http.ts';
 import { rawCommand, startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
+import { TEST_PEPPER } from '../helpers/pepper.ts';
 
 const tokens = new SessionTokens(TEST_PEPPER);
 
@@ -419,12 +419,12 @@ describe('several instances', () => {
 
   describe('on Redis', () => {
     let redis: RedisServer;
-    let a: Instance;
-    let b: Instance;
+    let a: AdminTestKeygate;
+    let b: AdminTestKeygate;
     beforeAll(async () => {
       redis = await startRedisServer();
       const config = { store: { kind: 'redis' as const, redis: { url: redis.url } }, lifecycle: { sweepMs: 3_600_000, lastUsedFlushMs: 3_600_000 } };
-      [a, b] = await Promise.all([startInstance(config), startInstance(config)]);
+      [a, b] = await Promise.all([startAdminKeygate(config), startAdminKeygate(config)]);
     });
     afterAll(async () => {
       await Promise.allSettled([a?.stop(), b?.stop()]);

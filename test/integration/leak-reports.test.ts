@@ -13,13 +13,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { RawConfig } from '../../src/config/schema.ts';
 import { webhookBody } from '../../src/events/notifications/format.ts';
 import { generateKey } from '../../src/keys/format.ts';
-import { createKeyHasher } from '../../src/keys/hash.ts';
 import { CLI_CALLER } from '../../src/keys/service.ts';
-import { proxy, startInstance, type Instance } from '../helpers/admin-redis.ts';
+import { type AdminTestKeygate, proxyGet, startAdminKeygate } from '../helpers/admin.ts';
 import { rawRequest, type RawResponse } from '../helpers/http.ts';
-import { TEST_PEPPER } from '../helpers/keygate.ts';
 import { redisServerAvailable, startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
+import { testHasher } from '../helpers/pepper.ts';
 
 const LEAK_PATH = '/.well-known/keygate/github-secret-scanning';
 const TYPE = 'keygate_api_key';
@@ -65,7 +64,7 @@ function reportBody(reports: Report[]): string {
 }
 
 /** POSTs a report as GitHub does; `as` overrides the signing key, identifier or signature. */
-async function report(instance: Instance, body: string | Report[], as: { key?: SigningKey; id?: string; signature?: string; headers?: Record<string, string> } = {}): Promise<RawResponse> {
+async function report(instance: AdminTestKeygate, body: string | Report[], as: { key?: SigningKey; id?: string; signature?: string; headers?: Record<string, string> } = {}): Promise<RawResponse> {
   const text = typeof body === 'string' ? body : reportBody(body);
   const key = as.key ?? GITHUB;
   return rawRequest(instance.url, {
@@ -98,33 +97,33 @@ function config(action: 'revoke' | 'notify', extra: Partial<RawConfig> = {}): Ra
   };
 }
 
-async function createKey(instance: Instance, tenant = 'acme', name = 'ci-bot'): Promise<{ key: string; id: string }> {
+async function createKey(instance: AdminTestKeygate, tenant = 'acme', name = 'ci-bot'): Promise<{ key: string; id: string }> {
   const created = await instance.keygate.service.create(CLI_CALLER, { tenant, name });
   tokens.push(created.key);
   return { key: created.key, id: created.record.id };
 }
 
-async function auditOf(instance: Instance, keyId: string) {
+async function auditOf(instance: AdminTestKeygate, keyId: string) {
   const page = await instance.keygate.service.audit(CLI_CALLER, { limit: 500 });
   return page.entries.filter((e) => e.target === keyId);
 }
 
-function leakedEvents(instance: Instance, keyId: string) {
+function leakedEvents(instance: AdminTestKeygate, keyId: string) {
   return instance.events.filter((e) => e.type === 'key.leaked' && e.target.keyId === keyId);
 }
 
-async function works(instance: Instance, key: string): Promise<number> {
-  return (await proxy(instance, '/api/ping', key)).status;
+async function works(instance: AdminTestKeygate, key: string): Promise<number> {
+  return (await proxyGet(instance.url, '/api/ping', key)).status;
 }
 
 /** Everything keygate wrote or answered: logs, audit, events, responses. */
-async function everythingSaid(instance: Instance): Promise<string> {
+async function everythingSaid(instance: AdminTestKeygate): Promise<string> {
   const audit = await instance.keygate.service.audit(CLI_CALLER, { limit: 1000 });
   return [instance.logs(), JSON.stringify(audit), JSON.stringify(instance.events), ...responses].join('\n');
 }
 
 function expectNoTokens(text: string): void {
-  const hasher = createKeyHasher(TEST_PEPPER);
+  const hasher = testHasher;
   for (const token of tokens) {
     expect(text.includes(token), 'a token was written or answered').toBe(false);
     if (token.length > 64) expect(text.includes(token.slice(-64))).toBe(false);
@@ -158,10 +157,10 @@ afterAll(async () => {
 // ---------------------------------------------------------------------------------------------
 
 describe('action: revoke (embedded store)', () => {
-  let kg: Instance;
+  let kg: AdminTestKeygate;
 
   beforeAll(async () => {
-    kg = await startInstance(config('revoke'));
+    kg = await startAdminKeygate(config('revoke'));
   });
 
   afterAll(async () => {
@@ -179,7 +178,7 @@ describe('action: revoke (embedded store)', () => {
     expect(res.json[0].token_hash).toMatch(/^[0-9a-f]{64}$/);
 
     // Refused at once (revocations made by the server itself reach its cache immediately).
-    const after = await proxy(kg, '/api/ping', key);
+    const after = await proxyGet(kg.url, '/api/ping', key);
     expect([after.status, after.code]).toEqual([401, 'key_revoked']);
     expect((await kg.keygate.service.get(CLI_CALLER, id)).status).toBe('revoked');
 
@@ -370,10 +369,10 @@ describe('action: revoke (embedded store)', () => {
 });
 
 describe('action: notify (embedded store)', () => {
-  let kg: Instance;
+  let kg: AdminTestKeygate;
 
   beforeAll(async () => {
-    kg = await startInstance(config('notify'));
+    kg = await startAdminKeygate(config('notify'));
   });
 
   afterAll(async () => {
@@ -411,14 +410,14 @@ describe('action: notify (embedded store)', () => {
 
 describe.skipIf(!redisServerAvailable())('on the Redis store', () => {
   let redis: RedisServer;
-  let kg: Instance;
-  let other: Instance;
+  let kg: AdminTestKeygate;
+  let other: AdminTestKeygate;
 
   beforeAll(async () => {
     redis = await startRedisServer();
     const raw = config('revoke', { store: { kind: 'redis', redis: { url: redis.url, commandTimeoutMs: 500 } }, cache: { maxAgeMs: 60_000 } });
-    kg = await startInstance(raw);
-    other = await startInstance(raw);
+    kg = await startAdminKeygate(raw);
+    other = await startAdminKeygate(raw);
   });
 
   afterAll(async () => {
@@ -436,7 +435,7 @@ describe.skipIf(!redisServerAvailable())('on the Redis store', () => {
     const body = reportBody([{ token: key }]);
     const answers = (await Promise.all([report(kg, body), report(other, body)])).map(track);
     for (const res of answers) expect(res.json).toEqual([{ token_hash: sha256(key), token_type: TYPE, label: 'true_positive' }]);
-    const refused = await proxy(other, '/api/ping', key);
+    const refused = await proxyGet(other.url, '/api/ping', key);
     expect([refused.status, refused.code]).toEqual([401, 'key_revoked']);
     expect((await auditOf(kg, id)).filter((e) => e.action === 'key.leak')).toHaveLength(1);
     expect([...leakedEvents(kg, id), ...leakedEvents(other, id)]).toHaveLength(1);

@@ -9,11 +9,11 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateKey } from '../../src/keys/format.ts';
-import { createKeyHasher } from '../../src/keys/hash.ts';
 import { createLoggers } from '../../src/observability/logger.ts';
 import { accessLines, logLines, rawRequest, waitFor, type RawResponse } from '../helpers/http.ts';
-import { captureStream, startTestKeygate, TEST_PEPPER, type TestKeygate } from '../helpers/keygate.ts';
+import { captureStream, startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
+import { TEST_PEPPER, testHasher } from '../helpers/pepper.ts';
 
 let up: TestUpstream;
 let t: TestKeygate;
@@ -99,7 +99,7 @@ describe('credentials never reach the log', () => {
   it('no key, token, cookie, proxy credential, query secret, hash or pepper appears anywhere in the log output', () => {
     const text = t.logs();
     expect(text.length).toBeGreaterThan(0);
-    const hash = createKeyHasher(TEST_PEPPER);
+    const hash = testHasher;
     const secrets: Record<string, string> = {
       'valid key': valid.key,
       'revoked key': revoked.key,

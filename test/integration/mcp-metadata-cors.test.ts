@@ -13,9 +13,10 @@ import type { RawConfig } from '../../src/config/schema.ts';
 import { createLoggers } from '../../src/observability/logger.ts';
 import { startKeygate, type Keygate } from '../../src/server.ts';
 import { rawRequest, type RawResponse } from '../helpers/http.ts';
-import { captureStream, startTestKeygate, TEST_PEPPER, testConfig, type TestKeygate } from '../helpers/keygate.ts';
+import { captureStream, startTestKeygate, testConfig, type TestKeygate } from '../helpers/keygate.ts';
 import { startTestIssuer, type TestIssuer } from '../helpers/oauth-issuer.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
+import { TEST_PEPPER } from '../helpers/pepper.ts';
 
 const WK = '/.well-known/oauth-protected-resource';
 const APP = 'https://app.example.com';

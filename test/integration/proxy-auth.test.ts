@@ -5,15 +5,15 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { displayPrefix, generateKey } from '../../src/keys/format.ts';
-import { createKeyHasher } from '../../src/keys/hash.ts';
 import { newKeyId } from '../../src/keys/ids.ts';
 import type { KeyRecord } from '../../src/keys/record.ts';
 import { EmbeddedStore } from '../../src/store/embedded.ts';
-import { accessLines, rawRequest, waitFor, type RawResponse } from '../helpers/http.ts';
-import { startTestKeygate, TEST_PEPPER, type TestKeygate } from '../helpers/keygate.ts';
+import { accessLines, expectProblem, rawRequest, type RawResponse, waitFor } from '../helpers/http.ts';
+import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
+import { testHasher } from '../helpers/pepper.ts';
 
-const hasher = createKeyHasher(TEST_PEPPER);
+const hasher = testHasher;
 
 /** Answers with the body it received. */
 function bodyEcho(req: IncomingMessage, res: ServerResponse): void {
@@ -37,12 +37,6 @@ async function key(input: Parameters<TestKeygate['keys']['create']>[0]) {
   return created;
 }
 
-function expectProblem(res: RawResponse, status: number, code: string): void {
-  expect(res.status, res.body).toBe(status);
-  expect(res.headers['content-type']).toBe('application/problem+json');
-  expect(res.json).toEqual({ type: expect.stringContaining(code), title: expect.any(String), status, code, detail: expect.any(String) });
-  expect(res.json.detail.length).toBeGreaterThan(0);
-}
 
 function get(path: string, headers: Record<string, string> = {}) {
   return rawRequest(t.url, { path, headers });

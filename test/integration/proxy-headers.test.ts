@@ -4,9 +4,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { rawRequest, rawSocket } from '../helpers/http.ts';
+import { rawRequest } from '../helpers/http.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { startUpstream, type Received, type TestUpstream } from '../helpers/upstream.ts';
+import { rawSocket } from '../helpers/raw-socket.ts';
 
 /** Every value of a header as the upstream got it on the wire (duplicates kept). */
 function raw(received: Received, name: string): string[] {

@@ -4,9 +4,10 @@
  * belong to. Plus stripPrefix, upstream base paths and the query string.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { rawRequest, rawSocket, type RawResponse } from '../helpers/http.ts';
+import { expectProblem, rawRequest, type RawResponse } from '../helpers/http.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
+import { rawSocket } from '../helpers/raw-socket.ts';
 
 let mcpUp: TestUpstream;
 let adminUp: TestUpstream;
@@ -47,11 +48,6 @@ function counts() {
   return { mcp: mcpUp.received.length, admin: adminUp.received.length, public: publicUp.received.length, host: hostUp.received.length, up: up.received.length };
 }
 
-function expectProblem(res: RawResponse, status: number, code: string): void {
-  expect(res.status, res.body).toBe(status);
-  expect(res.headers['content-type']).toBe('application/problem+json');
-  expect(res.json).toMatchObject({ status, code });
-}
 
 describe('path tricks', () => {
   const intoAdmin = ['/mcp/../admin/x', '/mcp/%2e%2e/admin/x', '/mcp/%2E%2E/admin/x', '/mcp/.%2e/admin/x', '/mcp/%2e./admin/x', '/mcp/./../admin/x', '/mcp/a/../../admin/x', '//admin/x', '/mcp/..//admin/x'];

@@ -16,7 +16,8 @@ import { adminClient, type AdminClient } from '../helpers/admin.ts';
 import { rawRequest } from '../helpers/http.ts';
 import { aclRefusals, documentedAcl } from '../helpers/redis-acl.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
-import { startRedisServer, waitFor, type RedisServer } from '../helpers/redis-server.ts';
+import { startRedisPair, type RedisPair } from '../helpers/redis-fixture.ts';
+import { waitFor, type RedisServer } from '../helpers/redis-server.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 
 const PASSWORD = randomBytes(12).toString('hex');
@@ -28,6 +29,7 @@ let redis: RedisServer;
 let root: Redis;
 /** A connection as the documented user, for checking what it may not do. */
 let restricted: Redis;
+let pair: RedisPair<TestKeygate>;
 let up: TestUpstream;
 let a: TestKeygate;
 let b: TestKeygate;
@@ -37,24 +39,27 @@ let adminB: AdminClient;
 const proxied = (instance: TestKeygate, path: string, key: string) => rawRequest(instance.url, { path, headers: { 'x-api-key': key } });
 
 beforeAll(async () => {
-  redis = await startRedisServer();
-  root = new Redis(redis.url);
-  await root.call('ACL', 'SETUSER', 'keygate', 'reset', ...documentedAcl(PASSWORD));
-  await root.call('ACL', 'LOG', 'RESET');
   up = await startUpstream((req, res) => {
     req.resume();
     req.on('end', () => res.end(String(req.headers.authorization ?? 'none')));
   });
-  const config = {
-    store: { kind: 'redis' as const, redis: { url: `redis://keygate:${PASSWORD}@127.0.0.1:${redis.port}`, commandTimeoutMs: 1000 } },
-    routes: [
-      { name: 'llm', pathPrefix: '/llm', upstream: up.url, secret: { id: 'openai', header: 'authorization', template: 'Bearer {value}' } },
-      { name: 'api', pathPrefix: '/api', upstream: up.url },
-    ],
-    lifecycle: { sweepMs: 3_600_000, lastUsedFlushMs: 3_600_000 },
-    log: { level: 'info' as const, access: false },
-  };
-  [a, b] = await Promise.all([startTestKeygate(config, { KEYGATE_MASTER_KEY: MASTER_KEY }), startTestKeygate(config, { KEYGATE_MASTER_KEY: MASTER_KEY })]);
+  pair = await startRedisPair({
+    prepare: async (r) => {
+      await r.call('ACL', 'SETUSER', 'keygate', 'reset', ...documentedAcl(PASSWORD));
+      await r.call('ACL', 'LOG', 'RESET');
+    },
+    config: (_, server) => ({
+      store: { kind: 'redis', redis: { url: `redis://keygate:${PASSWORD}@127.0.0.1:${server.port}`, commandTimeoutMs: 1000 } },
+      routes: [
+        { name: 'llm', pathPrefix: '/llm', upstream: up.url, secret: { id: 'openai', header: 'authorization', template: 'Bearer {value}' } },
+        { name: 'api', pathPrefix: '/api', upstream: up.url },
+      ],
+      lifecycle: { sweepMs: 3_600_000, lastUsedFlushMs: 3_600_000 },
+      log: { level: 'info', access: false },
+    }),
+    env: { KEYGATE_MASTER_KEY: MASTER_KEY },
+  });
+  ({ redis, raw: root, a, b } = pair);
   const rootKey = (await a.keys.create({ tenant: 'system', role: 'admin', name: 'root' })).key;
   adminA = adminClient(a.adminUrl, rootKey);
   adminB = adminClient(b.adminUrl, rootKey);
@@ -63,10 +68,8 @@ beforeAll(async () => {
 
 afterAll(async () => {
   restricted?.disconnect();
-  await Promise.all([a?.stop(), b?.stop()]);
-  root?.disconnect();
+  await pair?.stop();
   await up?.close();
-  await redis?.stop();
 });
 
 describe('keygate as the documented Redis user', () => {

@@ -9,16 +9,18 @@
  *  - keys created after the promotion work on both instances.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
 import { Pool } from 'undici';
+import { call } from '../helpers/admin.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
-import { freePort, redisServerAvailable, startRedisServer, waitFor, type RedisServer } from '../helpers/redis-server.ts';
+import { onRedis, startSentinelGroup, type SentinelGroup } from '../helpers/redis-fixture.ts';
+import { redisServerAvailable, waitFor, type RedisServer } from '../helpers/redis-server.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 
 const MASTER = 'kgfailover';
 let primary: RedisServer;
 let replica: RedisServer;
 let sentinel: RedisServer;
+let group: SentinelGroup;
 let upstream: TestUpstream;
 let a: TestKeygate;
 let b: TestKeygate;
@@ -30,56 +32,24 @@ function pool(url: string): Pool {
   return p;
 }
 
-async function call(instance: TestKeygate, key: string): Promise<{ status: number; code?: string }> {
+async function proxied(instance: TestKeygate, key: string): Promise<{ status: number; code?: string }> {
   const res = await pool(instance.url).request({ path: '/api/x', method: 'GET', headers: { 'x-api-key': key } });
   const text = await res.body.text();
   return { status: res.statusCode, code: res.statusCode === 200 ? undefined : (JSON.parse(text) as { code?: string }).code };
 }
 
 async function admin(instance: TestKeygate, key: string, method: string, path: string, body?: unknown): Promise<{ status: number; retryAfter: string | null; code?: string }> {
-  const res = await fetch(`${instance.adminUrl}${path}`, {
-    method,
-    headers: { 'x-api-key': key, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const json = (await res.json().catch(() => ({}))) as { code?: string };
-  return { status: res.status, retryAfter: res.headers.get('retry-after'), code: json.code };
-}
-
-async function query<T>(port: number, run: (r: Redis) => Promise<T>): Promise<T> {
-  const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  try {
-    await r.connect();
-    return await run(r);
-  } finally {
-    r.disconnect();
-  }
+  const res = await call(instance.adminUrl, method, path, body === undefined ? { key } : { key, body });
+  return { status: res.status, retryAfter: res.headers.get('retry-after'), code: res.json?.code };
 }
 
 describe.skipIf(!redisServerAvailable())('Sentinel failover under traffic', () => {
   beforeAll(async () => {
-    const fastSync = ['--repl-diskless-sync-delay', '0'];
-    primary = await startRedisServer({ args: fastSync });
-    replica = await startRedisServer({ args: [...fastSync, '--replicaof', '127.0.0.1', String(primary.port)] });
-    await waitFor('the replica to sync', async () => (await query(replica.port, (r) => r.info('replication'))).includes('master_link_status:up'), 5000, 50);
-    sentinel = await startRedisServer({
-      port: await freePort(),
-      sentinelConfig: [
-        `sentinel monitor ${MASTER} 127.0.0.1 ${primary.port} 1`,
-        `sentinel down-after-milliseconds ${MASTER} 1000`,
-        `sentinel failover-timeout ${MASTER} 3000`,
-        `sentinel parallel-syncs ${MASTER} 1`,
-      ].join('\n'),
-    });
-    await waitFor(
-      'the sentinel to see the replica',
-      async () => ((await query(sentinel.port, (r) => r.call('SENTINEL', 'REPLICAS', MASTER))) as unknown[]).length === 1,
-      10_000,
-      100,
-    );
+    group = await startSentinelGroup(MASTER);
+    ({ primary, replica, sentinel } = group);
     upstream = await startUpstream();
     const config = {
-      store: { kind: 'redis' as const, redis: { sentinels: [{ host: '127.0.0.1', port: sentinel.port }], name: MASTER, commandTimeoutMs: 300 } },
+      store: group.store,
       cache: { maxAgeMs: 60_000 },
       limits: { failedAuth: { max: 0 } },
       routes: [{ name: 'api', pathPrefix: '/api', upstream: upstream.url }],
@@ -92,7 +62,7 @@ describe.skipIf(!redisServerAvailable())('Sentinel failover under traffic', () =
     await Promise.all([...pools.values()].map((p) => p.close()));
     await Promise.all([a?.stop(), b?.stop()]);
     await upstream?.close();
-    for (const server of [sentinel, replica, primary]) await server?.stop();
+    await group?.stop();
   });
 
   it('cached keys see no error, admin writes get 503 + Retry-After, revocations and new keys work on both after the promotion', async () => {
@@ -101,10 +71,10 @@ describe.skipIf(!redisServerAvailable())('Sentinel failover under traffic', () =
     const doomed = await a.keys.create({ tenant: 'acme', name: 'doomed' });
     const adminKey = await a.keys.create({ tenant: 'system', name: 'operator', role: 'admin' });
     for (const instance of [a, b]) {
-      for (const { key } of [...cached, doomed]) expect((await call(instance, key)).status).toBe(200);
+      for (const { key } of [...cached, doomed]) expect((await proxied(instance, key)).status).toBe(200);
       expect((await admin(instance, adminKey.key, 'GET', '/v1/keys')).status).toBe(200);
     }
-    expect(await query(primary.port, (r) => r.call('WAIT', 1, 2000))).toBe(1);
+    expect(await onRedis(primary.port, (r) => r.call('WAIT', 1, 2000))).toBe(1);
 
     // Traffic on both instances for every cached key, from before the kill until after the promotion.
     let traffic = true;
@@ -113,7 +83,7 @@ describe.skipIf(!redisServerAvailable())('Sentinel failover under traffic', () =
     const loops = [a, b].flatMap((instance, n) =>
       cached.map(async ({ key }, i) => {
         while (traffic) {
-          const answer = await call(instance, key);
+          const answer = await proxied(instance, key);
           if (answer.status === 200) served++;
           else failures.push(`${n === 0 ? 'A' : 'B'} key ${i}: ${answer.status} ${answer.code ?? ''}`);
           await new Promise((resolve) => setTimeout(resolve, 2));
@@ -150,15 +120,15 @@ describe.skipIf(!redisServerAvailable())('Sentinel failover under traffic', () =
     await Promise.all(loops);
     console.log(`[keygate redis failover] primary killed → write accepted after ${promotedMs} ms; cached keys: ${served} answers 200, ${failures.length} errors ${failures.slice(0, 5).join(', ')}; admin writes during the outage: ${outage.map((x) => x.status).join(',')}`);
     expect(failures).toEqual([]);
-    expect((await call(a, fresh!.key)).status).toBe(200);
-    expect((await call(b, fresh!.key)).status).toBe(200);
+    expect((await proxied(a, fresh!.key)).status).toBe(200);
+    expect((await proxied(b, fresh!.key)).status).toBe(200);
 
     // A revocation through A after the promotion: B refuses from the moment it answered.
-    expect((await call(b, doomed.key)).status).toBe(200);
+    expect((await proxied(b, doomed.key)).status).toBe(200);
     const revoked = await admin(a, adminKey.key, 'POST', `/v1/keys/${doomed.record.id}/revoke`);
     expect(revoked.status).toBe(200);
-    expect(await call(b, doomed.key)).toEqual({ status: 401, code: 'key_revoked' });
-    expect(await call(a, doomed.key)).toEqual({ status: 401, code: 'key_revoked' });
+    expect(await proxied(b, doomed.key)).toEqual({ status: 401, code: 'key_revoked' });
+    expect(await proxied(a, doomed.key)).toEqual({ status: 401, code: 'key_revoked' });
     } finally {
       traffic = false;
       await Promise.allSettled(loops);

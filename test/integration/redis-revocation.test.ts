@@ -7,12 +7,14 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { Pool } from 'undici';
 import { generateKey } from '../../src/keys/format.ts';
-import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
-import { startRedisServer, waitFor, type RedisServer } from '../helpers/redis-server.ts';
+import type { TestKeygate } from '../helpers/keygate.ts';
+import { startRedisPair, type RedisPair } from '../helpers/redis-fixture.ts';
+import { waitFor, type RedisServer } from '../helpers/redis-server.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 
 let redis: RedisServer;
 let raw: Redis;
+let pair: RedisPair<TestKeygate>;
 let upstream: TestUpstream;
 let a: TestKeygate;
 let b: TestKeygate;
@@ -44,26 +46,24 @@ async function hgetallCalls(): Promise<number> {
 }
 
 beforeAll(async () => {
-  redis = await startRedisServer();
-  raw = new Redis(redis.url);
   upstream = await startUpstream();
-  const config = {
-    store: { kind: 'redis' as const, redis: { url: redis.url, commandTimeoutMs: 300 } },
-    cache: { maxAgeMs: 60_000 },
-    // Hundreds of revoked keys are asked for from one address here, on purpose.
-    limits: { failedAuth: { max: 0 } },
-    routes: [{ name: 'api', pathPrefix: '/api', upstream: upstream.url }],
-    log: { level: 'warn' as const, access: false },
-  };
-  [a, b] = await Promise.all([startTestKeygate(config), startTestKeygate(config)]);
+  pair = await startRedisPair({
+    config: (store) => ({
+      store,
+      cache: { maxAgeMs: 60_000 },
+      // Hundreds of revoked keys are asked for from one address here, on purpose.
+      limits: { failedAuth: { max: 0 } },
+      routes: [{ name: 'api', pathPrefix: '/api', upstream: upstream.url }],
+      log: { level: 'warn' as const, access: false },
+    }),
+  });
+  ({ redis, raw, a, b } = pair);
 });
 
 afterAll(async () => {
   await Promise.all([...pools.values()].map((p) => p.close()));
-  await Promise.all([a?.stop(), b?.stop()]);
-  raw?.disconnect();
+  await pair?.stop();
   await upstream?.close();
-  await redis?.stop();
 });
 
 describe('two instances on one Redis', () => {

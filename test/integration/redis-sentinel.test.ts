@@ -4,17 +4,18 @@
  * the new primary by itself and authentication (and revocation) continue.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
 import { Pool } from 'undici';
 import { generateKey } from '../../src/keys/format.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
-import { freePort, redisServerAvailable, startRedisServer, waitFor, type RedisServer } from '../helpers/redis-server.ts';
+import { onRedis, startSentinelGroup, type SentinelGroup } from '../helpers/redis-fixture.ts';
+import { redisServerAvailable, waitFor, type RedisServer } from '../helpers/redis-server.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 
 const MASTER = 'kgmaster';
 let primary: RedisServer;
 let replica: RedisServer;
 let sentinel: RedisServer;
+let group: SentinelGroup;
 let upstream: TestUpstream;
 let kg: TestKeygate;
 let pool: Pool;
@@ -25,41 +26,13 @@ async function call(key: string): Promise<number> {
   return res.statusCode;
 }
 
-async function query<T>(port: number, run: (r: Redis) => Promise<T>): Promise<T> {
-  const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-  try {
-    await r.connect();
-    return await run(r);
-  } finally {
-    r.disconnect();
-  }
-}
-
 describe.skipIf(!redisServerAvailable())('Redis Sentinel failover', () => {
   beforeAll(async () => {
-    // No 5 s wait before a diskless full sync (the default): the replica syncs at once.
-    const fastSync = ['--repl-diskless-sync-delay', '0'];
-    primary = await startRedisServer({ args: fastSync });
-    replica = await startRedisServer({ args: [...fastSync, '--replicaof', '127.0.0.1', String(primary.port)] });
-    await waitFor('the replica to sync', async () => (await query(replica.port, (r) => r.info('replication'))).includes('master_link_status:up'), 5000, 50);
-    sentinel = await startRedisServer({
-      port: await freePort(),
-      sentinelConfig: [
-        `sentinel monitor ${MASTER} 127.0.0.1 ${primary.port} 1`,
-        `sentinel down-after-milliseconds ${MASTER} 1000`,
-        `sentinel failover-timeout ${MASTER} 3000`,
-        `sentinel parallel-syncs ${MASTER} 1`,
-      ].join('\n'),
-    });
-    await waitFor(
-      'the sentinel to see the replica',
-      async () => ((await query(sentinel.port, (r) => r.call('SENTINEL', 'REPLICAS', MASTER))) as unknown[]).length === 1,
-      10_000,
-      100,
-    );
+    group = await startSentinelGroup(MASTER);
+    ({ primary, replica, sentinel } = group);
     upstream = await startUpstream();
     kg = await startTestKeygate({
-      store: { kind: 'redis', redis: { sentinels: [{ host: '127.0.0.1', port: sentinel.port }], name: MASTER, commandTimeoutMs: 300 } },
+      store: group.store,
       routes: [{ name: 'api', pathPrefix: '/api', upstream: upstream.url }],
       log: { level: 'warn', access: false },
     });
@@ -70,7 +43,7 @@ describe.skipIf(!redisServerAvailable())('Redis Sentinel failover', () => {
     await pool?.close();
     await kg?.stop();
     await upstream?.close();
-    for (const server of [sentinel, replica, primary]) await server?.stop();
+    await group?.stop();
   });
 
   it('authentication continues after the primary is killed and the replica promoted', async () => {
@@ -79,7 +52,7 @@ describe.skipIf(!redisServerAvailable())('Redis Sentinel failover', () => {
     const fresh = await kg.keys.create({ tenant: 'acme', name: 'first used after' });
     expect(await call(used.key)).toBe(200);
     // Both keys are on the replica before the primary goes.
-    expect(await query(primary.port, (r) => r.call('WAIT', 1, 2000))).toBe(1);
+    expect(await onRedis(primary.port, (r) => r.call('WAIT', 1, 2000))).toBe(1);
 
     await primary.kill();
     const seen = new Set<number>();
@@ -97,7 +70,7 @@ describe.skipIf(!redisServerAvailable())('Redis Sentinel failover', () => {
     const failoverMs = Date.now() - failoverStarted;
     // During the failover: 503 (cannot check), never 401 for a valid key.
     expect([...seen].filter((s) => s !== 200 && s !== 503)).toEqual([]);
-    const [host, port] = (await query(sentinel.port, (r) => r.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', MASTER))) as string[];
+    const [host, port] = (await onRedis(sentinel.port, (r) => r.call('SENTINEL', 'GET-MASTER-ADDR-BY-NAME', MASTER))) as string[];
     expect(`${host}:${port}`).toBe(`127.0.0.1:${replica.port}`);
     console.log(`[keygate redis sentinel] primary killed → first 200 for an uncached key after ${failoverMs} ms (down-after-milliseconds 1000)`);
 

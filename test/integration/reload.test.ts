@@ -18,11 +18,12 @@ import type { RawConfig } from '../../src/config/schema.ts';
 import { CLI_CALLER } from '../../src/keys/service.ts';
 import { createLoggers } from '../../src/observability/logger.ts';
 import { startKeygate, type Keygate } from '../../src/server.ts';
-import { call, expectProblem } from '../helpers/admin.ts';
-import { logLines, rawRequest, waitFor, type RawResponse } from '../helpers/http.ts';
-import { captureStream, startTestKeygate, TEST_PEPPER } from '../helpers/keygate.ts';
+import { call } from '../helpers/admin.ts';
+import { expectProblem, logLines, rawRequest, type RawResponse, waitFor } from '../helpers/http.ts';
+import { captureStream, startTestKeygate } from '../helpers/keygate.ts';
 import { freePorts } from '../helpers/process.ts';
 import { startUpstream, type Handler, type TestUpstream } from '../helpers/upstream.ts';
+import { TEST_PEPPER } from '../helpers/pepper.ts';
 
 /** An upstream that says which one it is and what it received. */
 const tagged =

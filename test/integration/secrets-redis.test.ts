@@ -6,7 +6,7 @@
  * rotation keeps every secret readable.
  */
 import { randomBytes } from 'node:crypto';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_CALLER } from '../../src/keys/service.ts';
 import { decryptSecret, loadKeyring } from '../../src/secrets/crypto.ts';
@@ -14,8 +14,9 @@ import { SecretService } from '../../src/secrets/service.ts';
 import type { RedisStore } from '../../src/store/redis.ts';
 import { adminClient, type AdminClient } from '../helpers/admin.ts';
 import { rawRequest, type RawResponse } from '../helpers/http.ts';
-import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
-import { startRedisServer, waitFor, type RedisServer } from '../helpers/redis-server.ts';
+import type { TestKeygate } from '../helpers/keygate.ts';
+import { startRedisPair, type RedisPair } from '../helpers/redis-fixture.ts';
+import { waitFor, type RedisServer } from '../helpers/redis-server.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 
 const KEY_A = randomBytes(32).toString('base64');
@@ -28,6 +29,7 @@ const VALUES: Record<string, string> = {
 
 let redis: RedisServer;
 let raw: Redis;
+let pair: RedisPair<TestKeygate>;
 let up: TestUpstream;
 let a: TestKeygate;
 let b: TestKeygate;
@@ -46,31 +48,30 @@ async function injected(instance: TestKeygate, path: string): Promise<string | n
 }
 
 beforeAll(async () => {
-  redis = await startRedisServer();
-  raw = new Redis(redis.url);
   up = await startUpstream((req, res) => {
     req.resume();
     req.on('end', () => res.end('ok'));
   });
-  const config = {
-    store: { kind: 'redis' as const, redis: { url: redis.url, commandTimeoutMs: 300 } },
-    routes: [
-      { name: 'llm', pathPrefix: '/llm', upstream: up.url, secret: { id: 'openai', header: 'authorization', template: 'Bearer {value}' } },
-      { name: 'gh', pathPrefix: '/gh', upstream: up.url, secret: { id: 'github', header: 'authorization', template: 'token {value}' } },
-    ],
-    log: { level: 'info' as const, access: false },
-  };
-  [a, b] = await Promise.all([startTestKeygate(config, { KEYGATE_MASTER_KEY: KEY_A }), startTestKeygate(config, { KEYGATE_MASTER_KEY: KEY_A })]);
+  pair = await startRedisPair({
+    config: (store) => ({
+      store,
+      routes: [
+        { name: 'llm', pathPrefix: '/llm', upstream: up.url, secret: { id: 'openai', header: 'authorization', template: 'Bearer {value}' } },
+        { name: 'gh', pathPrefix: '/gh', upstream: up.url, secret: { id: 'github', header: 'authorization', template: 'token {value}' } },
+      ],
+      log: { level: 'info' as const, access: false },
+    }),
+    env: { KEYGATE_MASTER_KEY: KEY_A },
+  });
+  ({ redis, raw, a, b } = pair);
   adminA = adminClient(a.adminUrl, (await a.keys.create({ tenant: 'system', role: 'admin', name: 'root' })).key);
   adminB = adminClient(b.adminUrl, (await b.keys.create({ tenant: 'system', role: 'admin', name: 'root-b' })).key);
   userKey = (await a.keys.create({ tenant: 'acme', name: 'agent' })).key;
 });
 
 afterAll(async () => {
-  await Promise.all([a?.stop(), b?.stop()]);
-  raw?.disconnect();
+  await pair?.stop();
   await up?.close();
-  await redis?.stop();
 });
 
 describe('two instances on one Redis', () => {

@@ -7,12 +7,13 @@
  */
 import { get as httpGet, type IncomingMessage, type ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RawConfig } from '../../src/config/schema.ts';
 import { call } from '../helpers/admin.ts';
-import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
-import { startRedisServer, waitFor, type RedisServer } from '../helpers/redis-server.ts';
+import type { TestKeygate } from '../helpers/keygate.ts';
+import { startRedisPair, type RedisPair } from '../helpers/redis-fixture.ts';
+import { waitFor, type RedisServer } from '../helpers/redis-server.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 
 const MAX_LAG_MS = 200;
@@ -20,6 +21,7 @@ const MAX_AGE = 1000;
 
 let redis: RedisServer;
 let raw: Redis;
+let pair: RedisPair<TestKeygate>;
 let up: TestUpstream;
 let a: TestKeygate;
 let b: TestKeygate;
@@ -81,24 +83,22 @@ async function createKey(name: string): Promise<{ key: string; id: string }> {
 }
 
 beforeAll(async () => {
-  redis = await startRedisServer();
-  raw = new Redis(redis.url);
   up = await startUpstream(handler);
-  const config: RawConfig = {
-    store: { kind: 'redis', redis: { url: redis.url, commandTimeoutMs: 300 } },
-    cache: { maxAgeMs: MAX_AGE },
-    routes: [{ name: 'api', pathPrefix: '/', upstream: up.url }],
-    log: { level: 'warn', access: false },
-  };
-  [a, b] = await Promise.all([startTestKeygate(config), startTestKeygate(config)]);
+  pair = await startRedisPair({
+    config: (store) => ({
+      store,
+      cache: { maxAgeMs: MAX_AGE },
+      routes: [{ name: 'api', pathPrefix: '/', upstream: up.url }],
+      log: { level: 'warn', access: false },
+    }),
+  });
+  ({ redis, raw, a, b } = pair);
   root = (await a.keys.create({ tenant: 'system', role: 'admin', name: 'root' })).key;
 });
 
 afterAll(async () => {
-  await Promise.all([a?.stop(), b?.stop()]);
-  raw?.disconnect();
+  await pair?.stop();
   await up?.close();
-  await redis?.stop();
 });
 
 describe('streams on two instances sharing Redis', () => {

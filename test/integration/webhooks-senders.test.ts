@@ -15,7 +15,7 @@ import twilio from 'twilio';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RawConfig } from '../../src/config/schema.ts';
 import { CLI_CALLER } from '../../src/keys/service.ts';
-import { rawRequest, type RawResponse } from '../helpers/http.ts';
+import { expectProblem, rawRequest, type RawResponse } from '../helpers/http.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 
@@ -86,10 +86,6 @@ async function deliver(path: string, body: string, headers: Record<string, strin
   return { res, upstream: got.length > before ? got[got.length - 1] : undefined };
 }
 
-function expectProblem(res: RawResponse, status: number, code: string): void {
-  expect(res.status, res.body).toBe(status);
-  expect(res.json).toMatchObject({ type: `urn:keygate:problem:${code}`, status, code });
-}
 
 beforeAll(async () => {
   up = await startUpstream(hashingUpstream);

@@ -22,7 +22,7 @@ import Stripe from 'stripe';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RawConfig } from '../../src/config/schema.ts';
 import { CLI_CALLER } from '../../src/keys/service.ts';
-import { rawRequest, waitFor, accessLines, type RawResponse } from '../helpers/http.ts';
+import { accessLines, expectProblem, rawRequest, type RawResponse, waitFor } from '../helpers/http.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
@@ -115,11 +115,6 @@ async function deliver(base: string, path: string, body: string | Buffer, header
   return { res, upstream: got.length > before ? got[got.length - 1] : undefined };
 }
 
-function expectProblem(res: RawResponse, status: number, code: string): void {
-  expect(res.status, res.body).toBe(status);
-  expect(res.headers['content-type']).toBe('application/problem+json');
-  expect(res.json).toMatchObject({ type: `urn:keygate:problem:${code}`, status, code, detail: expect.any(String) });
-}
 
 async function addSecrets(instance: TestKeygate): Promise<void> {
   for (const [id, value] of Object.entries(SECRETS)) await instance.keygate.secrets.add(CLI_CALLER, { id, name: `${id} signing secret`, value });

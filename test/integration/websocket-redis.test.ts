@@ -6,14 +6,16 @@
  * cache.maxAgeMs — the staleness rules of the README, applied to connections that stay open.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { RawConfig } from '../../src/config/schema.ts';
-import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
-import { startRedisServer, waitFor, type RedisServer } from '../helpers/redis-server.ts';
+import type { TestKeygate } from '../helpers/keygate.ts';
+import { startRedisPair, type RedisPair } from '../helpers/redis-fixture.ts';
+import { waitFor, type RedisServer } from '../helpers/redis-server.ts';
 import { closed, connectWs, echo, startWsUpstream, type WsUpstream } from '../helpers/ws-upstream.ts';
 
 let redis: RedisServer;
 let raw: Redis;
+let pair: RedisPair<TestKeygate>;
 let upstream: WsUpstream;
 let a: TestKeygate;
 let b: TestKeygate;
@@ -22,24 +24,21 @@ const MAX_AGE = 1000;
 const wsUrl = (instance: TestKeygate, path: string) => `${instance.url.replace('http:', 'ws:')}${path}`;
 
 beforeAll(async () => {
-  redis = await startRedisServer();
-  raw = new Redis(redis.url);
-  raw.on('error', () => {}); // the outage test kills Redis under it
   upstream = await startWsUpstream();
-  const config: RawConfig = {
-    store: { kind: 'redis', redis: { url: redis.url, commandTimeoutMs: 300 } },
-    cache: { maxAgeMs: MAX_AGE },
-    routes: [{ name: 'ws', pathPrefix: '/', upstream: upstream.url, websocket: true }],
-    log: { level: 'warn', access: false },
-  };
-  [a, b] = await Promise.all([startTestKeygate(config), startTestKeygate(config)]);
+  pair = await startRedisPair({
+    config: (store) => ({
+      store,
+      cache: { maxAgeMs: MAX_AGE },
+      routes: [{ name: 'ws', pathPrefix: '/', upstream: upstream.url, websocket: true }],
+      log: { level: 'warn', access: false },
+    }),
+  });
+  ({ redis, raw, a, b } = pair);
 });
 
 afterAll(async () => {
-  await Promise.all([a?.stop(), b?.stop()]);
-  raw?.disconnect();
+  await pair?.stop();
   await upstream?.close();
-  await redis?.stop();
 });
 
 describe('WebSockets on two instances sharing Redis', () => {

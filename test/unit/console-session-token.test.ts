@@ -5,13 +5,13 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, parseConfig } from '../../src/config/load.ts';
 import { newSessionId, SessionTokens, type SessionPayload } from '../../src/admin/console/session-token.ts';
+import { TEST_PEPPER } from '../helpers/pepper.ts';
 
-const PEPPER = 'unit-test-pepper-0123456789';
 const now = 1_800_000_000_000;
 const payload = (extra: Partial<SessionPayload> = {}): SessionPayload => ({ sid: newSessionId(), kid: 'key_abc', ten: 'acme', iat: now, exp: now + 60_000, max: now + 3_600_000, ...extra });
 
 describe('SessionTokens', () => {
-  const tokens = new SessionTokens(PEPPER);
+  const tokens = new SessionTokens(TEST_PEPPER);
 
   it('round-trips a payload until either deadline', () => {
     const p = payload();
@@ -28,7 +28,7 @@ describe('SessionTokens', () => {
     const [v, body, mac] = token.split('.') as [string, string, string];
     const changed = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(body, 'base64url').toString()), ten: null })).toString('base64url');
     expect(tokens.verify(`${v}.${changed}.${mac}`, now)).toBeNull();
-    expect(tokens.verify(new SessionTokens(`${PEPPER}x`).sign(payload()), now)).toBeNull();
+    expect(tokens.verify(new SessionTokens(`${TEST_PEPPER}x`).sign(payload()), now)).toBeNull();
     expect(tokens.verify(`v2.${body}.${mac}`, now)).toBeNull();
     for (const junk of ['', 'v1', 'v1..', `v1.${body}`, `${token}.x`, 'x'.repeat(5000)]) expect(tokens.verify(junk, now)).toBeNull();
   });
@@ -46,7 +46,7 @@ describe('SessionTokens', () => {
     expect(tokens.csrfMatches('session-a', a)).toBe(true);
     expect(tokens.csrfMatches('session-b', a)).toBe(false);
     expect(tokens.csrfMatches('session-a', a.slice(1))).toBe(false);
-    expect(new SessionTokens(`${PEPPER}x`).csrfToken('session-a')).not.toBe(a);
+    expect(new SessionTokens(`${TEST_PEPPER}x`).csrfToken('session-a')).not.toBe(a);
   });
 
   it('session ids are random', () => {

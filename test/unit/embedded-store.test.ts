@@ -4,13 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { displayPrefix, generateKey } from '../../src/keys/format.ts';
-import { createKeyHasher } from '../../src/keys/hash.ts';
 import { newKeyId } from '../../src/keys/ids.ts';
 import type { KeyRecord } from '../../src/keys/record.ts';
 import { EmbeddedStore } from '../../src/store/embedded.ts';
 import { DuplicateKeyError, type RevocationEvent, type StoreFeed } from '../../src/store/key-store.ts';
+import { testHasher } from '../helpers/pepper.ts';
 
-const hasher = createKeyHasher('unit-pepper-0123456789abcdef');
+const hasher = testHasher;
 let dir: string;
 let path: string;
 const open: EmbeddedStore[] = [];

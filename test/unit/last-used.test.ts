@@ -8,9 +8,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load.ts';
 import { LastUsed } from '../../src/events/last-used.ts';
-import { createKeyHasher } from '../../src/keys/hash.ts';
 import { CLI_CALLER, KeyService } from '../../src/keys/service.ts';
 import { EmbeddedStore } from '../../src/store/embedded.ts';
+import { testHasher } from '../helpers/pepper.ts';
 
 let dir: string;
 let path: string;
@@ -21,7 +21,7 @@ beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), 'keygate-lastused-'));
   path = join(dir, 'k.db');
   store = new EmbeddedStore({ path });
-  const service = new KeyService(store, createKeyHasher('unit-pepper-0123456789abcdef'), parseConfig({}, 'test'));
+  const service = new KeyService(store, testHasher, parseConfig({}, 'test'));
   const make = async (name: string) => (await service.create(CLI_CALLER, { tenant: 'acme', name })).record.id;
   ids = [await make('one'), await make('two'), await make('three')];
 });

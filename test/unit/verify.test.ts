@@ -6,14 +6,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Identity } from '../../src/auth/identity.ts';
 import { Verifier, type VerifierOptions } from '../../src/auth/verify.ts';
 import { displayPrefix, generateKey } from '../../src/keys/format.ts';
-import { createKeyHasher } from '../../src/keys/hash.ts';
 import type { KeyRecord } from '../../src/keys/record.ts';
 import { KeyService } from '../../src/keys/service.ts';
 import { cliKeys, type TestKeys } from '../helpers/keygate.ts';
 import { EmbeddedStore, type EmbeddedStoreOptions } from '../../src/store/embedded.ts';
 import { typo } from '../helpers/typo.ts';
+import { testHasher } from '../helpers/pepper.ts';
 
-const hasher = createKeyHasher('unit-pepper-0123456789abcdef');
+const hasher = testHasher;
 const config = { keys: { prefix: 'kg' }, tenants: { system: 'system' }, permissionGroups: { readers: ['read'], writers: ['read', 'write'] } };
 
 /** A real EmbeddedStore that counts lookups and can hold them (after reading) until released. */

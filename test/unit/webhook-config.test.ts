@@ -15,6 +15,7 @@ import { SecretService } from '../../src/secrets/service.ts';
 import { CLI_CALLER } from '../../src/keys/service.ts';
 import { EmbeddedStore } from '../../src/store/embedded.ts';
 import { configProblems } from '../helpers/config.ts';
+import { TEST_PEPPER } from '../helpers/pepper.ts';
 
 const route = { name: 'hook', pathPrefix: '/hook', upstream: 'http://127.0.0.1:3000', auth: { required: false } };
 
@@ -66,7 +67,7 @@ describe('keygate config check', () => {
       const file = join(dir, 'keygate.yaml');
       writeFileSync(file, JSON.stringify({ routes: [{ ...route, webhook: { scheme: 'twilio', secrets: ['t'] } }, { ...route, name: 'h', pathPrefix: '/h', webhook: { scheme: 'hmac', secrets: ['h'], hmac: { header: 'x-sig', algorithm: 'md5' } } }] }));
       // main.ts turns a ConfigError into exit status 2, its message on stderr.
-      const refused = configCommand(['check', '--config', file], { out: () => {}, err: () => {}, env: { KEYGATE_PEPPER: 'check-pepper-0123456789abcdef' }, stdin: Readable.from([]) });
+      const refused = configCommand(['check', '--config', file], { out: () => {}, err: () => {}, env: { KEYGATE_PEPPER: TEST_PEPPER }, stdin: Readable.from([]) });
       await expect(refused).rejects.toBeInstanceOf(ConfigError);
       await expect(refused).rejects.toThrow(/routes\[0\]\.webhook\.publicUrl: is required for scheme twilio/);
       await expect(refused).rejects.toThrow(/routes\[1\]\.webhook\.hmac\.algorithm: must be one of sha1, sha256, sha512/);
@@ -78,7 +79,7 @@ describe('keygate config check', () => {
   it("warns about webhook routes whose signing secrets are not stored, or that need the master key", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'keygate-webhook-check-'));
     try {
-      const env = { KEYGATE_MASTER_KEY: randomBytes(32).toString('base64'), KEYGATE_PEPPER: 'check-pepper-0123456789abcdef', KEYGATE_CONFIG: join(dir, 'keygate.yaml') };
+      const env = { KEYGATE_MASTER_KEY: randomBytes(32).toString('base64'), KEYGATE_PEPPER: TEST_PEPPER, KEYGATE_CONFIG: join(dir, 'keygate.yaml') };
       const db = join(dir, 'keygate.db');
       writeFileSync(
         env.KEYGATE_CONFIG,

@@ -11,11 +11,11 @@ import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
-import { createKeyHasher } from '../../../src/keys/hash.ts';
 import { EmbeddedStore } from '../../../src/store/embedded.ts';
-import { childEnv, KEYGATE_BIN, parseJsonOutput, PROCESS_PEPPER, REPO_ROOT, runKeygate, tempDir } from '../../helpers/process.ts';
+import { childEnv, KEYGATE_BIN, parseJsonOutput, REPO_ROOT, runKeygate, tempDir } from '../../helpers/process.ts';
 import { captureDir, type LedgerEntry } from './capture.ts';
 import { recordChild } from '../../helpers/child-reaper.ts';
+import { TEST_PEPPER, testHasher } from '../../helpers/pepper.ts';
 
 const PROBE = fileURLToPath(new URL('./probe-preload.ts', import.meta.url));
 let started = 0;
@@ -51,8 +51,8 @@ export async function spawnProbedKeygate(tag: string, config: Record<string, unk
   const prefix = join(captureDir(), `${testFile}-${tag}-${process.pid}-child${++started}`);
   const log = openSync(`${prefix}.log`, 'a');
   let logBytes = 0;
-  const ledger: LedgerEntry[] = [{ kind: 'pepper', value: PROCESS_PEPPER }];
-  const hash = createKeyHasher(PROCESS_PEPPER);
+  const ledger: LedgerEntry[] = [{ kind: 'pepper', value: TEST_PEPPER }];
+  const hash = testHasher;
   const child = spawn(process.execPath, ['--expose-gc', '--import', PROBE, KEYGATE_BIN, 'serve', '--config', file], {
     cwd: REPO_ROOT,
     env: childEnv({ HOSTILE_TAP: `${prefix}.responses` }),

@@ -21,9 +21,10 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { expect } from 'vitest';
 import { createKeyHasher } from '../../../src/keys/hash.ts';
-import { PROCESS_PEPPER, type KeygateProcess } from '../../helpers/process.ts';
+import { type KeygateProcess } from '../../helpers/process.ts';
 import { captureDir, type LedgerEntry } from './capture.ts';
 import { scan, type Finding } from './secret-scan.ts';
+import { TEST_PEPPER } from '../../helpers/pepper.ts';
 
 const PROBE = fileURLToPath(new URL('./probe-preload.ts', import.meta.url));
 const run = promisify(execFile);
@@ -43,8 +44,8 @@ export interface SpawnCapture {
   finish(processes: readonly (KeygateProcess | undefined)[]): { findings: Finding[]; bytes: { log: number; responses: number } };
 }
 
-/** `pepper`: the one the processes hash keys with (spawnKeygate's childEnv sets PROCESS_PEPPER). */
-export function spawnCapture(tag: string, pepper = PROCESS_PEPPER): SpawnCapture {
+/** `pepper`: the one the processes hash keys with (spawnKeygate's childEnv sets TEST_PEPPER). */
+export function spawnCapture(tag: string, pepper = TEST_PEPPER): SpawnCapture {
   const testFile = basename(expect.getState().testPath ?? 'unknown').replace(/\.test\.ts$/, '');
   const name = `${testFile}-${tag}-${process.pid}-spawned${++started}`;
   const prefix = join(captureDir(), name);

@@ -1,9 +1,10 @@
 /**
- * A byte-exact HTTP/1.1 client for the hostile tests: it writes whatever it is given on a
- * TCP connection (malformed framing, control characters, obs-fold, pipelined requests) and
- * parses what comes back leniently enough to see every response the server sent on that
- * connection, however many. `RawConnection` keeps one connection open across requests (10k
- * requests on a handful of sockets); `exchange` is the one-shot form.
+ * The raw-socket HTTP/1.1 client: it writes whatever it is given on a TCP connection
+ * (request lines node:http will not produce, malformed framing, control characters,
+ * obs-fold, pipelined requests) and parses what comes back leniently enough to see every
+ * response the server sent on that connection, however many. `RawConnection` keeps one
+ * connection open across requests (10k requests on a handful of sockets); `exchange` is
+ * the one-shot form and `rawSocket` its single-answer shorthand.
  */
 import { connect, type Socket } from 'node:net';
 import { once } from 'node:events';
@@ -22,6 +23,8 @@ export interface ExchangeResult {
   closed: boolean;
   /** Everything the server wrote, as latin1 text. */
   text: string;
+  /** Everything the server wrote. */
+  data: Buffer;
 }
 
 function parseHead(head: string): { status: number; headers: Record<string, string> } {
@@ -134,7 +137,7 @@ export async function exchange(base: string, payload: string | Buffer | (string 
         const last = closeDelimited(rest);
         if (last) responses.push(last);
       }
-      resolve({ responses, closed, text: data.toString('latin1') });
+      resolve({ responses, closed, text: data.toString('latin1'), data });
     };
     const arm = () => {
       clearTimeout(timer);
@@ -237,4 +240,35 @@ export class RawConnection {
     this.#socket = null;
     this.#closed = true;
   }
+}
+
+/**
+ * Resolves when `socket` closes, however it closes. `once(socket, 'close')` rejects on an
+ * 'error' first, and a server that answers and closes while the client is still sending
+ * resets the connection: the client then reads the answer and an ECONNRESET.
+ */
+export function socketClosed(socket: Socket): Promise<void> {
+  socket.on('error', () => {});
+  return new Promise((resolve) => socket.once('close', () => resolve()));
+}
+
+export interface RawSocketResponse {
+  status: number;
+  /** Everything the server wrote, as text. */
+  text: string;
+  head: string;
+  body: string;
+}
+
+/**
+ * Writes `payload` verbatim on a fresh TCP connection and reads until the server closes
+ * it (send `Connection: close`) or 5 s pass without a byte: the first answer, split.
+ */
+export async function rawSocket(base: string, payload: string): Promise<RawSocketResponse> {
+  const { data } = await exchange(base, payload, { waitMs: 5000 });
+  const text = data.toString('utf8');
+  const split = text.indexOf('\r\n\r\n');
+  const head = split === -1 ? text : text.slice(0, split);
+  const status = Number(/^HTTP\/1\.1 (\d{3})/.exec(text)?.[1] ?? 0);
+  return { status, text, head, body: split === -1 ? '' : text.slice(split + 4) };
 }
