@@ -3,12 +3,16 @@
  * streams and cut off at the route's limit; and a refusal sent while a body is still
  * arriving must reach the client before the connection closes (lingeringClose).
  */
+import { KeygateError } from './problem.ts';
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 
-export class PayloadTooLargeError extends Error {
+/** A body over the route's limit, found while it streams: 413 `payload_too_large`. */
+export class PayloadTooLargeError extends KeygateError {
   override name = 'PayloadTooLargeError';
-  readonly code = 'KG_PAYLOAD_TOO_LARGE';
+  constructor(message: string) {
+    super('payload_too_large', message);
+  }
 }
 
 export async function* limitBody(body: Readable, maxBytes: number): AsyncGenerator<Buffer> {

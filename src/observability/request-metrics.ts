@@ -95,7 +95,7 @@ export class RequestMetrics implements GatewayHooks, WebSocketHooks {
     if (error === null || exchange.res.destroyed) return;
     const code = (error as { code?: string }).code ?? '';
     if (UPSTREAM_TIMEOUTS.has(code)) c.upstreamTimeouts.inc();
-    else if (code !== 'KG_PAYLOAD_TOO_LARGE' && code !== 'UND_ERR_ABORTED' && exchange.upstreamHeadersAt === 0) c.upstreamErrors.inc();
+    else if (code !== 'payload_too_large' && code !== 'UND_ERR_ABORTED' && exchange.upstreamHeadersAt === 0) c.upstreamErrors.inc();
   }
 
   onEventStream(exchange: HttpExchange, open: boolean): void {

@@ -305,7 +305,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler, LiveExchange {
     if (this.#stopped) return;
     const res = exchange.res;
     const code = (error as { code?: string }).code ?? '';
-    if (code === 'KG_PAYLOAD_TOO_LARGE') {
+    if (code === 'payload_too_large') {
       exchange.error = 'payload_too_large';
       lingeringClose(exchange.req);
       sendProblem(res, 'payload_too_large', error.message, undefined, true);
