@@ -5,12 +5,13 @@
  * `store.pollMs`) and ends its own streams. Eight streams on eight connections land on
  * both workers unless the kernel's SO_REUSEPORT spread puts them all on one (1 in 128).
  */
-import { get as httpGet, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { waitFor } from '../helpers/http.ts';
 import { freePorts, parseJsonOutput, runKeygate, spawnKeygate, tempDir, type KeygateProcess, type TempDir } from '../helpers/process.ts';
+import { openStream, writeEvents, type Stream } from '../helpers/streams.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 
 const STREAMS = 8;
@@ -24,34 +25,11 @@ let configFile: string;
 function events(req: IncomingMessage, res: ServerResponse): void {
   req.resume();
   res.writeHead(200, { 'content-type': 'text/event-stream' });
-  let n = 0;
-  const tick = setInterval(() => {
-    const id = ++n;
-    res.write(`id: ${id}\ndata: first half of ${id}`);
-    setTimeout(() => !res.destroyed && res.write(`\ndata: second half of ${id}\n\n`), 20);
-  }, 50);
-  res.on('close', () => clearInterval(tick));
+  writeEvents(res);
 }
 
-function open(path: string, key: string): Promise<{ until(part: string): Promise<void>; ended: Promise<{ complete: boolean; at: number; text: string }> }> {
-  const url = new URL(serve.url);
-  return new Promise((resolve, reject) => {
-    const req = httpGet({ host: url.hostname, port: url.port, path, headers: { 'x-api-key': key }, agent: false }, (res) => {
-      let text = '';
-      const waiting: { part: string; done: () => void }[] = [];
-      res.setEncoding('utf8');
-      res.on('data', (chunk: string) => {
-        text += chunk;
-        for (const w of waiting) if (text.includes(w.part)) w.done();
-      });
-      res.on('error', () => {});
-      resolve({
-        until: (part) => (text.includes(part) ? Promise.resolve() : new Promise((done) => waiting.push({ part, done }))),
-        ended: new Promise((done) => res.on('close', () => done({ complete: res.complete, at: performance.now(), text }))),
-      });
-    });
-    req.on('error', reject);
-  });
+function open(path: string, key: string): Promise<Stream> {
+  return openStream(serve.url, path, { 'x-api-key': key }, 'utf8');
 }
 
 async function cli(args: string[]): Promise<{ key: string; id: string }> {

@@ -6,6 +6,7 @@
  */
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { Pool } from 'undici';
 import { expect } from 'vitest';
 
 export interface RawResponse {
@@ -100,6 +101,33 @@ export function expectProblem(res: AnyResponse, status: number, code: string): v
   expect(contentType).toBe('application/problem+json');
   expect(res.json).toEqual({ type: `urn:keygate:problem:${code}`, title: expect.any(String), status, code, detail: expect.any(String) });
   expect(res.json.detail.length).toBeGreaterThan(0);
+}
+
+/** The value of the line `name` (with its labels, if any) on an admin listener's /metrics; NaN when there is none. */
+export async function metric(adminUrl: string, name: string): Promise<number> {
+  const text = await (await fetch(`${adminUrl}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line === undefined ? NaN : Number(line.split(' ')[1]);
+}
+
+/**
+ * GETs with X-Api-Key on kept-alive connections, one undici Pool of `connections` per base
+ * URL: for tests that send many requests fast. Gives the status and, for keygate's own
+ * errors, the problem code.
+ */
+export function pooledGets(connections: number) {
+  const pools = new Map<string, Pool>();
+  return {
+    async get(base: string, path: string, key: string): Promise<{ status: number; code?: string }> {
+      let pool = pools.get(base);
+      if (!pool) pools.set(base, (pool = new Pool(base, { connections })));
+      const res = await pool.request({ path, method: 'GET', headers: { 'x-api-key': key } });
+      const text = await res.body.text();
+      const problem = res.headers['content-type'] === 'application/problem+json';
+      return problem ? { status: res.statusCode, code: (JSON.parse(text) as { code: string }).code } : { status: res.statusCode };
+    },
+    close: () => Promise.all([...pools.values()].map((p) => p.close())),
+  };
 }
 
 /** Polls `check` until it returns a truthy value or `timeoutMs` passes (then throws). */

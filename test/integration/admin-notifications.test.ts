@@ -11,12 +11,11 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { SMTPServer } from 'smtp-server';
 import { Webhook } from 'standardwebhooks';
 import { CLI_CALLER } from '../../src/keys/service.ts';
 import { createNotifier, type Notifier } from '../../src/events/notifications/notifier.ts';
 import { adminClient, type AdminClient, type AdminTestKeygate, mayCarryKey, replies, startAdminKeygate } from '../helpers/admin.ts';
-import { decodeMail } from '../helpers/mail.ts';
+import { decodeMail, startMailServer, type Mail, type MailServer } from '../helpers/mail.ts';
 import { testHasher } from '../helpers/pepper.ts';
 
 const WEBHOOK_SECRET = `whsec_${randomBytes(32).toString('base64')}`;
@@ -27,14 +26,8 @@ const ENV = { [SECRET_ENV]: WEBHOOK_SECRET };
 // ---------------------------------------------------------------------------------------------
 // SMTP: no TLS, no login; keeps every raw message.
 
-interface Mail {
-  raw: string;
-  from: string;
-  to: string[];
-}
-
 const mails: Mail[] = [];
-let smtp: SMTPServer | undefined;
+let smtp: MailServer | undefined;
 
 // ---------------------------------------------------------------------------------------------
 // Webhooks: verified with standardwebhooks; can be made slow.
@@ -62,26 +55,8 @@ let rootId: string;
 const fullKeys: string[] = [];
 
 beforeAll(async () => {
-  smtp = new SMTPServer({
-    disabledCommands: ['STARTTLS'],
-    authOptional: true,
-    logger: false,
-    closeTimeout: 500,
-    onData(stream, session, callback) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        mails.push({
-          raw: Buffer.concat(chunks).toString('utf8'),
-          from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
-          to: session.envelope.rcptTo.map((r) => r.address),
-        });
-        callback();
-      });
-    },
-  });
-  await new Promise<void>((resolve) => smtp!.listen(0, '127.0.0.1', () => resolve()));
-  const smtpPort = (smtp.server.address() as AddressInfo).port;
+  smtp = await startMailServer(mails);
+  const smtpPort = smtp.port;
 
   const verifier = new Webhook(WEBHOOK_SECRET);
   receiver = createServer(async (req, res) => {
@@ -140,7 +115,7 @@ afterAll(async () => {
     receiver.closeAllConnections();
     await new Promise<void>((resolve) => receiver!.close(() => resolve()));
   }
-  if (smtp) await new Promise<void>((resolve) => smtp!.close(() => resolve()));
+  await smtp?.close();
 });
 
 beforeEach(async () => {

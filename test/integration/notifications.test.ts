@@ -8,7 +8,6 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
-import { SMTPServer } from 'smtp-server';
 import { Webhook } from 'standardwebhooks';
 import { ConfigError } from '../../src/config/load.ts';
 import { notificationsSchema, type RawNotificationsConfig } from '../../src/config/notifications.ts';
@@ -16,7 +15,7 @@ import { createNotifier, type Notifier } from '../../src/events/notifications/no
 import type { KeygateEvent } from '../../src/events/types.ts';
 import { generateKey } from '../../src/keys/format.ts';
 import { createLogger } from '../../src/observability/logger.ts';
-import { decodeMail } from '../helpers/mail.ts';
+import { decodeMail, startMailServer, type Mail, type MailServer } from '../helpers/mail.ts';
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures
@@ -118,52 +117,17 @@ async function startReceiver(script: (number | 'hang')[], path = `/hooks/${PATH_
 // ---------------------------------------------------------------------------------------------
 // An SMTP server that requires a login and keeps every message.
 
-interface Mail {
-  raw: string;
-  from: string;
-  to: string[];
-  user: string | undefined;
-}
-
-let smtp: SMTPServer;
+let smtp: MailServer;
 let smtpPort: number;
 const mails: Mail[] = [];
 
 beforeAll(async () => {
-  smtp = new SMTPServer({
-    disabledCommands: ['STARTTLS'],
-    allowInsecureAuth: true,
-    authMethods: ['PLAIN', 'LOGIN'],
-    logger: false,
-    closeTimeout: 500,
-    onAuth(auth, _session, callback) {
-      if (auth.username === 'keygate' && auth.password === SMTP_PASSWORD) callback(null, { user: 'keygate' });
-      else callback(Object.assign(new Error('Invalid username or password'), { responseCode: 535 }));
-    },
-    onRcptTo(address, _session, callback) {
-      if (address.address.startsWith('nobody@')) callback(Object.assign(new Error('No such mailbox'), { responseCode: 550 }));
-      else callback();
-    },
-    onData(stream, session, callback) {
-      const chunks: Buffer[] = [];
-      stream.on('data', (c: Buffer) => chunks.push(c));
-      stream.on('end', () => {
-        mails.push({
-          raw: Buffer.concat(chunks).toString('utf8'),
-          from: session.envelope.mailFrom ? session.envelope.mailFrom.address : '',
-          to: session.envelope.rcptTo.map((r) => r.address),
-          user: session.user,
-        });
-        callback();
-      });
-    },
-  });
-  await new Promise<void>((resolve) => smtp.listen(0, '127.0.0.1', () => resolve()));
-  smtpPort = (smtp.server.address() as AddressInfo).port;
+  smtp = await startMailServer(mails, SMTP_PASSWORD);
+  smtpPort = smtp.port;
 });
 
 afterAll(async () => {
-  await new Promise<void>((resolve) => smtp.close(() => resolve()));
+  await smtp.close();
 });
 
 const emailConfig = (overrides: Record<string, unknown> = {}) => ({

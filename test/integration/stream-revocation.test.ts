@@ -9,7 +9,7 @@
  * upstream request is stopped. Other keys' streams stay open. A plain short response is
  * never registered. Lags are printed: `npx vitest run test/integration/stream-revocation.test.ts`.
  */
-import { get as httpGet, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
@@ -23,6 +23,7 @@ import { forward } from '../../src/pipeline/forward.ts';
 import { LiveExchanges, type LiveEntry, type LiveExchange } from '../../src/pipeline/live-exchanges.ts';
 import type { Identity } from '../../src/auth/identity.ts';
 import { call } from '../helpers/admin.ts';
+import { openStream, writeDownload, writeEvents, type Stream } from '../helpers/streams.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { startTestIssuer, type TestIssuer } from '../helpers/oauth-issuer.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
@@ -42,26 +43,15 @@ const upstreamClosed = new Map<string, number>();
 function eventStream(req: IncomingMessage, res: ServerResponse): void {
   res.writeHead(200, { 'content-type': 'text/event-stream' });
   res.write(': hello\n\n');
-  let n = 0;
-  const tick = setInterval(() => {
-    const id = ++n;
-    res.write(`id: ${id}\ndata: first half of ${id}`);
-    setTimeout(() => !res.destroyed && res.write(`\ndata: second half of ${id}\n\n`), 20);
-  }, 50);
-  res.on('close', () => {
-    clearInterval(tick);
-    upstreamClosed.set(req.url!, performance.now());
-  });
+  writeEvents(res);
+  res.on('close', () => upstreamClosed.set(req.url!, performance.now()));
 }
 
 /** 16 KB every 20 ms, chunked, until the client (keygate) goes away. */
 function download(req: IncomingMessage, res: ServerResponse): void {
   res.writeHead(200, { 'content-type': 'application/octet-stream' });
-  const tick = setInterval(() => res.write(Buffer.alloc(16 * 1024, 0x61)), 20);
-  res.on('close', () => {
-    clearInterval(tick);
-    upstreamClosed.set(req.url!, performance.now());
-  });
+  writeDownload(res);
+  res.on('close', () => upstreamClosed.set(req.url!, performance.now()));
 }
 
 /** When the upstream saw the request at `path` go away (waits up to a second for it). */
@@ -71,42 +61,9 @@ async function upstreamStopped(path: string): Promise<number> {
   return upstreamClosed.get(path) ?? Infinity;
 }
 
-interface Ended {
-  /** The response ended as HTTP says a complete one does (false: the connection was cut). */
-  complete: boolean;
-  at: number;
-  text: string;
-}
-
-interface Stream {
-  status: number;
-  /** Resolves once `text` contains this. */
-  until(part: string): Promise<void>;
-  ended: Promise<Ended>;
-}
-
 /** A GET through keygate whose body is read as it comes. */
 function open(path: string, headers: Record<string, string>): Promise<Stream> {
-  const url = new URL(kg.url);
-  return new Promise((resolve, reject) => {
-    const req = httpGet({ host: url.hostname, port: url.port, path, headers, agent: false }, (res) => {
-      let text = '';
-      const waiting: { part: string; done: () => void }[] = [];
-      res.setEncoding('latin1');
-      res.on('data', (chunk: string) => {
-        text += chunk;
-        for (const w of waiting) if (text.includes(w.part)) w.done();
-      });
-      res.on('error', () => {});
-      const ended = new Promise<Ended>((done) => res.on('close', () => done({ complete: res.complete, at: performance.now(), text })));
-      resolve({
-        status: res.statusCode ?? 0,
-        until: (part) => (text.includes(part) ? Promise.resolve() : new Promise((done) => waiting.push({ part, done }))),
-        ended,
-      });
-    });
-    req.on('error', reject);
-  });
+  return openStream(kg.url, path, headers);
 }
 
 function expectCompleteEvents(text: string): void {
