@@ -16,6 +16,7 @@ import { Door } from './auth/admit.ts';
 import { createKeyHasher } from './keys/hash.ts';
 import { loadPepper } from './keys/pepper.ts';
 import { IdentitySigner } from './auth/identity-signer.ts';
+import { announceKnownKeys, receiveKnownKeys } from './cluster/known-keys-ipc.ts';
 import type { Logger } from './observability/logger.ts';
 import { createMetrics, observeRevocation, type KeygateMetrics } from './observability/metrics.ts';
 import { RequestMetrics } from './observability/request-metrics.ts';
@@ -144,7 +145,9 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     ...config.cache,
     onStoreError: storeErrorLog(logger),
     onStoreLookup: (seconds, ok) => (ok ? storeOk : storeError).observe(seconds),
+    onKnown: announceKnownKeys(),
   });
+  receiveKnownKeys(verifier);
   const vault = new Vault({ store, keyring, logger, lastUsedFlushMs: config.lifecycle.lastUsedFlushMs });
   store.subscribeSecrets(vault);
   await store.subscribe(verifier);

@@ -42,6 +42,8 @@ export interface VerifierOptions {
   onStoreError?: (error: unknown) => void;
   /** Told how long each store lookup took and whether it succeeded (metrics); must not throw. */
   onStoreLookup?: (seconds: number, ok: boolean) => void;
+  /** Told when the store first vouches for a key here (its SHA-256 and HMAC), to share with sibling workers. */
+  onKnown?: (id: string, hash: string) => void;
   now?: () => number;
 }
 
@@ -79,6 +81,7 @@ export class Verifier implements StoreFeed {
   readonly #now: () => number;
   readonly #onStoreError: (error: unknown) => void;
   readonly #onStoreLookup: ((seconds: number, ok: boolean) => void) | null;
+  readonly #onKnown: ((id: string, hash: string) => void) | null;
   readonly stats: VerifierStats = { hits: 0, misses: 0, storeCalls: 0, evictions: 0 };
   /** Called after each revocation event is applied, with the event. */
   onRevocationApplied: ((event: RevocationEvent, appliedAt: number) => void) | null = null;
@@ -95,6 +98,7 @@ export class Verifier implements StoreFeed {
     this.#now = options.now ?? Date.now;
     this.#onStoreError = options.onStoreError ?? (() => {});
     this.#onStoreLookup = options.onStoreLookup ?? null;
+    this.#onKnown = options.onKnown ?? null;
     const stats = this.stats;
     this.#positive = new LRUCache<string, Identity>({
       max: options.max,
@@ -133,6 +137,11 @@ export class Verifier implements StoreFeed {
     if (parseKey(key, this.#prefix) === null) return 'invalid_key';
     const known = this.#known.get(sha256Hash('sha256', key, 'base64url'));
     return known !== undefined ? this.verifyHash(known) : LOOKUP_REFUSED;
+  }
+
+  /** A key another worker's store lookup vouched for (cluster/known-keys-ipc.ts): known here too. */
+  learn(id: string, hash: string): void {
+    if (!this.#known.has(id)) this.#known.set(id, hash);
   }
 
   /** Whether a refused key was well-formed, i.e. cost a lookup (only those count as failures). */
@@ -210,7 +219,10 @@ export class Verifier implements StoreFeed {
     const identity = toIdentity(record, this.#groups);
     if (current) this.#positive.set(hash, identity);
     // Only keys the store knows: a flood of unknown keys cannot push real ones out of it.
-    if (id !== null) this.#known.set(id, hash);
+    if (id !== null && !this.#known.has(id)) {
+      this.#known.set(id, hash);
+      this.#onKnown?.(id, hash);
+    }
     return this.#judge(identity);
   }
 

@@ -6,6 +6,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import type { Logger } from '../observability/logger.ts';
+import { relayKnownKeys } from './known-keys-ipc.ts';
 import { serveClusterMetrics } from './metrics-ipc.ts';
 
 export function workerCount(setting: 'auto' | number): number {
@@ -21,6 +22,7 @@ export interface PrimaryOptions {
 /** Resolves with the exit code once every worker has stopped after a signal. */
 export function runPrimary({ workers, graceMs, logger }: PrimaryOptions): Promise<number> {
   serveClusterMetrics();
+  relayKnownKeys();
   let stopping = false;
   const crashes: number[] = [];
   const fork = (): Worker => cluster.fork();
