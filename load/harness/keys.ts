@@ -8,7 +8,7 @@ import { createKeyHasher } from '../../src/keys/hash.ts';
 import { newKeyId } from '../../src/keys/ids.ts';
 import type { KeyRecord } from '../../src/keys/record.ts';
 import { EmbeddedStore } from '../../src/store/embedded.ts';
-import { RedisStore } from '../../src/store/redis.ts';
+import { RedisStore } from '../../src/store/redis/store.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { typo } from '../../test/helpers/typo.ts';
 

@@ -82,33 +82,45 @@ function describeField(name: keyof KeyRecord, schema: z.ZodType): RecordField {
 /** The record's fields in schema order, with how each is stored. */
 export const keyRecordFields: readonly RecordField[] = Object.entries(keyRecordSchema.shape).map(([name, schema]) => describeField(name as keyof KeyRecord, schema));
 
+type Stored = string | number | null | undefined;
+
+/** A field's decoder, chosen once per field at load: a stored value, checked against the field's kind. */
+function decoderFor(field: RecordField): (value: Stored) => unknown {
+  const { unreadable, values } = field;
+  if (field.kind === 'time') {
+    return (value) => {
+      const n = value === undefined || value === null || value === '' ? NaN : Number(value);
+      return Number.isFinite(n) ? n : unreadable;
+    };
+  }
+  if (field.kind === 'list') {
+    // A new list for each record that cannot be read: records are never shared.
+    const fallback = (): unknown => (unreadable === null ? null : []);
+    return (value) => {
+      if (value === undefined || value === null) return fallback();
+      try {
+        const parsed: unknown = JSON.parse(String(value));
+        return Array.isArray(parsed) ? parsed.map(String) : fallback();
+      } catch {
+        return fallback();
+      }
+    };
+  }
+  if (values !== null) return (value) => (typeof value === 'string' && values.includes(value) ? value : unreadable);
+  return (value) => (value === undefined || value === null ? unreadable : String(value));
+}
+
+const decoders = keyRecordFields.map((field) => ({ field, decode: decoderFor(field) }));
+
 /**
  * A record from a store's stored values, one lookup per field (`read` gives undefined or
  * null for a missing one). No zod parse: every value is checked against its field's kind,
  * and one that cannot be read becomes the field's `unreadable` value (fail closed).
  */
-export function decodeRecord(read: (field: RecordField) => string | number | null | undefined): KeyRecord {
+export function decodeRecord(read: (field: RecordField) => Stored): KeyRecord {
   const record: Record<string, unknown> = {};
-  for (const field of keyRecordFields) record[field.name] = decodeValue(field, read(field));
+  for (const { field, decode } of decoders) record[field.name] = decode(read(field));
   return record as KeyRecord;
-}
-
-function decodeValue(field: RecordField, value: string | number | null | undefined): unknown {
-  if (value === undefined || value === null) return field.unreadable;
-  if (field.kind === 'time') {
-    const n = value === '' ? NaN : Number(value);
-    return Number.isFinite(n) ? n : field.unreadable;
-  }
-  if (field.kind === 'list') {
-    try {
-      const parsed: unknown = JSON.parse(String(value));
-      return Array.isArray(parsed) ? parsed.map(String) : field.unreadable;
-    } catch {
-      return field.unreadable;
-    }
-  }
-  const text = String(value);
-  return field.values === null || field.values.includes(text) ? text : field.unreadable;
 }
 
 /** A field's value as stored text (null stays null: the field is left out / NULL). */

@@ -21,7 +21,7 @@ export interface OpenStoreOptions {
 
 export async function openStore(config: Config, options: OpenStoreOptions = {}): Promise<Store> {
   if (config.store.kind === 'redis') {
-    const { RedisStore } = await import('./redis.ts');
+    const { RedisStore } = await import('./redis/store.ts');
     return RedisStore.connect(config.store.redis, options);
   }
   return new EmbeddedStore({ path: config.store.path, pollMs: config.store.pollMs });

@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { Pool } from 'undici';
-import { keySlot } from '../../src/store/redis-connection.ts';
+import { keySlot } from '../../src/store/redis/connection.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { freePort, redisServerAvailable, startRedisServer, waitFor, type RedisServer } from '../helpers/redis-server.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';

@@ -8,7 +8,7 @@ import { Redis } from 'ioredis';
 import { parseConfig } from '../../src/config/load.ts';
 import type { KeyRecord } from '../../src/keys/record.ts';
 import { DuplicateKeyError, StoreUnavailableError, type RevocationEvent } from '../../src/store/key-store.ts';
-import { RedisStore } from '../../src/store/redis.ts';
+import { RedisStore } from '../../src/store/redis/store.ts';
 import { freePort, startRedisServer, waitFor, type RedisServer } from '../helpers/redis-server.ts';
 
 function redisConfig(url: string, extra: Record<string, unknown> = {}) {

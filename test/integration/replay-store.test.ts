@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
 import { EmbeddedStore } from '../../src/store/embedded.ts';
 import { StoreUnavailableError } from '../../src/store/key-store.ts';
-import { RedisStore } from '../../src/store/redis.ts';
+import { RedisStore } from '../../src/store/redis/store.ts';
 import type { ReplayStore } from '../../src/store/replay-store.ts';
 import { freePort, startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
 

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI_CALLER } from '../../src/keys/service.ts';
 import { decryptSecret, loadKeyring } from '../../src/secrets/crypto.ts';
 import { SecretService } from '../../src/secrets/service.ts';
-import type { RedisStore } from '../../src/store/redis.ts';
+import type { RedisStore } from '../../src/store/redis/store.ts';
 import { adminClient, type AdminClient } from '../helpers/admin.ts';
 import { rawRequest, type RawResponse } from '../helpers/http.ts';
 import type { TestKeygate } from '../helpers/keygate.ts';

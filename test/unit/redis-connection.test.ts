@@ -6,7 +6,7 @@
 import type { Cluster, Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
-import { createCommandConnection, createSubscriberConnection } from '../../src/store/redis-connection.ts';
+import { createCommandConnection, createSubscriberConnection } from '../../src/store/redis/connection.ts';
 
 const redisConfig = (redis: Record<string, unknown>) => parseConfig({ store: { kind: 'redis', redis: { lazyConnect: true, ...redis } } }, 'test').store.redis;
 

@@ -12,7 +12,7 @@
  *  - `disableClientInfo: true`: no CLIENT SETINFO, one command fewer for the ACL to allow.
  */
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
-import type { Config } from '../config/schema.ts';
+import type { Config } from '../../config/schema.ts';
 
 export type RedisConfig = Config['store']['redis'];
 export type Mode = 'standalone' | 'sentinel' | 'cluster';
