@@ -7,18 +7,12 @@ import { notificationsSchema } from '../../src/config/notifications.ts';
 import { emailMessage, publicEvent, webhookBody } from '../../src/events/notifications/format.ts';
 import type { KeygateEvent } from '../../src/events/types.ts';
 import { generateKey } from '../../src/keys/format.ts';
+import { KEY_LINES, keyEvent } from '../helpers/events.ts';
 
-const AT = Date.UTC(2030, 0, 1, 9, 30);
 const URL_FOUND = 'https://github.com/octo-org/octo-repo/blob/2f3c4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c/.env#L3';
 
-const leaked = (target: Partial<KeygateEvent['target']> = {}): KeygateEvent => ({
-  id: 'evt_0123456789abcdef01234567',
-  type: 'key.leaked',
-  at: AT,
-  actor: 'github-secret-scanning',
-  tenant: 'acme',
-  target: { keyId: 'key_bbbbbbbbbbbbbbbbbbbb', name: 'ci-bot', prefix: 'kg_acme_3f9a…', role: 'api-user', expiresAt: null, foundAt: URL_FOUND, foundIn: 'commit', revoked: true, ...target },
-});
+const leaked = (target: Partial<KeygateEvent['target']> = {}): KeygateEvent =>
+  keyEvent('key.leaked', { actor: 'github-secret-scanning' }, { expiresAt: null, foundAt: URL_FOUND, foundIn: 'commit', revoked: true, ...target });
 
 describe('key.leaked notifications', () => {
   it('email: a revoked leak says so, where it was found, and what to do', () => {
@@ -28,11 +22,7 @@ describe('key.leaked notifications', () => {
       [
         'A secret scanner found this API key where it should not be and reported it; keygate revoked it. It stops working everywhere within moments, and cannot be reinstated.',
         '',
-        '  Tenant:     acme',
-        '  Name:       ci-bot',
-        '  Prefix:     kg_acme_3f9a…',
-        '  Key id:     key_bbbbbbbbbbbbbbbbbbbb',
-        '  Role:       api-user',
+        ...KEY_LINES,
         '  Expires:    never',
         `  Found at:   ${URL_FOUND}`,
         '  Found in:   commit',

@@ -2,20 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { emailMessage, publicEvent, redactKeys, webhookBody } from '../../src/events/notifications/format.ts';
 import type { KeygateEvent } from '../../src/events/types.ts';
 import { generateKey } from '../../src/keys/format.ts';
+import { EVENT_AT, KEY_LINES, keyEvent } from '../helpers/events.ts';
 
 const KEY = generateKey('kg', 'acme');
-const AT = Date.UTC(2030, 0, 1, 9, 30);
+const AT = EVENT_AT;
 const DAY = 86_400_000;
 
-const event = (type: KeygateEvent['type'], over: Partial<KeygateEvent> = {}): KeygateEvent => ({
-  id: 'evt_0123456789abcdef01234567',
-  type,
-  at: AT,
-  actor: 'key_aaaaaaaaaaaaaaaaaaaa',
-  tenant: 'acme',
-  target: { keyId: 'key_bbbbbbbbbbbbbbbbbbbb', name: 'ci-bot', prefix: 'kg_acme_3f9a…', role: 'api-user', expiresAt: AT + 90 * DAY },
-  ...over,
-});
+const event = (type: KeygateEvent['type'], over: Partial<KeygateEvent> = {}): KeygateEvent => keyEvent(type, over);
 
 describe('emailMessage', () => {
   it('says who did what to which key, for a person', () => {
@@ -25,11 +18,7 @@ describe('emailMessage', () => {
       [
         'A new API key was created.',
         '',
-        '  Tenant:     acme',
-        '  Name:       ci-bot',
-        '  Prefix:     kg_acme_3f9a…',
-        '  Key id:     key_bbbbbbbbbbbbbbbbbbbb',
-        '  Role:       api-user',
+        ...KEY_LINES,
         '  Expires:    2030-04-01T09:30:00Z',
         '  Done by:    key_aaaaaaaaaaaaaaaaaaaa',
         '  When:       2030-01-01T09:30:00Z',

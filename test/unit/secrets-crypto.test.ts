@@ -16,14 +16,11 @@ import {
   type Keyring,
 } from '../../src/secrets/crypto.ts';
 import { KeygateError } from '../../src/http/problem.ts';
+import { testKeyrings } from '../helpers/keyrings.ts';
 
 const VALUE = 'sk-live-0123456789abcdefTOPSECRET';
-const keyA = randomBytes(32).toString('base64');
-const keyB = randomBytes(32).toString('base64');
-const ringA = loadKeyring({ KEYGATE_MASTER_KEY: keyA })!;
-const ringB = loadKeyring({ KEYGATE_MASTER_KEY: keyB })!;
-/** Rotation in progress: B is current, A still decrypts. */
-const rotating = loadKeyring({ KEYGATE_MASTER_KEY: keyB, KEYGATE_MASTER_KEY_PREVIOUS: keyA })!;
+/** A, B, and a rotation in progress (B current, A still decrypts). */
+const { keyA, keyB, ringA, ringB, rotating } = testKeyrings();
 
 /** Flips one bit of a base64 field. */
 function flip(field: string, byte = 0): string {

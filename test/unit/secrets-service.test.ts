@@ -11,16 +11,14 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { EventSink } from '../../src/events/event-sink.ts';
 import { CLI_CALLER } from '../../src/keys/service.ts';
 import { KeygateError, type ProblemCode } from '../../src/http/problem.ts';
-import { decryptSecret, loadKeyring, type Keyring } from '../../src/secrets/crypto.ts';
+import { decryptSecret, type Keyring } from '../../src/secrets/crypto.ts';
 import { SecretService } from '../../src/secrets/service.ts';
 import { EmbeddedStore } from '../../src/store/embedded.ts';
+import { testKeyrings } from '../helpers/keyrings.ts';
 
 const VALUE = 'sk-proj-SERVICE-TEST-4b1d2c3e4f5a6b7c';
-const keyA = randomBytes(32).toString('base64');
-const keyB = randomBytes(32).toString('base64');
-const ringA = loadKeyring({ KEYGATE_MASTER_KEY: keyA })!;
-const ringB = loadKeyring({ KEYGATE_MASTER_KEY: keyB })!;
-const rotating = loadKeyring({ KEYGATE_MASTER_KEY: keyB, KEYGATE_MASTER_KEY_PREVIOUS: keyA })!;
+/** A, B, and a rotation in progress (B current, A still decrypts). */
+const { keyA, keyB, ringA, ringB, rotating } = testKeyrings();
 const admin = { actor: 'key_admin', tenant: null };
 const tenantAdmin = { actor: 'key_acme', tenant: 'acme' };
 
