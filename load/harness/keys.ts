@@ -7,7 +7,7 @@ import { displayPrefix, generateKey } from '../../src/keys/format.ts';
 import { createKeyHasher } from '../../src/keys/hash.ts';
 import { newKeyId } from '../../src/keys/ids.ts';
 import type { KeyRecord } from '../../src/keys/record.ts';
-import { EmbeddedStore } from '../../src/store/embedded.ts';
+import { EmbeddedStore } from '../../src/store/embedded/store.ts';
 import { RedisStore } from '../../src/store/redis/store.ts';
 import { parseConfig } from '../../src/config/load.ts';
 import { typo } from '../../test/helpers/typo.ts';

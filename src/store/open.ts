@@ -1,7 +1,7 @@
 /** Opens the store the config names. */
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
-import { EmbeddedStore } from './embedded.ts';
+import { EmbeddedStore } from './embedded/store.ts';
 import type { KeyStore } from './key-store.ts';
 import type { LifecycleStore } from './lifecycle-store.ts';
 import type { SecretStore } from '../secrets/secret-store.ts';

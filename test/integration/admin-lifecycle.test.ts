@@ -17,7 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { parseConfig } from '../../src/config/load.ts';
 import { CLI_CALLER, KeyService } from '../../src/keys/service.ts';
-import { EmbeddedStore } from '../../src/store/embedded.ts';
+import { EmbeddedStore } from '../../src/store/embedded/store.ts';
 import { expectProblem, waitFor } from '../helpers/http.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { adminClient, call, proxyGet, schemaProblems, shiftedService, startAdminKeygate, type AdminClient, type AdminTestKeygate } from '../helpers/admin.ts';
@@ -259,7 +259,7 @@ describe('expiry', () => {
       }
       const script = `
         const root = process.env.KG_ROOT;
-        const { EmbeddedStore } = await import(root + 'src/store/embedded.ts');
+        const { EmbeddedStore } = await import(root + 'src/store/embedded/store.ts');
         const { EventSink } = await import(root + 'src/events/event-sink.ts');
         const { LastUsed } = await import(root + 'src/events/last-used.ts');
         const { LifecycleJobs } = await import(root + 'src/events/lifecycle-jobs.ts');

@@ -7,7 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { displayPrefix, generateKey } from '../../src/keys/format.ts';
 import { newKeyId } from '../../src/keys/ids.ts';
 import type { KeyRecord } from '../../src/keys/record.ts';
-import { EmbeddedStore } from '../../src/store/embedded.ts';
+import { EmbeddedStore } from '../../src/store/embedded/store.ts';
 import { accessLines, expectProblem, rawRequest, type RawResponse, waitFor } from '../helpers/http.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';

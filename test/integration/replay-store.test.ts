@@ -11,7 +11,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseConfig } from '../../src/config/load.ts';
-import { EmbeddedStore } from '../../src/store/embedded.ts';
+import { EmbeddedStore } from '../../src/store/embedded/store.ts';
 import { StoreUnavailableError } from '../../src/store/key-store.ts';
 import { RedisStore } from '../../src/store/redis/store.ts';
 import type { ReplayStore } from '../../src/store/replay-store.ts';

@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { displayPrefix, generateKey } from '../../src/keys/format.ts';
 import { newKeyId } from '../../src/keys/ids.ts';
 import type { KeyRecord } from '../../src/keys/record.ts';
-import { EmbeddedStore } from '../../src/store/embedded.ts';
+import { EmbeddedStore } from '../../src/store/embedded/store.ts';
 import { DuplicateKeyError, type RevocationEvent, type StoreFeed } from '../../src/store/key-store.ts';
 import { testHasher } from '../helpers/pepper.ts';
 

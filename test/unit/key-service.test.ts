@@ -7,7 +7,7 @@ import { parseKey } from '../../src/keys/format.ts';
 import { createKeyHasher } from '../../src/keys/hash.ts';
 import { CLI_CALLER, KeyService, type CreateKeyInput } from '../../src/keys/service.ts';
 import { KeygateError } from '../../src/http/problem.ts';
-import { EmbeddedStore } from '../../src/store/embedded.ts';
+import { EmbeddedStore } from '../../src/store/embedded/store.ts';
 
 const PEPPER = 'unit-pepper-0123456789abcdef';
 const NOW = Date.parse('2026-03-01T12:00:00.000Z');

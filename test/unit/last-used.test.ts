@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load.ts';
 import { LastUsed } from '../../src/events/last-used.ts';
 import { CLI_CALLER, KeyService } from '../../src/keys/service.ts';
-import { EmbeddedStore } from '../../src/store/embedded.ts';
+import { EmbeddedStore } from '../../src/store/embedded/store.ts';
 import { testHasher } from '../helpers/pepper.ts';
 
 let dir: string;

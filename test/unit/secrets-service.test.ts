@@ -13,7 +13,7 @@ import { CLI_CALLER } from '../../src/keys/service.ts';
 import { KeygateError, type ProblemCode } from '../../src/http/problem.ts';
 import { decryptSecret, type Keyring } from '../../src/secrets/crypto.ts';
 import { SecretService } from '../../src/secrets/service.ts';
-import { EmbeddedStore } from '../../src/store/embedded.ts';
+import { EmbeddedStore } from '../../src/store/embedded/store.ts';
 import { testKeyrings } from '../helpers/keyrings.ts';
 
 const VALUE = 'sk-proj-SERVICE-TEST-4b1d2c3e4f5a6b7c';

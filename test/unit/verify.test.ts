@@ -9,7 +9,7 @@ import { displayPrefix, generateKey } from '../../src/keys/format.ts';
 import type { KeyRecord } from '../../src/keys/record.ts';
 import { KeyService } from '../../src/keys/service.ts';
 import { cliKeys, type TestKeys } from '../helpers/keygate.ts';
-import { EmbeddedStore, type EmbeddedStoreOptions } from '../../src/store/embedded.ts';
+import { EmbeddedStore, type EmbeddedStoreOptions } from '../../src/store/embedded/store.ts';
 import { typo } from '../helpers/typo.ts';
 import { testHasher } from '../helpers/pepper.ts';
 

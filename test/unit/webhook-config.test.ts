@@ -13,7 +13,7 @@ import { ConfigError, parseConfig } from '../../src/config/load.ts';
 import { loadKeyring } from '../../src/secrets/crypto.ts';
 import { SecretService } from '../../src/secrets/service.ts';
 import { CLI_CALLER } from '../../src/keys/service.ts';
-import { EmbeddedStore } from '../../src/store/embedded.ts';
+import { EmbeddedStore } from '../../src/store/embedded/store.ts';
 import { configProblems } from '../helpers/config.ts';
 import { TEST_PEPPER } from '../helpers/pepper.ts';
 

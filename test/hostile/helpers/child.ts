@@ -11,7 +11,7 @@ import { closeSync, openSync, writeFileSync, writeSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { expect } from 'vitest';
-import { EmbeddedStore } from '../../../src/store/embedded.ts';
+import { EmbeddedStore } from '../../../src/store/embedded/store.ts';
 import { childEnv, KEYGATE_BIN, parseJsonOutput, REPO_ROOT, runKeygate, tempDir } from '../../helpers/process.ts';
 import { captureDir, type LedgerEntry } from './capture.ts';
 import { recordChild } from '../../helpers/child-reaper.ts';

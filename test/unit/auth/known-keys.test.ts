@@ -10,7 +10,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { LOOKUP_REFUSED, Verifier } from '../../../src/auth/verify.ts';
 import { generateKey } from '../../../src/keys/format.ts';
 import { KeyService, CLI_CALLER } from '../../../src/keys/service.ts';
-import { EmbeddedStore } from '../../../src/store/embedded.ts';
+import { EmbeddedStore } from '../../../src/store/embedded/store.ts';
 import { testHasher } from '../../helpers/pepper.ts';
 
 let dir: string;

@@ -1,0 +1,97 @@
+/**
+ * The embedded store's feed: several processes may open the same file (a running
+ * `keygate serve` and the CLI), so revocations go into an append-only table that
+ * long-running processes poll, and a key revoked from the CLI is refused by the server
+ * within `pollMs` (and at once by the process that revoked it). Records that change while
+ * staying active (a rotation's overlap end) are logged in `key_changes`, polled the same
+ * way; so are secret changes (secrets.ts), on the same timer.
+ */
+import type { StatementSync } from 'node:sqlite';
+import type { StoreFeed } from '../key-store.ts';
+import type { Database } from './database.ts';
+
+export class EmbeddedFeed {
+  readonly #db: Database;
+  readonly #pollMs: number;
+  readonly #pollers: (() => void)[] = [];
+  readonly #q: Record<'revocationsAfter' | 'lastSeq' | 'changesAfter' | 'lastChangeSeq', StatementSync>;
+  #feed: StoreFeed | null = null;
+  /** Ids this process already reported when it revoked them, so the poll does not report them again. */
+  readonly #reported = new Set<string>();
+  #lastSeq = 0;
+  #lastChangeSeq = 0;
+  #timer: NodeJS.Timeout | null = null;
+  #keysPolled = false;
+
+  constructor(db: Database, pollMs: number) {
+    this.#db = db;
+    this.#pollMs = pollMs;
+    this.#q = {
+      revocationsAfter: db.db.prepare('SELECT seq, key_id, hash, at FROM revocations WHERE seq > ? ORDER BY seq LIMIT 1000'),
+      lastSeq: db.db.prepare('SELECT COALESCE(MAX(seq), 0) AS seq FROM revocations'),
+      changesAfter: db.db.prepare('SELECT seq, hash FROM key_changes WHERE seq > ? ORDER BY seq LIMIT 1000'),
+      lastChangeSeq: db.db.prepare('SELECT COALESCE(MAX(seq), 0) AS seq FROM key_changes'),
+    };
+  }
+
+  async subscribe(feed: StoreFeed): Promise<void> {
+    this.#feed = feed;
+    this.#lastSeq = (this.#q.lastSeq.get() as { seq: number }).seq;
+    this.#lastChangeSeq = (this.#q.lastChangeSeq.get() as { seq: number }).seq;
+    if (this.#keysPolled) return;
+    this.#keysPolled = true;
+    this.startPolling(() => {
+      this.#poll();
+      this.#pollChanges();
+    });
+  }
+
+  /** Adds `poll` to what runs every `pollMs` (and starts the timer). */
+  startPolling(poll: () => void): void {
+    this.#pollers.push(poll);
+    if (this.#timer) return;
+    this.#timer = setInterval(() => {
+      for (const p of this.#pollers) p();
+    }, this.#pollMs);
+    this.#timer.unref();
+  }
+
+  /** This process revoked `ids`: its feed hears it at once, and the poll will not repeat it. */
+  revoked(ids: string[], hashes: string[], at: number): void {
+    if (!ids.length || !this.#feed) return;
+    for (const id of ids) this.#reported.add(id);
+    this.#feed.revoked({ ids, hashes, at });
+  }
+
+  changed(hashes: string[]): void {
+    this.#feed?.changed(hashes);
+  }
+
+  #poll(): void {
+    if (!this.#feed) return;
+    const rows = this.#q.revocationsAfter.all(this.#lastSeq) as { seq: number; key_id: string; hash: string; at: number }[];
+    if (!rows.length || !this.#feed) return;
+    this.#lastSeq = rows[rows.length - 1]!.seq;
+    const fresh = rows.filter((r) => !this.#reported.delete(r.key_id));
+    if (fresh.length) this.#feed.revoked({ ids: fresh.map((r) => r.key_id), hashes: fresh.map((r) => r.hash), at: Math.min(...fresh.map((r) => r.at)) });
+  }
+
+  /** Changes by any process, this one's included (dropping a cache entry twice is harmless). */
+  #pollChanges(): void {
+    if (!this.#feed) return;
+    const rows = this.#q.changesAfter.all(this.#lastChangeSeq) as { seq: number; hash: string }[];
+    if (!rows.length) return;
+    this.#lastChangeSeq = rows[rows.length - 1]!.seq;
+    this.#feed.changed(rows.map((r) => r.hash));
+  }
+
+  /** Answers when the file can be read. */
+  ping(): void {
+    this.#q.lastSeq.get();
+  }
+
+  close(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#feed = null;
+  }
+}
