@@ -82,20 +82,25 @@ export interface CliResult {
   stderr: string;
 }
 
-/** Runs `keygate <args>` to completion (killed after `timeoutMs`). */
-export async function runKeygate(args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string } = {}): Promise<CliResult> {
-  const child = spawn(process.execPath, [KEYGATE_BIN, ...args], { cwd: REPO_ROOT, env: childEnv(options.env), stdio: ['pipe', 'pipe', 'pipe'] });
+/** Starts node with `args` in the repository root and the test environment, collecting its output; killed if the worker exits. */
+function spawnNode(args: string[], env: NodeJS.ProcessEnv | undefined, stdin: 'pipe' | 'ignore'): { child: ChildProcess; output: { stdout: string; stderr: string } } {
+  const child = spawn(process.execPath, args, { cwd: REPO_ROOT, env: childEnv(env), stdio: [stdin, 'pipe', 'pipe'] });
   alive.add(child);
   recordChild(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  const output = { stdout: '', stderr: '' };
+  child.stdout!.setEncoding('utf8').on('data', (s: string) => (output.stdout += s));
+  child.stderr!.setEncoding('utf8').on('data', (s: string) => (output.stderr += s));
+  return { child, output };
+}
+
+/** Runs `keygate <args>` to completion (killed after `timeoutMs`). */
+export async function runKeygate(args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string } = {}): Promise<CliResult> {
+  const { child, output } = spawnNode([KEYGATE_BIN, ...args], options.env, 'pipe');
   child.stdin!.end(options.input ?? '');
   const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 10_000);
   try {
     const [code, signal] = (await once(child, 'close')) as [number | null, NodeJS.Signals | null];
-    return { code, signal, stdout, stderr };
+    return { code, signal, stdout: output.stdout, stderr: output.stderr };
   } finally {
     clearTimeout(timer);
     alive.delete(child);
@@ -146,13 +151,7 @@ function parseLines(text: string): Record<string, unknown>[] {
  * investigating a memory figure).
  */
 export async function spawnKeygate(configFile: string, options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; nodeArgs?: string[] } = {}): Promise<KeygateProcess> {
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), KEYGATE_BIN, 'serve', '--config', configFile], { cwd: REPO_ROOT, env: childEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
-  alive.add(child);
-  recordChild(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout!.setEncoding('utf8').on('data', (s: string) => (stdout += s));
-  child.stderr!.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+  const { child, output } = spawnNode([...(options.nodeArgs ?? []), KEYGATE_BIN, 'serve', '--config', configFile], options.env, 'ignore');
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => {
     child.once('exit', (code, signal) => {
       alive.delete(child);
@@ -163,7 +162,7 @@ export async function spawnKeygate(configFile: string, options: { env?: NodeJS.P
   const listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
     const timer = setTimeout(() => finish(new Error(`keygate serve did not log "keygate listening" within ${options.timeoutMs ?? 10_000} ms`)), options.timeoutMs ?? 10_000);
     const check = () => {
-      const line = parseLines(stdout).find((l) => l.msg === 'keygate listening');
+      const line = parseLines(output.stdout).find((l) => l.msg === 'keygate listening');
       if (line) finish(null, line);
     };
     const onExit = (code: number | null, signal: NodeJS.Signals | null) => finish(new Error(`keygate serve exited (${signal ?? code}) before listening`));
@@ -173,7 +172,7 @@ export async function spawnKeygate(configFile: string, options: { env?: NodeJS.P
       child.off('exit', onExit);
       if (error) {
         child.kill('SIGKILL');
-        reject(new Error(`${error.message}\n--- stdout ---\n${stdout}\n--- stderr ---\n${stderr}`));
+        reject(new Error(`${error.message}\n--- stdout ---\n${output.stdout}\n--- stderr ---\n${output.stderr}`));
       } else resolve(line!);
     }
     child.stdout!.on('data', check);
@@ -186,9 +185,9 @@ export async function spawnKeygate(configFile: string, options: { env?: NodeJS.P
     pid,
     url: `http://${String(listening.proxy)}`,
     adminUrl: `http://${String(listening.admin)}`,
-    stdout: () => stdout,
-    stderr: () => stderr,
-    logLines: () => parseLines(stdout),
+    stdout: () => output.stdout,
+    stderr: () => output.stderr,
+    logLines: () => parseLines(output.stdout),
     exited,
     rssKb: () => readRssKb(pid),
     async stop(signal = 'SIGTERM', timeoutMs = 5000) {

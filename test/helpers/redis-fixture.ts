@@ -13,6 +13,21 @@ export function redisStore(redis: { url: string }, commandTimeoutMs = 300) {
   return { kind: 'redis' as const, redis: { url: redis.url, commandTimeoutMs } };
 }
 
+/**
+ * The config of the revocation tests: one route /api to `upstream`, valid keys cached for a
+ * minute (so a revocation must be pushed to be seen), no limit on failed authentications
+ * (hundreds of revoked keys are asked for from one address, on purpose), warnings only.
+ */
+export function revocationConfig(store: RawConfig['store'], upstream: { url: string }): RawConfig {
+  return {
+    store,
+    cache: { maxAgeMs: 60_000 },
+    limits: { failedAuth: { max: 0 } },
+    routes: [{ name: 'api', pathPrefix: '/api', upstream: upstream.url }],
+    log: { level: 'warn', access: false },
+  };
+}
+
 export interface RedisPair<K> {
   redis: RedisServer;
   /** A client as the default user (errors ignored: some tests kill Redis under it). */

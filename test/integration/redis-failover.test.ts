@@ -9,10 +9,10 @@
  *  - keys created after the promotion work on both instances.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Pool } from 'undici';
 import { call } from '../helpers/admin.ts';
+import { pooledGets } from '../helpers/http.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
-import { onRedis, startSentinelGroup, type SentinelGroup } from '../helpers/redis-fixture.ts';
+import { onRedis, revocationConfig, startSentinelGroup, type SentinelGroup } from '../helpers/redis-fixture.ts';
 import { redisServerAvailable, waitFor, type RedisServer } from '../helpers/redis-server.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 
@@ -24,19 +24,8 @@ let group: SentinelGroup;
 let upstream: TestUpstream;
 let a: TestKeygate;
 let b: TestKeygate;
-const pools = new Map<string, Pool>();
-
-function pool(url: string): Pool {
-  let p = pools.get(url);
-  if (!p) pools.set(url, (p = new Pool(url, { connections: 8 })));
-  return p;
-}
-
-async function proxied(instance: TestKeygate, key: string): Promise<{ status: number; code?: string }> {
-  const res = await pool(instance.url).request({ path: '/api/x', method: 'GET', headers: { 'x-api-key': key } });
-  const text = await res.body.text();
-  return { status: res.statusCode, code: res.statusCode === 200 ? undefined : (JSON.parse(text) as { code?: string }).code };
-}
+const gets = pooledGets(8);
+const proxied = (instance: TestKeygate, key: string) => gets.get(instance.url, '/api/x', key);
 
 async function admin(instance: TestKeygate, key: string, method: string, path: string, body?: unknown): Promise<{ status: number; retryAfter: string | null; code?: string }> {
   const res = await call(instance.adminUrl, method, path, body === undefined ? { key } : { key, body });
@@ -48,18 +37,12 @@ describe.skipIf(!redisServerAvailable())('Sentinel failover under traffic', () =
     group = await startSentinelGroup(MASTER);
     ({ primary, replica, sentinel } = group);
     upstream = await startUpstream();
-    const config = {
-      store: group.store,
-      cache: { maxAgeMs: 60_000 },
-      limits: { failedAuth: { max: 0 } },
-      routes: [{ name: 'api', pathPrefix: '/api', upstream: upstream.url }],
-      log: { level: 'warn' as const, access: false },
-    };
+    const config = revocationConfig(group.store, upstream);
     [a, b] = await Promise.all([startTestKeygate(config), startTestKeygate(config)]);
   }, 30_000);
 
   afterAll(async () => {
-    await Promise.all([...pools.values()].map((p) => p.close()));
+    await gets.close();
     await Promise.all([a?.stop(), b?.stop()]);
     await upstream?.close();
     await group?.stop();

@@ -6,10 +6,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { Pool } from 'undici';
 import type { TestKeygate } from '../helpers/keygate.ts';
-import { startRedisPair, type RedisPair } from '../helpers/redis-fixture.ts';
+import { revocationConfig, startRedisPair, type RedisPair } from '../helpers/redis-fixture.ts';
 import { waitFor, type RedisServer } from '../helpers/redis-server.ts';
+import { metric, pooledGets } from '../helpers/http.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 
 let redis: RedisServer;
@@ -18,37 +18,22 @@ let pair: RedisPair<TestKeygate>;
 let upstream: TestUpstream;
 let a: TestKeygate;
 let b: TestKeygate;
-const pools = new Map<string, Pool>();
+const gets = pooledGets(4);
 
-async function status(instance: TestKeygate, key: string): Promise<number> {
-  let pool = pools.get(instance.url);
-  if (!pool) pools.set(instance.url, (pool = new Pool(instance.url, { connections: 4 })));
-  const res = await pool.request({ path: '/api/x', method: 'GET', headers: { 'x-api-key': key } });
-  await res.body.dump();
-  return res.statusCode;
-}
+const status = async (instance: TestKeygate, key: string) => (await gets.get(instance.url, '/api/x', key)).status;
 
-async function received(instance: TestKeygate): Promise<number> {
-  const text = await (await fetch(`${instance.adminUrl}/metrics`)).text();
-  return Number(text.split('\n').find((l) => l.startsWith('keygate_revocations_received_total '))?.split(' ')[1]);
-}
+const received = (instance: TestKeygate) => metric(instance.adminUrl, 'keygate_revocations_received_total');
 
 beforeAll(async () => {
   upstream = await startUpstream();
   pair = await startRedisPair({
-    config: (store) => ({
-      store,
-      cache: { maxAgeMs: 60_000 },
-      limits: { failedAuth: { max: 0 } },
-      routes: [{ name: 'api', pathPrefix: '/api', upstream: upstream.url }],
-      log: { level: 'warn' as const, access: false },
-    }),
+    config: (store) => revocationConfig(store, upstream),
   });
   ({ redis, raw, a, b } = pair);
 });
 
 afterAll(async () => {
-  await Promise.all([...pools.values()].map((p) => p.close()));
+  await gets.close();
   await pair?.stop();
   await upstream?.close();
 });

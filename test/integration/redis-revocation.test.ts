@@ -5,11 +5,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { Pool } from 'undici';
 import { generateKey } from '../../src/keys/format.ts';
 import type { TestKeygate } from '../helpers/keygate.ts';
-import { startRedisPair, type RedisPair } from '../helpers/redis-fixture.ts';
+import { revocationConfig, startRedisPair, type RedisPair } from '../helpers/redis-fixture.ts';
 import { waitFor, type RedisServer } from '../helpers/redis-server.ts';
+import { metric, pooledGets } from '../helpers/http.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 
 let redis: RedisServer;
@@ -18,26 +18,13 @@ let pair: RedisPair<TestKeygate>;
 let upstream: TestUpstream;
 let a: TestKeygate;
 let b: TestKeygate;
-const pools = new Map<string, Pool>();
+const gets = pooledGets(32);
 
-async function call(instance: TestKeygate, key: string): Promise<{ status: number; code?: string }> {
-  let pool = pools.get(instance.url);
-  if (!pool) pools.set(instance.url, (pool = new Pool(instance.url, { connections: 32 })));
-  const res = await pool.request({ path: '/api/thing', method: 'GET', headers: { 'x-api-key': key } });
-  const text = await res.body.text();
-  return { status: res.statusCode, code: res.statusCode === 200 ? undefined : (JSON.parse(text) as { code: string }).code };
-}
-
+const call = (instance: TestKeygate, key: string) => gets.get(instance.url, '/api/thing', key);
 const status = async (instance: TestKeygate, key: string) => (await call(instance, key)).status;
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
-
-async function metric(instance: TestKeygate, name: string): Promise<number> {
-  const text = await (await fetch(`${instance.adminUrl}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
-  return line === undefined ? NaN : Number(line.split(' ')[1]);
 }
 
 async function hgetallCalls(): Promise<number> {
@@ -48,20 +35,13 @@ async function hgetallCalls(): Promise<number> {
 beforeAll(async () => {
   upstream = await startUpstream();
   pair = await startRedisPair({
-    config: (store) => ({
-      store,
-      cache: { maxAgeMs: 60_000 },
-      // Hundreds of revoked keys are asked for from one address here, on purpose.
-      limits: { failedAuth: { max: 0 } },
-      routes: [{ name: 'api', pathPrefix: '/api', upstream: upstream.url }],
-      log: { level: 'warn' as const, access: false },
-    }),
+    config: (store) => revocationConfig(store, upstream),
   });
   ({ redis, raw, a, b } = pair);
 });
 
 afterAll(async () => {
-  await Promise.all([...pools.values()].map((p) => p.close()));
+  await gets.close();
   await pair?.stop();
   await upstream?.close();
 });
@@ -73,21 +53,21 @@ describe('two instances on one Redis', () => {
     const { key, record } = await a.keys.create({ tenant: 'acme', name: 'shared' });
     expect(await status(a, key)).toBe(200);
     expect(await status(b, key)).toBe(200);
-    const receivedBefore = await metric(b, 'keygate_revocations_received_total');
+    const receivedBefore = await metric(b.adminUrl, 'keygate_revocations_received_total');
     await a.keys.revoke(record.id);
     expect(await call(a, key)).toEqual({ status: 401, code: 'key_revoked' });
     await waitFor('instance B to refuse the key', async () => (await status(b, key)) === 401, 1000, 1);
     expect(await call(b, key)).toEqual({ status: 401, code: 'key_revoked' });
-    expect(await metric(b, 'keygate_revocations_received_total')).toBe(receivedBefore + 1);
-    expect(await metric(b, 'keygate_revocation_last_lag_seconds')).toBeLessThan(1);
-    expect(await metric(a, 'keygate_revocations_received_total')).toBeGreaterThanOrEqual(1);
+    expect(await metric(b.adminUrl, 'keygate_revocations_received_total')).toBe(receivedBefore + 1);
+    expect(await metric(b.adminUrl, 'keygate_revocation_last_lag_seconds')).toBeLessThan(1);
+    expect(await metric(a.adminUrl, 'keygate_revocations_received_total')).toBeGreaterThanOrEqual(1);
   });
 
   it('over 200 revocations: time from revoke to the first 401 on the other instance', async () => {
     const n = 200;
     const created = await Promise.all(Array.from({ length: n }, (_, i) => a.keys.create({ tenant: 'lag', name: `lag ${i}` })));
     for (const { key } of created) expect(await status(b, key)).toBe(200); // cached on B
-    const countBefore = await metric(b, 'keygate_revocation_lag_seconds_count');
+    const countBefore = await metric(b.adminUrl, 'keygate_revocation_lag_seconds_count');
     const lags: number[] = [];
     for (const { key, record } of created) {
       const started = performance.now();
@@ -100,8 +80,8 @@ describe('two instances on one Redis', () => {
     }
     lags.sort((x, y) => x - y);
     const [p50, p99, max] = [percentile(lags, 50), percentile(lags, 99), lags[lags.length - 1]!];
-    const count = (await metric(b, 'keygate_revocation_lag_seconds_count')) - countBefore;
-    const sum = await metric(b, 'keygate_revocation_lag_seconds_sum');
+    const count = (await metric(b.adminUrl, 'keygate_revocation_lag_seconds_count')) - countBefore;
+    const sum = await metric(b.adminUrl, 'keygate_revocation_lag_seconds_sum');
     console.log(
       `[keygate redis revocation lag] ${n} revocations, revoke → first 401 on the other instance: ` +
         `p50 ${p50.toFixed(2)} ms, p99 ${p99.toFixed(2)} ms, max ${max.toFixed(2)} ms ` +

@@ -5,7 +5,7 @@
  * told of (its subscriber connection killed) ends them once B's feed resyncs.
  * `npx vitest run test/integration/stream-revocation-redis.test.ts` prints the lags.
  */
-import { get as httpGet, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +14,7 @@ import { call } from '../helpers/admin.ts';
 import type { TestKeygate } from '../helpers/keygate.ts';
 import { startRedisPair, type RedisPair } from '../helpers/redis-fixture.ts';
 import { waitFor, type RedisServer } from '../helpers/redis-server.ts';
+import { openStream, writeDownload, writeEvents, type Stream } from '../helpers/streams.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 
 const MAX_LAG_MS = 200;
@@ -31,44 +32,14 @@ let root: string;
 function handler(req: IncomingMessage, res: ServerResponse): void {
   const sse = req.url!.startsWith('/sse');
   res.writeHead(200, { 'content-type': sse ? 'text/event-stream' : 'application/octet-stream' });
-  let n = 0;
-  const tick = setInterval(() => {
-    if (!sse) {
-      res.write(Buffer.alloc(16 * 1024, 0x61));
-      return;
-    }
-    const id = ++n;
-    res.write(`id: ${id}\ndata: first half of ${id}`);
-    setTimeout(() => !res.destroyed && res.write(`\ndata: second half of ${id}\n\n`), 20);
-  }, sse ? 50 : 20);
-  res.on('close', () => clearInterval(tick));
+  if (sse) writeEvents(res);
+  else writeDownload(res);
 }
 
-interface Stream {
-  until(part: string): Promise<void>;
-  ended: Promise<{ complete: boolean; at: number; text: string }>;
-}
-
-function open(instance: TestKeygate, path: string, key: string): Promise<Stream> {
-  const url = new URL(instance.url);
-  return new Promise((resolve, reject) => {
-    const req = httpGet({ host: url.hostname, port: url.port, path, headers: { 'x-api-key': key }, agent: false }, (res) => {
-      expect(res.statusCode).toBe(200);
-      let text = '';
-      const waiting: { part: string; done: () => void }[] = [];
-      res.setEncoding('latin1');
-      res.on('data', (chunk: string) => {
-        text += chunk;
-        for (const w of waiting) if (text.includes(w.part)) w.done();
-      });
-      res.on('error', () => {});
-      resolve({
-        until: (part) => (text.includes(part) ? Promise.resolve() : new Promise((done) => waiting.push({ part, done }))),
-        ended: new Promise((done) => res.on('close', () => done({ complete: res.complete, at: performance.now(), text }))),
-      });
-    });
-    req.on('error', reject);
-  });
+async function open(instance: TestKeygate, path: string, key: string): Promise<Stream> {
+  const stream = await openStream(instance.url, path, { 'x-api-key': key });
+  expect(stream.status).toBe(200);
+  return stream;
 }
 
 function expectCompleteEvents(text: string): void {
