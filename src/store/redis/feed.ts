@@ -350,3 +350,14 @@ export class RevocationFeed {
     sub?.disconnect();
   }
 }
+
+/** A role whose writes are key events (keys.ts, lifecycle.ts): the connection, and the feed that applies them here at once. */
+export abstract class KeyEventWriter {
+  protected readonly redis: Commands;
+  protected readonly feed: RevocationFeed;
+
+  constructor(redis: Commands, feed: RevocationFeed) {
+    this.redis = redis;
+    this.feed = feed;
+  }
+}

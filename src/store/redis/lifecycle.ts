@@ -6,40 +6,31 @@
  */
 import type { KeyRecord } from '../../keys/record.ts';
 import type { AuditEntry, AuditPage, AuditQuery, ReminderStage } from '../lifecycle-store.ts';
-import type { Commands } from './commands.ts';
-import type { RevocationFeed } from './feed.ts';
+import { KeyEventWriter } from './feed.ts';
 import { position } from './messages.ts';
 import { fromFields, records } from './record-codec.ts';
 import * as scripts from './scripts.ts';
 
-export class RedisLifecycle {
-  readonly #redis: Commands;
-  readonly #feed: RevocationFeed;
-
-  constructor(redis: Commands, feed: RevocationFeed) {
-    this.#redis = redis;
-    this.#feed = feed;
-  }
-
+export class RedisLifecycle extends KeyEventWriter {
   async rename(id: string, name: string): Promise<KeyRecord | null> {
-    return fromFields(await this.#redis.script(scripts.RENAME, [this.#redis.keys.id(id)], [this.#redis.keys.prefix, name]));
+    return fromFields(await this.redis.script(scripts.RENAME, [this.redis.keys.id(id)], [this.redis.keys.prefix, name]));
   }
 
   async touch(lastUsed: ReadonlyMap<string, number>): Promise<void> {
-    await this.#redis.touchBatches(scripts.TOUCH, this.#redis.keys.all, lastUsed);
+    await this.redis.touchBatches(scripts.TOUCH, this.redis.keys.all, lastUsed);
   }
 
   async appendAudit(entry: AuditEntry): Promise<void> {
-    const k = this.#redis.keys;
-    await this.#redis.script(scripts.APPEND_AUDIT, [k.auditSeq, k.audit, entry.tenant !== null ? k.auditTenant(entry.tenant) : k.audit], [JSON.stringify(entry)]);
+    const k = this.redis.keys;
+    await this.redis.script(scripts.APPEND_AUDIT, [k.auditSeq, k.audit, entry.tenant !== null ? k.auditTenant(entry.tenant) : k.audit], [JSON.stringify(entry)]);
   }
 
   async listAudit(query: AuditQuery): Promise<AuditPage> {
-    const k = this.#redis.keys;
+    const k = this.redis.keys;
     const set = query.tenant !== undefined ? k.auditTenant(query.tenant) : k.audit;
     const max = query.before !== undefined && /^\d+$/.test(query.before) ? `(${query.before}` : '+inf';
     // RESP2 answers member, score, member, …; RESP3 [member, score] pairs.
-    const reply = await this.#redis.call('ZREVRANGEBYSCORE', set, max, '-inf', 'WITHSCORES', 'LIMIT', 0, query.limit + 1);
+    const reply = await this.redis.call('ZREVRANGEBYSCORE', set, max, '-inf', 'WITHSCORES', 'LIMIT', 0, query.limit + 1);
     const flat = Array.isArray(reply) ? reply.flat().map(String) : [];
     const rows: { entry: AuditEntry; seq: string }[] = [];
     for (let i = 0; i + 1 < flat.length; i += 2) rows.push({ entry: JSON.parse(flat[i]!) as AuditEntry, seq: String(Number(flat[i + 1])) });
@@ -48,26 +39,26 @@ export class RedisLifecycle {
   }
 
   async scheduleRevocation(id: string, at: number): Promise<KeyRecord | null> {
-    const k = this.#redis.keys;
-    const reply = await this.#redis.script(scripts.SCHEDULE_REVOCATION, [k.id(id), k.scheduled], [k.prefix, id, String(at), k.channel, this.#redis.publish]);
+    const k = this.redis.keys;
+    const reply = await this.redis.script(scripts.SCHEDULE_REVOCATION, [k.id(id), k.scheduled], [k.prefix, id, String(at), k.channel, this.redis.publish]);
     if (!Array.isArray(reply)) return null;
     // This instance drops its copy at once, without waiting for its own message.
     const changed = String(reply[0]);
-    if (changed !== '') this.#feed.deliver({ changed: [changed], ...position(reply[2], reply[3]) });
+    if (changed !== '') this.feed.deliver({ changed: [changed], ...position(reply[2], reply[3]) });
     return fromFields(reply[1]);
   }
 
   async revokeDue(now: number): Promise<string[]> {
-    const k = this.#redis.keys;
-    const reply = await this.#redis.script(scripts.REVOKE_DUE, [k.scheduled, k.expiring], [k.prefix, String(now), k.channel, this.#redis.publish]);
-    return this.#feed.applyLocally(reply);
+    const k = this.redis.keys;
+    const reply = await this.redis.script(scripts.REVOKE_DUE, [k.scheduled, k.expiring], [k.prefix, String(now), k.channel, this.redis.publish]);
+    return this.feed.applyLocally(reply);
   }
 
   async listExpiring(from: number, until: number): Promise<KeyRecord[]> {
-    return records(await this.#redis.script(scripts.LIST_EXPIRING, [this.#redis.keys.expiring], [this.#redis.keys.prefix, String(from), String(until)]));
+    return records(await this.redis.script(scripts.LIST_EXPIRING, [this.redis.keys.expiring], [this.redis.keys.prefix, String(from), String(until)]));
   }
 
   async claimReminder(id: string, stage: ReminderStage): Promise<boolean> {
-    return Number(await this.#redis.call('HSETNX', this.#redis.keys.reminders, `${id}:${stage}`, '1')) === 1;
+    return Number(await this.redis.call('HSETNX', this.redis.keys.reminders, `${id}:${stage}`, '1')) === 1;
   }
 }
