@@ -5,8 +5,9 @@
  */
 import { Redis } from 'ioredis';
 import type { RawConfig } from '../../src/config/schema.ts';
-import { startTestKeygate } from './keygate.ts';
+import { startTestKeygate, type TestKeygate } from './keygate.ts';
 import { freePort, startRedisServer, waitFor, type RedisServer } from './redis-server.ts';
+import { startUpstream } from './upstream.ts';
 
 /** The store section for a keygate on `redis`. */
 export function redisStore(redis: { url: string }, commandTimeoutMs = 300) {
@@ -76,6 +77,24 @@ export async function startRedisPair<K extends { stop(): Promise<void> }>(option
   }
   const [a, b] = keygates as unknown as [K, K];
   return { redis, raw, a, b, stop: () => shutdown([a, b]) };
+}
+
+/** A redis-server, an upstream that answers 200, and two keygates on them with revocationConfig; `stop()` ends all of it. */
+export async function startRevocationPair(): Promise<RedisPair<TestKeygate>> {
+  const upstream = await startUpstream();
+  try {
+    const pair = await startRedisPair<TestKeygate>({ config: (store) => revocationConfig(store, upstream) });
+    return {
+      ...pair,
+      async stop() {
+        await pair.stop();
+        await upstream.close();
+      },
+    };
+  } catch (error) {
+    await upstream.close();
+    throw error;
+  }
 }
 
 /** Runs `fn` on a short-lived connection to 127.0.0.1:`port` that fails at once rather than retrying. */

@@ -19,6 +19,7 @@ import { startTestIssuer, type TestIssuer } from '../helpers/oauth-issuer.ts';
 import { startUpstream, type Received, type TestUpstream } from '../helpers/upstream.ts';
 import { rawSocket } from '../helpers/raw-socket.ts';
 import { startHostileKeygate, type HostileKeygate } from './helpers/capture.ts';
+import { closeAll } from '../helpers/close.ts';
 
 const RESOURCE = 'http://mcp.example.com/mcp';
 const SECRET = 'upstream-secret-value-9f8e7d6c5b4a';
@@ -74,12 +75,7 @@ beforeAll(async () => {
   });
 });
 
-afterAll(async () => {
-  await kg?.stop();
-  await trusting?.stop();
-  await idp?.close();
-  await upstream?.close();
-});
+afterAll(() => closeAll(kg, trusting, idp, upstream));
 
 describe('claims become permissions only in the shape of a permission', () => {
   it('a token with scope "mcp:use read,billing:admin" is refused with 401 invalid_token and never reaches the upstream', async () => {

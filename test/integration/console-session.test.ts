@@ -16,7 +16,8 @@ import { SessionTokens, type SessionPayload } from '../../src/admin/console/sess
 import { CLI_CALLER } from '../../src/keys/service.ts';
 import { type AdminTestKeygate, type ApiResponse, call, startAdminKeygate } from '../helpers/admin.ts';
 import { expectProblem } from '../helpers/http.ts';
-import { rawCommand, startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
+import { startRedisPair, type RedisPair } from '../helpers/redis-fixture.ts';
+import { rawCommand, type RedisServer } from '../helpers/redis-server.ts';
 import { TEST_PEPPER } from '../helpers/pepper.ts';
 
 const tokens = new SessionTokens(TEST_PEPPER);
@@ -418,18 +419,18 @@ describe('several instances', () => {
   });
 
   describe('on Redis', () => {
+    let pair: RedisPair<AdminTestKeygate>;
     let redis: RedisServer;
     let a: AdminTestKeygate;
     let b: AdminTestKeygate;
     beforeAll(async () => {
-      redis = await startRedisServer();
-      const config = { store: { kind: 'redis' as const, redis: { url: redis.url } }, lifecycle: { sweepMs: 3_600_000, lastUsedFlushMs: 3_600_000 } };
-      [a, b] = await Promise.all([startAdminKeygate(config), startAdminKeygate(config)]);
+      pair = await startRedisPair({
+        start: startAdminKeygate,
+        config: (_, server) => ({ store: { kind: 'redis', redis: { url: server.url } }, lifecycle: { sweepMs: 3_600_000, lastUsedFlushMs: 3_600_000 } }),
+      });
+      ({ redis, a, b } = pair);
     });
-    afterAll(async () => {
-      await Promise.allSettled([a?.stop(), b?.stop()]);
-      await redis?.stop();
-    });
+    afterAll(() => pair?.stop());
 
     it('sign-out on one instance is refused by the other; revoking the key on one ends sessions on the other', async () => {
       const key = (await a.keygate.service.create(CLI_CALLER, { tenant: 'system', role: 'admin', name: 'root' })).key;

@@ -11,6 +11,7 @@ import { accessLines, rawRequest, type RawResponse } from '../helpers/http.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { startTestIssuer, type TestIssuer } from '../helpers/oauth-issuer.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
+import { closeAll } from '../helpers/close.ts';
 
 const RESOURCE = 'http://mcp.test/mcp';
 const OTHER = 'http://mcp.test/other';
@@ -64,12 +65,7 @@ beforeAll(async () => {
   });
 });
 
-afterAll(async () => {
-  await t?.stop();
-  await up?.close();
-  await idp?.close();
-  await downIdp?.close();
-});
+afterAll(() => closeAll(t, up, idp, downIdp));
 
 describe('a valid access token', () => {
   it('reaches the upstream as identity headers, without the token', async () => {

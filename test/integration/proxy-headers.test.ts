@@ -8,6 +8,7 @@ import { rawRequest } from '../helpers/http.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { startUpstream, type Received, type TestUpstream } from '../helpers/upstream.ts';
 import { rawSocket } from '../helpers/raw-socket.ts';
+import { closeAll } from '../helpers/close.ts';
 
 /** Every value of a header as the upstream got it on the wire (duplicates kept). */
 function raw(received: Received, name: string): string[] {
@@ -55,11 +56,7 @@ beforeAll(async () => {
   keyId = created.record.id;
 });
 
-afterAll(async () => {
-  await t?.stop();
-  await up?.close();
-  await respUp?.close();
-});
+afterAll(() => closeAll(t, up, respUp));
 
 async function send(headers: string[], path = '/api/x', method = 'GET', body?: string): Promise<Received> {
   const before = up.received.length;

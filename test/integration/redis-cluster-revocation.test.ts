@@ -9,25 +9,16 @@
  */
 import { spawnSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
 import { Pool } from 'undici';
 import { keySlot } from '../../src/store/redis/connection.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
+import { onRedis } from '../helpers/redis-fixture.ts';
 import { freePort, redisServerAvailable, startRedisServer, waitFor, type RedisServer } from '../helpers/redis-server.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 
 const nodes: RedisServer[] = [];
 let upstream: TestUpstream;
 const redisCliAvailable = spawnSync('redis-cli', ['--version']).status === 0;
-
-async function onNode<T>(node: RedisServer, fn: (r: Redis) => Promise<T>): Promise<T> {
-  const r = new Redis({ port: node.port, lazyConnect: true });
-  try {
-    return await fn(r);
-  } finally {
-    r.disconnect();
-  }
-}
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
@@ -50,7 +41,7 @@ describe.skipIf(!redisServerAvailable() || !redisCliAvailable)('Redis Cluster: r
     const created = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], { encoding: 'utf8', timeout: 20_000 });
     if (created.status !== 0) throw new Error(`redis-cli --cluster create failed:\n${created.stdout}\n${created.stderr}`);
     for (const node of nodes) {
-      await waitFor(`node ${node.port} to report cluster_state:ok`, async () => onNode(node, async (r) => String(await r.call('CLUSTER', 'INFO')).includes('cluster_state:ok')), 10_000, 100);
+      await waitFor(`node ${node.port} to report cluster_state:ok`, async () => onRedis(node.port, async (r) => String(await r.call('CLUSTER', 'INFO')).includes('cluster_state:ok')), 10_000, 100);
     }
     upstream = await startUpstream();
   }, 40_000);
@@ -61,7 +52,7 @@ describe.skipIf(!redisServerAvailable() || !redisCliAvailable)('Redis Cluster: r
   });
 
   it('B refuses every key revoked through A from the moment the revoke answered, whichever shard holds the data', async () => {
-    const ranges = ((await onNode(nodes[0]!, (r) => r.call('CLUSTER', 'SLOTS'))) as [number, number, [string, number]][]).map(([from, to, [, port]]) => [from, to, Number(port)] as [number, number, number]);
+    const ranges = ((await onRedis(nodes[0]!.port, (r) => r.call('CLUSTER', 'SLOTS'))) as [number, number, [string, number]][]).map(([from, to, [, port]]) => [from, to, Number(port)] as [number, number, number]);
     const all: number[] = [];
     const allFromAnswer: number[] = [];
     let servedAfter = 0;

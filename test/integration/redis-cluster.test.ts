@@ -7,10 +7,11 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Cluster, Redis } from 'ioredis';
+import { Cluster } from 'ioredis';
 import { Pool } from 'undici';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { aclRefusals, documentedAcl, redisDoc } from '../helpers/redis-acl.ts';
+import { onRedis } from '../helpers/redis-fixture.ts';
 import { freePort, redisServerAvailable, startRedisServer, waitFor, type RedisServer } from '../helpers/redis-server.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 
@@ -40,19 +41,9 @@ function clusterAcl(): string[] {
   return [...documentedAcl(PASSWORD, '{kg}:'), ...extra.split(' ')];
 }
 
-/** Runs `fn` on a short-lived connection to one node (as the default user). */
-async function onNode<T>(node: RedisServer, fn: (r: Redis) => Promise<T>): Promise<T> {
-  const r = new Redis({ port: node.port, lazyConnect: true });
-  try {
-    return await fn(r);
-  } finally {
-    r.disconnect();
-  }
-}
-
 async function aclLogs(): Promise<string[]> {
   const refusals: string[] = [];
-  for (const node of nodes) for (const line of await onNode(node, aclRefusals)) refusals.push(`${node.port}: ${line}`);
+  for (const node of nodes) for (const line of await onRedis(node.port, aclRefusals)) refusals.push(`${node.port}: ${line}`);
   return refusals;
 }
 
@@ -74,12 +65,12 @@ describe.skipIf(!redisServerAvailable() || !redisCliAvailable)('Redis Cluster', 
     for (const node of nodes) {
       await waitFor(
         `node ${node.port} to report cluster_state:ok`,
-        async () => onNode(node, async (r) => String(await r.call('CLUSTER', 'INFO')).includes('cluster_state:ok')),
+        async () => onRedis(node.port, async (r) => String(await r.call('CLUSTER', 'INFO')).includes('cluster_state:ok')),
         10_000,
         100,
       );
     }
-    for (const node of nodes) await onNode(node, (r) => r.call('ACL', 'SETUSER', 'keygate', 'reset', ...clusterAcl()));
+    for (const node of nodes) await onRedis(node.port, (r) => r.call('ACL', 'SETUSER', 'keygate', 'reset', ...clusterAcl()));
     upstream = await startUpstream();
     const config = {
       store: { kind: 'redis' as const, redis: { cluster: nodes.map((n) => ({ host: '127.0.0.1', port: n.port })), redisOptions: { username: 'keygate', password: PASSWORD }, commandTimeoutMs: 500 } },
@@ -126,7 +117,7 @@ describe.skipIf(!redisServerAvailable() || !redisCliAvailable)('Redis Cluster', 
   });
 
   it('did all of it as the documented Redis user, refused nothing', async () => {
-    const clients = String(await onNode(nodes[0]!, (r) => r.call('CLIENT', 'LIST'))).split('\n').filter((l) => l.includes('name=keygate'));
+    const clients = String(await onRedis(nodes[0]!.port, (r) => r.call('CLIENT', 'LIST'))).split('\n').filter((l) => l.includes('name=keygate'));
     expect(clients.length).toBeGreaterThan(0);
     expect(clients.every((l) => l.includes('user=keygate'))).toBe(true);
     expect(await aclLogs()).toEqual([]);

@@ -7,15 +7,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import type { TestKeygate } from '../helpers/keygate.ts';
-import { revocationConfig, startRedisPair, type RedisPair } from '../helpers/redis-fixture.ts';
-import { waitFor, type RedisServer } from '../helpers/redis-server.ts';
+import { startRevocationPair, type RedisPair } from '../helpers/redis-fixture.ts';
+import { waitFor } from '../helpers/redis-server.ts';
 import { metric, pooledGets } from '../helpers/http.ts';
-import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 
-let redis: RedisServer;
 let raw: Redis;
 let pair: RedisPair<TestKeygate>;
-let upstream: TestUpstream;
 let a: TestKeygate;
 let b: TestKeygate;
 const gets = pooledGets(4);
@@ -25,17 +22,13 @@ const status = async (instance: TestKeygate, key: string) => (await gets.get(ins
 const received = (instance: TestKeygate) => metric(instance.adminUrl, 'keygate_revocations_received_total');
 
 beforeAll(async () => {
-  upstream = await startUpstream();
-  pair = await startRedisPair({
-    config: (store) => revocationConfig(store, upstream),
-  });
-  ({ redis, raw, a, b } = pair);
+  pair = await startRevocationPair();
+  ({ raw, a, b } = pair);
 });
 
 afterAll(async () => {
   await gets.close();
   await pair?.stop();
-  await upstream?.close();
 });
 
 describe('the revocation log', () => {

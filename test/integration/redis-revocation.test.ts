@@ -7,15 +7,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { generateKey } from '../../src/keys/format.ts';
 import type { TestKeygate } from '../helpers/keygate.ts';
-import { revocationConfig, startRedisPair, type RedisPair } from '../helpers/redis-fixture.ts';
+import { startRevocationPair, type RedisPair } from '../helpers/redis-fixture.ts';
 import { waitFor, type RedisServer } from '../helpers/redis-server.ts';
 import { metric, pooledGets } from '../helpers/http.ts';
-import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 
 let redis: RedisServer;
 let raw: Redis;
 let pair: RedisPair<TestKeygate>;
-let upstream: TestUpstream;
 let a: TestKeygate;
 let b: TestKeygate;
 const gets = pooledGets(32);
@@ -33,17 +31,13 @@ async function hgetallCalls(): Promise<number> {
 }
 
 beforeAll(async () => {
-  upstream = await startUpstream();
-  pair = await startRedisPair({
-    config: (store) => revocationConfig(store, upstream),
-  });
+  pair = await startRevocationPair();
   ({ redis, raw, a, b } = pair);
 });
 
 afterAll(async () => {
   await gets.close();
   await pair?.stop();
-  await upstream?.close();
 });
 
 describe('two instances on one Redis', () => {

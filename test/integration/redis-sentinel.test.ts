@@ -10,6 +10,7 @@ import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { onRedis, startSentinelGroup, type SentinelGroup } from '../helpers/redis-fixture.ts';
 import { redisServerAvailable, waitFor, type RedisServer } from '../helpers/redis-server.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
+import { closeAll } from '../helpers/close.ts';
 
 const MASTER = 'kgmaster';
 let primary: RedisServer;
@@ -39,12 +40,7 @@ describe.skipIf(!redisServerAvailable())('Redis Sentinel failover', () => {
     pool = new Pool(kg.url, { connections: 8 });
   }, 30_000);
 
-  afterAll(async () => {
-    await pool?.close();
-    await kg?.stop();
-    await upstream?.close();
-    await group?.stop();
-  });
+  afterAll(() => closeAll(pool, kg, upstream, group));
 
   it('authentication continues after the primary is killed and the replica promoted', async () => {
     expect(kg.keygate.store.feedHealthy).toBe(true);

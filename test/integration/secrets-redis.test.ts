@@ -16,7 +16,7 @@ import { adminClient, type AdminClient } from '../helpers/admin.ts';
 import { rawRequest, type RawResponse } from '../helpers/http.ts';
 import type { TestKeygate } from '../helpers/keygate.ts';
 import { startRedisPair, type RedisPair } from '../helpers/redis-fixture.ts';
-import { waitFor, type RedisServer } from '../helpers/redis-server.ts';
+import { waitFor } from '../helpers/redis-server.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 
 const KEY_A = randomBytes(32).toString('base64');
@@ -27,7 +27,6 @@ const VALUES: Record<string, string> = {
   legacy: `legacy-${randomBytes(16).toString('hex')}`,
 };
 
-let redis: RedisServer;
 let raw: Redis;
 let pair: RedisPair<TestKeygate>;
 let up: TestUpstream;
@@ -63,7 +62,7 @@ beforeAll(async () => {
     }),
     env: { KEYGATE_MASTER_KEY: KEY_A },
   });
-  ({ redis, raw, a, b } = pair);
+  ({ raw, a, b } = pair);
   adminA = adminClient(a.adminUrl, (await a.keys.create({ tenant: 'system', role: 'admin', name: 'root' })).key);
   adminB = adminClient(b.adminUrl, (await b.keys.create({ tenant: 'system', role: 'admin', name: 'root-b' })).key);
   userKey = (await a.keys.create({ tenant: 'acme', name: 'agent' })).key;

@@ -11,6 +11,7 @@ import { rawRequest } from '../helpers/http.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { connectWs, startWsUpstream, type WsUpstream } from '../helpers/ws-upstream.ts';
+import { closeAll } from '../helpers/close.ts';
 
 let up: TestUpstream;
 let wsUp: WsUpstream;
@@ -34,11 +35,7 @@ beforeAll(async () => {
   keyId = created.record.id;
 });
 
-afterAll(async () => {
-  await t?.stop();
-  await up?.close();
-  await wsUp?.close();
-});
+afterAll(() => closeAll(t, up, wsUp));
 
 const jwks = () => createRemoteJWKSet(new URL(`${t.adminUrl}/.well-known/jwks.json`));
 const last = () => up.received.at(-1)!;

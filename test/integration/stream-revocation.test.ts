@@ -27,6 +27,7 @@ import { openStream, writeDownload, writeEvents, type Stream } from '../helpers/
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { startTestIssuer, type TestIssuer } from '../helpers/oauth-issuer.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
+import { closeAll } from '../helpers/close.ts';
 
 /** The lag every exchange must end within (the events come every 50 ms, the rest of an event within 20 ms). */
 const MAX_LAG_MS = 200;
@@ -107,11 +108,7 @@ beforeAll(async () => {
   root = (await kg.keys.create({ tenant: 'system', role: 'admin', name: 'root' })).key;
 });
 
-afterAll(async () => {
-  await kg?.stop();
-  await up?.close();
-  await idp?.close();
-});
+afterAll(() => closeAll(kg, up, idp));
 
 describe('an open event stream', () => {
   it('ends between two events within the lag when its key is revoked through the admin API; the upstream request is stopped; other keys stay open', async () => {

@@ -24,7 +24,7 @@ import type { RawConfig } from '../../src/config/schema.ts';
 import { CLI_CALLER } from '../../src/keys/service.ts';
 import { accessLines, expectProblem, rawRequest, type RawResponse, waitFor } from '../helpers/http.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
-import { startRedisServer, type RedisServer } from '../helpers/redis-server.ts';
+import { startRedisPair, type RedisPair } from '../helpers/redis-fixture.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 
 const MB = 1024 * 1024;
@@ -490,21 +490,17 @@ describe('operations', () => {
 });
 
 describe('two instances on one Redis', () => {
-  let redis: RedisServer;
+  let pair: RedisPair<TestKeygate>;
   let a: TestKeygate;
   let b: TestKeygate;
 
   beforeAll(async () => {
-    redis = await startRedisServer();
-    const config: RawConfig = { store: { kind: 'redis', redis: { url: redis.url, commandTimeoutMs: 300 } }, routes: routes(up.url), log: { level: 'info', access: false } };
-    [a, b] = await Promise.all([startTestKeygate(config, { KEYGATE_MASTER_KEY: MASTER_KEY }), startTestKeygate(config, { KEYGATE_MASTER_KEY: MASTER_KEY })]);
+    pair = await startRedisPair({ config: (store) => ({ store, routes: routes(up.url), log: { level: 'info', access: false } }), env: { KEYGATE_MASTER_KEY: MASTER_KEY } });
+    ({ a, b } = pair);
     await addSecrets(a);
   });
 
-  afterAll(async () => {
-    await Promise.all([a?.stop(), b?.stop()]);
-    await redis?.stop();
-  });
+  afterAll(() => pair?.stop());
 
   it('a delivery accepted by one is refused as a replay by the other, for every scheme', async () => {
     const body = event();
@@ -537,7 +533,7 @@ describe('two instances on one Redis', () => {
     const body = event();
     // The secret is cached; the replay claim is what cannot be made.
     expect((await deliver(a.url, '/hooks/stripe', body, stripeHeaders(body))).res.status).toBe(200);
-    await redis.kill();
+    await pair.redis.kill();
     const next = event();
     const { res, upstream } = await deliver(a.url, '/hooks/stripe', next, stripeHeaders(next));
     expectProblem(res, 503, 'auth_unavailable');
