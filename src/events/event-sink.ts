@@ -23,6 +23,11 @@ const NOTIFIED: Partial<Record<AuditAction, KeygateEventType>> = {
 
 export const newEventId = (): string => `evt_${randomBytes(12).toString('hex')}`;
 
+/** What a notification says about a key: never the key, never its hash. */
+function keyTarget(record: KeyRecord): { keyId: string; name: string; prefix: string; role: KeyRecord['role']; expiresAt: number | null } {
+  return { keyId: record.id, name: record.name, prefix: record.prefix, role: record.role, expiresAt: record.expiresAt };
+}
+
 export class EventSink {
   readonly #store: LifecycleStore;
   readonly #notify: Notify;
@@ -50,14 +55,7 @@ export class EventSink {
         at,
         actor,
         tenant: record.tenant,
-        target: {
-          keyId: record.id,
-          name: record.name,
-          prefix: record.prefix,
-          role: record.role,
-          expiresAt: record.expiresAt,
-          ...(record.status === 'active' && record.revokesAt !== null ? { revokesAt: record.revokesAt } : {}),
-        },
+        target: { ...keyTarget(record), ...(record.status === 'active' && record.revokesAt !== null ? { revokesAt: record.revokesAt } : {}) },
       });
     }
   }
@@ -96,11 +94,7 @@ export class EventSink {
       actor,
       tenant: record.tenant,
       target: {
-        keyId: record.id,
-        name: record.name,
-        prefix: record.prefix,
-        role: record.role,
-        expiresAt: record.expiresAt,
+        ...keyTarget(record),
         ...(found.url !== null ? { foundAt: found.url } : {}),
         ...(found.source !== null ? { foundIn: found.source } : {}),
         revoked: found.revoked,
@@ -124,7 +118,7 @@ export class EventSink {
       at: this.#now(),
       actor: null,
       tenant: record.tenant,
-      target: { keyId: record.id, name: record.name, prefix: record.prefix, role: record.role, expiresAt: record.expiresAt, reminder },
+      target: { ...keyTarget(record), reminder },
     });
   }
 }

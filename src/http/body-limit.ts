@@ -3,17 +3,13 @@
  * streams and cut off at the route's limit; and a refusal sent while a body is still
  * arriving must reach the client before the connection closes (lingeringClose).
  */
-import { KeygateError } from './problem.ts';
+import { problemKind } from './problem.ts';
 import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 
 /** A body over the route's limit, found while it streams: 413 `payload_too_large`. */
-export class PayloadTooLargeError extends KeygateError {
-  override name = 'PayloadTooLargeError';
-  constructor(message: string) {
-    super('payload_too_large', message);
-  }
-}
+export const PayloadTooLargeError = problemKind('PayloadTooLargeError', 'payload_too_large');
+export type PayloadTooLargeError = InstanceType<typeof PayloadTooLargeError>;
 
 export async function* limitBody(body: Readable, maxBytes: number): AsyncGenerator<Buffer> {
   let seen = 0;

@@ -1,4 +1,4 @@
-/** JSON in and out on the admin listener: small request bodies with a size limit, uncached responses. */
+/** JSON in and out on the admin listener (small request bodies with a size limit, uncached responses), and stored JSON read back. */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { KeygateError } from './problem.ts';
 
@@ -29,4 +29,15 @@ export function sendJson(res: ServerResponse, status: number, body: unknown): vo
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
   res.end(text);
+}
+
+/** The object a JSON text holds, or null when it is not JSON or not an object (stored data that may be damaged). */
+export function jsonObject(text: string): Record<string, unknown> | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  return value !== null && typeof value === 'object' ? (value as Record<string, unknown>) : null;
 }

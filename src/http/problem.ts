@@ -102,6 +102,23 @@ export class KeygateError extends Error {
   }
 }
 
+/**
+ * A named kind of KeygateError with a fixed code, for failures that callers tell apart by
+ * class (`instanceof`) — the store's, a body's — without an instanceof chain to map codes.
+ *
+ * @example
+ *   export const StoreUnavailableError = problemKind('StoreUnavailableError', 'auth_unavailable');
+ *   throw new StoreUnavailableError('Redis did not answer within 250 ms');
+ */
+export function problemKind(name: string, code: ProblemCode) {
+  return class extends KeygateError {
+    override name = name;
+    constructor(message: string) {
+      super(code, message);
+    }
+  };
+}
+
 /** Whether `error` is keygate's own, with `code` when given. */
 export function isKeygateError(error: unknown, code?: ProblemCode): error is KeygateError {
   return error instanceof KeygateError && (code === undefined || error.code === code);

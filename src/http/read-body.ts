@@ -7,23 +7,15 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { PayloadTooLargeError } from './body-limit.ts';
-import { KeygateError } from './problem.ts';
+import { problemKind } from './problem.ts';
 
 /** No body data for `idleMs` (request_timeout; the callers drop the connection rather than answer). */
-export class BodyTimeoutError extends KeygateError {
-  override name = 'BodyTimeoutError';
-  constructor(message: string) {
-    super('request_timeout', message);
-  }
-}
+export const BodyTimeoutError = problemKind('BodyTimeoutError', 'request_timeout');
+export type BodyTimeoutError = InstanceType<typeof BodyTimeoutError>;
 
 /** The client closed the connection before the body ended (bad_request: the body did not arrive). */
-export class BodyAbortedError extends KeygateError {
-  override name = 'BodyAbortedError';
-  constructor(message: string) {
-    super('bad_request', message);
-  }
-}
+export const BodyAbortedError = problemKind('BodyAbortedError', 'bad_request');
+export type BodyAbortedError = InstanceType<typeof BodyAbortedError>;
 
 export function readBody(req: IncomingMessage, maxBytes: number, idleMs: number, onChunk: (chunk: Buffer) => void): Promise<Buffer> {
   const declared = req.headers['content-length'];

@@ -16,6 +16,7 @@
  *   const envelope = encryptSecret(keyring, 'openai', value);
  *   decryptSecret(keyring, 'openai', envelope) === value;
  */
+import { jsonObject } from '../http/json.ts';
 import { createCipheriv, createDecipheriv, createHash, randomBytes } from 'node:crypto';
 import { KeygateError } from '../http/problem.ts';
 
@@ -147,14 +148,9 @@ export function decryptSecret(keyring: Keyring, id: string, envelope: Envelope):
 
 /** An envelope as stored (JSON text), or null if it is not one. */
 export function parseEnvelope(text: string): Envelope | null {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  if (value === null || typeof value !== 'object') return null;
-  const { v, nonce, ct, tag } = value as Record<string, unknown>;
+  const value = jsonObject(text);
+  if (value === null) return null;
+  const { v, nonce, ct, tag } = value;
   if (typeof v !== 'string' || typeof nonce !== 'string' || typeof ct !== 'string' || typeof tag !== 'string') return null;
   return { v, nonce, ct, tag };
 }

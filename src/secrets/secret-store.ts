@@ -6,7 +6,7 @@
  * change log that servers poll — so their decrypted-value caches (vault.ts) drop it.
  */
 import type { Envelope } from './crypto.ts';
-import { KeygateError } from '../http/problem.ts';
+import { problemKind } from '../http/problem.ts';
 
 /** A secret as anyone may see it: never the value, nor any part of it. */
 export interface SecretMeta {
@@ -62,12 +62,8 @@ export interface SecretStore {
 }
 
 /** The id is taken (conflict). A class of its own only because the stores construct it by this name. */
-export class DuplicateSecretError extends KeygateError {
-  override name = 'DuplicateSecretError';
-  constructor(message: string) {
-    super('conflict', message);
-  }
-}
+export const DuplicateSecretError = problemKind('DuplicateSecretError', 'conflict');
+export type DuplicateSecretError = InstanceType<typeof DuplicateSecretError>;
 
 /** Secret ids: what routes[].secret.id names. */
 export const SECRET_ID_PATTERN = /^[a-z0-9][a-z0-9_.-]{0,63}$/;

@@ -3,7 +3,7 @@
  * path, the CLI and the admin API only ever see this.
  */
 import type { KeyRecord } from '../keys/record.ts';
-import { KeygateError } from '../http/problem.ts';
+import { problemKind } from '../http/problem.ts';
 
 export interface RevocationEvent {
   ids: string[];
@@ -57,17 +57,9 @@ export interface KeyStore {
  * never 200; admin answers add Retry-After). A class of its own because the stores construct
  * it by this name and tell it apart from their other failures.
  */
-export class StoreUnavailableError extends KeygateError {
-  override name = 'StoreUnavailableError';
-  constructor(message: string) {
-    super('auth_unavailable', message);
-  }
-}
+export const StoreUnavailableError = problemKind('StoreUnavailableError', 'auth_unavailable');
+export type StoreUnavailableError = InstanceType<typeof StoreUnavailableError>;
 
 /** The id or hash is taken (conflict). A class of its own only because the stores construct it by this name. */
-export class DuplicateKeyError extends KeygateError {
-  override name = 'DuplicateKeyError';
-  constructor(message: string) {
-    super('conflict', message);
-  }
-}
+export const DuplicateKeyError = problemKind('DuplicateKeyError', 'conflict');
+export type DuplicateKeyError = InstanceType<typeof DuplicateKeyError>;

@@ -2,6 +2,7 @@
  * What the Redis store's channels and revocation log carry (docs/redis.md, "Messages"), as
  * values: a key channel message or log entry, a secrets channel message.
  */
+import { jsonObject } from '../../http/json.ts';
 import type { RevocationEvent } from '../key-store.ts';
 import { pairs } from './record-codec.ts';
 
@@ -19,14 +20,9 @@ export function position(seq: unknown, id: unknown): { seq?: number; id?: string
 
 /** A message from the key channel (or a log entry's event), or null if it is neither kind. */
 export function parseKeyMessage(message: string): KeyChannelMessage | null {
-  let value: unknown;
-  try {
-    value = JSON.parse(message);
-  } catch {
-    return null;
-  }
-  if (value === null || typeof value !== 'object') return null;
-  const { ids, hashes, at, us, changed, seq, id } = value as Record<string, unknown>;
+  const value = jsonObject(message);
+  if (value === null) return null;
+  const { ids, hashes, at, us, changed, seq, id } = value;
   const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
   // A message's seq must be a number already (a script's reply may carry it as text).
   const where = typeof seq === 'number' ? position(seq, id) : {};
