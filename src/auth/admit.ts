@@ -138,8 +138,8 @@ export function admitStage(door: Door, current: Current, lastUsed: LastUsed | nu
     applies: (route) => route.authRequired,
     run(exchange) {
       const admission = door.admit(exchange.route!, exchange.req, exchange.credential!, exchange.target!.path, current.state.headers.trustForwarded);
-      if (admission instanceof Promise) return admission.then((settled) => admitted(exchange, settled, lastUsed));
-      return admitted(exchange, admission, lastUsed);
+      // Not settle(): its closure would be made on every (cached, synchronous) request.
+      return admission instanceof Promise ? admission.then((settled) => admitted(exchange, settled, lastUsed)) : admitted(exchange, admission, lastUsed);
     },
   };
 }

@@ -28,6 +28,14 @@ export const ANSWERED: unique symbol = Symbol('keygate.answered');
 export type StageOutcome = Refusal | typeof ANSWERED | undefined;
 export type StageResult = StageOutcome | Promise<StageOutcome>;
 
+/**
+ * `next(value)` now if `value` is already there, or once its Promise settles: how a stage
+ * that may have to wait stays synchronous (and closure-free) when it does not.
+ */
+export function settle<T>(value: T | Promise<T>, next: (value: T) => StageOutcome): StageResult {
+  return value instanceof Promise ? value.then(next) : next(value);
+}
+
 export interface Stage<E extends Exchange> {
   readonly name: string;
   run(exchange: E): StageResult;

@@ -6,7 +6,7 @@
 import type { Refusal } from '../auth/refusals.ts';
 import type { HeaderResult, SecretSpec } from '../secrets/vault.ts';
 import type { Exchange } from './exchange.ts';
-import type { Stage, StageOutcome } from './pipeline.ts';
+import { settle, type Stage, type StageOutcome } from './pipeline.ts';
 
 export interface SecretSource {
   /** `[header, value]` to set upstream, why there is none, or a Promise of either. */
@@ -19,8 +19,7 @@ function withSecret(exchange: Exchange, id: string, result: HeaderResult): Stage
     return undefined;
   }
   // The outcome stays what authentication made it: the key was fine, the secret is missing.
-  const refusal: Refusal = { code: 'upstream_unavailable', outcome: exchange.outcome, detail: `the upstream secret "${id}" that this route injects is not available`, headers: undefined };
-  return refusal;
+  return { code: 'upstream_unavailable', outcome: exchange.outcome, detail: `the upstream secret "${id}" that this route injects is not available`, headers: undefined } satisfies Refusal;
 }
 
 /** @param secrets null: no master key, so routes that name a secret answer 502. */
@@ -30,8 +29,8 @@ export function secretStage(secrets: SecretSource | null): Stage<Exchange> {
     applies: (route) => route.config.secret !== undefined,
     run(exchange) {
       const spec = exchange.route!.config.secret!;
-      const result = secrets === null ? 'no_master_key' : secrets.headerFor(spec);
-      return result instanceof Promise ? result.then((settled) => withSecret(exchange, spec.id, settled), () => withSecret(exchange, spec.id, 'store_unavailable')) : withSecret(exchange, spec.id, result);
+      // The vault answers store_unavailable itself when the store fails; a rejection is a bug (500).
+      return settle(secrets === null ? 'no_master_key' : secrets.headerFor(spec), (result) => withSecret(exchange, spec.id, result));
     },
   };
 }

@@ -17,7 +17,7 @@
  *   const webhooks = new WebhookVerifier({ secrets: vault, replay: store, metrics: new WebhookMetrics(registry), logger });
  *   const result = webhooks.verify(exchange, expectContinue);   // Refusal | Promise<VerifiedDelivery | Refusal>
  */
-import type { Stage } from '../pipeline/pipeline.ts';
+import { settle, type Stage } from '../pipeline/pipeline.ts';
 import type { RouteConfig } from '../config/schema.ts';
 import type { Logger } from '../observability/logger.ts';
 import { RETRY, type Refusal } from '../auth/refusals.ts';
@@ -79,10 +79,7 @@ interface Compiled {
 const WARN_EVERY_MS = 30_000;
 
 export class WebhookVerifier {
-  readonly #secrets: SigningSecrets | null;
-  readonly #replay: ReplayStore;
-  readonly #metrics: WebhookMetrics;
-  readonly #logger: Logger;
+  readonly #o: WebhookVerifierOptions;
   readonly #now: () => number;
   readonly #compiled = new WeakMap<RouteConfig, Compiled>();
   /** HMAC keys derived from secret values, per scheme (a value object is replaced when the vault reloads it). */
@@ -90,10 +87,7 @@ export class WebhookVerifier {
   readonly #warnedAt = new Map<string, number>();
 
   constructor(options: WebhookVerifierOptions) {
-    this.#secrets = options.secrets;
-    this.#replay = options.replay;
-    this.#metrics = options.metrics;
-    this.#logger = options.logger;
+    this.#o = options;
     this.#now = options.now ?? Date.now;
   }
 
@@ -115,7 +109,7 @@ export class WebhookVerifier {
       if (stale !== null) return this.#refuse(c, 'expired', 'signature_expired', 'expired', stale, c.challenge);
     }
     const ids = c.config.secrets;
-    const values: (ValueResult | Promise<ValueResult>)[] = ids.map((id) => (this.#secrets === null ? 'no_master_key' : this.#secrets.valueFor(id)));
+    const values: (ValueResult | Promise<ValueResult>)[] = ids.map((id) => (this.#o.secrets === null ? 'no_master_key' : this.#o.secrets.valueFor(id)));
     if (values.some((v) => v instanceof Promise)) {
       return Promise.all(values).then((resolved) => this.#withSecrets(exchange, c, parts, resolved, expectContinue));
     }
@@ -161,7 +155,7 @@ export class WebhookVerifier {
       c.counters.aborted.inc();
       // Silent too long: drop the connection (nothing useful can be said to a client that stopped sending).
       if (error instanceof BodyTimeoutError) exchange.res.destroy();
-      if (!(error instanceof BodyAbortedError) && !(error instanceof BodyTimeoutError)) this.#logger.debug({ route: c.route, err: { message: (error as Error).message } }, 'webhook body read failed');
+      if (!(error instanceof BodyAbortedError) && !(error instanceof BodyTimeoutError)) this.#o.logger.debug({ route: c.route, err: { message: (error as Error).message } }, 'webhook body read failed');
       return { code: 'bad_request', outcome: 'bad_request', detail: 'the request body did not arrive', headers: undefined };
     }
     const { matched, replayId, problem } = check.finish(body);
@@ -179,7 +173,7 @@ export class WebhookVerifier {
     if (replayId !== null) {
       let first: boolean;
       try {
-        first = await this.#replay.claimOnce(replayId, replayTtlMs(parts.timestamp, now, c.config.toleranceSeconds));
+        first = await this.#o.replay.claimOnce(replayId, replayTtlMs(parts.timestamp, now, c.config.toleranceSeconds));
       } catch (error) {
         this.#warn('replay-store', { err: { message: (error as Error).message } }, 'webhook replay check: the store cannot be reached; refusing deliveries (503)');
         return this.#refuse(c, 'unavailable', 'auth_unavailable', 'unavailable', 'the replay check cannot reach the store; try again shortly', RETRY);
@@ -223,7 +217,7 @@ export class WebhookVerifier {
         scheme: schemeFor(config, route.pathPrefix),
         maxBodyBytes: route.maxBodyBytes,
         idleMs: route.timeouts.idleMs,
-        counters: this.#metrics.forRoute(route.name),
+        counters: this.#o.metrics.forRoute(route.name),
         verified: config.secrets.map((id) => `${config.scheme};secret="${id}"`),
         challenge: { 'www-authenticate': `Webhook-Signature realm="keygate", scheme="${config.scheme}"` },
       };
@@ -237,7 +231,7 @@ export class WebhookVerifier {
     const now = this.#now();
     if (now - (this.#warnedAt.get(key) ?? -Infinity) < WARN_EVERY_MS) return;
     this.#warnedAt.set(key, now);
-    this.#logger.warn(fields, message);
+    this.#o.logger.warn(fields, message);
   }
 }
 
@@ -262,8 +256,7 @@ export function webhookStage(webhooks: WebhookVerifier | null): Stage<HttpExchan
     applies: (route) => route.config.webhook !== undefined,
     run(exchange) {
       if (webhooks === null) return NO_VERIFIER;
-      const result = webhooks.verify(exchange, exchange.expectContinue);
-      return result instanceof Promise ? result.then((settled) => delivered(exchange, settled)) : delivered(exchange, result);
+      return settle(webhooks.verify(exchange, exchange.expectContinue), (result) => delivered(exchange, result));
     },
   };
 }
