@@ -275,6 +275,33 @@ describe('a session on the admin API', () => {
   });
 });
 
+describe('a session signed in with a key that is rotated', () => {
+  it("ends when the key's rotation overlap ends, on its own (no sweep), and the cookie's limit is the key's end", async () => {
+    const admin = await cliKey({ tenant: 'system', role: 'admin', name: 'rotated-admin' });
+    const s = await session(t.adminUrl, admin.key);
+    expect((await as(s, 'GET', '/v1/keys')).status).toBe(200);
+    const rotated = await t.keygate.service.rotate(CLI_CALLER, admin.id, 1);
+    issued.push(rotated.key);
+    const revokesAt = rotated.previous.revokesAt!;
+    // Still inside the overlap: the session works.
+    expect((await as(s, 'GET', '/v1/keys')).status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, revokesAt - Date.now()) + 50));
+    // Past revokesAt, before any sweep has marked it revoked in the store: the session is over,
+    // and it cannot mint a key on its way out.
+    expect((await t.keygate.store.get(admin.id))!.status).toBe('active');
+    const after = await as(s, 'GET', '/v1/keys');
+    expectProblem(after, 401, 'invalid_session');
+    expect(after.json.detail).toContain('has been revoked');
+    expectProblem(await as(s, 'POST', '/v1/keys', { body: { tenant: 'system', name: 'minted', role: 'admin' } }), 401, 'invalid_session');
+    expect((await t.keygate.store.list({ includeRevoked: true })).some((r) => r.name === 'minted')).toBe(false);
+    // A new sign-in with a key that ends soon gets a cookie that ends with it.
+    const soon = await t.keygate.service.create(CLI_CALLER, { tenant: 'system', role: 'admin', name: 'ends-soon', expires: new Date(Date.now() + 60_000).toISOString() });
+    issued.push(soon.key);
+    const short = await session(t.adminUrl, soon.key);
+    expect(payloadOf(short.setCookie).max).toBeLessThanOrEqual(soon.record.expiresAt!);
+  });
+});
+
 describe('X-Api-Key callers', () => {
   it('work exactly as before: no Origin, no CSRF token, no cookie needed (and a stray cookie changes nothing)', async () => {
     const created = await call(t.adminUrl, 'POST', '/v1/keys', { key: root.key, body: { tenant: 'scripts', name: 'from-curl' } });
