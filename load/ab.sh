@@ -3,6 +3,7 @@
 # what a feature costs. Usage: load/ab.sh "log: { access: true }" "log: { access: false }" [ROUNDS] [SECONDS]
 # A_REPO / B_REPO (default: this checkout) run A or B from another checkout of keygate, to
 # compare two versions of the code: B_REPO=../perf load/ab.sh "" "" 5 5
+# A_ROUTE / B_ROUTE add fields to the one route's mapping, e.g. B_ROUTE=', signedIdentity: {}'.
 # A_NODE_OPTIONS / B_NODE_OPTIONS give one side Node or V8 flags:
 # B_NODE_OPTIONS=--max-semi-space-size=32 load/ab.sh "" "" 8 4
 set -euo pipefail
@@ -14,7 +15,8 @@ stub_upstream "$d" 9940; pids=("$stub_pid")
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$d"' EXIT
 for v in A B; do
   extra=$([ $v = A ] && echo "$1" || echo "$2"); port=$([ $v = A ] && echo 9941 || echo 9943)
-  printf 'listen: { host: 127.0.0.1, port: %s }\nadmin: { host: 127.0.0.1, port: %s }\nstore: { path: %s/%s.db }\nroutes:\n  - { name: a, pathPrefix: /, upstream: "http://127.0.0.1:9940" }\n%s\n' "$port" $((port+1)) "$d" "$v" "$extra" >"$d/$v.yaml"
+  route=$([ $v = A ] && echo "${A_ROUTE:-}" || echo "${B_ROUTE:-}")
+  printf 'listen: { host: 127.0.0.1, port: %s }\nadmin: { host: 127.0.0.1, port: %s }\nstore: { path: %s/%s.db }\nroutes:\n  - { name: a, pathPrefix: /, upstream: "http://127.0.0.1:9940"%s }\n%s\n' "$port" $((port+1)) "$d" "$v" "$route" "$extra" >"$d/$v.yaml"
   repo=$([ $v = A ] && echo "${A_REPO:-.}" || echo "${B_REPO:-.}")
   opts=$([ $v = A ] && echo "${A_NODE_OPTIONS:-}" || echo "${B_NODE_OPTIONS:-}")
   NODE_OPTIONS="$opts" node "$repo/bin/keygate.js" serve --config "$d/$v.yaml" >"$d/$v.log" 2>&1 & pids+=($!)
