@@ -12,7 +12,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { rawRequest, type RawResponse } from '../helpers/http.ts';
-import { freePorts, parseJsonOutput, REPO_ROOT, runKeygate, spawnKeygate, tempDir, type CliResult, type KeygateProcess, type TempDir } from '../helpers/process.ts';
+import { parseJsonOutput, runKeygate, shippedConfig, shippedPorts, spawnKeygate, tempDir, type CliResult, type KeygateProcess, type TempDir } from '../helpers/process.ts';
 import { TEST_PEPPER } from '../helpers/pepper.ts';
 
 interface CreatedKey {
@@ -64,10 +64,10 @@ async function refusedWithin(key: string, limitMs: number): Promise<{ ms: number
 
 beforeAll(async () => {
   dir = tempDir('keygate-e2e-');
-  const [listen, admin, echo] = (await freePorts(3)) as [number, number, number];
-  ports = { listen, admin, echo };
+  ports = await shippedPorts();
+  const { listen, admin, echo } = ports;
   // The example config as shipped, moved to free loopback ports and a temporary store.
-  const example = parseYaml(readFileSync(join(REPO_ROOT, 'config', 'keygate.yaml'), 'utf8')) as Record<string, any>;
+  const example = shippedConfig();
   const exampleEcho = `http://127.0.0.1:${example.echo.port}`;
   const config = {
     ...example,

@@ -11,10 +11,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers/http.ts';
-import { childEnv, freePorts, REPO_ROOT, tempDir, type TempDir } from '../helpers/process.ts';
+import { childEnv, freePorts, REPO_ROOT, shippedConfig, shippedPorts, tempDir, type TempDir } from '../helpers/process.ts';
 
 interface Instruction {
   /** Upper-case keyword: FROM, RUN, CMD, … */
@@ -162,11 +161,11 @@ describe('the CMD, run the way the container runs it', () => {
 
   beforeAll(async () => {
     dir = tempDir('keygate-docker-');
-    const [listen, admin, echo] = (await freePorts(3)) as [number, number, number];
-    ports = { listen, admin, echo };
+    ports = await shippedPorts();
+    const { listen, admin, echo } = ports;
     // The shipped config with only what a container operator changes by mounting: a data
     // path and the echo port (so this test does not collide with anything on 8090).
-    const shipped = parseYaml(readFileSync(join(REPO_ROOT, 'config', 'keygate.yaml'), 'utf8')) as Record<string, any>;
+    const shipped = shippedConfig();
     const oldEcho = `http://127.0.0.1:${shipped.echo.port}`;
     const config = {
       ...shipped,

@@ -6,13 +6,13 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { connect as connectTcp, createServer, type AddressInfo, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { stringify as toYaml } from 'yaml';
+import { parse as parseYaml, stringify as toYaml } from 'yaml';
 import { recordChild } from './child-reaper.ts';
 import { TEST_PEPPER } from './pepper.ts';
 
@@ -23,6 +23,17 @@ const alive = new Set<ChildProcess>();
 process.once('exit', () => {
   for (const child of alive) child.kill('SIGKILL');
 });
+
+/** config/keygate.yaml as shipped, parsed (for tests that run the example config). */
+export function shippedConfig(): Record<string, any> {
+  return parseYaml(readFileSync(join(REPO_ROOT, 'config', 'keygate.yaml'), 'utf8')) as Record<string, any>;
+}
+
+/** Free ports for the shipped config's three listeners: proxy, admin and the echo upstream. */
+export async function shippedPorts(): Promise<{ listen: number; admin: number; echo: number }> {
+  const [listen, admin, echo] = (await freePorts(3)) as [number, number, number];
+  return { listen, admin, echo };
+}
 
 /** `n` distinct free ports on 127.0.0.1 (all held open together, then released). */
 export async function freePorts(n: number): Promise<number[]> {

@@ -1,5 +1,5 @@
 /**
- * The Redis fixture: one real redis-server with a raw client and two keygates sharing it
+ * The Redis fixture: one real redis-server with a raw client, and two keygates sharing it
  * (the set-up of every "two instances on one Redis" test), a primary + replica + sentinel
  * group, and a short-lived connection to one node. Each `stop()` undoes what it started.
  */
@@ -29,14 +29,9 @@ export function revocationConfig(store: RawConfig['store'], upstream: { url: str
   };
 }
 
-export interface RedisPair<K> {
-  redis: RedisServer;
-  /** A client as the default user (errors ignored: some tests kill Redis under it). */
-  raw: Redis;
+export interface RedisPair<K> extends RedisWithClient {
   a: K;
   b: K;
-  /** Stops both keygates, the client and the server. */
-  stop(): Promise<void>;
 }
 
 export interface RedisPairOptions<K> {
@@ -50,16 +45,37 @@ export interface RedisPairOptions<K> {
   commandTimeoutMs?: number;
 }
 
-/** A redis-server and two keygates on it; if one fails to start, everything is stopped. */
-export async function startRedisPair<K extends { stop(): Promise<void> }>(options: RedisPairOptions<K>): Promise<RedisPair<K>> {
-  const start = options.start ?? (startTestKeygate as unknown as (raw: RawConfig, env: NodeJS.ProcessEnv) => Promise<K>);
+export interface RedisWithClient {
+  redis: RedisServer;
+  /** A client as the default user (errors ignored: some tests kill Redis under it). */
+  raw: Redis;
+  /** Disconnects the client and stops the server. */
+  stop(): Promise<void>;
+}
+
+/** A redis-server and a raw client on it. */
+export async function startRedis(): Promise<RedisWithClient> {
   const redis = await startRedisServer();
   const raw = new Redis(redis.url);
   raw.on('error', () => {});
+  return {
+    redis,
+    raw,
+    async stop() {
+      raw.disconnect();
+      await redis.stop();
+    },
+  };
+}
+
+/** A redis-server and two keygates on it; if one fails to start, everything is stopped. */
+export async function startRedisPair<K extends { stop(): Promise<void> }>(options: RedisPairOptions<K>): Promise<RedisPair<K>> {
+  const start = options.start ?? (startTestKeygate as unknown as (raw: RawConfig, env: NodeJS.ProcessEnv) => Promise<K>);
+  const server = await startRedis();
+  const { redis, raw } = server;
   const shutdown = async (keygates: (K | undefined)[]) => {
     await Promise.allSettled(keygates.map((k) => k?.stop()));
-    raw.disconnect();
-    await redis.stop();
+    await server.stop();
   };
   try {
     await options.prepare?.(raw, redis);

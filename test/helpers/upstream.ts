@@ -3,7 +3,7 @@
  * it a handler for the response; by default it answers 200 with the request as JSON.
  */
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Server as NetServer } from 'node:net';
 import { once } from 'node:events';
 
 export interface Received {
@@ -31,23 +31,41 @@ export const echoHandler: Handler = (req, res) => {
   });
 };
 
-export async function startUpstream(handler: Handler = echoHandler): Promise<TestUpstream> {
-  const received: Received[] = [];
-  const server = createServer((req, res) => {
-    received.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders });
-    handler(req, res);
-  });
+/** Listens on a free loopback port; resolves with the port. */
+export async function listenLocal(server: NetServer): Promise<number> {
   server.listen(0, '127.0.0.1');
   await once(server, 'listening');
-  const port = (server.address() as AddressInfo).port;
+  return (server.address() as AddressInfo).port;
+}
+
+export interface LocalServer {
+  server: Server;
+  url: string;
+  port: number;
+  /** Ends every connection, then closes. */
+  close(): Promise<void>;
+}
+
+/** An HTTP server with `handler` on a free loopback port, recording nothing (for load tests). */
+export async function serveLocal(handler: Handler): Promise<LocalServer> {
+  const server = createServer(handler);
+  const port = await listenLocal(server);
   return {
     server,
     url: `http://127.0.0.1:${port}`,
     port,
-    received,
     async close() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+export async function startUpstream(handler: Handler = echoHandler): Promise<TestUpstream> {
+  const received: Received[] = [];
+  const local = await serveLocal((req, res) => {
+    received.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders });
+    handler(req, res);
+  });
+  return { ...local, received };
 }

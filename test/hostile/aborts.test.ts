@@ -7,18 +7,19 @@
  * file descriptors must be back to what they were, and its heap (after a GC) flat.
  */
 import { once } from 'node:events';
-import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { request as httpRequest, type IncomingMessage, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers/http.ts';
 import { handles, spawnProbedKeygate, type Probe, type ProbedKeygate } from './helpers/child.ts';
+import { closeAll } from '../helpers/close.ts';
+import { serveLocal, type LocalServer } from '../helpers/upstream.ts';
 
 const ABORTS = 1000;
 const CONCURRENCY = 50;
 const MB = 1024 * 1024;
 
 const upstreamState = { started: 0, finished: 0, abandoned: 0 };
-let upstream: Server;
+let upstream: LocalServer;
 let kg: ProbedKeygate;
 let key: string;
 
@@ -27,7 +28,7 @@ function connections(server: Server): Promise<number> {
 }
 
 beforeAll(async () => {
-  upstream = createServer((req, res) => {
+  upstream = await serveLocal((req, res) => {
     upstreamState.started++;
     res.on('close', () => {
       if (res.writableFinished) upstreamState.finished++;
@@ -51,22 +52,16 @@ beforeAll(async () => {
     req.on('end', () => res.end('ok'));
   });
   // Idle keep-alive connections are closed quickly, so "back to baseline" means zero.
-  upstream.keepAliveTimeout = 200;
-  upstream.listen(0, '127.0.0.1');
-  await once(upstream, 'listening');
+  upstream.server.keepAliveTimeout = 200;
   kg = await spawnProbedKeygate('aborts', {
     log: { level: 'info', access: true },
     limits: { failedAuth: { max: 0 } },
-    routes: [{ name: 'api', pathPrefix: '/api', upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}`, maxBodyBytes: 8 * MB }],
+    routes: [{ name: 'api', pathPrefix: '/api', upstream: upstream.url, maxBodyBytes: 8 * MB }],
   });
   key = await kg.createKey('acme', 'aborts');
 }, 30_000);
 
-afterAll(async () => {
-  await kg?.stop();
-  upstream?.closeAllConnections();
-  upstream?.close();
-});
+afterAll(() => closeAll(kg, upstream));
 
 /** Starts a request, lets `progress` bytes pass in its direction, then resets the connection. */
 function abortAfter(kind: 'upload' | 'download', progress: number): Promise<void> {
@@ -121,7 +116,7 @@ async function settled(): Promise<Probe> {
   await waitFor(() => upstreamState.started === upstreamState.finished + upstreamState.abandoned, 10_000, 20).catch((error: Error) => {
     throw new Error(`${error.message}: upstream requests ${JSON.stringify(upstreamState)}`);
   });
-  await waitFor(async () => (await connections(upstream)) === 0, 10_000, 20);
+  await waitFor(async () => (await connections(upstream.server)) === 0, 10_000, 20);
   let probe = await kg.probe();
   // Closed sockets leave the handle list on the next loop turns.
   for (let i = 0; i < 50 && handles(probe) > baselineSockets; i++) {

@@ -9,47 +9,40 @@
  * `npm test` runs 100k requests; `KEYGATE_SOAK_REQUESTS=1000000 npx vitest run
  * test/hostile/soak.test.ts` runs the long one (figures in the report and load/README.md).
  */
-import { once } from 'node:events';
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { autocannon, type AcOptions, type AcRequest } from '../../load/harness/autocannon.ts';
 import { generateKey } from '../../src/keys/format.ts';
 import { waitFor } from '../helpers/http.ts';
 import { handles, spawnProbedKeygate, type Probe, type ProbedKeygate } from './helpers/child.ts';
 import { typo } from '../helpers/typo.ts';
+import { closeAll } from '../helpers/close.ts';
+import { serveLocal, type LocalServer } from '../helpers/upstream.ts';
 
 const TOTAL = Number(process.env.KEYGATE_SOAK_REQUESTS ?? 100_000);
 const PHASES = 5;
 const WARM_UP = Math.min(20_000, TOTAL / PHASES);
 const MB = 1024 * 1024;
 
-let upstream: Server;
+let upstream: LocalServer;
 let kg: ProbedKeygate;
 let key: string;
 
 beforeAll(async () => {
-  upstream = createServer((req, res) => {
+  upstream = await serveLocal((req, res) => {
     req.resume();
     req.on('end', () => res.end('ok'));
   });
-  upstream.listen(0, '127.0.0.1');
-  await once(upstream, 'listening');
   kg = await spawnProbedKeygate('soak', {
     log: { level: 'info', access: true },
     // One client address sends every kind of failure here; the limiter has its own test.
     limits: { failedAuth: { max: 0 } },
     cache: { negativeMax: 10_000 },
-    routes: [{ name: 'api', pathPrefix: '/api', upstream: `http://127.0.0.1:${(upstream.address() as AddressInfo).port}` }],
+    routes: [{ name: 'api', pathPrefix: '/api', upstream: upstream.url }],
   });
   key = await kg.createKey('acme', 'soak');
 }, 30_000);
 
-afterAll(async () => {
-  await kg?.stop();
-  upstream?.closeAllConnections();
-  upstream?.close();
-});
+afterAll(() => closeAll(kg, upstream));
 
 /** One cycle of the mix: 20 requests, of which 14 succeed. */
 function mix(): NonNullable<AcOptions['requests']> {

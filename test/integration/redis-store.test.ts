@@ -9,6 +9,7 @@ import { parseConfig } from '../../src/config/load.ts';
 import type { KeyRecord } from '../../src/keys/record.ts';
 import { DuplicateKeyError, StoreUnavailableError, type RevocationEvent } from '../../src/store/key-store.ts';
 import { RedisStore } from '../../src/store/redis/store.ts';
+import { startRedis, type RedisWithClient } from '../helpers/redis-fixture.ts';
 import { freePort, startRedisServer, waitFor, type RedisServer } from '../helpers/redis-server.ts';
 
 function redisConfig(url: string, extra: Record<string, unknown> = {}) {
@@ -41,20 +42,19 @@ function record(overrides: Partial<KeyRecord> = {}): { record: KeyRecord; hash: 
   };
 }
 
-let redis: RedisServer;
+/** The server and a client on it as the default user. */
+let server: RedisWithClient, redis: RedisServer, raw: Redis;
 let store: RedisStore;
-let raw: Redis;
 
 beforeAll(async () => {
-  redis = await startRedisServer();
+  server = await startRedis();
+  ({ redis, raw } = server);
   store = await RedisStore.connect(redisConfig(redis.url));
-  raw = new Redis(redis.url);
 });
 
 afterAll(async () => {
-  raw?.disconnect();
   await store?.close();
-  await redis?.stop();
+  await server?.stop();
 });
 
 describe('records', () => {

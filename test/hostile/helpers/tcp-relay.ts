@@ -11,8 +11,8 @@
  * string — ioredis names its connections (`CLIENT SETNAME keygate:revocations`), so one
  * instance's subscriber can be partitioned while its command connection keeps working.
  */
-import { once } from 'node:events';
-import { connect, createServer, type AddressInfo, type Server, type Socket } from 'node:net';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { listenLocal } from '../../helpers/upstream.ts';
 
 interface Pair {
   client: Socket;
@@ -82,9 +82,7 @@ export async function startTcpRelay(targetPort: number): Promise<TcpRelay> {
       pending.push(pair);
     } else link(pair);
   });
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenLocal(server);
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
