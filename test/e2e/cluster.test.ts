@@ -21,8 +21,7 @@ const SLOW_MS = 700;
 let dir: TempDir;
 let up: TestUpstream;
 let slowUp: TestUpstream;
-let serve: KeygateProcess;
-let configFile: string;
+let serve: KeygateProcess, configFile: string;
 let ports: { listen: number; admin: number };
 
 function config(routes: unknown[]): Record<string, unknown> {

@@ -19,8 +19,7 @@ const POLL_MS = 100;
 
 let dir: TempDir;
 let up: TestUpstream;
-let serve: KeygateProcess;
-let configFile: string;
+let serve: KeygateProcess, configFile: string;
 
 function events(req: IncomingMessage, res: ServerResponse): void {
   req.resume();

@@ -34,8 +34,7 @@ let redis: RedisServer;
 let relay: TcpRelay;
 let raw: Redis;
 let upstream: TestUpstream;
-let a: HostileKeygate;
-let b: HostileKeygate;
+let a: HostileKeygate, b: HostileKeygate;
 const report: string[] = [];
 /** Key id → when B applied the pushed revocation (performance.now()). */
 const pushedToB = new Map<string, number>();

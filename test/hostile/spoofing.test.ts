@@ -18,8 +18,7 @@ const SECRET = 'upstream-token-value-0123456789';
 
 let upstream: TestUpstream;
 let kg: HostileKeygate;
-let key: string;
-let keyId: string;
+let key: string, keyId: string;
 
 beforeAll(async () => {
   // Answers without echoing anything: the secret route's upstream sees the secret.

@@ -30,8 +30,7 @@ const hasher = testHasher;
 
 let up: TestUpstream;
 let shared: string;
-let a: AdminTestKeygate;
-let b: AdminTestKeygate;
+let a: AdminTestKeygate, b: AdminTestKeygate;
 let rootKey: string;
 let rootId: string;
 let adminA: AdminClient;

@@ -19,8 +19,7 @@ const PATH = '/api/thing';
 
 let pair: RedisPair<AdminTestKeygate>;
 let upstream: TestUpstream;
-let a: AdminTestKeygate;
-let b: AdminTestKeygate;
+let a: AdminTestKeygate, b: AdminTestKeygate;
 /** The platform admin, on each instance. */
 let rootA: AdminClient;
 let rootB: AdminClient;

@@ -24,8 +24,7 @@ const APP = 'https://app.example.com';
 let up: TestUpstream;
 /** Sets CORS headers and a session id of its own, to see what keygate does with them. */
 let corsUp: TestUpstream;
-let a: TestKeygate;
-let b: TestKeygate;
+let a: TestKeygate, b: TestKeygate;
 let keyA: string;
 let keyB: string;
 

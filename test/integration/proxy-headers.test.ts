@@ -38,8 +38,7 @@ function responder(req: IncomingMessage, res: ServerResponse): void {
 let up: TestUpstream;
 let respUp: TestUpstream;
 let t: TestKeygate;
-let k: string;
-let keyId: string;
+let k: string, keyId: string;
 
 beforeAll(async () => {
   up = await startUpstream();

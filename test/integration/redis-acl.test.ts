@@ -31,8 +31,7 @@ let root: Redis;
 let restricted: Redis;
 let pair: RedisPair<TestKeygate>;
 let up: TestUpstream;
-let a: TestKeygate;
-let b: TestKeygate;
+let a: TestKeygate, b: TestKeygate;
 let adminA: AdminClient;
 let adminB: AdminClient;
 

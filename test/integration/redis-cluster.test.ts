@@ -17,8 +17,7 @@ import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 
 const nodes: RedisServer[] = [];
 let upstream: TestUpstream;
-let a: TestKeygate;
-let b: TestKeygate;
+let a: TestKeygate, b: TestKeygate;
 const pools: Pool[] = [];
 
 function caller(instance: TestKeygate): (key: string) => Promise<number> {

@@ -22,8 +22,7 @@ let replica: RedisServer;
 let sentinel: RedisServer;
 let group: SentinelGroup;
 let upstream: TestUpstream;
-let a: TestKeygate;
-let b: TestKeygate;
+let a: TestKeygate, b: TestKeygate;
 const gets = pooledGets(8);
 const proxied = (instance: TestKeygate, key: string) => gets.get(instance.url, '/api/x', key);
 

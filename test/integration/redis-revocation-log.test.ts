@@ -12,9 +12,7 @@ import { waitFor } from '../helpers/redis-server.ts';
 import { metric, pooledGets } from '../helpers/http.ts';
 
 let raw: Redis;
-let pair: RedisPair<TestKeygate>;
-let a: TestKeygate;
-let b: TestKeygate;
+let pair: RedisPair<TestKeygate>, a: TestKeygate, b: TestKeygate;
 const gets = pooledGets(4);
 
 const status = async (instance: TestKeygate, key: string) => (await gets.get(instance.url, '/api/x', key)).status;

@@ -13,9 +13,7 @@ import { metric, pooledGets } from '../helpers/http.ts';
 
 let redis: RedisServer;
 let raw: Redis;
-let pair: RedisPair<TestKeygate>;
-let a: TestKeygate;
-let b: TestKeygate;
+let pair: RedisPair<TestKeygate>, a: TestKeygate, b: TestKeygate;
 const gets = pooledGets(32);
 
 const call = (instance: TestKeygate, key: string) => gets.get(instance.url, '/api/thing', key);

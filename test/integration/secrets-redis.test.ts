@@ -30,8 +30,7 @@ const VALUES: Record<string, string> = {
 let raw: Redis;
 let pair: RedisPair<TestKeygate>;
 let up: TestUpstream;
-let a: TestKeygate;
-let b: TestKeygate;
+let a: TestKeygate, b: TestKeygate;
 let adminA: AdminClient;
 let adminB: AdminClient;
 let userKey: string;

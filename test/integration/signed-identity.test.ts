@@ -16,8 +16,7 @@ import { closeAll } from '../helpers/close.ts';
 let up: TestUpstream;
 let wsUp: WsUpstream;
 let t: TestKeygate;
-let key: string;
-let keyId: string;
+let key: string, keyId: string;
 
 beforeAll(async () => {
   up = await startUpstream();

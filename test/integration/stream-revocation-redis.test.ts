@@ -24,8 +24,7 @@ let redis: RedisServer;
 let raw: Redis;
 let pair: RedisPair<TestKeygate>;
 let up: TestUpstream;
-let a: TestKeygate;
-let b: TestKeygate;
+let a: TestKeygate, b: TestKeygate;
 let root: string;
 
 /** An event every 50 ms, each in two writes 20 ms apart; or 16 KB every 20 ms for /download. */

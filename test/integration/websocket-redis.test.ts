@@ -17,8 +17,7 @@ let redis: RedisServer;
 let raw: Redis;
 let pair: RedisPair<TestKeygate>;
 let upstream: WsUpstream;
-let a: TestKeygate;
-let b: TestKeygate;
+let a: TestKeygate, b: TestKeygate;
 
 const MAX_AGE = 1000;
 const wsUrl = (instance: TestKeygate, path: string) => `${instance.url.replace('http:', 'ws:')}${path}`;
