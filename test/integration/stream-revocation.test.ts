@@ -23,7 +23,7 @@ import { forward } from '../../src/pipeline/forward.ts';
 import { LiveExchanges, type LiveEntry, type LiveExchange } from '../../src/pipeline/live-exchanges.ts';
 import type { Identity } from '../../src/auth/identity.ts';
 import { call } from '../helpers/admin.ts';
-import { openStream, writeDownload, writeEvents, type Stream } from '../helpers/streams.ts';
+import { openStream, writeDownload, writeEvents, type Ended, type Stream } from '../helpers/streams.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { startTestIssuer, type TestIssuer } from '../helpers/oauth-issuer.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
@@ -65,6 +65,15 @@ async function upstreamStopped(path: string): Promise<number> {
 /** A GET through keygate whose body is read as it comes. */
 function open(path: string, headers: Record<string, string>): Promise<Stream> {
   return openStream(kg.url, path, headers);
+}
+
+/** Revokes key `id` through the admin API while `stream` is open: how long the answer, the end of the stream and the end of the upstream request at `upstreamPath` took. */
+async function revokeWhileOpen(id: string, stream: Stream, upstreamPath: string): Promise<{ answered: number; end: Ended; lag: number; stopped: number }> {
+  const t0 = performance.now();
+  await revoke(id);
+  const answered = performance.now() - t0;
+  const end = await stream.ended;
+  return { answered, end, lag: end.at - t0, stopped: (await upstreamStopped(upstreamPath)) - t0 };
 }
 
 function expectCompleteEvents(text: string): void {
@@ -118,12 +127,7 @@ describe('an open event stream', () => {
     const bystander = await open('/sse/bystander', { 'x-api-key': other.key });
     expect(stream.status).toBe(200);
     await stream.until('second half of 3\n\n');
-    const t0 = performance.now();
-    await revoke(victim.id);
-    const answered = performance.now() - t0;
-    const end = await stream.ended;
-    const lag = end.at - t0;
-    const stopped = (await upstreamStopped('/sse/revoked')) - t0;
+    const { answered, end, lag, stopped } = await revokeWhileOpen(victim.id, stream, '/sse/revoked');
     console.log(`[keygate sse] revoke through the admin API (answered in ${answered.toFixed(1)} ms) → event stream ended after ${lag.toFixed(1)} ms, upstream request stopped after ${stopped.toFixed(1)} ms`);
     expect(end.complete).toBe(true);
     expectCompleteEvents(end.text);
@@ -187,12 +191,7 @@ describe('a long download', () => {
     const stream = await open('/download/big', { 'x-api-key': victim.key });
     expect(stream.status).toBe(200);
     await stream.until('a'.repeat(64 * 1024));
-    const t0 = performance.now();
-    await revoke(victim.id);
-    const answered = performance.now() - t0;
-    const end = await stream.ended;
-    const lag = end.at - t0;
-    const stopped = (await upstreamStopped('/download/big')) - t0;
+    const { answered, end, lag, stopped } = await revokeWhileOpen(victim.id, stream, '/download/big');
     console.log(`[keygate download] revoke through the admin API (answered in ${answered.toFixed(1)} ms) → download cut after ${lag.toFixed(1)} ms (${end.text.length} bytes received), upstream request stopped after ${stopped.toFixed(1)} ms`);
     expect(end.complete).toBe(false);
     expect(lag).toBeLessThan(MAX_LAG_MS);

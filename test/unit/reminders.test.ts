@@ -11,6 +11,16 @@ const HOUR = 3_600_000;
 const NOW = Date.parse('2026-03-10T12:00:00.000Z');
 const at = (iso: string) => Date.parse(iso);
 
+/** The stages a sweep every 15 minutes from `from` to `to` claims, each once, in order. */
+function claimedStages(expiresAt: number, from: number, to: number): ReminderStage[] {
+  const claimed: ReminderStage[] = [];
+  for (let t = from; t <= to; t += 15 * 60_000) {
+    const stage = dueStage(expiresAt, t);
+    if (stage !== null && !claimed.includes(stage)) claimed.push(stage);
+  }
+  return claimed;
+}
+
 describe('dueStage', () => {
   it('is null more than 30 days ahead', () => {
     expect(dueStage(NOW + 30 * DAY + 1, NOW)).toBeNull();
@@ -60,13 +70,8 @@ describe('dueStage', () => {
 
   it('walks a key through 30d, 7d, today and expired in that order, each stage once when claimed', () => {
     const expiresAt = at('2026-04-20T15:30:00.000Z');
-    const claimed: ReminderStage[] = [];
     // A sweep every 15 minutes from 40 days before to a day after.
-    for (let t = expiresAt - 40 * DAY; t <= expiresAt + DAY; t += 15 * 60_000) {
-      const stage = dueStage(expiresAt, t);
-      if (stage !== null && !claimed.includes(stage)) claimed.push(stage);
-    }
-    expect(claimed).toEqual(['30d', '7d', 'today', 'expired']);
+    expect(claimedStages(expiresAt, expiresAt - 40 * DAY, expiresAt + DAY)).toEqual(['30d', '7d', 'today', 'expired']);
   });
 
   it('sends the day-of-expiry reminder for a key that expires at 00:00 UTC (a date-only expiry)', () => {
@@ -74,12 +79,7 @@ describe('dueStage', () => {
     // first instant of the 11th. Its last day is the 10th; a sweep on the 10th should say "today"
     // (or the 'today' stage is never sent for such keys: 7d is followed directly by expired).
     const expiresAt = at('2026-03-11');
-    const claimed: ReminderStage[] = [];
-    for (let t = expiresAt - 7 * DAY; t <= expiresAt + HOUR; t += 15 * 60_000) {
-      const stage = dueStage(expiresAt, t);
-      if (stage !== null && !claimed.includes(stage)) claimed.push(stage);
-    }
-    expect(claimed).toEqual(['7d', 'today', 'expired']);
+    expect(claimedStages(expiresAt, expiresAt - 7 * DAY, expiresAt + HOUR)).toEqual(['7d', 'today', 'expired']);
   });
 });
 
