@@ -3,6 +3,11 @@ import { normalizeTarget } from '../../src/routing/normalize-path.ts';
 
 const path = (url: string) => normalizeTarget(url)?.path;
 
+/** Each target normalizes to the path it maps to. */
+function expectPaths(cases: Record<string, string>): void {
+  for (const [target, want] of Object.entries(cases)) expect(path(target), target).toBe(want);
+}
+
 describe('normalizeTarget', () => {
   it('leaves ordinary paths and their query alone', () => {
     expect(normalizeTarget('/mcp/tools/list')).toEqual({ path: '/mcp/tools/list', query: '' });
@@ -12,27 +17,33 @@ describe('normalizeTarget', () => {
   });
 
   it('resolves dot segments, plain and percent-encoded, in any case', () => {
-    expect(path('/mcp/../admin')).toBe('/admin');
-    expect(path('/mcp/%2e%2e/admin')).toBe('/admin');
-    expect(path('/mcp/%2E%2E/admin')).toBe('/admin');
-    expect(path('/mcp/.%2e/admin')).toBe('/admin');
-    expect(path('/mcp/%2e./admin')).toBe('/admin');
-    expect(path('/mcp/./x/%2e/y')).toBe('/mcp/x/y');
-    expect(path('/mcp/a/b/../../../../admin')).toBe('/admin');
-    expect(path('/..')).toBe('/');
-    expect(path('/../../etc/passwd')).toBe('/etc/passwd');
+    expectPaths({
+      '/mcp/../admin': '/admin',
+      '/mcp/%2e%2e/admin': '/admin',
+      '/mcp/%2E%2E/admin': '/admin',
+      '/mcp/.%2e/admin': '/admin',
+      '/mcp/%2e./admin': '/admin',
+      '/mcp/./x/%2e/y': '/mcp/x/y',
+      '/mcp/a/b/../../../../admin': '/admin',
+      '/..': '/',
+      '/../../etc/passwd': '/etc/passwd',
+    });
   });
 
   it('keeps a trailing slash left by a final dot segment', () => {
-    expect(path('/mcp/x/..')).toBe('/mcp/');
-    expect(path('/mcp/x/.')).toBe('/mcp/x/');
-    expect(path('/mcp/.')).toBe('/mcp/');
+    expectPaths({
+      '/mcp/x/..': '/mcp/',
+      '/mcp/x/.': '/mcp/x/',
+      '/mcp/.': '/mcp/',
+    });
   });
 
   it('collapses empty segments', () => {
-    expect(path('//admin')).toBe('/admin');
-    expect(path('/mcp//x///y')).toBe('/mcp/x/y');
-    expect(path('///')).toBe('/');
+    expectPaths({
+      '//admin': '/admin',
+      '/mcp//x///y': '/mcp/x/y',
+      '///': '/',
+    });
   });
 
   it('refuses an encoded slash, backslash or NUL anywhere in the path', () => {
@@ -55,15 +66,19 @@ describe('normalizeTarget', () => {
   });
 
   it('decodes unreserved characters so an encoded prefix matches the route it spells', () => {
-    expect(path('/%6dcp/x')).toBe('/mcp/x');
-    expect(path('/mcp/%7Euser')).toBe('/mcp/~user');
+    expectPaths({
+      '/%6dcp/x': '/mcp/x',
+      '/mcp/%7Euser': '/mcp/~user',
+    });
   });
 
   it('does not double-decode and keeps reserved encodings upper-cased', () => {
     // %2541 is "%41" literally, not "A".
-    expect(path('/mcp/%2541dmin')).toBe('/mcp/%2541dmin');
-    expect(path('/mcp/a%3fb')).toBe('/mcp/a%3Fb');
-    expect(path('/mcp/a%20b')).toBe('/mcp/a%20b');
+    expectPaths({
+      '/mcp/%2541dmin': '/mcp/%2541dmin',
+      '/mcp/a%3fb': '/mcp/a%3Fb',
+      '/mcp/a%20b': '/mcp/a%20b',
+    });
   });
 
   it('does not treat an encoded "?" or "#" as the end of the path', () => {
