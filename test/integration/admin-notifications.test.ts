@@ -141,6 +141,14 @@ async function createKeyQuietly(body: Record<string, unknown>): Promise<{ key: s
   return created;
 }
 
+/** Rotates key `id` as the root key (201 expected); the successor's full key joins `fullKeys`. Returns the answer's body. */
+async function rotate(id: string, overlapSeconds: number): Promise<any> {
+  const res = await root.post(`/v1/keys/${id}/rotate`, { overlapSeconds });
+  expect(res.status, res.text).toBe(201);
+  fullKeys.push(res.json.key);
+  return res.json;
+}
+
 /** Everything delivered so far, once the notifier is idle: one email and one webhook per event. */
 async function delivered(): Promise<{ mails: (Mail & ReturnType<typeof decodeMail>)[]; hooks: Hook[] }> {
   await notifier!.flush(5000);
@@ -225,10 +233,7 @@ describe('admin actions reach email and webhook', () => {
 
   it('rotate: key.rotated for the old key, key.created for its successor (and key.revoked with no overlap)', async () => {
     const k = await createKeyQuietly({ tenant: 'acme', name: 'to-rotate', permissions: ['read'] });
-    const res = await root.post(`/v1/keys/${k.id}/rotate`, { overlapSeconds: 0 });
-    expect(res.status, res.text).toBe(201);
-    fullKeys.push(res.json.key);
-    const successor = res.json;
+    const successor = await rotate(k.id, 0);
     const got = await delivered();
     expect(got.hooks.map((h) => h.payload?.type).sort()).toEqual(['key.created', 'key.revoked', 'key.rotated']);
     expect(got.mails).toHaveLength(3);
@@ -244,10 +249,7 @@ describe('admin actions reach email and webhook', () => {
 
   it('rotate with an overlap: key.rotated says when the old key stops working, and no key.revoked until the sweep', async () => {
     const k = await createKeyQuietly({ tenant: 'acme', name: 'to-rotate-later', permissions: ['read'] });
-    const res = await root.post(`/v1/keys/${k.id}/rotate`, { overlapSeconds: 3600 });
-    expect(res.status, res.text).toBe(201);
-    fullKeys.push(res.json.key);
-    const revokesAt = Date.parse(res.json.previous.revokesAt);
+    const revokesAt = Date.parse((await rotate(k.id, 3600)).previous.revokesAt);
     const got = await delivered();
     expect(got.hooks.map((h) => h.payload?.type).sort()).toEqual(['key.created', 'key.rotated']);
     const rotated = pair(got, 'key.rotated', k.id);
