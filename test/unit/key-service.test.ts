@@ -4,19 +4,18 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../src/config/load.ts';
 import { parseKey } from '../../src/keys/format.ts';
-import { createKeyHasher } from '../../src/keys/hash.ts';
 import { CLI_CALLER, KeyService, type CreateKeyInput } from '../../src/keys/service.ts';
 import { KeygateError } from '../../src/http/problem.ts';
 import { EmbeddedStore } from '../../src/store/embedded/store.ts';
+import { testHasher } from '../helpers/pepper.ts';
 
-const PEPPER = 'unit-pepper-0123456789abcdef';
 const NOW = Date.parse('2026-03-01T12:00:00.000Z');
 const DAY = 86_400_000;
 
 let dir: string;
 let store: EmbeddedStore;
 let service: KeyService;
-const hasher = createKeyHasher(PEPPER);
+const hasher = testHasher;
 
 beforeEach(() => {
   dir = mkdtempSync(join(tmpdir(), 'keygate-svc-'));
