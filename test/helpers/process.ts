@@ -108,7 +108,9 @@ function spawnNode(args: string[], env: NodeJS.ProcessEnv | undefined, stdin: 'p
 export async function runKeygate(args: string[], options: { env?: NodeJS.ProcessEnv; timeoutMs?: number; input?: string } = {}): Promise<CliResult> {
   const { child, output } = spawnNode([KEYGATE_BIN, ...args], options.env, 'pipe');
   child.stdin!.end(options.input ?? '');
-  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 10_000);
+  // A safety net, not a speed check: each CLI run loads TypeScript (~1 s of CPU), and the suite
+  // runs two files at once on two cores.
+  const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs ?? 30_000);
   try {
     const [code, signal] = (await once(child, 'close')) as [number | null, NodeJS.Signals | null];
     return { code, signal, stdout: output.stdout, stderr: output.stderr };
@@ -171,7 +173,7 @@ export async function spawnKeygate(configFile: string, options: { env?: NodeJS.P
   });
 
   const listening = await new Promise<Record<string, unknown>>((resolve, reject) => {
-    const timer = setTimeout(() => finish(new Error(`keygate serve did not log "keygate listening" within ${options.timeoutMs ?? 10_000} ms`)), options.timeoutMs ?? 10_000);
+    const timer = setTimeout(() => finish(new Error(`keygate serve did not log "keygate listening" within ${options.timeoutMs ?? 20_000} ms`)), options.timeoutMs ?? 20_000);
     const check = () => {
       const line = parseLines(output.stdout).find((l) => l.msg === 'keygate listening');
       if (line) finish(null, line);

@@ -532,7 +532,9 @@ function topologySuite(label: string, start: () => Promise<Topology>) {
       expect(new Set(statuses.get(seeded))).toEqual(new Set([200]));
       // Workers of one machine tell each other which keys exist (cluster/known-keys-ipc.ts).
       expect(new Set(statuses.get(other))).toEqual(new Set([t.label === 'workers' ? 200 : 429]));
-      expect(after.metric - before.metric).toBe(0);
+      // The other worker knows the key exists, not its record: one lookup of a real key, then its cache.
+      // The other instance looks nothing up.
+      expect(after.metric - before.metric).toBeLessThanOrEqual(t.label === 'workers' ? 1 : 0);
       if (after.hgetall !== null) expect(after.hgetall - before.hgetall!).toBe(0);
     });
 
