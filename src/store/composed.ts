@@ -120,4 +120,8 @@ export abstract class ComposedStore implements KeyStore, LifecycleStore, SecretS
   claimOnce(id: string, ttlMs: number): Promise<boolean> {
     return this.#parts.replay.claimOnce(id, ttlMs);
   }
+
+  releaseClaim(id: string): Promise<void> {
+    return this.#parts.replay.releaseClaim(id);
+  }
 }

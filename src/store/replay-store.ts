@@ -14,4 +14,9 @@ export interface ReplayStore {
    * Redis) when the store cannot answer: the caller must then refuse, never accept.
    */
   claimOnce(id: string, ttlMs: number): Promise<boolean>;
+  /**
+   * Gives a claim back: the delivery it was made for never reached a working upstream (it
+   * failed, or answered 5xx), so the sender's retry of it must not be refused as a replay.
+   */
+  releaseClaim(id: string): Promise<void>;
 }

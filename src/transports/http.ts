@@ -57,14 +57,25 @@ export class Gateway {
   readonly #logger: Logger;
   readonly #hooks: GatewayHooks;
   readonly #live: LiveExchanges | null;
+  readonly #webhooks: WebhookVerifier | null;
 
   constructor(options: GatewayOptions) {
     this.#accessLog = options.accessLog;
     this.#logger = options.logger;
     const hooks = (this.#hooks = options.hooks ?? {});
     this.#live = options.live ?? null;
-    const forwardHooks: ForwardHooks = { onUpstreamDone: hooks.onUpstreamDone?.bind(hooks), onEventStream: hooks.onEventStream?.bind(hooks), live: this.#live };
-    const [front, route] = httpStages(options, options.webhooks ?? null, forwardHooks);
+    const webhooks = (this.#webhooks = options.webhooks ?? null);
+    const onUpstreamDone = hooks.onUpstreamDone?.bind(hooks);
+    const forwardHooks: ForwardHooks = {
+      onUpstreamDone(exchange, error) {
+        onUpstreamDone?.(exchange, error);
+        // A verified webhook the upstream failed (or answered 5xx): the sender's retry must get through.
+        if (exchange.delivery !== null && (error !== null || exchange.res.statusCode >= 500)) webhooks?.release(exchange.delivery);
+      },
+      onEventStream: hooks.onEventStream?.bind(hooks),
+      live: this.#live,
+    };
+    const [front, route] = httpStages(options, webhooks, forwardHooks);
     this.pipeline = new Pipeline(front, route, { refuse: (exchange, refusal) => this.#refuse(exchange, refusal), failed: (exchange, error) => this.#failed(exchange, error) });
   }
 
@@ -96,6 +107,8 @@ export class Gateway {
   }
 
   #refuse(exchange: HttpExchange, refusal: Refusal): void {
+    // Refused after its signature was verified (its upstream secret is missing): nothing was forwarded.
+    if (exchange.delivery !== null) this.#webhooks?.release(exchange.delivery);
     exchange.outcome = refusal.outcome;
     exchange.error = refusal.code;
     const req = exchange.req;
@@ -106,6 +119,7 @@ export class Gateway {
   }
 
   #failed(exchange: HttpExchange, error: unknown): void {
+    if (exchange.delivery !== null) this.#webhooks?.release(exchange.delivery);
     this.#logger.error({ err: error, route: exchange.route?.name }, 'request failed inside keygate');
     exchange.error = 'internal_error';
     sendProblem(exchange.res, 'internal_error', 'keygate failed to handle the request', undefined, true);

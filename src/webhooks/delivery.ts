@@ -41,6 +41,8 @@ export interface VerifiedDelivery {
   readonly verified: string;
   /** headers.tenant upstream (signature-only routes with `webhook.tenant`), else null. */
   readonly tenant: string | null;
+  /** The replay claim made for it (null: `replay: false`), given back if the upstream fails (`release`). */
+  readonly claim: string | null;
 }
 
 export type DeliveryResult = VerifiedDelivery | Refusal;
@@ -182,7 +184,19 @@ export class WebhookVerifier {
     }
     c.counters.ok.inc();
     const index = which[matched]!;
-    return { body: body.length === 0 && !hasBody(req) ? null : body, verified: c.verified[index]!, tenant: c.config.tenant ?? null };
+    return { body: body.length === 0 && !hasBody(req) ? null : body, verified: c.verified[index]!, tenant: c.config.tenant ?? null, claim: replayId };
+  }
+
+  /**
+   * The delivery never reached a working upstream (it failed, answered 5xx, or keygate could
+   * not forward it): its replay claim is given back, so the sender's retry of the very same
+   * delivery — GitHub's redelivery, Shopify's and Twilio's retries carry the same signature —
+   * is not refused as a replay. A retry can only repeat what failed; a delivery the upstream
+   * took stays claimed. Never throws; a store that cannot answer leaves the claim to expire.
+   */
+  release(delivery: VerifiedDelivery): void {
+    if (delivery.claim === null) return;
+    this.#o.replay.releaseClaim(delivery.claim).catch((error: unknown) => this.#warn('replay-release', { err: { message: (error as Error).message } }, 'webhook replay claim could not be given back after an upstream failure; a retry is refused until it expires'));
   }
 
   #refuseHeaders(c: Compiled, parts: HeaderProblem): Refusal {

@@ -37,6 +37,17 @@ function contract(name: string, pair: () => { a: ReplayStore; b: ReplayStore }) 
       expect(await a.claimOnce(x, 10_000)).toBe(false);
     });
 
+    it('a released claim can be made again at once, by either instance; releasing an unknown id changes nothing', async () => {
+      const { a, b } = pair();
+      const x = id();
+      expect(await a.claimOnce(x, 60_000)).toBe(true);
+      await a.releaseClaim(x);
+      expect(await b.claimOnce(x, 60_000)).toBe(true);
+      expect(await a.claimOnce(x, 60_000)).toBe(false);
+      await b.releaseClaim(id());
+      expect(await a.claimOnce(x, 60_000)).toBe(false);
+    });
+
     it('exactly one winner among many concurrent claims from both instances', async () => {
       const { a, b } = pair();
       const x = id();

@@ -309,6 +309,45 @@ describe('replay protection', () => {
     expect((await deliver(t.url, '/hooks/standard', body, headers)).res.status).toBe(200);
   });
 
+  it('a delivery the upstream failed (unreachable, or 5xx) keeps no claim: the sender\'s identical retry goes through; one it took stays claimed', async () => {
+    let calls = 0;
+    const flaky = await startUpstream((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        calls++;
+        res.writeHead(calls === 1 ? 503 : 200, { 'content-type': 'text/plain' });
+        res.end(calls === 1 ? 'busy' : 'ok');
+      });
+    });
+    const own = await startTestKeygate(
+      {
+        routes: [
+          { name: 'down', pathPrefix: '/hooks/down', upstream: 'http://127.0.0.1:1', auth: { required: false }, webhook: { scheme: 'github', secrets: ['gh-1'] } },
+          { name: 'flaky', pathPrefix: '/hooks/flaky', upstream: flaky.url, auth: { required: false }, webhook: { scheme: 'github', secrets: ['gh-1'] } },
+        ],
+      },
+      { KEYGATE_MASTER_KEY: MASTER_KEY },
+    );
+    try {
+      await addSecrets(own);
+      const body = event();
+      const headers = await githubHeaders(body);
+      // Unreachable upstream: 502, and the redelivery is another 502, not a 409.
+      expect((await rawRequest(own.url, { method: 'POST', path: '/hooks/down', headers, body })).status).toBe(502);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect((await rawRequest(own.url, { method: 'POST', path: '/hooks/down', headers, body })).status).toBe(502);
+      // 503 from the upstream: the same delivery again reaches it; once it answered 200, a third is a replay.
+      expect((await rawRequest(own.url, { method: 'POST', path: '/hooks/flaky', headers, body })).status).toBe(503);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      expect((await rawRequest(own.url, { method: 'POST', path: '/hooks/flaky', headers, body })).status).toBe(200);
+      expectProblem(await rawRequest(own.url, { method: 'POST', path: '/hooks/flaky', headers, body }), 409, 'replayed_delivery');
+      expect(calls).toBe(2);
+    } finally {
+      await own.stop();
+      await flaky.close();
+    }
+  });
+
   it('replay: false lets the same delivery through twice', async () => {
     const body = event();
     const headers = standardHeaders(body);

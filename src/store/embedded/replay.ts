@@ -6,6 +6,7 @@ export class EmbeddedReplay implements ReplayStore {
   readonly #path: string;
   #claims: DatabaseSync | null = null;
   #claim: StatementSync | null = null;
+  #release: StatementSync | null = null;
   #prunedAt = 0;
 
   /** `path`: the store's file (its tables exist: database.ts). */
@@ -22,18 +23,28 @@ export class EmbeddedReplay implements ReplayStore {
    */
   async claimOnce(id: string, ttlMs: number): Promise<boolean> {
     const now = Date.now();
-    if (this.#claim === null) {
-      const db = (this.#claims = new DatabaseSync(this.#path));
-      db.exec('PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;');
-      this.#claim = db.prepare('INSERT INTO replay_claims (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at WHERE replay_claims.expires_at <= ?');
-    }
-    const claimed = this.#claim.run(id, now + ttlMs, now).changes === 1;
+    const claimed = this.#statements().claim.run(id, now + ttlMs, now).changes === 1;
     // Expired claims are dropped at most once a minute, by whichever process claims next.
     if (now - this.#prunedAt > 60_000) {
       this.#prunedAt = now;
       this.#claims!.prepare('DELETE FROM replay_claims WHERE expires_at <= ?').run(now);
     }
     return claimed;
+  }
+
+  async releaseClaim(id: string): Promise<void> {
+    this.#statements().release.run(id);
+  }
+
+  /** The claims connection and its statements, opened on first use. */
+  #statements(): { claim: StatementSync; release: StatementSync } {
+    if (this.#claim === null || this.#release === null) {
+      const db = (this.#claims = new DatabaseSync(this.#path));
+      db.exec('PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;');
+      this.#claim = db.prepare('INSERT INTO replay_claims (id, expires_at) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at WHERE replay_claims.expires_at <= ?');
+      this.#release = db.prepare('DELETE FROM replay_claims WHERE id = ?');
+    }
+    return { claim: this.#claim, release: this.#release };
   }
 
   close(): void {

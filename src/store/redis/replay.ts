@@ -12,4 +12,8 @@ export class RedisReplay implements ReplayStore {
   async claimOnce(id: string, ttlMs: number): Promise<boolean> {
     return (await this.#redis.call('SET', this.#redis.keys.replay(id), '1', 'NX', 'PX', Math.max(1, Math.ceil(ttlMs)))) !== null;
   }
+
+  async releaseClaim(id: string): Promise<void> {
+    await this.#redis.call('DEL', this.#redis.keys.replay(id));
+  }
 }
