@@ -17,7 +17,7 @@ import type { Route } from './router.ts';
 import { isRefusal } from '../auth/refusals.ts';
 
 export const BAD_TARGET: Refusal = { code: 'bad_request', outcome: 'bad_request', detail: 'the request path contains an encoded "/", "\\" or NUL, or is malformed', headers: undefined };
-const NOT_WEBSOCKET: Refusal = { code: 'no_route', outcome: 'public', detail: 'no route accepts WebSocket upgrades at this host and path', headers: undefined };
+const NOT_WEBSOCKET: Refusal = { code: 'no_route', outcome: 'no_route', detail: 'no route accepts WebSocket upgrades at this host and path', headers: undefined };
 
 interface Matched {
   target: NormalizedTarget | null;

@@ -10,7 +10,7 @@ import { misleadingPath } from './route-ambiguity.ts';
 import type { Route, Router } from './router.ts';
 
 export const BAD_HOST: Refusal = { code: 'bad_request', outcome: 'bad_request', detail: 'the request has more than one Host header, or an invalid one', headers: undefined };
-const NO_ROUTE: Refusal = { code: 'no_route', outcome: 'public', detail: 'no route matches this host and path', headers: undefined };
+const NO_ROUTE: Refusal = { code: 'no_route', outcome: 'no_route', detail: 'no route matches this host and path', headers: undefined };
 const MISLEADING: Refusal = { code: 'bad_request', outcome: 'bad_request', detail: 'the path selects another route when read without ";" parameters or ignoring case', headers: undefined };
 
 /** `host` as requestHost found it (undefined: HTTP/1.0 without one). */

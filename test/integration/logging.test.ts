@@ -76,7 +76,7 @@ beforeAll(async () => {
     { path: '/secure/k', headers: { 'x-api-key': valid.key, authorization: `Bearer ${JWT}` }, expect: { status: 400, route: 'secure', outcome: 'bad_request', code: 'conflicting_credentials', keyId: () => null, tenant: null } },
     { path: `/secure/l?api_key=${valid.key}&token=${QUERY_SECRET}`, headers: { 'x-api-key': valid.key }, expect: ok() },
     { path: `/open/m?key=${valid.key}&access_token=${JWT}&s=${QUERY_SECRET}`, headers: { cookie: COOKIE }, expect: { status: 200, route: 'open', outcome: 'public', code: null, keyId: () => null, tenant: null } },
-    { path: `/nowhere?token=${QUERY_SECRET}`, headers: { authorization: `Bearer ${valid.key}` }, expect: { status: 404, route: null, outcome: 'public', code: 'no_route', keyId: () => null, tenant: null } },
+    { path: `/nowhere?token=${QUERY_SECRET}`, headers: { authorization: `Bearer ${valid.key}` }, expect: { status: 404, route: null, outcome: 'no_route', code: 'no_route', keyId: () => null, tenant: null } },
   ];
   // One at a time, so the access lines come in request order.
   responses = [];

@@ -67,7 +67,7 @@ describe('/metrics', () => {
     expect(delta('keygate_requests_total{route="api",status_class="4xx",outcome="invalid"}')).toBe(1);
     expect(delta('keygate_requests_total{route="api",status_class="4xx",outcome="forbidden"}')).toBe(1);
     expect(delta('keygate_requests_total{route="down",status_class="5xx",outcome="ok"}')).toBe(1);
-    expect(delta('keygate_requests_total{route="(none)",status_class="4xx",outcome="public"}')).toBe(1);
+    expect(delta('keygate_requests_total{route="(none)",status_class="4xx",outcome="no_route"}')).toBe(1);
     expect(delta('keygate_upstream_errors_total{route="down",kind="connection"}')).toBe(1);
     expect(delta('keygate_request_duration_seconds_count{route="api"}')).toBe(5);
     expect(delta('keygate_upstream_duration_seconds_count{route="api"}')).toBe(2);
