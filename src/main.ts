@@ -2,7 +2,7 @@
  * keygate's entry point: `keygate serve|keys|secrets|config …`. Exit status: 0 success,
  * 1 runtime failure, 2 bad usage or invalid config.
  */
-import { exitStatus } from './cli/args.ts';
+import { exitStatus, wantsHelp } from './cli/args.ts';
 import type { Io } from './cli/context.ts';
 import { keysCommand } from './cli/keys-command.ts';
 import { secretsCommand } from './cli/secrets-command.ts';
@@ -12,7 +12,8 @@ import { serveCommand } from './cli/serve-command.ts';
 const USAGE = `usage: keygate <command>
 
   serve [--config FILE]          run the gateway
-  keys create|list|revoke …      manage API keys (keygate keys --help)
+  keys create|list|revoke|rotate …
+                                 manage API keys (keygate keys --help)
   secrets add|list|rename|remove|rewrap …
                                  manage upstream secrets (keygate secrets --help)
   config check [--config FILE]   validate the configuration
@@ -22,6 +23,11 @@ The config file is --config FILE, else $KEYGATE_CONFIG, else config/keygate.yaml
 export async function run(argv: string[], io: Io): Promise<number> {
   const [command, ...rest] = argv;
   try {
+    // `keygate serve --help`, `keygate config check --help`: the usage, not "unknown option".
+    if ((command === 'serve' || command === 'config') && wantsHelp(rest)) {
+      io.out(USAGE);
+      return 0;
+    }
     switch (command) {
       case 'serve':
         return await serveCommand(rest, io);

@@ -44,7 +44,17 @@ export function runSubcommand<Io extends { out(text: string): void }>(group: str
   }
   const command = Object.hasOwn(table, sub) ? table[sub] : undefined;
   if (command === undefined) throw usageError(`unknown command "${group} ${sub}"\n${usage}`);
+  // `keygate keys create --help`: the group's usage, which lists every subcommand's flags.
+  if (wantsHelp(rest)) {
+    io.out(usage);
+    return Promise.resolve(0);
+  }
   return command(rest, io);
+}
+
+/** `--help` or `-h` anywhere among a command's arguments. */
+export function wantsHelp(args: readonly string[]): boolean {
+  return args.includes('--help') || args.includes('-h');
 }
 
 export function requireFlag(values: Record<string, unknown>, name: string): string {

@@ -97,7 +97,7 @@ async function listKeys(args: string[], io: Io): Promise<number> {
   const records = await withKeyService(config, io, (service) => service.list(CLI_CALLER, { tenant: values.tenant, includeRevoked: values.revoked ?? false }));
   const now = Date.now();
   if (values.json) io.out(JSON.stringify(records.map((r) => toPublic(r, now))));
-  else io.out(records.length ? table(records, now) : 'No keys.');
+  else io.out(records.length ? table(records, now) : values.revoked ? 'No keys.' : 'No active keys (revoked keys are listed with --revoked).');
   return 0;
 }
 

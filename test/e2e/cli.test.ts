@@ -281,6 +281,15 @@ describe('keygate CLI end to end', () => {
     expect(unknownCommand.stderr).toContain('frobnicate');
   });
 
+  it('--help on any command prints its usage and exits 0; the top-level help names rotate', async () => {
+    const [create, serve, top] = await Promise.all([keygate('keys', 'create', '--help'), runKeygate(['serve', '--help']), runKeygate(['--help'])]);
+    expect(create.code, create.stderr).toBe(0);
+    expect(create.stdout).toContain('keygate keys create --tenant T --name N');
+    expect(serve.code, serve.stderr).toBe(0);
+    expect(serve.stdout).toContain('serve [--config FILE]');
+    expect(top.stdout).toContain('keys create|list|revoke|rotate');
+  });
+
   it('config check accepts the config, and rejects a broken one with exit 2 naming the field', async () => {
     const broken = parseYaml(readFileSync(configFile, 'utf8')) as Record<string, any>;
     broken.routes[0].upstream = 'ftp://127.0.0.1/files';
