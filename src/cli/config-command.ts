@@ -12,6 +12,8 @@ import { resolveConfigPath } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { keyFor, loadKeyring, MASTER_KEY_ENV, PREVIOUS_MASTER_KEY_ENV, type Keyring } from '../secrets/crypto.ts';
 import { openStore } from '../store/open.ts';
+import { createLoggers } from '../observability/logger.ts';
+import { checkEnvironment } from './environment.ts';
 
 export async function configCommand(args: string[], io: Io): Promise<number> {
   const [sub, ...rest] = args;
@@ -19,9 +21,8 @@ export async function configCommand(args: string[], io: Io): Promise<number> {
   const { values } = parseFlags(rest, { config: { type: 'string' } });
   const config = configFrom(values.config, io);
   const warnings: string[] = [];
-  if (config.store.kind === 'redis' && !io.env.KEYGATE_PEPPER) {
-    throw usageError('KEYGATE_PEPPER: is required with the Redis store');
-  }
+  // Exactly what serve checks before it starts (cli/environment.ts): OK here means serve starts.
+  await checkEnvironment(config, io.env, createLoggers({ level: 'silent' }).logger);
   if (config.store.kind === 'embedded' && !io.env.KEYGATE_PEPPER) warnings.push(`KEYGATE_PEPPER is not set: the pepper in the data directory is used (created on first start)`);
   const keyring = loadKeyring(io.env);
   warnings.push(...(await secretWarnings(config, keyring)));

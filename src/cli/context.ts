@@ -6,6 +6,7 @@ import { loadPepper } from '../keys/pepper.ts';
 import { KeyService } from '../keys/service.ts';
 import { EventSink } from '../events/event-sink.ts';
 import { openStore, type Store } from '../store/open.ts';
+import { loadKeyring } from '../secrets/crypto.ts';
 
 export interface Io {
   out(text: string): void;
@@ -24,6 +25,8 @@ export function configFrom(flag: string | undefined, io: Io): Config {
  */
 export async function withKeyService<T>(config: Config, io: Io, run: (service: KeyService, store: Store) => Promise<T>): Promise<T> {
   const pepper = loadPepper(config, io.env);
+  // A malformed master key stops every command, as it stops serve (README, environment).
+  loadKeyring(io.env);
   const store = await openStore(config);
   try {
     return await run(new KeyService(store, createKeyHasher(pepper), config, new EventSink(store, null, null)), store);

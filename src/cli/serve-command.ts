@@ -8,8 +8,8 @@ import cluster from 'node:cluster';
 import { runPrimary, workerCount } from '../cluster/primary.ts';
 import { ConfigError } from '../config/load.ts';
 import { createNotifier } from '../events/notifications/notifier.ts';
+import { checkEnvironment } from './environment.ts';
 import { loadPepper } from '../keys/pepper.ts';
-import { loadKeyring } from '../secrets/crypto.ts';
 import { createLoggers } from '../observability/logger.ts';
 import { startKeygate } from '../server.ts';
 import { parseFlags } from './args.ts';
@@ -24,9 +24,8 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   if (workers > 1 && cluster.isPrimary) {
     // What would make every worker fail at start is checked once here (exit 2), rather than
     // left to a restart loop. The pepper file, if it has to be created, is created once.
+    await checkEnvironment(config, io.env, logger);
     loadPepper(config, io.env);
-    loadKeyring(io.env);
-    await createNotifier({ config: config.notifications, env: io.env, logger }).close();
     const code = await runPrimary({ workers, graceMs: config.shutdown.graceMs, logger });
     loggers.flush();
     return code;
@@ -34,7 +33,8 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   // Until keygate is up, a reload request has nothing to reload, but must not kill the process.
   const early = () => logger.warn('SIGHUP before start-up finished: ignored');
   process.on('SIGHUP', early);
-  // Before anything starts, so a missing notification secret stops start-up with exit 2.
+  // Before anything starts: what config check checks stops start-up with exit 2.
+  await checkEnvironment(config, io.env, logger);
   const notifier = createNotifier({ config: config.notifications, env: io.env, logger });
   const keygate = await startKeygate({
     config,

@@ -18,7 +18,11 @@ export function pepperFilePath(config: Config): string {
   return join(dirname(config.store.path), 'pepper');
 }
 
-export function loadPepper(config: Config, env: NodeJS.ProcessEnv): string {
+/**
+ * KEYGATE_PEPPER as the environment gives it, checked: the pepper, or undefined when the
+ * embedded store's file is to be used. Creates nothing (`config check` runs it too).
+ */
+export function pepperFromEnv(config: Config, env: NodeJS.ProcessEnv): string | undefined {
   const fromEnv = env.KEYGATE_PEPPER;
   if (fromEnv !== undefined && fromEnv !== '') {
     if (fromEnv.length < 16) throw pepperError('KEYGATE_PEPPER', 'KEYGATE_PEPPER: must be at least 16 characters (e.g. `openssl rand -base64 32`)');
@@ -27,6 +31,12 @@ export function loadPepper(config: Config, env: NodeJS.ProcessEnv): string {
   if (config.store.kind === 'redis') {
     throw pepperError('KEYGATE_PEPPER', 'KEYGATE_PEPPER: is required with the Redis store (every instance must hash keys with the same pepper); generate one with `openssl rand -base64 32`');
   }
+  return undefined;
+}
+
+export function loadPepper(config: Config, env: NodeJS.ProcessEnv): string {
+  const fromEnv = pepperFromEnv(config, env);
+  if (fromEnv !== undefined) return fromEnv;
   const file = pepperFilePath(config);
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   try {

@@ -307,6 +307,22 @@ describe('keygate CLI end to end', () => {
     expect(missing.stderr).toContain('nope.yaml');
   });
 
+  it('config check refuses what serve would refuse (a notification secret not set), and a malformed master key stops keys commands too', async () => {
+    const notifying = parseYaml(readFileSync(configFile, 'utf8')) as Record<string, any>;
+    notifying.notifications = { webhooks: [{ url: 'https://hooks.example.com/keygate', secretEnv: 'KG_E2E_UNSET_HOOK_SECRET' }] };
+    const notifyingFile = dir.writeYaml('notifying.yaml', notifying);
+    const [check, list] = await Promise.all([
+      runKeygate(['config', 'check', '--config', notifyingFile]),
+      runKeygate(['keys', 'list', '--config', configFile], { env: { KEYGATE_MASTER_KEY: 'not-base64-32-bytes' } }),
+    ]);
+    expect(check.code, check.stderr).toBe(2);
+    expect(check.stderr).toContain('notifications.webhooks[0].secretEnv');
+    expect(check.stderr).toContain('KG_E2E_UNSET_HOOK_SECRET');
+    expect(list.code, list.stderr).toBe(2);
+    expect(list.stderr).toContain('KEYGATE_MASTER_KEY');
+    expect(list.stderr).not.toContain('not-base64-32-bytes');
+  });
+
   it('SIGTERM makes serve exit 0; its output never contained a key', async () => {
     const exit = await serve.stop('SIGTERM', 8000);
     expect(exit).toEqual({ code: 0, signal: null });

@@ -1,0 +1,25 @@
+/**
+ * What `serve` needs from the environment beyond the config file, checked by one function that
+ * `serve` (before it starts anything, once for all workers) and `config check` both run — so
+ * `config check` never says OK to a deployment `serve` would then refuse. Every problem is a
+ * ConfigError (exit 2) naming the variable, never its value.
+ *
+ *  - KEYGATE_PEPPER: at least 16 characters; required with the Redis store (the embedded
+ *    store's pepper file is not created by a check);
+ *  - KEYGATE_MASTER_KEY / _PREVIOUS: well-formed when set;
+ *  - admin.metricsTokenEnv: set and long enough when configured;
+ *  - notifications: every secretEnv / passwordEnv set and well-formed.
+ */
+import { adminAccess } from '../admin/server.ts';
+import type { Config } from '../config/schema.ts';
+import { createNotifier } from '../events/notifications/notifier.ts';
+import { pepperFromEnv } from '../keys/pepper.ts';
+import type { Logger } from '../observability/logger.ts';
+import { loadKeyring } from '../secrets/crypto.ts';
+
+export async function checkEnvironment(config: Config, env: NodeJS.ProcessEnv, logger: Logger): Promise<void> {
+  pepperFromEnv(config, env);
+  loadKeyring(env);
+  adminAccess(config.admin, env);
+  await createNotifier({ config: config.notifications, env, logger }).close();
+}
