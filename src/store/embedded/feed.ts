@@ -1,11 +1,16 @@
 /**
  * The embedded store's feed: several processes may open the same file (a running
  * `keygate serve` and the CLI), so revocations go into an append-only table that
- * long-running processes poll, and a key revoked from the CLI is refused by the server
- * within `pollMs` (and at once by the process that revoked it). Records that change while
+ * long-running processes poll, and a key revoked from the CLI is refused by the server at
+ * once: another process's write to the database's write-ahead log wakes a poll right away
+ * (fs.watch on the file's folder, inotify on Linux), and the `pollMs` timer stays as the
+ * bound where no file events arrive (network file systems). The process that revoked hears it
+ * at once anyway. Records that change while
  * staying active (a rotation's overlap end) are logged in `key_changes`, polled the same
  * way; so are secret changes (secrets.ts), on the same timer.
  */
+import { watch, type FSWatcher } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import type { StatementSync } from 'node:sqlite';
 import type { StoreFeed } from '../key-store.ts';
 import type { Database } from './database.ts';
@@ -21,6 +26,9 @@ export class EmbeddedFeed {
   #lastSeq = 0;
   #lastChangeSeq = 0;
   #timer: NodeJS.Timeout | null = null;
+  #watcher: FSWatcher | null = null;
+  /** A poll is scheduled by a file event (several events in one turn make one poll). */
+  #woken = false;
   #keysPolled = false;
 
   constructor(db: Database, pollMs: number) {
@@ -46,14 +54,39 @@ export class EmbeddedFeed {
     });
   }
 
-  /** Adds `poll` to what runs every `pollMs` (and starts the timer). */
+  /** Adds `poll` to what runs every `pollMs` and whenever another process writes (and starts both). */
   startPolling(poll: () => void): void {
     this.#pollers.push(poll);
     if (this.#timer) return;
-    this.#timer = setInterval(() => {
-      for (const p of this.#pollers) p();
-    }, this.#pollMs);
+    this.#timer = setInterval(() => this.#pollAll(), this.#pollMs);
     this.#timer.unref();
+    this.#watch();
+  }
+
+  #pollAll(): void {
+    this.#woken = false;
+    for (const p of this.#pollers) p();
+  }
+
+  /** Writes reach the `-wal` file (WAL mode); this process's own reads do not, so polls cannot wake themselves. */
+  #watch(): void {
+    const wal = `${basename(this.#db.path)}-wal`;
+    try {
+      this.#watcher = watch(dirname(this.#db.path), { persistent: false }, (_event, file) => {
+        if (file !== wal || this.#woken) return;
+        this.#woken = true;
+        setImmediate(() => this.#pollAll());
+      });
+      // A watcher that fails later (the folder removed) leaves the timer to do the work.
+      this.#watcher.on('error', () => this.#unwatch());
+    } catch {
+      // No file events here: the timer alone bounds the lag.
+    }
+  }
+
+  #unwatch(): void {
+    this.#watcher?.close();
+    this.#watcher = null;
   }
 
   /** This process revoked `ids`: its feed hears it at once, and the poll will not repeat it. */
@@ -92,6 +125,7 @@ export class EmbeddedFeed {
 
   close(): void {
     if (this.#timer) clearInterval(this.#timer);
+    this.#unwatch();
     this.#feed = null;
   }
 }

@@ -167,6 +167,22 @@ describe('EmbeddedStore', () => {
     expect((await server.findByHash(hash))?.status).toBe('revoked');
   });
 
+  it("hears another process's revocation at once, without waiting for its poll timer (the write wakes it)", async () => {
+    // A timer that would take a minute: only the file event can deliver it in time.
+    const server = openStore(60_000);
+    const feed = new RecordingFeed();
+    await server.subscribe(feed);
+    const { hash, record } = newRecord();
+    await server.create(record, hash);
+    await sleep(50);
+    const cli = openStore(60_000);
+    await cli.revoke(record.id, Date.now());
+    const start = Date.now();
+    while (!feed.events.some((e) => e.ids.includes(record.id)) && Date.now() - start < 2000) await sleep(2);
+    expect(feed.events.find((e) => e.ids.includes(record.id))?.hashes).toEqual([hash]);
+    expect(Date.now() - start).toBeLessThan(500);
+  });
+
   it('does not replay revocations that happened before it subscribed', async () => {
     const store = openStore(10);
     const old = newRecord();
