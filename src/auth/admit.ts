@@ -28,7 +28,6 @@ import type { TokenResult } from './access-token.ts';
 import { CONFLICTING_CREDENTIALS, missingCredentials, forbidden, isRefusal, keyRefused, rateLimited, tokenRefused, type Refusal } from './refusals.ts';
 import type { Route } from '../routing/router.ts';
 
-export { isRefusal };
 
 export type Admission = Identity | Refusal;
 
@@ -75,9 +74,8 @@ export class Door {
   #count(failures: FailureLimiter, admission: Admission, req: IncomingMessage, credential: Credential, trustForwarded: boolean): Admission {
     if (!isRefusal(admission) || admission.identity !== undefined) return admission;
     const code = admission.code;
-    if (code === 'invalid_key') {
-      if (this.#verifier.wellFormed(credential.key)) failures.failed(req, trustForwarded);
-    } else if (code === 'key_revoked' || code === 'key_expired') {
+    if (this.#verifier.isGuess(credential.key, code)) failures.failed(req, trustForwarded);
+    else if (code === 'key_revoked' || code === 'key_expired') {
       const identity = this.#verifier.cachedIdentity(credential.key);
       if (identity !== undefined) return { ...admission, identity };
     }

@@ -172,6 +172,3 @@ export function toPublic(record: KeyRecord, now: number = Date.now()): PublicKey
   return shown as PublicKeyRecord;
 }
 
-export function isExpired(record: KeyRecord, now: number): boolean {
-  return record.expiresAt !== null && record.expiresAt <= now;
-}

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { EXPIRY_PRESETS, parseExpiry } from '../../../src/keys/expiry.ts';
-import { isExpired, toPublic, type KeyRecord } from '../../../src/keys/record.ts';
+import { keyState } from '../../../src/keys/key-state.ts';
+import { toPublic, type KeyRecord } from '../../../src/keys/record.ts';
 
 const NOW = Date.parse('2026-03-01T12:00:00.000Z');
 const DAY = 86_400_000;
@@ -55,11 +56,11 @@ describe('key record helpers', () => {
     status: 'active', prefix: 'kg_acme_0000…', createdAt: NOW, expiresAt: NOW + DAY, revokedAt: null, revokesAt: null, lastUsedAt: null,
   };
 
-  it('isExpired: at or after expiresAt; never for null', () => {
-    expect(isExpired(record, NOW)).toBe(false);
-    expect(isExpired(record, NOW + DAY - 1)).toBe(false);
-    expect(isExpired(record, NOW + DAY)).toBe(true);
-    expect(isExpired({ ...record, expiresAt: null }, Number.MAX_SAFE_INTEGER)).toBe(false);
+  it('keyState: expired at or after expiresAt; never for null', () => {
+    expect(keyState(record, NOW)).toBe('active');
+    expect(keyState(record, NOW + DAY - 1)).toBe('active');
+    expect(keyState(record, NOW + DAY)).toBe('expired');
+    expect(keyState({ ...record, expiresAt: null }, Number.MAX_SAFE_INTEGER)).toBe('active');
   });
 
   it('toPublic: ISO dates, nothing that is not in the record', () => {
