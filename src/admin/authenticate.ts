@@ -70,7 +70,7 @@ export function createKeyAuthenticator({ verifier, events, systemTenant, failure
     }
     const result = await verified;
     if (typeof result === 'string') {
-      if (result === 'invalid_key' && verifier.wellFormed(credential.key)) failures?.failed(req, false);
+      if (verifier.isGuess(credential.key, result)) failures?.failed(req, false);
       const code: ProblemCode = result === 'auth_unavailable' ? 'auth_unavailable' : result;
       return denied(code, 'the admin key is not valid', result);
     }

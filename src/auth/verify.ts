@@ -144,9 +144,13 @@ export class Verifier implements StoreFeed {
     if (!this.#known.has(id)) this.#known.set(id, hash);
   }
 
-  /** Whether a refused key was well-formed, i.e. cost a lookup (only those count as failures). */
-  wellFormed(key: string): boolean {
-    return parseKey(key, this.#prefix) !== null;
+  /**
+   * Whether a refusal counts against the client's failed-auth limit (auth/failure-limiter.ts):
+   * only a well-formed key the store did not know, the lookup a flood of made-up keys costs.
+   * Malformed keys cost nothing; revoked and expired keys are no guess.
+   */
+  isGuess(key: string, failure: string): boolean {
+    return failure === 'invalid_key' && parseKey(key, this.#prefix) !== null;
   }
 
   /**
