@@ -22,7 +22,7 @@ export async function configCommand(args: string[], io: Io): Promise<number> {
   const config = configFrom(values.config, io);
   const warnings: string[] = [];
   // Exactly what serve checks before it starts (cli/environment.ts): OK here means serve starts.
-  await checkEnvironment(config, io.env, createLoggers({ level: 'silent' }).logger);
+  await checkEnvironment(config, io.env, createLoggers({ level: 'silent' }).logger).close();
   if (config.store.kind === 'embedded' && !io.env.KEYGATE_PEPPER) warnings.push(`KEYGATE_PEPPER is not set: the pepper in the data directory is used (created on first start)`);
   const keyring = loadKeyring(io.env);
   warnings.push(...(await secretWarnings(config, keyring)));

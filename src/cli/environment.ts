@@ -12,14 +12,18 @@
  */
 import { adminAccess } from '../admin/server.ts';
 import type { Config } from '../config/schema.ts';
-import { createNotifier } from '../events/notifications/notifier.ts';
+import { createNotifier, type Notifier } from '../events/notifications/notifier.ts';
 import { pepperFromEnv } from '../keys/pepper.ts';
 import type { Logger } from '../observability/logger.ts';
 import { loadKeyring } from '../secrets/crypto.ts';
 
-export async function checkEnvironment(config: Config, env: NodeJS.ProcessEnv, logger: Logger): Promise<void> {
+/**
+ * Throws what `serve` would refuse; returns the notifier that checking the notification
+ * secrets built — `serve` sends with it, everyone else closes it.
+ */
+export function checkEnvironment(config: Config, env: NodeJS.ProcessEnv, logger: Logger): Notifier {
   pepperFromEnv(config, env);
   loadKeyring(env);
   adminAccess(config.admin, env);
-  await createNotifier({ config: config.notifications, env, logger }).close();
+  return createNotifier({ config: config.notifications, env, logger });
 }

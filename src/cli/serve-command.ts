@@ -7,7 +7,6 @@
 import cluster from 'node:cluster';
 import { runPrimary, workerCount } from '../cluster/primary.ts';
 import { ConfigError } from '../config/load.ts';
-import { createNotifier } from '../events/notifications/notifier.ts';
 import { checkEnvironment } from './environment.ts';
 import { loadPepper } from '../keys/pepper.ts';
 import { createLoggers } from '../observability/logger.ts';
@@ -24,7 +23,7 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   if (workers > 1 && cluster.isPrimary) {
     // What would make every worker fail at start is checked once here (exit 2), rather than
     // left to a restart loop. The pepper file, if it has to be created, is created once.
-    await checkEnvironment(config, io.env, logger);
+    await checkEnvironment(config, io.env, logger).close();
     loadPepper(config, io.env);
     const code = await runPrimary({ workers, graceMs: config.shutdown.graceMs, logger });
     loggers.flush();
@@ -34,8 +33,7 @@ export async function serveCommand(args: string[], io: Io): Promise<number> {
   const early = () => logger.warn('SIGHUP before start-up finished: ignored');
   process.on('SIGHUP', early);
   // Before anything starts: what config check checks stops start-up with exit 2.
-  await checkEnvironment(config, io.env, logger);
-  const notifier = createNotifier({ config: config.notifications, env: io.env, logger });
+  const notifier = checkEnvironment(config, io.env, logger);
   const keygate = await startKeygate({
     config,
     env: io.env,
