@@ -39,16 +39,20 @@ export const CONFLICT: unique symbol = Symbol('conflicting credentials');
 /** JavaScript's whitespace (what String#trim removes). */
 const WHITESPACE = /\s/;
 
+/** The token of one list element if it is `Bearer <token>`, else undefined. */
+function bearerOf(raw: string): string | undefined {
+  const element = raw.trim();
+  if (element.length < 8 || !WHITESPACE.test(element[6]!)) return undefined;
+  if ((element.charCodeAt(0) | 0x20) !== 98 /* b */ || element.slice(0, 6).toLowerCase() !== 'bearer') return undefined;
+  const token = element.slice(7).trim();
+  return token === '' ? undefined : token;
+}
+
 /** The Bearer tokens of one Authorization value, in order (duplicates kept). */
 function bearerTokensOf(value: string, into: string[]): void {
-  // Most values are one credential: skip the split.
-  const elements = value.includes(',') ? value.split(',') : [value];
-  for (const raw of elements) {
-    const element = raw.trim();
-    if (element.length < 8 || !WHITESPACE.test(element[6]!)) continue;
-    if ((element.charCodeAt(0) | 0x20) !== 98 /* b */ || element.slice(0, 6).toLowerCase() !== 'bearer') continue;
-    const token = element.slice(7).trim();
-    if (token !== '') into.push(token);
+  for (const raw of value.split(',')) {
+    const token = bearerOf(raw);
+    if (token !== undefined) into.push(token);
   }
 }
 
@@ -71,6 +75,9 @@ function single(items: readonly string[]): string | undefined | typeof CONFLICT 
  * two different ones.
  */
 export function bearerToken(value: string | readonly string[] | undefined): string | undefined | typeof CONFLICT {
+  // Most requests: no Authorization, or one field holding one credential — no arrays.
+  if (value === undefined) return undefined;
+  if (typeof value === 'string' && !value.includes(',')) return bearerOf(value);
   const tokens: string[] = [];
   for (const v of valuesOf(value)) bearerTokensOf(v, tokens);
   return single(tokens);
