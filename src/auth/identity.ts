@@ -19,8 +19,14 @@ export interface Identity {
 
 export type PermissionGroups = Readonly<Record<string, readonly string[]>>;
 
+/** The permissions a key with these attributes has now: a group counts as its members (an unknown group as none). */
+export function permissionsOf(attributes: Pick<KeyRecord, 'permissions' | 'group'>, groups: PermissionGroups): readonly string[] {
+  if (attributes.group === null) return attributes.permissions;
+  return Object.hasOwn(groups, attributes.group) ? groups[attributes.group]! : [];
+}
+
 /** Groups are resolved here, at verification, so editing a group changes its keys' access. */
 export function toIdentity(record: KeyRecord, groups: PermissionGroups): Identity {
-  const permissions = record.group !== null ? (Object.hasOwn(groups, record.group) ? groups[record.group]! : []) : record.permissions;
+  const permissions = permissionsOf(record, groups);
   return { record, permissions, permissionSet: new Set(permissions), permissionsHeader: permissions.join(',') };
 }

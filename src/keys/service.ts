@@ -3,6 +3,7 @@
  * which keys, what a valid key is, and the audit line and notification every change leaves.
  * Returns the full key only from `create` and `rotate`; nothing else ever sees it.
  */
+import { permissionsOf } from '../auth/identity.ts';
 import type { Config } from '../config/schema.ts';
 import type { EventSink } from '../events/event-sink.ts';
 import type { KeyStore } from '../store/key-store.ts';
@@ -104,20 +105,13 @@ export class KeyService {
     return null;
   }
 
-  /** The permissions a key with these attributes gets now: a group counts as its members. */
-  #grants(attributes: Pick<KeyRecord, 'permissions' | 'group'>): readonly string[] {
-    const groups = this.#config.permissionGroups;
-    if (attributes.group === null) return attributes.permissions;
-    return Object.hasOwn(groups, attributes.group) ? groups[attributes.group]! : [];
-  }
-
   /**
    * A caller grants only what it holds: refuses (403) a key that would get a permission the
    * caller lacks. Platform admins (and the CLI, the operator) are exempt.
    */
   #mayGrant(caller: Caller, attributes: Pick<KeyRecord, 'permissions' | 'group'>, action: string): void {
     if (caller.tenant === null) return;
-    const missing = [...new Set(this.#grants(attributes))].filter((p) => !caller.permissions?.has(p)).sort();
+    const missing = [...new Set(permissionsOf(attributes, this.#config.permissionGroups))].filter((p) => !caller.permissions?.has(p)).sort();
     if (missing.length === 0) return;
     const through = attributes.group === null ? '' : ` (through group "${attributes.group}")`;
     throw new KeygateError(
