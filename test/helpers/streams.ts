@@ -12,12 +12,20 @@ import { performance } from 'node:perf_hooks';
  */
 export function writeEvents(res: ServerResponse): void {
   let n = 0;
-  const tick = setInterval(() => {
+  let timer: NodeJS.Timeout;
+  // One chain of timers, not an interval beside timeouts: on a stalled event loop an interval
+  // could fire before the previous event's second half and interleave two events.
+  const first = () => {
     const id = ++n;
     res.write(`id: ${id}\ndata: first half of ${id}`);
-    setTimeout(() => !res.destroyed && res.write(`\ndata: second half of ${id}\n\n`), 20);
-  }, 50);
-  res.on('close', () => clearInterval(tick));
+    timer = setTimeout(() => {
+      if (res.destroyed) return;
+      res.write(`\ndata: second half of ${id}\n\n`);
+      timer = setTimeout(first, 30);
+    }, 20);
+  };
+  timer = setTimeout(first, 50);
+  res.on('close', () => clearTimeout(timer));
 }
 
 /** Writes 16 KB every 20 ms until `res` closes. The caller writes the head. */
