@@ -4,9 +4,8 @@
  * also make /openapi.json, and hand the work to KeyService — the same rules the CLI uses.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { z } from 'zod';
 import type { Verifier } from '../auth/verify.ts';
-import { ConfigError, formatIssues } from '../config/load.ts';
+import { ConfigError } from '../config/load.ts';
 import type { EventSink } from '../events/event-sink.ts';
 import { toPublic } from '../keys/record.ts';
 import { KeyService, type Caller } from '../keys/service.ts';
@@ -14,9 +13,10 @@ import { createKeyAuthenticator, type Authenticate } from './authenticate.ts';
 import type { Logger } from '../observability/logger.ts';
 import { invalidField, isKeygateError, KeygateError, sendProblem } from '../http/problem.ts';
 import { readJson, sendJson } from '../http/json.ts';
-import { auditQuery, createKeyBody, createSecretBody, listKeysQuery, renameKeyBody, rotateKeyBody, updateSecretBody } from './schemas.ts';
+import { auditQuery, createKeyBody, listKeysQuery, renameKeyBody, rotateKeyBody } from './schemas.ts';
 import type { SecretService } from '../secrets/service.ts';
-import { toPublicSecret } from '../secrets/secret-store.ts';
+import { parse, query, type AdminRoute, type Handler } from './routes.ts';
+import { secretRoutes } from './secret-routes.ts';
 
 export interface AdminApiOptions {
   service: KeyService;
@@ -32,37 +32,10 @@ export interface AdminApiOptions {
   authenticate?: Authenticate;
 }
 
-interface Context {
-  caller: Caller;
-  req: IncomingMessage;
-  params: string[];
-  query: URLSearchParams;
-}
-
-type Result = { status: number; body: unknown };
-type Handler = (ctx: Context) => Promise<Result>;
-
-/** The request does not match its schema: validation_failed, every issue named by its path (`body.name: …; query.limit: …`). */
-function parse<T>(schema: z.ZodType<T>, value: unknown, where: string): T {
-  const result = schema.safeParse(value);
-  if (result.success) return result.data;
-  const issues = formatIssues(result.error).map((p) => (p.startsWith('(top level)') ? `${where}${p.slice(11)}` : `${where}.${p}`));
-  throw new KeygateError('validation_failed', issues.join('; '), { field: issues[0]!.slice(0, issues[0]!.indexOf(':')) });
-}
-
-const query = (ctx: Context) => Object.fromEntries(ctx.query);
-
 export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage, res: ServerResponse, path: string, search: URLSearchParams) => void {
   const { service, logger } = options;
   const authenticate = options.authenticate ?? createKeyAuthenticator(options);
-  /** Platform admins only: checked before the body is even read. */
-  const secretService = (caller: Caller): SecretService => {
-    if (caller.tenant !== null) throw new KeygateError('forbidden', 'only a platform admin may manage upstream secrets');
-    if (!options.secrets) throw new KeygateError('not_found', 'upstream secrets are not available on this keygate');
-    return options.secrets;
-  };
-
-  const routes: [string, RegExp, Handler][] = [
+  const routes: AdminRoute[] = [
     [
       'POST',
       /^\/v1\/reload$/,
@@ -128,30 +101,7 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
         return { status: 200, body: { tenant, revoked: await service.revokeTenant(ctx.caller, tenant) } };
       },
     ],
-    [
-      'POST',
-      /^\/v1\/secrets$/,
-      async (ctx) => {
-        const secrets = secretService(ctx.caller);
-        const body = parse(createSecretBody, await readJson(ctx.req), 'body');
-        return { status: 201, body: toPublicSecret(await secrets.add(ctx.caller, body)) };
-      },
-    ],
-    ['GET', /^\/v1\/secrets$/, async (ctx) => ({ status: 200, body: { secrets: (await secretService(ctx.caller).list(ctx.caller)).map(toPublicSecret) } })],
-    [
-      'PATCH',
-      /^\/v1\/secrets\/([^/]+)$/,
-      async (ctx) => {
-        const secrets = secretService(ctx.caller);
-        const raw = await readJson(ctx.req);
-        if (raw !== null && typeof raw === 'object' && 'value' in raw) {
-          throw invalidField('body.value', 'a secret\'s value cannot change; add a new secret and repoint the routes to it');
-        }
-        const body = parse(updateSecretBody, raw, 'body');
-        return { status: 200, body: toPublicSecret(await secrets.rename(ctx.caller, ctx.params[0]!, body)) };
-      },
-    ],
-    ['DELETE', /^\/v1\/secrets\/([^/]+)$/, async (ctx) => ({ status: 200, body: { ...toPublicSecret(await secretService(ctx.caller).remove(ctx.caller, ctx.params[0]!)), removed: true } })],
+    ...secretRoutes(options.secrets),
     [
       'GET',
       /^\/v1\/audit$/,

@@ -221,6 +221,9 @@ export function tokenIdentity(issuer: Issuer, payload: JWTPayload): Identity | C
     permissions,
     group: null,
     user,
+    permissionsFrom: 'key',
+    // Tokens come from an authorization server for the live service; sandbox access is by sandbox key.
+    environment: 'live',
     client,
     status: 'active',
     prefix: '',

@@ -9,6 +9,8 @@ export const PROBLEMS = {
   invalid_key: { status: 401, title: 'Invalid API key' },
   key_revoked: { status: 401, title: 'API key revoked' },
   key_expired: { status: 401, title: 'API key expired' },
+  // A key that acts as a user (permissionsFrom: user) whose user is disabled.
+  user_disabled: { status: 401, title: 'User disabled' },
   invalid_token: { status: 401, title: 'Invalid access token' },
   conflicting_credentials: { status: 400, title: 'Conflicting credentials' },
   bad_request: { status: 400, title: 'Bad request' },
@@ -19,6 +21,8 @@ export const PROBLEMS = {
   forbidden_tenant: { status: 403, title: 'Wrong tenant' },
   forbidden_client: { status: 403, title: 'Client not allowed' },
   forbidden_origin: { status: 403, title: 'Origin not allowed' },
+  // A sandbox key on a route without a sandbox upstream (keys/format.ts, README "Sandbox keys").
+  forbidden_environment: { status: 403, title: 'Environment not served' },
   forbidden: { status: 403, title: 'Forbidden' },
   // The admin listener's web console (src/admin/console/).
   invalid_session: { status: 401, title: 'Session not valid' },

@@ -24,11 +24,23 @@ export const keyRecordSchema = z.object({
   name: z.string(),
   /** A stored role that cannot be read is the lesser one. */
   role: z.enum(['api-user', 'admin']).catch('api-user'),
-  /** Explicit permissions; ignored when `group` is set. */
+  /** Explicit permissions; ignored when `group` is set or `permissionsFrom` is `user`. */
   permissions: z.array(z.string()),
-  /** A permission group from config, resolved at verification time. */
+  /** A permission group (the tenant's own, else config's), resolved at verification time. */
   group: z.string().nullable(),
+  /** The user the key acts as: sent upstream for attribution; a name only, unless `permissionsFrom` is `user`. */
   user: z.string().nullable(),
+  /**
+   * `user`: the key was created for an existing user of its tenant and has that user's
+   * permission group at request time (a disabled user's keys are refused). `key`: its own
+   * permissions or group. Records written before users existed read as `key`.
+   */
+  permissionsFrom: z.enum(['key', 'user']).catch('key').describe("'user': the key takes its permissions from its user's group at request time; 'key': from its own permissions or group"),
+  /**
+   * `sandbox` keys reach only a route's sandbox upstream (and say so in the key itself,
+   * keys/format.ts); records written before environments existed read as `live`.
+   */
+  environment: z.enum(['live', 'sandbox']).catch('live').describe("'live' keys reach a route's upstream; 'sandbox' keys only its sandbox upstream"),
   client: z.string().nullable(),
   /**
    * What the store holds. Whether the key works now is keyState (key-state.ts): a stored

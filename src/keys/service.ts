@@ -8,7 +8,7 @@ import type { Config } from '../config/schema.ts';
 import type { EventSink } from '../events/event-sink.ts';
 import type { KeyStore } from '../store/key-store.ts';
 import type { AuditPage, LifecycleStore } from '../store/lifecycle-store.ts';
-import { displayPrefix, generateKey, TENANT_PATTERN } from './format.ts';
+import { displayPrefix, generateKey, TENANT_PATTERN, type Environment } from './format.ts';
 import type { KeyHasher } from './hash.ts';
 import { newKeyId } from './ids.ts';
 import { parseExpiry } from './expiry.ts';
@@ -64,6 +64,8 @@ export interface CreateKeyInput {
   group?: string | null;
   user?: string | null;
   client?: string | null;
+  /** Default `live`; a `sandbox` key reaches only routes' sandbox upstreams. */
+  environment?: Environment;
   /** `30d`…`365d`, `never`, or an ISO date; default `never`. */
   expires?: string;
 }
@@ -169,6 +171,8 @@ export class KeyService {
         permissions: [...new Set(permissions)],
         group,
         user: input.user || null,
+        permissionsFrom: 'key',
+        environment: input.environment ?? 'live',
         client: input.client || null,
         expiresAt,
       },
@@ -178,8 +182,8 @@ export class KeyService {
     return created;
   }
 
-  async #insert(attributes: Pick<KeyRecord, 'tenant' | 'name' | 'role' | 'permissions' | 'group' | 'user' | 'client' | 'expiresAt'>, now: number): Promise<CreatedKey> {
-    const key = generateKey(this.#config.keys.prefix, attributes.tenant);
+  async #insert(attributes: Pick<KeyRecord, 'tenant' | 'name' | 'role' | 'permissions' | 'group' | 'user' | 'permissionsFrom' | 'environment' | 'client' | 'expiresAt'>, now: number): Promise<CreatedKey> {
+    const key = generateKey(this.#config.keys.prefix, attributes.tenant, attributes.environment);
     const record: KeyRecord = {
       id: newKeyId(),
       ...attributes,
@@ -306,8 +310,8 @@ export class KeyService {
         throw invalidField('expires', (error as Error).message);
       }
     }
-    const { tenant, name, role, permissions, group, user, client } = old;
-    const created = await this.#insert({ tenant, name, role, permissions, group, user, client, expiresAt }, now);
+    const { tenant, name, role, permissions, group, user, permissionsFrom, environment, client } = old;
+    const created = await this.#insert({ tenant, name, role, permissions, group, user, permissionsFrom, environment, client, expiresAt }, now);
     const previous =
       (overlapSeconds === 0 ? await this.#store.revoke(old.id, now) : await this.#store.scheduleRevocation(old.id, now + overlapSeconds * 1000)) ?? old;
     await this.#events?.key('key.rotate', caller.actor, previous, { successor: created.record.id, overlapSeconds });

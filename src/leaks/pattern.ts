@@ -6,13 +6,13 @@
  * store before believing it.
  *
  * @example
- *   scannerPattern('kg')   // \bkg_[a-z0-9][a-z0-9-]{0,62}_[0-9a-f]{64}\b
+ *   scannerPattern('kg')   // \bkg_(?:sandbox_)?[a-z0-9][a-z0-9-]{0,62}_[0-9a-f]{64}\b
  */
 import { PREFIX_PATTERN } from '../keys/format.ts';
 
 export function scannerPattern(prefix: string): string {
   if (!PREFIX_PATTERN.test(prefix)) throw new Error(`invalid key prefix: ${prefix}`);
-  return `\\b${prefix}_[a-z0-9][a-z0-9-]{0,62}_[0-9a-f]{64}\\b`;
+  return `\\b${prefix}_(?:sandbox_)?[a-z0-9][a-z0-9-]{0,62}_[0-9a-f]{64}\\b`;
 }
 
 /** The pattern as a JavaScript RegExp (`g`: every key in a text). */

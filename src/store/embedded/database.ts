@@ -6,7 +6,7 @@
 import { chmodSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { KEY_COLUMNS_SQL } from './record-rows.ts';
+import { KEY_COLUMNS_SQL, KEY_COLUMNS } from './record-rows.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS keys (
@@ -74,17 +74,23 @@ export class Database {
   }
 
   /**
-   * Files written before `revokes_at` existed get the column, filled from the rotations
-   * already scheduled. Inside a write transaction: processes opening an old file at the
-   * same moment add it once.
+   * Files written by older versions get the record's newer columns: `revokes_at` filled from
+   * the rotations already scheduled, any other with the value an absent field reads as
+   * (keys/record.ts: `permissions_from` 'key', `environment` 'live'). Inside a write
+   * transaction: processes opening an old file at the same moment add each once.
    */
   #migrate(): void {
-    const hasColumn = () => (this.db.prepare('SELECT name FROM pragma_table_info(?)').all('keys') as { name: string }[]).some((c) => c.name === 'revokes_at');
-    if (hasColumn()) return;
+    const missing = () => {
+      const have = new Set((this.db.prepare('SELECT name FROM pragma_table_info(?)').all('keys') as { name: string }[]).map((c) => c.name));
+      return KEY_COLUMNS.filter((c) => !have.has(c.column));
+    };
+    if (missing().length === 0) return;
     this.transaction(() => {
-      if (hasColumn()) return;
-      this.db.exec('ALTER TABLE keys ADD COLUMN revokes_at INTEGER');
-      this.db.exec("UPDATE keys SET revokes_at = (SELECT at FROM scheduled_revocations WHERE key_id = keys.id) WHERE status = 'active'");
+      for (const { column, definition, absent } of missing()) {
+        const fill = absent === null ? '' : ` DEFAULT ${typeof absent === 'number' ? absent : `'${String(absent).replaceAll("'", "''")}'`}`;
+        this.db.exec(`ALTER TABLE keys ADD COLUMN ${definition}${fill}`);
+        if (column === 'revokes_at') this.db.exec("UPDATE keys SET revokes_at = (SELECT at FROM scheduled_revocations WHERE key_id = keys.id) WHERE status = 'active'");
+      }
     });
   }
 

@@ -14,12 +14,15 @@ function columnOf(name: keyof KeyRecord): string {
 
 const COLUMNS = keyRecordFields.map((field) => ({ field, column: columnOf(field.name) }));
 
+/** Each record column: its definition, and what a row written before it existed holds (null: NULL). */
+export const KEY_COLUMNS = COLUMNS.filter(({ field }) => field.name !== 'id').map(({ field, column }) => ({
+  column,
+  definition: `${column} ${field.kind === 'time' ? 'INTEGER' : 'TEXT'}${field.nullable ? '' : ' NOT NULL'}`,
+  absent: field.nullable ? null : field.kind === 'list' ? '[]' : (field.unreadable as string | number),
+}));
+
 /** The `keys` table's columns, for CREATE TABLE. */
-export const KEY_COLUMNS_SQL = [
-  'id TEXT PRIMARY KEY',
-  'hash TEXT NOT NULL UNIQUE',
-  ...COLUMNS.filter(({ field }) => field.name !== 'id').map(({ field, column }) => `${column} ${field.kind === 'time' ? 'INTEGER' : 'TEXT'}${field.nullable ? '' : ' NOT NULL'}`),
-].join(',\n  ');
+export const KEY_COLUMNS_SQL = ['id TEXT PRIMARY KEY', 'hash TEXT NOT NULL UNIQUE', ...KEY_COLUMNS.map((c) => c.definition)].join(',\n  ');
 
 /** INSERT of a record and its hash: the values are `rowValues(record, hash)`. */
 export const INSERT_KEY_SQL = `INSERT INTO keys (hash, ${COLUMNS.map((c) => c.column).join(', ')}) VALUES (${['?', ...COLUMNS.map(() => '?')].join(', ')})`;

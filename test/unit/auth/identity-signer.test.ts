@@ -20,7 +20,7 @@ const record: KeyRecord = {
   expiresAt: null,
   revokedAt: null,
   revokesAt: null,
-  lastUsedAt: null,
+  lastUsedAt: null, permissionsFrom: 'key', environment: 'live',
 };
 const spec = { audience: 'http://orders:3000', lifetimeSeconds: 60 };
 

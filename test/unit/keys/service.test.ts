@@ -45,7 +45,7 @@ async function refused(input: CreateKeyInput): Promise<KeygateError> {
 describe('KeyService.create', () => {
   it('returns the full key once and stores only its hash', async () => {
     const { key, record } = await service.create(CLI_CALLER, { tenant: 'acme', name: ' ci ', permissions: ['read', 'read', 'write'], user: 'alice', client: 'mcp', expires: '30d' });
-    expect(parseKey(key, 'sk')).toEqual({ prefix: 'sk', tenant: 'acme' });
+    expect(parseKey(key, 'sk')).toEqual({ prefix: 'sk', tenant: 'acme', environment: 'live' });
     expect(record).toMatchObject({
       tenant: 'acme', name: 'ci', role: 'api-user', permissions: ['read', 'write'], group: null, user: 'alice', client: 'mcp',
       status: 'active', createdAt: NOW, expiresAt: NOW + 30 * DAY, revokedAt: null, lastUsedAt: null,
