@@ -10,6 +10,8 @@ import { once } from 'node:events';
 import type { Config } from './config/schema.ts';
 import { adminAccess, createAdminServer } from './admin/server.ts';
 import { AccessTokens } from './auth/access-token.ts';
+import { Directory } from './users/directory.ts';
+import { UserService } from './users/service.ts';
 import { Verifier } from './auth/verify.ts';
 import { FailureLimiter } from './auth/failure-limiter.ts';
 import { Door } from './auth/admit.ts';
@@ -141,7 +143,8 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     store,
     hasher,
     prefix: config.keys.prefix,
-    groups: config.permissionGroups,
+    // Filled from the store when the verifier subscribes below, kept current by its feed.
+    directory: new Directory(config.permissionGroups),
     ...config.cache,
     onStoreError: storeErrorLog(logger),
     onStoreLookup: (seconds, ok) => (ok ? storeOk : storeError).observe(seconds),
@@ -154,7 +157,9 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   const events = new EventSink(store, notify ?? null, logger);
   const live: LiveConfig = { keys: config.keys, tenants: config.tenants, permissionGroups: config.permissionGroups };
   const service = new KeyService(store, hasher, live, events);
-  const secrets = new SecretService(store, keyring, events, config.tenants.system);
+  const users = new UserService(store, live, events);
+  // `config` is what is in force: a secret its routes name is not removed unless forced (follows reloads).
+  const secrets = new SecretService(store, keyring, events, config.tenants.system, Date.now, () => config);
   const lastUsed = new LastUsed();
   const jobs = new LifecycleJobs({ store, events, lastUsed, logger, sweepMs: config.lifecycle.sweepMs, lastUsedFlushMs: config.lifecycle.lastUsedFlushMs });
   const upstreams = new Upstreams();
@@ -199,7 +204,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   let closing: Promise<void> | null = null;
   const keyAuth = createKeyAuthenticator({ verifier, events, systemTenant: config.tenants.system, failures: FailureLimiter.create(config.limits.failedAuth) });
   const webConsole = config.admin.console.enabled
-    ? createConsole({ config: config.admin.console, pepper, store, groups: () => live.permissionGroups, systemTenant: config.tenants.system, keyPrefix: config.keys.prefix, keyAuth, events, secrets, logger })
+    ? createConsole({ config: config.admin.console, pepper, store, directory: verifier.directory, systemTenant: config.tenants.system, keyPrefix: config.keys.prefix, keyAuth, events, secrets, logger })
     : null;
   const admin = createAdminServer({
     store,
@@ -208,7 +213,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     console: webConsole?.handle,
     access,
     jwks: () => signer.jwks(),
-    api: createAdminApi({ service, secrets, verifier, events, systemTenant: config.tenants.system, logger, reload: reloadConfig ? () => reload() : undefined, authenticate: webConsole?.authenticate ?? keyAuth }),
+    api: createAdminApi({ service, users, secrets, verifier, events, systemTenant: config.tenants.system, logger, reload: reloadConfig ? () => reload() : undefined, authenticate: webConsole?.authenticate ?? keyAuth }),
   });
   const echo = config.echo ? createEchoUpstream() : null;
 

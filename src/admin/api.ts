@@ -17,6 +17,8 @@ import { auditQuery, createKeyBody, listKeysQuery, renameKeyBody, rotateKeyBody 
 import type { SecretService } from '../secrets/service.ts';
 import { parse, query, type AdminRoute, type Handler } from './routes.ts';
 import { secretRoutes } from './secret-routes.ts';
+import { directoryRoutes } from './directory-routes.ts';
+import type { UserService } from '../users/service.ts';
 
 export interface AdminApiOptions {
   service: KeyService;
@@ -26,6 +28,8 @@ export interface AdminApiOptions {
   logger: Logger;
   /** /v1/secrets (platform admins only); without it those endpoints answer 404. */
   secrets?: SecretService;
+  /** /v1/users and /v1/groups. */
+  users: UserService;
   /** POST /v1/reload (platform admins only). */
   reload?: () => { applied: string[]; restartNeeded: string[] };
   /** How callers are recognised; by default their key (authenticate.ts). The console adds its session cookie. */
@@ -101,6 +105,7 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
         return { status: 200, body: { tenant, revoked: await service.revokeTenant(ctx.caller, tenant) } };
       },
     ],
+    ...directoryRoutes(options.users),
     ...secretRoutes(options.secrets),
     [
       'GET',

@@ -75,7 +75,7 @@ export class Door {
     if (!isRefusal(admission) || admission.identity !== undefined) return admission;
     const code = admission.code;
     if (this.#verifier.isGuess(credential.key, code)) failures.failed(req, trustForwarded);
-    else if (code === 'key_revoked' || code === 'key_expired') {
+    else if (code === 'key_revoked' || code === 'key_expired' || code === 'user_disabled') {
       const identity = this.#verifier.cachedIdentity(credential.key);
       if (identity !== undefined) return { ...admission, identity };
     }

@@ -3,6 +3,9 @@
  * it once (resolved permissions, header values), so a cache hit allocates nothing.
  */
 import type { KeyRecord } from '../keys/record.ts';
+import { USER_DISABLED, type Directory } from '../users/directory.ts';
+
+export type { PermissionGroups } from '../users/directory.ts';
 
 export interface Identity {
   readonly record: KeyRecord;
@@ -15,18 +18,23 @@ export interface Identity {
    * that issued it. Its `record` is built from the token's claims and has `id` ''.
    */
   readonly issuer?: string;
+  /** The key acts as a user who is disabled (or unknown): refused as user_disabled, whatever its status. */
+  readonly userDisabled?: true;
 }
 
-export type PermissionGroups = Readonly<Record<string, readonly string[]>>;
+const NO_PERMISSIONS: readonly string[] = Object.freeze([]);
 
-/** The permissions a key with these attributes has now: a group counts as its members (an unknown group as none). */
-export function permissionsOf(attributes: Pick<KeyRecord, 'permissions' | 'group'>, groups: PermissionGroups): readonly string[] {
-  if (attributes.group === null) return attributes.permissions;
-  return Object.hasOwn(groups, attributes.group) ? groups[attributes.group]! : [];
-}
-
-/** Groups are resolved here, at verification, so editing a group changes its keys' access. */
-export function toIdentity(record: KeyRecord, groups: PermissionGroups): Identity {
-  const permissions = permissionsOf(record, groups);
+/**
+ * Groups and users are resolved here, at verification, so editing a group, moving a user to
+ * another group or disabling a user changes what their keys may do (users/directory.ts).
+ */
+export function toIdentity(record: KeyRecord, directory: Directory): Identity {
+  const permissions = directory.resolve(record);
+  if (permissions === USER_DISABLED) return { record, permissions: NO_PERMISSIONS, permissionSet: new Set(), permissionsHeader: '', userDisabled: true };
   return { record, permissions, permissionSet: new Set(permissions), permissionsHeader: permissions.join(',') };
+}
+
+/** Whether two identities of one record grant the same (a directory change that left a key as it was need not re-check its exchanges). */
+export function sameGrant(a: Identity, b: Identity): boolean {
+  return a.userDisabled === b.userDisabled && a.permissionsHeader === b.permissionsHeader;
 }

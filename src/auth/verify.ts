@@ -22,9 +22,12 @@ import type { KeyHasher } from '../keys/hash.ts';
 import { keyState } from '../keys/key-state.ts';
 import type { KeyRecord } from '../keys/record.ts';
 import type { KeyStore, RevocationEvent, StoreFeed } from '../store/key-store.ts';
-import { toIdentity, type Identity, type PermissionGroups } from './identity.ts';
+import type { DirectorySnapshot } from '../store/directory-store.ts';
+import { Directory, type PermissionGroups } from '../users/directory.ts';
+import type { DirectoryChange } from '../users/records.ts';
+import { sameGrant, toIdentity, type Identity } from './identity.ts';
 
-export type VerifyFailure = 'invalid_key' | 'key_revoked' | 'key_expired' | 'auth_unavailable';
+export type VerifyFailure = 'invalid_key' | 'key_revoked' | 'key_expired' | 'user_disabled' | 'auth_unavailable';
 /** `verifyKnown`'s answer for a key it would have to look up: the caller answers 429. */
 export const LOOKUP_REFUSED = 'lookup_refused' as const;
 export type VerifyResult = Identity | VerifyFailure;
@@ -33,7 +36,8 @@ export interface VerifierOptions {
   store: KeyStore;
   hasher: KeyHasher;
   prefix: string;
-  groups: PermissionGroups;
+  /** Users and permission groups, kept current by the store's feed (users/directory.ts). */
+  directory: Directory;
   max: number;
   maxAgeMs: number;
   negativeMax: number;
@@ -58,7 +62,7 @@ export class Verifier implements StoreFeed {
   readonly #store: KeyStore;
   readonly #hasher: KeyHasher;
   readonly #prefix: string;
-  #groups: PermissionGroups;
+  readonly #directory: Directory;
   readonly #positive: LRUCache<string, Identity>;
   readonly #negative: LRUCache<string, true>;
   /**
@@ -94,7 +98,7 @@ export class Verifier implements StoreFeed {
     this.#store = options.store;
     this.#hasher = options.hasher;
     this.#prefix = options.prefix;
-    this.#groups = options.groups;
+    this.#directory = options.directory;
     this.#now = options.now ?? Date.now;
     this.#onStoreError = options.onStoreError ?? (() => {});
     this.#onStoreLookup = options.onStoreLookup ?? null;
@@ -194,6 +198,7 @@ export class Verifier implements StoreFeed {
   }
 
   #judge(identity: Identity): VerifyResult {
+    if (identity.userDisabled === true) return 'user_disabled';
     const record = identity.record;
     // Fast exit without reading the clock for the common never-expiring key; keyState decides the rest.
     if (record.status === 'active' && record.expiresAt === null && record.revokesAt === null) return identity;
@@ -214,13 +219,16 @@ export class Verifier implements StoreFeed {
       return cached !== undefined ? this.#judge(cached) : 'auth_unavailable';
     }
     this.#stale?.delete(hash);
+    // The users and groups have not been read yet (the store was unreachable at start): such
+    // a key cannot be resolved, and is not cached half-resolved.
+    if (record !== null && !this.#directory.ready && Directory.needed(record)) return 'auth_unavailable';
     const current = generation === this.#generation;
     if (record === null) {
       this.#positive.delete(hash);
       if (current) this.#negative.set(hash, true);
       return 'invalid_key';
     }
-    const identity = toIdentity(record, this.#groups);
+    const identity = toIdentity(record, this.#directory);
     if (current) this.#positive.set(hash, identity);
     // Only keys the store knows: a flood of unknown keys cannot push real ones out of it.
     if (id !== null && !this.#known.has(id)) {
@@ -359,16 +367,55 @@ export class Verifier implements StoreFeed {
         }
         if (!stale.has(hash)) continue; // revoked, changed or looked up by a request meanwhile
         stale.delete(hash);
-        if (record !== null && generation === this.#generation) this.#positive.set(hash, toIdentity(record, this.#groups));
+        if (record !== null && generation === this.#generation) this.#positive.set(hash, toIdentity(record, this.#directory));
       }
     };
     await Promise.all(Array.from({ length: 16 }, next));
     return !failed;
   }
 
-  /** New permission groups (config reload): cached identities were resolved with the old ones. */
+  /** The users and groups every identity is resolved with. */
+  get directory(): Directory {
+    return this.#directory;
+  }
+
+  /** New permission groups in config (a reload): cached identities are resolved again. */
   setGroups(groups: PermissionGroups): void {
-    this.#groups = groups;
-    this.#positive.clear();
+    this.#directory.setGlobal(groups);
+    this.#resolveAgain(null);
+  }
+
+  /** StoreFeed: a user or tenant group changed; the tenant's cached identities are resolved again. */
+  directoryChanged(change: DirectoryChange): void {
+    if (this.#directory.apply(change)) this.#resolveAgain(change.tenant);
+  }
+
+  /** StoreFeed: everything the store knows of users and groups (on subscribing, and after a resync). */
+  directoryReset(snapshot: DirectorySnapshot): void {
+    this.#directory.load(snapshot);
+    this.#resolveAgain(null);
+  }
+
+  /**
+   * Resolves the cached identities (of one tenant, or all) again from their cached records —
+   * no store lookup: a record does not change when its user's group does. Keys whose grant
+   * changed are reported like changed records (onChanged), so their open exchanges are
+   * verified again and a disabled user's streams end.
+   */
+  #resolveAgain(tenant: string | null): void {
+    const changed: string[] = [];
+    for (const cache of [this.#positive, this.#stale]) {
+      if (cache === null) continue;
+      const updates: [string, Identity][] = [];
+      for (const [hash, identity] of cache.entries()) {
+        if (tenant !== null && identity.record.tenant !== tenant) continue;
+        const next = toIdentity(identity.record, this.#directory);
+        if (!sameGrant(identity, next)) updates.push([hash, next]);
+      }
+      // Outside the iteration: set() moves an entry. Each keeps the age it was read at.
+      for (const [hash, next] of updates) cache.set(hash, next, { noUpdateTTL: true });
+      if (cache === this.#positive) for (const [hash] of updates) changed.push(hash);
+    }
+    if (changed.length > 0) this.onChanged?.(changed);
   }
 }

@@ -3,7 +3,8 @@
  * which keys, what a valid key is, and the audit line and notification every change leaves.
  * Returns the full key only from `create` and `rotate`; nothing else ever sees it.
  */
-import { permissionsOf } from '../auth/identity.ts';
+import { Directory } from '../users/directory.ts';
+import type { DirectoryStore } from '../store/directory-store.ts';
 import type { Config } from '../config/schema.ts';
 import type { EventSink } from '../events/event-sink.ts';
 import type { KeyStore } from '../store/key-store.ts';
@@ -82,7 +83,7 @@ export interface TenantSummary {
   revoked: number;
 }
 
-export type ServiceStore = KeyStore & LifecycleStore;
+export type ServiceStore = KeyStore & LifecycleStore & DirectoryStore;
 type ServiceConfig = Pick<Config, 'keys' | 'tenants' | 'permissionGroups'>;
 
 export class KeyService {
@@ -108,18 +109,31 @@ export class KeyService {
   }
 
   /**
-   * A caller grants only what it holds: refuses (403) a key that would get a permission the
-   * caller lacks. Platform admins (and the CLI, the operator) are exempt.
+   * A tenant's users and groups as the store holds them now, with the config's groups: the
+   * CLI and the admin API decide by what is stored, not by a process's copy of it.
    */
-  #mayGrant(caller: Caller, attributes: Pick<KeyRecord, 'permissions' | 'group'>, action: string): void {
+  async directoryFor(tenant: string): Promise<Directory> {
+    return new Directory(this.#config.permissionGroups, await this.#store.directory(tenant));
+  }
+
+  /**
+   * A caller grants only what it holds: refuses (403) a key, user or group that would get a
+   * permission the caller lacks. Platform admins (and the CLI, the operator) are exempt.
+   * `through` says where the permissions come from, for the message.
+   */
+  static mayGrant(caller: Caller, permissions: readonly string[], action: string, through = ''): void {
     if (caller.tenant === null) return;
-    const missing = [...new Set(permissionsOf(attributes, this.#config.permissionGroups))].filter((p) => !caller.permissions?.has(p)).sort();
+    const missing = [...new Set(permissions)].filter((p) => !caller.permissions?.has(p)).sort();
     if (missing.length === 0) return;
-    const through = attributes.group === null ? '' : ` (through group "${attributes.group}")`;
-    throw new KeygateError(
-      'forbidden',
-      `this key may ${action} only with permissions it holds itself; it lacks ${missing.join(', ')}${through}`,
-    );
+    throw new KeygateError('forbidden', `this key may ${action} only with permissions it holds itself; it lacks ${missing.join(', ')}${through}`);
+  }
+
+  /** What a key with these attributes would hold now; a disabled user's key is a conflict. */
+  static #grantOf(directory: Directory, attributes: Pick<KeyRecord, 'tenant' | 'permissions' | 'group' | 'user' | 'permissionsFrom'>): { permissions: readonly string[]; through: string } {
+    const permissions = directory.resolve(attributes);
+    if (permissions === null) throw new KeygateError('conflict', `the user "${attributes.user}" is disabled (or no longer exists): enable the user first`);
+    if (attributes.permissionsFrom === 'user') return { permissions, through: ` (through user "${attributes.user}" and its group "${directory.user(attributes.tenant, attributes.user!)!.group}")` };
+    return { permissions, through: attributes.group === null ? '' : ` (through group "${attributes.group}")` };
   }
 
   /** Admin-role keys are managed by platform admins only (403 for anyone else). */
@@ -152,11 +166,23 @@ export class KeyService {
     if (input.user && !USER_PATTERN.test(input.user)) throw invalidField('user', 'must be 1-256 printable ASCII characters, without leading or trailing spaces');
     if (input.client && !CLIENT_PATTERN.test(input.client)) throw invalidField('client', 'must be 1-64 printable ASCII characters, without leading or trailing spaces');
     const group = input.group ?? null;
+    const directory = await this.directoryFor(input.tenant);
+    // A key for an existing user of the tenant acts as that user: it takes the user's group
+    // at request time (users/directory.ts). Any other name is only a label, as before.
+    const user = input.user ? directory.user(input.tenant, input.user) : undefined;
+    const permissionsFrom = user === undefined ? 'key' : 'user';
+    if (user !== undefined) {
+      if (permissions.length || group !== null) {
+        throw invalidField(permissions.length ? 'permissions' : 'group', `"${user.name}" is a user of tenant "${input.tenant}": a key created for it takes its permissions from the user's group ("${user.group}"); leave permissions and group out`);
+      }
+      if (user.disabledAt !== null) throw new KeygateError('conflict', `the user "${user.name}" is disabled: enable it before creating keys for it`);
+    }
     if (group !== null) {
       if (permissions.length) throw invalidField('group', 'give either permissions or a group, not both');
-      if (!Object.hasOwn(this.#config.permissionGroups, group)) throw invalidField('group', `"${group}" is not defined in permissionGroups`);
+      if (directory.group(input.tenant, group) === undefined) throw invalidField('group', `"${group}" is neither a group of tenant "${input.tenant}" nor defined in permissionGroups`);
     }
-    this.#mayGrant(caller, { permissions, group }, 'create keys');
+    const grant = KeyService.#grantOf(directory, { tenant: input.tenant, permissions, group, user: input.user || null, permissionsFrom });
+    KeyService.mayGrant(caller, grant.permissions, 'create keys', grant.through);
     let expiresAt: number | null;
     try {
       expiresAt = parseExpiry(input.expires ?? 'never', now);
@@ -171,7 +197,7 @@ export class KeyService {
         permissions: [...new Set(permissions)],
         group,
         user: input.user || null,
-        permissionsFrom: 'key',
+        permissionsFrom,
         environment: input.environment ?? 'live',
         client: input.client || null,
         expiresAt,
@@ -293,7 +319,8 @@ export class KeyService {
     KeyService.#adminKeyRule(caller, old, 'rotate');
     // …and with its permissions: the successor gets no more than its predecessor (the same
     // attributes) and, like any key the caller creates, no more than the caller holds.
-    this.#mayGrant(caller, old, 'rotate keys');
+    const grant = KeyService.#grantOf(await this.directoryFor(old.tenant), old);
+    KeyService.mayGrant(caller, grant.permissions, 'rotate keys', grant.through);
     if (!Number.isInteger(overlapSeconds) || overlapSeconds < 0 || overlapSeconds > MAX_OVERLAP_SECONDS) {
       throw invalidField('overlapSeconds', `must be a whole number from 0 to ${MAX_OVERLAP_SECONDS}`);
     }

@@ -12,7 +12,7 @@ import type { WebSocketHooks } from '../transports/websocket.ts';
 import { UPSTREAM_TIMEOUTS } from '../pipeline/forward.ts';
 import type { KeygateMetrics } from './metrics.ts';
 
-export const OUTCOMES: readonly AuthOutcome[] = ['ok', 'public', 'missing', 'invalid', 'revoked', 'expired', 'forbidden', 'unavailable', 'bad_request', 'limited', 'no_route'];
+export const OUTCOMES: readonly AuthOutcome[] = ['ok', 'public', 'missing', 'invalid', 'revoked', 'expired', 'disabled', 'forbidden', 'unavailable', 'bad_request', 'limited', 'no_route'];
 const CLASSES = ['1xx', '2xx', '3xx', '4xx', '5xx'] as const;
 const NO_ROUTE = '(none)';
 

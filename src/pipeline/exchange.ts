@@ -14,7 +14,7 @@ import type { Route } from '../routing/router.ts';
 import type { VerifiedDelivery } from '../webhooks/delivery.ts';
 
 /** Bounded label set for logs and metrics. */
-export type AuthOutcome = 'ok' | 'public' | 'missing' | 'invalid' | 'revoked' | 'expired' | 'forbidden' | 'unavailable' | 'bad_request' | 'limited' | 'no_route';
+export type AuthOutcome = 'ok' | 'public' | 'missing' | 'invalid' | 'revoked' | 'expired' | 'disabled' | 'forbidden' | 'unavailable' | 'bad_request' | 'limited' | 'no_route';
 
 export interface ExchangeAbort {
   clientClosed(): void;

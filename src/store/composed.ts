@@ -10,6 +10,8 @@ import type { KeyQuery, KeyStore, StoreFeed } from './key-store.ts';
 import type { AuditEntry, AuditPage, AuditQuery, LifecycleStore, ReminderStage } from './lifecycle-store.ts';
 import type { ReplayStore } from './replay-store.ts';
 import type { SessionStore } from './session-store.ts';
+import type { DirectorySnapshot, DirectoryStore, DirectoryWrite } from './directory-store.ts';
+import type { DirectoryChange } from '../users/records.ts';
 
 export interface StoreParts {
   keys: Pick<KeyStore, 'findByHash' | 'get' | 'create' | 'list' | 'revoke' | 'revokeTenant'>;
@@ -17,9 +19,10 @@ export interface StoreParts {
   secrets: SecretStore;
   sessions: SessionStore;
   replay: ReplayStore;
+  directory: DirectoryStore;
 }
 
-export abstract class ComposedStore implements KeyStore, LifecycleStore, SecretStore, SessionStore, ReplayStore {
+export abstract class ComposedStore implements KeyStore, LifecycleStore, SecretStore, SessionStore, ReplayStore, DirectoryStore {
   abstract readonly kind: KeyStore['kind'];
   abstract readonly feedHealthy: boolean;
   abstract subscribe(feed: StoreFeed): Promise<void>;
@@ -123,5 +126,14 @@ export abstract class ComposedStore implements KeyStore, LifecycleStore, SecretS
 
   releaseClaim(id: string): Promise<void> {
     return this.#parts.replay.releaseClaim(id);
+  }
+
+  // ---- DirectoryStore -------------------------------------------------------------------
+
+  directory(tenant?: string): Promise<DirectorySnapshot> {
+    return this.#parts.directory.directory(tenant);
+  }
+  writeDirectory(write: DirectoryWrite): Promise<DirectoryChange | null> {
+    return this.#parts.directory.writeDirectory(write);
   }
 }

@@ -3,6 +3,8 @@
  * path, the CLI and the admin API only ever see this.
  */
 import type { KeyRecord } from '../keys/record.ts';
+import type { DirectoryChange } from '../users/records.ts';
+import type { DirectorySnapshot } from './directory-store.ts';
 import { problemKind } from '../http/problem.ts';
 
 export interface RevocationEvent {
@@ -22,6 +24,13 @@ export interface StoreFeed {
   changed(hashes: readonly string[]): void;
   /** Revocations may have been missed (the feed was down): drop every cached answer. */
   resync(): void;
+  /** A user or a tenant's permission group changed (by this process or another one). */
+  directoryChanged(change: DirectoryChange): void;
+  /**
+   * Every user and tenant group, as the store holds them: delivered before `subscribe`
+   * resolves, and again whenever changes may have been missed (a resync).
+   */
+  directoryReset(snapshot: DirectorySnapshot): void;
 }
 
 export interface KeyQuery {

@@ -20,7 +20,12 @@ export type AuditAction =
   | 'secret.rewrap'
   | 'admin.login_failed'
   | 'console.sign_in'
-  | 'console.sign_out';
+  | 'console.sign_out'
+  | 'user.create'
+  | 'user.update'
+  | 'group.create'
+  | 'group.update'
+  | 'group.delete';
 
 /** Never a key, a hash or a secret value: ids, names and display prefixes only. */
 export interface AuditEntry {

@@ -7,8 +7,9 @@ import type { LifecycleStore } from './lifecycle-store.ts';
 import type { SecretStore } from '../secrets/secret-store.ts';
 import type { ReplayStore } from './replay-store.ts';
 import type { SessionStore } from './session-store.ts';
+import type { DirectoryStore } from './directory-store.ts';
 
-export type Store = KeyStore & LifecycleStore & SecretStore & SessionStore & ReplayStore;
+export type Store = KeyStore & LifecycleStore & SecretStore & SessionStore & ReplayStore & DirectoryStore;
 
 export interface OpenStoreOptions {
   /**

@@ -170,7 +170,7 @@ describe('revocation', () => {
     const subscriber = await RedisStore.connect(redisConfig(redis.url));
     const events: RevocationEvent[] = [];
     let resyncs = 0;
-    await subscriber.subscribe({ revoked: (e) => events.push(e), changed: () => {}, resync: () => resyncs++ });
+    await subscriber.subscribe({ revoked: (e) => events.push(e), changed: () => {}, resync: () => resyncs++, directoryChanged: () => {}, directoryReset: () => {} });
     try {
       expect(subscriber.feedHealthy).toBe(true);
       expect(resyncs).toBe(1);
@@ -206,6 +206,8 @@ describe('the subscriber connection', () => {
       revoked: () => {},
       changed: () => {},
       resync: () => resyncs.push({ healthyAtResync: subscriber.feedHealthy, subscribers: raw.call('PUBSUB', 'NUMSUB', 'kg:revocations') }),
+      directoryChanged: () => {},
+      directoryReset: () => {},
     });
     try {
       expect(subscriber.feedHealthy).toBe(true);
@@ -290,7 +292,7 @@ describe('lifecycle operations', () => {
     const subscriber = await RedisStore.connect(redisConfig(redis.url));
     const changes: string[][] = [];
     const revocations: RevocationEvent[] = [];
-    const feed = { revoked: (e: RevocationEvent) => revocations.push(e), changed: (h: readonly string[]) => changes.push([...h]), resync: () => {} };
+    const feed = { revoked: (e: RevocationEvent) => revocations.push(e), changed: (h: readonly string[]) => changes.push([...h]), resync: () => {}, directoryChanged: () => {}, directoryReset: () => {} };
     await subscriber.subscribe(feed);
     const messages: string[] = [];
     const listener = new Redis(redis.url);

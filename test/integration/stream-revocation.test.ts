@@ -9,6 +9,7 @@
  * upstream request is stopped. Other keys' streams stay open. A plain short response is
  * never registered. Lags are printed: `npx vitest run test/integration/stream-revocation.test.ts`.
  */
+import { testDirectory } from '../helpers/directory.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createServer, type Server } from 'node:http';
 import { once } from 'node:events';
@@ -215,7 +216,7 @@ describe('which responses are registered', () => {
   let pool: Pool;
   let base: string;
   const added: LiveExchange[] = [];
-  const identity: Identity = toIdentity({ id: 'k1', tenant: 'acme', status: 'active', expiresAt: Date.now() + 3_600_000, revokesAt: null, permissions: [], group: null } as unknown as KeyRecord, {});
+  const identity: Identity = toIdentity({ id: 'k1', tenant: 'acme', status: 'active', expiresAt: Date.now() + 3_600_000, revokesAt: null, permissions: [], group: null } as unknown as KeyRecord, testDirectory({}));
 
   class CountingLive extends LiveExchanges {
     override add(owner: LiveExchange, id: Identity | null, hash: string | null): LiveEntry {

@@ -55,7 +55,8 @@ export function createConsole(options: ConsoleOptions): Console {
       csrfToken: sessions.csrfToken(session),
       systemTenant: options.systemTenant,
       keyPrefix: options.keyPrefix,
-      permissionGroups: options.groups(),
+      // The groups keys of the caller's own tenant may use (a platform admin's: the system tenant's and the config's).
+      permissionGroups: options.directory.groupsOf(record.tenant),
       secrets: { manage: platform && options.secrets !== undefined, masterKey: options.secrets?.keyring != null },
     };
   };

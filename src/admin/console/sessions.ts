@@ -19,7 +19,8 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { extractCredential } from '../../auth/extract.ts';
-import { toIdentity, type PermissionGroups } from '../../auth/identity.ts';
+import { toIdentity } from '../../auth/identity.ts';
+import type { Directory } from '../../users/directory.ts';
 import type { EventSink } from '../../events/event-sink.ts';
 import { keyEndsAt, keyState } from '../../keys/key-state.ts';
 import type { KeyRecord } from '../../keys/record.ts';
@@ -42,8 +43,8 @@ export interface ConsoleSessionsOptions {
   config: ConsoleConfig;
   pepper: string;
   store: Pick<KeyStore, 'get'> & SessionStore;
-  /** The permission groups in force now (they change on reload). */
-  groups: () => PermissionGroups;
+  /** The users and permission groups in force now (kept current by the store's feed and reloads). */
+  directory: Directory;
   systemTenant: string;
   /** The admin API's own key check: sign-in goes through it (and its failed-login audit). */
   keyAuth: Authenticate;
@@ -182,7 +183,9 @@ export class ConsoleSessions {
     if (ended) return this.#refuse(req, res, 'this session was signed out');
     const state = record === null ? 'revoked' : keyState(record, now);
     if (record === null || state !== 'active') return this.#refuse(req, res, `the key this session was signed in with has ${state === 'expired' ? 'expired' : 'been revoked'}`);
-    const caller = KeyService.callerFor(record, toIdentity(record, this.#o.groups()).permissionSet, this.#o.systemTenant);
+    const identity = toIdentity(record, this.#o.directory);
+    if (identity.userDisabled) return this.#refuse(req, res, 'the user the key this session was signed in with acts as is disabled');
+    const caller = KeyService.callerFor(record, identity.permissionSet, this.#o.systemTenant);
     if (caller === null || caller.tenant !== payload.ten) return this.#refuse(req, res, 'the key this session was signed in with may no longer use the admin API');
     const renewed: SessionPayload = { ...payload, exp: Math.min(now + this.#o.config.sessionIdleMs, payload.max) };
     this.#setCookie(req, res, this.#tokens.sign(renewed), renewed.exp - now);

@@ -13,7 +13,9 @@ import { watch, type FSWatcher } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import type { StatementSync } from 'node:sqlite';
 import type { StoreFeed } from '../key-store.ts';
+import type { DirectoryChange } from '../../users/records.ts';
 import type { Database } from './database.ts';
+import type { EmbeddedDirectory } from './directory.ts';
 
 export class EmbeddedFeed {
   readonly #db: Database;
@@ -30,6 +32,8 @@ export class EmbeddedFeed {
   /** A poll is scheduled by a file event (several events in one turn make one poll). */
   #woken = false;
   #keysPolled = false;
+  /** Users and groups (directory.ts), loaded when the feed subscribes and polled with the rest. */
+  #directory: EmbeddedDirectory | null = null;
 
   constructor(db: Database, pollMs: number) {
     this.#db = db;
@@ -42,16 +46,31 @@ export class EmbeddedFeed {
     };
   }
 
-  async subscribe(feed: StoreFeed): Promise<void> {
+  async subscribe(feed: StoreFeed, directory: EmbeddedDirectory): Promise<void> {
     this.#feed = feed;
+    this.#directory = directory;
     this.#lastSeq = (this.#q.lastSeq.get() as { seq: number }).seq;
     this.#lastChangeSeq = (this.#q.lastChangeSeq.get() as { seq: number }).seq;
+    // Position first, then the snapshot: a change in between is read twice, harmlessly.
+    directory.markPosition();
+    feed.directoryReset(await directory.directory());
     if (this.#keysPolled) return;
     this.#keysPolled = true;
     this.startPolling(() => {
       this.#poll();
       this.#pollChanges();
+      this.#pollDirectory();
     });
+  }
+
+  /** This process changed a user or group: its feed hears it at once (the poll repeats it, harmlessly). */
+  directoryChanged(change: DirectoryChange): void {
+    this.#feed?.directoryChanged(change);
+  }
+
+  #pollDirectory(): void {
+    if (!this.#feed || !this.#directory) return;
+    for (const change of this.#directory.pollChanges()) this.#feed.directoryChanged(change);
   }
 
   /** Adds `poll` to what runs every `pollMs` and whenever another process writes (and starts both). */

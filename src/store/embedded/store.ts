@@ -13,6 +13,7 @@ import type { StoreFeed } from '../key-store.ts';
 import { Database } from './database.ts';
 import { EmbeddedFeed } from './feed.ts';
 import { EmbeddedKeys } from './keys.ts';
+import { EmbeddedDirectory } from './directory.ts';
 import { EmbeddedLifecycle } from './lifecycle.ts';
 import { EmbeddedReplay } from './replay.ts';
 import { EmbeddedSecrets } from './secrets.ts';
@@ -28,7 +29,7 @@ function embeddedParts(options: EmbeddedStoreOptions) {
   const db = new Database(options.path);
   const feed = new EmbeddedFeed(db, options.pollMs ?? 250);
   const keys = new EmbeddedKeys(db, feed);
-  return { db, feed, keys, lifecycle: new EmbeddedLifecycle(db, keys, feed), secrets: new EmbeddedSecrets(db, feed), sessions: new EmbeddedSessions(db), replay: new EmbeddedReplay(options.path) };
+  return { db, feed, keys, lifecycle: new EmbeddedLifecycle(db, keys, feed), secrets: new EmbeddedSecrets(db, feed), sessions: new EmbeddedSessions(db), replay: new EmbeddedReplay(options.path), directory: new EmbeddedDirectory(db, feed) };
 }
 
 export class EmbeddedStore extends ComposedStore {
@@ -43,7 +44,7 @@ export class EmbeddedStore extends ComposedStore {
   }
 
   subscribe(feed: StoreFeed): Promise<void> {
-    return this.#parts.feed.subscribe(feed);
+    return this.#parts.feed.subscribe(feed, this.#parts.directory);
   }
 
   async ping(): Promise<void> {

@@ -25,6 +25,8 @@ export class KeyNames {
   readonly seq: string;
   readonly secrets: string;
   readonly secretsChannel: string;
+  /** Users and tenant permission groups: one hash, field `<tenant>/<user|group>/<name>`, value JSON. */
+  readonly directory: string;
   constructor(prefix: string) {
     this.prefix = prefix;
     this.all = `${prefix}keys`;
@@ -38,6 +40,7 @@ export class KeyNames {
     this.seq = `${prefix}revocations:seq`;
     this.secrets = `${prefix}secrets`;
     this.secretsChannel = `${prefix}secrets:changes`;
+    this.directory = `${prefix}directory`;
   }
   secret(id: string): string {
     return `${this.prefix}secret:${id}`;

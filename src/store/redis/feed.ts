@@ -107,6 +107,7 @@ export class RevocationFeed {
       if (this.#ahead.size > 0 && this.#subscribed) this.#scheduleCatchUp(25);
     }
     if ('changed' in event) feed.changed(event.changed);
+    else if ('directory' in event) feed.directoryChanged(event.directory);
     else feed.revoked(event.revoked);
   }
 

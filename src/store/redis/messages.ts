@@ -4,13 +4,14 @@
  */
 import { jsonObject } from '../../http/json.ts';
 import type { RevocationEvent } from '../key-store.ts';
+import { directoryChange, type DirectoryChange } from '../../users/records.ts';
 import { pairs } from './record-codec.ts';
 
 /**
  * What the key channel carries: a revocation, or records that changed and stay active, with
  * its number and id in the revocation log (absent from a writer older than the log).
  */
-export type KeyChannelMessage = ({ revoked: RevocationEvent } | { changed: string[] }) & { seq?: number; id?: string };
+export type KeyChannelMessage = ({ revoked: RevocationEvent } | { changed: string[] } | { directory: DirectoryChange }) & { seq?: number; id?: string };
 
 /** A script's seq and log id as an event's position (none when nothing was logged). */
 export function position(seq: unknown, id: unknown): { seq?: number; id?: string } {
@@ -22,12 +23,18 @@ export function position(seq: unknown, id: unknown): { seq?: number; id?: string
 export function parseKeyMessage(message: string): KeyChannelMessage | null {
   const value = jsonObject(message);
   if (value === null) return null;
-  const { ids, hashes, at, us, changed, seq, id } = value;
+  const { ids, hashes, at, us, changed, seq, id, dir } = value;
   const isStrings = (v: unknown): v is string[] => Array.isArray(v) && v.every((x) => typeof x === 'string');
   // A message's seq must be a number already (a script's reply may carry it as text).
   const where = typeof seq === 'number' ? position(seq, id) : {};
   // cjson encodes an empty Lua table as {}: an empty list of ids.
   const list = (v: unknown): unknown => (v !== null && typeof v === 'object' && !Array.isArray(v) && Object.keys(v).length === 0 ? [] : v);
+  if (dir !== undefined) {
+    // A user or group change; one that cannot be read is null, and the caller resyncs.
+    const d = dir !== null && typeof dir === 'object' ? (dir as Record<string, unknown>) : {};
+    const change = directoryChange(d.t, d.k, d.n, d.v);
+    return change === null ? null : { directory: change, ...where };
+  }
   const changedList = list(changed);
   if (isStrings(changedList)) return { changed: changedList, ...where };
   const idList = list(ids);

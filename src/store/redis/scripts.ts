@@ -367,3 +367,29 @@ end
 return 1
 `,
 );
+
+/**
+ * KEYS: directory. ARGV: prefix, channel, publish command, mode (create|update|delete),
+ * tenant, kind (user|group), name, value (JSON; '' for delete). Writes one user or group if
+ * the mode allows (create: absent; update, delete: present), then logs and publishes
+ * `{"dir":{"t":tenant,"k":kind,"n":name,"v":value|false}}` like a revocation, so every
+ * instance applies it. Returns {1|0, seq, logId}.
+ */
+export const DIRECTORY_WRITE = script(
+  'directoryWrite',
+  `${LOG_EVENT}
+local field = ARGV[5] .. '/' .. ARGV[6] .. '/' .. ARGV[7]
+local present = redis.call('HEXISTS', KEYS[1], field) == 1
+local mode = ARGV[4]
+if (mode == 'create' and present) or (mode ~= 'create' and not present) then return { 0, '0', '' } end
+local value = false
+if mode == 'delete' then
+  redis.call('HDEL', KEYS[1], field)
+else
+  redis.call('HSET', KEYS[1], field, ARGV[8])
+  value = ARGV[8]
+end
+local n, logid = log_event(ARGV[1], ARGV[2], ARGV[3], { dir = { t = ARGV[5], k = ARGV[6], n = ARGV[7], v = value } })
+return { 1, tostring(n), logid }
+`,
+);

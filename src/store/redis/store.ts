@@ -18,6 +18,8 @@ import { Commands, errorMessage } from './commands.ts';
 import { modeOf, type RedisConfig } from './connection.ts';
 import { RevocationFeed } from './feed.ts';
 import { RedisKeys } from './keys.ts';
+import { RedisDirectory } from './directory.ts';
+import { DirectoryLoader } from '../directory-feed.ts';
 import { RedisLifecycle } from './lifecycle.ts';
 import { RedisReplay } from './replay.ts';
 import { RedisSecrets } from './secrets.ts';
@@ -40,7 +42,8 @@ function redisParts(config: RedisConfig, options: RedisStoreOptions) {
   const redis = new Commands(config, options.logger ?? null);
   const secrets = new RedisSecrets(redis);
   const feed = new RevocationFeed(redis, options.heartbeatMs ?? 1000, secrets);
-  return { redis, feed, keys: new RedisKeys(redis, feed), lifecycle: new RedisLifecycle(redis, feed), secrets, sessions: new RedisSessions(redis), replay: new RedisReplay(redis) };
+  const directory = new RedisDirectory(redis, feed);
+  return { redis, feed, keys: new RedisKeys(redis, feed), lifecycle: new RedisLifecycle(redis, feed), secrets, sessions: new RedisSessions(redis), replay: new RedisReplay(redis), directory, loader: new DirectoryLoader(() => directory.directory()) };
 }
 
 export class RedisStore extends ComposedStore {
@@ -48,12 +51,14 @@ export class RedisStore extends ComposedStore {
   readonly #redis: Commands;
   readonly #feed: RevocationFeed;
   readonly #secrets: RedisSecrets;
+  readonly #loader: DirectoryLoader;
 
   private constructor(parts: ReturnType<typeof redisParts>) {
     super(parts);
     this.#redis = parts.redis;
     this.#feed = parts.feed;
     this.#secrets = parts.secrets;
+    this.#loader = parts.loader;
   }
 
   /**
@@ -78,8 +83,10 @@ export class RedisStore extends ComposedStore {
     return this.#feed.healthy;
   }
 
-  subscribe(feed: StoreFeed): Promise<void> {
-    return this.#feed.subscribe(feed);
+  /** Subscribes, then reads the users and groups (after: a change meanwhile is in both, applied twice, harmlessly). */
+  async subscribe(feed: StoreFeed): Promise<void> {
+    await this.#feed.subscribe(this.#loader.wrap(feed));
+    await this.#loader.load();
   }
 
   async ping(): Promise<void> {
@@ -92,6 +99,7 @@ export class RedisStore extends ComposedStore {
     if (this.#redis.closed) return;
     this.#redis.closed = true;
     this.#feed.close();
+    this.#loader.close();
     this.#secrets.subscribeSecrets(null);
     await this.#redis.close();
   }

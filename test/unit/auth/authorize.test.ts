@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { testDirectory } from '../../helpers/directory.ts';
 import { authorize, tenantSegment, type RoutePolicy } from '../../../src/auth/authorize.ts';
 import { toIdentity } from '../../../src/auth/identity.ts';
 import type { KeyRecord } from '../../../src/keys/record.ts';
@@ -27,7 +28,7 @@ describe('tenantSegment', () => {
 });
 
 describe('authorize', () => {
-  const id = toIdentity(record(), {});
+  const id = toIdentity(record(), testDirectory({}));
 
   it('passes when the route asks for nothing', () => {
     expect(authorize(policy(), id, '/api/x')).toBeNull();
@@ -41,19 +42,19 @@ describe('authorize', () => {
   });
 
   it('resolves a group to its permissions', () => {
-    const grouped = toIdentity(record({ permissions: [], group: 'readers' }), { readers: ['read'] });
+    const grouped = toIdentity(record({ permissions: [], group: 'readers' }), testDirectory({ readers: ['read'] }));
     expect(grouped.permissionsHeader).toBe('read');
     expect(authorize(policy({ permissions: ['read'] }), grouped, '/api')).toBeNull();
     expect(authorize(policy({ permissions: ['write'] }), grouped, '/api')).toBe('forbidden_permission');
     // A group that was removed from config grants nothing.
-    const orphan = toIdentity(record({ permissions: ['read'], group: 'gone' }), {});
+    const orphan = toIdentity(record({ permissions: ['read'], group: 'gone' }), testDirectory({}));
     expect(authorize(policy({ permissions: ['read'] }), orphan, '/api')).toBe('forbidden_permission');
   });
 
   it('limits routes to the listed clients; a key without a client is refused there', () => {
     expect(authorize(policy({ clients: new Set(['mcp']) }), id, '/api')).toBeNull();
     expect(authorize(policy({ clients: new Set(['webhook']) }), id, '/api')).toBe('forbidden_client');
-    expect(authorize(policy({ clients: new Set(['mcp']) }), toIdentity(record({ client: null }), {}), '/api')).toBe('forbidden_client');
+    expect(authorize(policy({ clients: new Set(['mcp']) }), toIdentity(record({ client: null }), testDirectory({})), '/api')).toBe('forbidden_client');
   });
 
   it('checks the tenant in the path', () => {

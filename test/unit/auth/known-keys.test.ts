@@ -3,6 +3,7 @@
  * a blocked address those keys only, so under `workers: N` a worker tells its siblings what
  * it learned (onKnown → cluster/known-keys-ipc.ts → learn). Here: the Verifier's side.
  */
+import { testDirectory } from '../../helpers/directory.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,7 +30,7 @@ afterEach(async () => {
 });
 
 const verifier = (onKnown?: (id: string, hash: string) => void) =>
-  new Verifier({ store, hasher: testHasher, prefix: 'kg', groups: {}, max: 100, maxAgeMs: 30_000, negativeMax: 100, negativeMaxAgeMs: 5000, onKnown });
+  new Verifier({ store, hasher: testHasher, prefix: 'kg', directory: testDirectory({}), max: 100, maxAgeMs: 30_000, negativeMax: 100, negativeMaxAgeMs: 5000, onKnown });
 
 describe('known keys', () => {
   it('the first time the store vouches for a key, onKnown is told once (its SHA-256 and HMAC, never the key); unknown keys are never announced', async () => {

@@ -1,4 +1,5 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { testDirectory } from '../../helpers/directory.ts';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -54,7 +55,7 @@ let clock: number;
 
 function verifier(options: Partial<VerifierOptions> = {}): Verifier {
   const v = new Verifier({
-    store, hasher, prefix: 'kg', groups: config.permissionGroups,
+    store, hasher, prefix: 'kg', directory: testDirectory(config.permissionGroups),
     max: 100, maxAgeMs: 60_000, negativeMax: 100, negativeMaxAgeMs: 60_000,
     now: () => clock,
     ...options,

@@ -5,6 +5,7 @@
  * re-check ends what no longer verifies, registration never ends synchronously, and
  * removed exchanges are forgotten. And EventBoundary: where SSE bytes stand between events.
  */
+import { testDirectory } from '../../helpers/directory.ts';
 import { describe, expect, it } from 'vitest';
 import { toIdentity, type Identity } from '../../../src/auth/identity.ts';
 import type { VerifyResult } from '../../../src/auth/verify.ts';
@@ -14,7 +15,7 @@ import { LiveExchanges, type EndReason, type LiveExchange, type LiveKind } from 
 
 function identity(id: string, times: Partial<Pick<KeyRecord, 'status' | 'expiresAt' | 'revokesAt'>> = {}, issuer?: string): Identity {
   const record = { id, tenant: 'acme', status: 'active', expiresAt: null, revokesAt: null, permissions: [], group: null, ...times } as unknown as KeyRecord;
-  const base = toIdentity(record, {});
+  const base = toIdentity(record, testDirectory({}));
   return issuer === undefined ? base : { ...base, issuer };
 }
 

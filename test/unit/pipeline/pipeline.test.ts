@@ -2,6 +2,7 @@
  * The pipeline runner (src/pipeline/pipeline.ts) and each stage alone, over a real
  * IncomingMessage-shaped request and a real route table — no listener, no upstream.
  */
+import { testDirectory } from '../../helpers/directory.ts';
 import type { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
@@ -202,7 +203,7 @@ describe('stages', () => {
     const e = exchange('/s/x', { authorization: 'Bearer kg_acme_x', 'x-tenant-id': 'evil', 'x-other': 'kept' });
     targetStage.run(e);
     e.route = route('secret');
-    e.identity = toIdentity(record, {});
+    e.identity = toIdentity(record, testDirectory({}));
     e.credential = { key: 'kg_acme_x', inApiKey: false, inAuthorization: true };
     e.routeHeaders = ['authorization', 'Bearer sk'];
     expect(rewriteStage(current, null).run(e)).toBeUndefined();

@@ -1,3 +1,5 @@
+import type { DirectoryChange } from '../../../../src/users/records.ts';
+import type { DirectorySnapshot } from '../../../../src/store/directory-store.ts';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -44,6 +46,14 @@ class RecordingFeed implements StoreFeed {
   resync(): void {
     this.resyncs++;
   }
+  directoryChanged(change: DirectoryChange): void {
+    this.directory.push(change);
+  }
+  directoryReset(snapshot: DirectorySnapshot): void {
+    this.snapshots.push(snapshot);
+  }
+  directory: DirectoryChange[] = [];
+  snapshots: DirectorySnapshot[] = [];
 }
 
 /** A serving process (polling every 20 ms) with a recording feed, and one key in its store. */
