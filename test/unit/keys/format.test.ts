@@ -8,7 +8,7 @@ describe('key format', () => {
     expect(key).toMatch(/^kg_acme_[0-9a-f]{64}$/);
     const head = key.slice(0, -8);
     expect(key.slice(-8)).toBe(crc32(head).toString(16).padStart(8, '0'));
-    expect(parseKey(key, 'kg')).toEqual({ prefix: 'kg', tenant: 'acme' });
+    expect(parseKey(key, 'kg')).toEqual({ prefix: 'kg', tenant: 'acme', environment: 'live' });
   });
 
   it('generates distinct keys', () => {
@@ -48,5 +48,47 @@ describe('key format', () => {
   it('shows a display prefix that does not reveal the key', () => {
     const key = generateKey('kg', 'acme');
     expect(displayPrefix(key)).toBe(`${key.slice(0, 12)}…`);
+  });
+
+  it('sandbox keys: <prefix>_sandbox_<tenant>_…, round trip, the checksum covering the segment', () => {
+    const key = generateKey('kg', 'acme', 'sandbox');
+    expect(key).toMatch(/^kg_sandbox_acme_[0-9a-f]{64}$/);
+    expect(key.slice(-8)).toBe(crc32(key.slice(0, -8)).toString(16).padStart(8, '0'));
+    expect(parseKey(key, 'kg')).toEqual({ prefix: 'kg', tenant: 'acme', environment: 'sandbox' });
+    expect(displayPrefix(key)).toBe(`${key.slice(0, 20)}…`);
+    // The environment is under the checksum: removed, altered or added, the key is refused.
+    const live = generateKey('kg', 'acme');
+    expect(parseKey(key.replace('kg_sandbox_', 'kg_'), 'kg')).toBeNull();
+    expect(parseKey(key.replace('_sandbox_', '_sandbax_'), 'kg')).toBeNull();
+    expect(parseKey(key.replace('_sandbox_', '_Sandbox_'), 'kg')).toBeNull();
+    expect(parseKey(key.replace('_sandbox_', '_sandbox-'), 'kg')).toBeNull();
+    expect(parseKey(live.replace('kg_', 'kg_sandbox_'), 'kg')).toBeNull();
+    for (let i = 0; i < key.length - 64; i++) {
+      if (key[i] === '_') continue;
+      const c = key[i] === 'a' ? 'b' : 'a';
+      expect(parseKey(key.slice(0, i) + c + key.slice(i + 1), 'kg'), `typo at ${i}`).toBeNull();
+    }
+    // Another prefix's sandbox key is not ours.
+    expect(parseKey(generateKey('sk', 'acme', 'sandbox'), 'kg')).toBeNull();
+    expect(parseKey(generateKey('sk', 'acme', 'sandbox'), 'sk')).toEqual({ prefix: 'sk', tenant: 'acme', environment: 'sandbox' });
+  });
+
+  it('a tenant named "sandbox" is a live key of that tenant; its sandbox key names it twice', () => {
+    const live = generateKey('kg', 'sandbox');
+    expect(live).toMatch(/^kg_sandbox_[0-9a-f]{64}$/);
+    expect(parseKey(live, 'kg')).toEqual({ prefix: 'kg', tenant: 'sandbox', environment: 'live' });
+    const sandbox = generateKey('kg', 'sandbox', 'sandbox');
+    expect(sandbox).toMatch(/^kg_sandbox_sandbox_[0-9a-f]{64}$/);
+    expect(parseKey(sandbox, 'kg')).toEqual({ prefix: 'kg', tenant: 'sandbox', environment: 'sandbox' });
+    // Tenants that merely start with "sandbox" are live keys of those tenants.
+    expect(parseKey(generateKey('kg', 'sandbox-1'), 'kg')).toEqual({ prefix: 'kg', tenant: 'sandbox-1', environment: 'live' });
+    expect(parseKey(generateKey('kg', 'sandboxes', 'sandbox'), 'kg')).toEqual({ prefix: 'kg', tenant: 'sandboxes', environment: 'sandbox' });
+  });
+
+  it('the longest tenant fits in a sandbox key', () => {
+    const tenant = `a${'b'.repeat(62)}`;
+    const key = generateKey('abcdefghijklmnop', tenant, 'sandbox');
+    expect(parseKey(key, 'abcdefghijklmnop')).toEqual({ prefix: 'abcdefghijklmnop', tenant, environment: 'sandbox' });
+    expect(parseKey(`${key}0`, 'abcdefghijklmnop')).toBeNull();
   });
 });

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { generateKey, parseKey } from '../../../src/keys/format.ts';
 import { scannerPattern, scannerRegExp } from '../../../src/leaks/pattern.ts';
 
-const DOCUMENTED = String.raw`\bkg_[a-z0-9][a-z0-9-]{0,62}_[0-9a-f]{64}\b`;
+const DOCUMENTED = String.raw`\bkg_(?:sandbox_)?[a-z0-9][a-z0-9-]{0,62}_[0-9a-f]{64}\b`;
 const TENANTS = ['acme', 'a', '0', 'a-b-c', 'x-', '9lives', `a${'b'.repeat(62)}`, `z${'-'.repeat(62)}`];
 
 /** Whether the pattern finds exactly `key` in `text`. */
@@ -69,6 +69,23 @@ describe('scannerPattern', () => {
     const wrongChecksum = `${key.slice(0, -1)}${key.endsWith('0') ? '1' : '0'}`;
     expect(finds(wrongChecksum)).toEqual([wrongChecksum]);
     expect(parseKey(wrongChecksum, 'kg')).toBeNull();
-    expect(parseKey(key, 'kg')).toEqual({ prefix: 'kg', tenant: 'acme' });
+    expect(parseKey(key, 'kg')).toEqual({ prefix: 'kg', tenant: 'acme', environment: 'live' });
+  });
+
+  it('matches sandbox keys too, whole, for every tenant (one named "sandbox" included)', () => {
+    for (const tenant of [...TENANTS, 'sandbox', 'sandbox-2']) {
+      for (const environment of ['live', 'sandbox'] as const) {
+        const key = generateKey('kg', tenant, environment);
+        expect(finds(key), key).toEqual([key]);
+        for (const text of [`X-Api-Key: ${key}`, `KEYGATE_KEY="${key}"`, `(${key})`, `-${key}-`]) expect(finds(text), text).toEqual([key]);
+        expect(parseKey(finds(key)[0]!, 'kg')).toEqual({ prefix: 'kg', tenant, environment });
+      }
+    }
+    const key = generateKey('kg', 'acme', 'sandbox');
+    const body = key.slice(-64);
+    for (const text of [`x${key}`, `${key}0`, `kg_sandbox__${body}`, `kg_SANDBOX_acme_${body}`.replace('SANDBOX_acme', 'SANDBOX_Acme'), `kg_sandbox_sandbox_${'a'.repeat(64)}_${body}`]) {
+      expect(finds(text), text).toEqual([]);
+    }
+    expect(finds(`token=${generateKey('acme2', 'acme', 'sandbox')}`)).toEqual([]);
   });
 });
