@@ -4,7 +4,7 @@
  */
 import type { Identity } from './identity.ts';
 
-export type AuthorizeFailure = 'forbidden_permission' | 'forbidden_client' | 'forbidden_tenant';
+export type AuthorizeFailure = 'forbidden_environment' | 'forbidden_permission' | 'forbidden_client' | 'forbidden_tenant';
 
 export interface RoutePolicy {
   readonly permissions: readonly string[];
@@ -12,6 +12,8 @@ export interface RoutePolicy {
   readonly tenantFromPath: boolean;
   /** Route prefix, to find the tenant segment that follows it. */
   readonly pathPrefix: string;
+  /** The route's sandbox upstream (routing/router.ts); null or absent: sandbox keys are refused here. */
+  readonly sandbox?: object | null;
 }
 
 /** The path segment right after the route prefix: `/t/acme/x` with prefix `/t` → `acme`. */
@@ -25,6 +27,8 @@ export function tenantSegment(path: string, prefix: string): string | undefined 
 
 export function authorize(policy: RoutePolicy, identity: Identity, path: string): AuthorizeFailure | null {
   const record = identity.record;
+  // First: a sandbox key never reaches a live upstream, whatever else it may do (OAuth access tokens are live).
+  if (record.environment === 'sandbox' && (policy.sandbox === null || policy.sandbox === undefined)) return 'forbidden_environment';
   if (policy.clients !== null && (record.client === null || !policy.clients.has(record.client))) return 'forbidden_client';
   for (let i = 0; i < policy.permissions.length; i++) {
     if (!identity.permissionSet.has(policy.permissions[i]!)) return 'forbidden_permission';

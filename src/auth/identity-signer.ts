@@ -134,6 +134,8 @@ export class IdentitySigner {
       tenant: record.tenant,
       role: record.role,
       permissions: identity.permissions,
+      // `live` or `sandbox` (an access token is live): an upstream that serves both can refuse the other.
+      env: record.environment,
     };
     if (identity.issuer === undefined) claims.key_id = record.id;
     else claims.token_issuer = identity.issuer;

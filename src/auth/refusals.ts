@@ -76,6 +76,7 @@ export function forbidden(route: Route, denied: AuthorizeFailure): Refusal {
   if (denied === 'forbidden_permission') {
     return { code: denied, outcome: 'forbidden', detail: `this route needs the permissions: ${route.permissions.join(', ')}`, headers: { 'www-authenticate': route.scopeChallenge } };
   }
+  if (denied === 'forbidden_environment') return { code: denied, outcome: 'forbidden', detail: `this route has no sandbox upstream, so it does not accept sandbox keys; use a live key`, headers: undefined };
   const detail = denied === 'forbidden_client' ? "this route does not accept keys of this key's client" : "the tenant in the path is not the key's tenant";
   return { code: denied, outcome: 'forbidden', detail, headers: undefined };
 }

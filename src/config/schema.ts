@@ -28,6 +28,14 @@ function isHttpUrl(value: string): boolean {
   }
 }
 
+/** Two upstream URLs that name the same place (origin and path, ignoring a trailing '/'); false when either is not a URL (refused on its own). */
+function sameUpstream(a: string, b: string): boolean {
+  if (!isHttpUrl(a) || !isHttpUrl(b)) return false;
+  const x = new URL(a);
+  const y = new URL(b);
+  return x.origin === y.origin && x.pathname.replace(/\/$/, '') === y.pathname.replace(/\/$/, '');
+}
+
 /** Headers a route's secret may not be injected as: keygate or the HTTP framing owns them. */
 const RESERVED_SECRET_HEADERS = new Set(['host', 'connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'content-length', 'expect', 'forwarded', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host']);
 
@@ -82,6 +90,8 @@ const route = z.strictObject({
   pathPrefix,
   host: z.string().regex(/^[a-z0-9.-]+$/i, 'must be a host name without port').transform((h) => h.toLowerCase()).optional(),
   upstream: z.string().refine(isHttpUrl, 'must be an http(s) URL without query or fragment'),
+  /** Where sandbox keys go (docs/sandbox.md); without it the route refuses them (403 forbidden_environment). */
+  sandbox: z.strictObject({ upstream: z.string().refine(isHttpUrl, 'must be an http(s) URL without query or fragment') }).optional(),
   stripPrefix: z.boolean().default(false),
   /** Accept WebSocket upgrades (authenticated like any request, then proxied by http-proxy-3). */
   websocket: z.boolean().default(false),
@@ -151,6 +161,7 @@ export const configSchema = z
         permissions: headerName.default('x-auth-permissions'),
         user: headerName.default('x-auth-user'),
         client: headerName.default('x-auth-client'),
+        environment: headerName.default('x-auth-environment'),
         webhook: headerName.default('x-webhook-verified'),
       })
       .prefault({}),
@@ -193,6 +204,8 @@ export const configSchema = z
       const same = config.routes.findIndex((o, j) => j < i && o.pathPrefix === r.pathPrefix && o.host === r.host);
       if (same >= 0) ctx.addIssue({ code: 'custom', path: ['routes', i, 'pathPrefix'], message: `routes[${same}] already serves ${r.host ?? '*'}${r.pathPrefix}` });
       if (r.auth.tenantFromPath && !r.auth.required) ctx.addIssue({ code: 'custom', path: ['routes', i, 'auth', 'tenantFromPath'], message: 'needs auth.required: true' });
+      if (r.sandbox && !r.auth.required) ctx.addIssue({ code: 'custom', path: ['routes', i, 'sandbox'], message: 'needs auth.required: true (a public request has no key, so no environment to choose the sandbox by)' });
+      if (r.sandbox && sameUpstream(r.sandbox.upstream, r.upstream)) ctx.addIssue({ code: 'custom', path: ['routes', i, 'sandbox', 'upstream'], message: 'must differ from the route\'s upstream (sandbox keys must never reach the live upstream)' });
       if (r.secret && !r.auth.required) ctx.addIssue({ code: 'custom', path: ['routes', i, 'secret'], message: 'needs auth.required: true (a public route would let anyone use the secret)' });
       if (r.websocket && r.webhook) ctx.addIssue({ code: 'custom', path: ['routes', i, 'websocket'], message: 'cannot be combined with webhook (an upgrade carries no signed body, so it would pass unverified)' });
       for (const [path, message] of webhookRouteIssues(r)) ctx.addIssue({ code: 'custom', path: ['routes', i, ...path], message });

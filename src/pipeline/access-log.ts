@@ -27,6 +27,8 @@ export function logExchange(log: Logger, exchange: Exchange, path: string, statu
     keyId: identity?.record.id || null,
     issuer: identity?.issuer,
     tenant: identity?.record.tenant ?? null,
+    // live or sandbox: which upstream the key was for (null without one).
+    environment: identity?.record.environment ?? null,
   };
   if (upgrade !== undefined) line.upgrade = upgrade;
   log.info(line);

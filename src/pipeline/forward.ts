@@ -16,7 +16,7 @@
  *    never registered: no registry entry, no timer, no HMAC. One that is still streaming is
  *    cut (a half body is the honest signal) and its upstream request aborted.
  */
-import { Router } from '../routing/router.ts';
+import { Router, targetOf } from '../routing/router.ts';
 import type { Current } from './current.ts';
 import type { Stage } from './pipeline.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -379,10 +379,12 @@ export function forwardStage(current: Current, hooks: ForwardHooks): Stage<HttpE
         if (exchange.expectContinue) res.writeContinue();
       }
       const target = exchange.target!;
+      // The sandbox upstream for a sandbox key, else the route's own (one of two targets made with the table).
+      const upstream = targetOf(route, exchange.identity);
       forward(
-        route.dispatcher,
+        upstream.dispatcher,
         exchange,
-        { path: Router.upstreamPath(route, target.path) + target.query, headers, body, headersTimeout: route.config.timeouts.headersMs, bodyTimeout: route.config.timeouts.idleMs },
+        { path: Router.upstreamPath(route, target.path, upstream) + target.query, headers, body, headersTimeout: route.config.timeouts.headersMs, bodyTimeout: route.config.timeouts.idleMs },
         hooks,
       );
       return undefined;

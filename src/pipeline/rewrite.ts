@@ -6,7 +6,7 @@
  * `rawHeaders`, which undici takes as is.
  */
 import type { IdentitySigner } from '../auth/identity-signer.ts';
-import { Router } from '../routing/router.ts';
+import { Router, targetOf } from '../routing/router.ts';
 import type { Current } from './current.ts';
 import type { Exchange } from './exchange.ts';
 import type { Stage } from './pipeline.ts';
@@ -111,6 +111,8 @@ export function upstreamHeaders(
     if (identity.permissionsHeader !== '') out.push(n.permissions, identity.permissionsHeader);
     if (r.user !== null && r.user !== '') out.push(n.user, r.user);
     if (r.client !== null && r.client !== '') out.push(n.client, r.client);
+    // Always: `live` or `sandbox` (an access token's record is live), so an upstream can tell them apart.
+    out.push(n.environment, r.environment);
   }
   const remote = req.socket.remoteAddress ?? '';
   if (policy.trustForwarded) {
@@ -143,7 +145,9 @@ export function rewriteStage(current: Current, signer: IdentitySigner | null): S
       const route = exchange.route!;
       const identity = exchange.identity;
       const routeHeaders =
-        route.signedIdentity === null ? exchange.routeHeaders : withAssertion(route.signedIdentity, signer, identity, exchange.req.method ?? 'GET', Router.upstreamPath(route, exchange.target!.path), exchange.routeHeaders);
+        route.signedIdentity === null
+          ? exchange.routeHeaders
+          : withAssertion(route.signedIdentity, signer, identity, exchange.req.method ?? 'GET', Router.upstreamPath(route, exchange.target!.path, targetOf(route, identity)), exchange.routeHeaders);
       exchange.headers = upstreamHeaders(exchange.req, current.state.headers, identity, exchange.credential?.inAuthorization ?? false, routeHeaders);
       return undefined;
     },

@@ -14,17 +14,16 @@ export interface SignedIdentityRoute {
   readonly requestIdHeader: string;
   readonly perRequest: boolean;
   readonly spec: AssertionSpec;
+  /** For sandbox keys: by default its `aud` is the sandbox upstream's origin (`spec` itself when the route has none or names an audience). */
+  readonly sandboxSpec: AssertionSpec;
 }
 
 export function compileSignedIdentity(config: RouteConfig): SignedIdentityRoute | null {
   const signed = config.signedIdentity;
   if (signed === undefined) return null;
-  return {
-    header: signed.header,
-    requestIdHeader: signed.requestIdHeader,
-    perRequest: signed.perRequest,
-    spec: { audience: signed.audience ?? new URL(config.upstream).origin, lifetimeSeconds: signed.lifetimeSeconds },
-  };
+  const spec: AssertionSpec = { audience: signed.audience ?? new URL(config.upstream).origin, lifetimeSeconds: signed.lifetimeSeconds };
+  const sandbox = config.sandbox === undefined || signed.audience !== undefined ? spec : { audience: new URL(config.sandbox.upstream).origin, lifetimeSeconds: signed.lifetimeSeconds };
+  return { header: signed.header, requestIdHeader: signed.requestIdHeader, perRequest: signed.perRequest, spec, sandboxSpec: sandbox };
 }
 
 /**
@@ -42,7 +41,8 @@ export function withAssertion(
 ): readonly string[] | null {
   if (signed === null || signer === null || identity === null) return extra;
   const id = randomUUID();
-  const jws = signed.perRequest ? signer.requestAssertion(identity, signed.spec, { id, method, path }) : signer.assertion(identity, signed.spec);
+  const spec = identity.record.environment === 'sandbox' ? signed.sandboxSpec : signed.spec;
+  const jws = signed.perRequest ? signer.requestAssertion(identity, spec, { id, method, path }) : signer.assertion(identity, spec);
   const out = extra === null ? [] : [...extra];
   out.push(signed.header, jws, signed.requestIdHeader, id);
   return out;

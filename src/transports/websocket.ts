@@ -32,7 +32,7 @@ import { Pipeline, type Stage } from '../pipeline/pipeline.ts';
 import { upgradeStages, type StageParts } from '../pipeline/stages.ts';
 import { upgradeMatch } from '../routing/match.ts';
 import { problemBody, PROBLEMS, type ProblemCode } from '../http/problem.ts';
-import { Router, type Route } from '../routing/router.ts';
+import { Router, targetOf, type Route } from '../routing/router.ts';
 import { CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER, closeFrame, FrameBoundary } from './ws-frames.ts';
 
 export interface WebSocketHooks {
@@ -221,8 +221,10 @@ export class WebSockets {
     // http-proxy-3 copies req.headers and req.url into its upstream request: replacing them
     // makes that request exactly keygate's rewrite (no credential, no spoofed identity).
     req.headers = headers;
-    req.url = Router.upstreamPath(route!, tunnel.target!.path) + tunnel.target!.query;
-    this.#proxy.ws(req, tunnel.socket, tunnel.head, { target: route!.upstreamOrigin, connectTimeout: route!.config.timeouts.connectMs }, (error) => this.#upstreamFailed(tunnel, error));
+    // The sandbox upstream for a sandbox key, else the route's own (routing/router.ts targetOf).
+    const upstream = targetOf(route!, identity);
+    req.url = Router.upstreamPath(route!, tunnel.target!.path, upstream) + tunnel.target!.query;
+    this.#proxy.ws(req, tunnel.socket, tunnel.head, { target: upstream.upstreamOrigin, connectTimeout: route!.config.timeouts.connectMs }, (error) => this.#upstreamFailed(tunnel, error));
     return undefined;
   }
 

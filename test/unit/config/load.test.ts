@@ -20,7 +20,7 @@ describe('parseConfig defaults', () => {
     expect(config.tenants.system).toBe('system');
     expect(config.cache).toEqual({ max: 100_000, maxAgeMs: 30_000, negativeMax: 10_000, negativeMaxAgeMs: 5000 });
     expect(config.headers).toEqual({
-      tenant: 'x-tenant-id', keyId: 'x-api-key-id', role: 'x-auth-role', permissions: 'x-auth-permissions', user: 'x-auth-user', client: 'x-auth-client', webhook: 'x-webhook-verified',
+      tenant: 'x-tenant-id', keyId: 'x-api-key-id', role: 'x-auth-role', permissions: 'x-auth-permissions', user: 'x-auth-user', client: 'x-auth-client', environment: 'x-auth-environment', webhook: 'x-webhook-verified',
     });
     expect(config.forwarded.trustClient).toBe(false);
     expect(config.routes).toEqual([]);
