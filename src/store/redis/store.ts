@@ -52,6 +52,7 @@ export class RedisStore extends ComposedStore {
   readonly #feed: RevocationFeed;
   readonly #secrets: RedisSecrets;
   readonly #loader: DirectoryLoader;
+  #outageReads: NodeJS.Timeout | null = null;
 
   private constructor(parts: ReturnType<typeof redisParts>) {
     super(parts);
@@ -83,10 +84,17 @@ export class RedisStore extends ComposedStore {
     return this.#feed.healthy;
   }
 
-  /** Subscribes, then reads the users and groups (after: a change meanwhile is in both, applied twice, harmlessly). */
+  /**
+   * Subscribes, then reads the users and groups (after: a change meanwhile is in both, applied
+   * twice, harmlessly). While the feed is down, changes are not pushed: as revocations are
+   * then checked in Redis on every request, users and groups are read again every second.
+   */
   async subscribe(feed: StoreFeed): Promise<void> {
     await this.#feed.subscribe(this.#loader.wrap(feed));
     await this.#loader.load();
+    this.#outageReads ??= setInterval(() => {
+      if (!this.#feed.healthy && !this.#redis.closed) void this.#loader.load();
+    }, 1000).unref();
   }
 
   async ping(): Promise<void> {
@@ -100,6 +108,7 @@ export class RedisStore extends ComposedStore {
     this.#redis.closed = true;
     this.#feed.close();
     this.#loader.close();
+    if (this.#outageReads !== null) clearInterval(this.#outageReads);
     this.#secrets.subscribeSecrets(null);
     await this.#redis.close();
   }
