@@ -1,6 +1,8 @@
 /** /openapi.json, generated from the same zod schemas that validate admin requests. */
 import { z } from 'zod';
 import { auditEntry, createdKey, createKeyBody, createSecretBody, keyRecord, problem, renameKeyBody, rotatedKey, rotateKeyBody, removedSecret, secretRecord, tenantSummary, updateSecretBody } from './schemas.ts';
+import { listedSecret, secretUsage, secretUsages } from './schemas.ts';
+import { createGroupBody, createUserBody, groupRecord, updateGroupBody, updateUserBody, userRecord, userWithKeys } from './directory-schemas.ts';
 
 const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
 const json = (id: string) => ({ content: { 'application/json': { schema: ref(id) } } });
@@ -12,10 +14,14 @@ const errors = {
   '422': { description: 'a field is invalid; detail names it', content: { 'application/problem+json': { schema: ref('Problem') } } },
 };
 const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
+const tenantParam = { name: 'tenant', in: 'path', required: true, schema: { type: 'string' } };
+const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 'string' }, description: 'percent-encoded' };
 
 export function openApiDocument(): unknown {
   // Touch the schemas so their ids are registered before the registry is rendered.
   void [auditEntry, createdKey, createKeyBody, keyRecord, problem, renameKeyBody, rotatedKey, rotateKeyBody, createSecretBody, updateSecretBody, secretRecord, removedSecret, tenantSummary];
+  void [listedSecret, secretUsage, secretUsages];
+  void [createUserBody, updateUserBody, userRecord, userWithKeys, createGroupBody, updateGroupBody, groupRecord];
   const rendered = z.toJSONSchema(z.globalRegistry, { uri: (id) => `#/components/schemas/${id}` }) as { schemas: Record<string, Record<string, unknown>> };
   const schemas: Record<string, unknown> = {};
   for (const [id, schema] of Object.entries(rendered.schemas)) {
@@ -73,8 +79,8 @@ export function openApiDocument(): unknown {
           responses: { '201': { description: 'stored (metadata only)', ...json('Secret') }, '409': { ...errors['400'], description: 'the id exists, or keygate has no master key' }, ...errors },
         },
         get: {
-          summary: 'List upstream secrets, newest first (never a value)',
-          responses: { '200': { description: 'secrets', content: { 'application/json': { schema: { type: 'object', properties: { secrets: { type: 'array', items: ref('Secret') } } } } } }, ...errors },
+          summary: 'List upstream secrets, newest first (never a value), each with where the configuration in force names it',
+          responses: { '200': { description: 'secrets', content: { 'application/json': { schema: { type: 'object', properties: { secrets: { type: 'array', items: ref('ListedSecret') } } } } } }, ...errors },
         },
       },
       '/v1/secrets/{id}': {
@@ -85,9 +91,61 @@ export function openApiDocument(): unknown {
           responses: { '200': { description: 'the secret after', ...json('Secret') }, '409': { ...errors['400'], description: 'the new id exists, or keygate has no master key' }, ...errors },
         },
         delete: {
-          summary: 'Remove; routes that inject it answer 502 from then on',
+          summary: 'Remove; refused (409) while the configuration in force names it, unless force=true — then routes that use it answer 502 from then on',
+          parameters: [idParam, { name: 'force', in: 'query', schema: { type: 'string', enum: ['true', 'false'] }, description: 'true: remove it even though the configuration in force names it (audited with the usages it broke)' }],
+          responses: {
+            '200': { description: 'the secret as it was, and the usages a forced removal broke', ...json('RemovedSecret') },
+            '409': { ...errors['400'], description: 'the configuration in force names the secret; detail names every usage' },
+            ...errors,
+          },
+        },
+      },
+      '/v1/secrets/{id}/usages': {
+        get: {
+          summary: 'Where the configuration in force names the secret (404 if it is neither stored nor named; stored: false for a dangling reference)',
           parameters: [idParam],
-          responses: { '200': { description: 'the secret as it was', ...json('RemovedSecret') }, ...errors },
+          responses: { '200': { description: 'the usages', ...json('SecretUsages') }, ...errors },
+        },
+      },
+      '/v1/users': {
+        get: {
+          summary: "Users, by tenant and name (a tenant-scoped caller sees its own tenant's only)",
+          parameters: [{ name: 'tenant', in: 'query', schema: { type: 'string' } }],
+          responses: { '200': { description: 'users', content: { 'application/json': { schema: { type: 'object', properties: { users: { type: 'array', items: ref('User') } } } } } }, ...errors },
+        },
+        post: {
+          summary: "Create a user with a permission group; keys then created with user=<name> act as it and take its group at request time",
+          requestBody: { required: true, ...json('CreateUser') },
+          responses: { '201': { description: 'created', ...json('User') }, '409': { ...errors['400'], description: 'the tenant already has a user of that name' }, ...errors },
+        },
+      },
+      '/v1/users/{tenant}/{name}': {
+        get: { summary: 'One user, with the keys that name it', parameters: [tenantParam, nameParam], responses: { '200': { description: 'the user', ...json('UserWithKeys') }, ...errors } },
+        patch: {
+          summary: 'Change the display name or group, disable or enable: every key acting as the user follows, on every instance within the revocation lag',
+          parameters: [tenantParam, nameParam],
+          requestBody: { required: true, ...json('UpdateUser') },
+          responses: { '200': { description: 'the user after', ...json('User') }, ...errors },
+        },
+      },
+      '/v1/groups': {
+        get: {
+          summary: "Permission groups: the configuration's (tenant null, read-only) and the tenant's own",
+          parameters: [{ name: 'tenant', in: 'query', schema: { type: 'string' } }],
+          responses: { '200': { description: 'groups', content: { 'application/json': { schema: { type: 'object', properties: { groups: { type: 'array', items: ref('Group') } } } } } }, ...errors },
+        },
+        post: {
+          summary: "Create a tenant's permission group (no permission the caller lacks; not a configuration group's name)",
+          requestBody: { required: true, ...json('CreateGroup') },
+          responses: { '201': { description: 'created', ...json('Group') }, '409': { ...errors['400'], description: 'the name is taken (by the tenant or the configuration)' }, ...errors },
+        },
+      },
+      '/v1/groups/{tenant}/{name}': {
+        patch: { summary: "Replace a tenant group's permissions", parameters: [tenantParam, nameParam], requestBody: { required: true, ...json('UpdateGroup') }, responses: { '200': { description: 'the group after', ...json('Group') }, ...errors } },
+        delete: {
+          summary: 'Delete a tenant group; refused (409, naming them) while users or working keys use it',
+          parameters: [tenantParam, nameParam],
+          responses: { '200': { description: 'the group as it was', ...json('Group') }, '409': { ...errors['400'], description: 'users or keys use the group' }, ...errors },
         },
       },
       '/v1/audit': {

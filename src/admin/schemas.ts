@@ -9,6 +9,7 @@ import { TENANT_PATTERN } from '../keys/format.ts';
 import { isoDate, publicKeyRecordSchema } from '../keys/record.ts';
 import { SECRET_ID_PATTERN, SECRET_ID_RULE } from '../secrets/secret-store.ts';
 import { MAX_SECRET_BYTES } from '../secrets/service.ts';
+import { SECRET_USAGE_KINDS } from '../secrets/usages.ts';
 
 const tenant = z.string().regex(TENANT_PATTERN, 'must match [a-z0-9][a-z0-9-]{0,62}');
 const expires = z
@@ -97,7 +98,35 @@ export const secretRecord = z
   })
   .meta({ id: 'Secret', description: 'An upstream secret: never its value, nor any part of it' });
 
-export const removedSecret = secretRecord.extend({ removed: z.literal(true) }).meta({ id: 'RemovedSecret' });
+/** A secret id in a path (/v1/secrets/{id}…). */
+export const secretIdParam = secretId;
+
+export const secretUsage = z
+  .object({
+    kind: z.enum(SECRET_USAGE_KINDS).describe('route_secret: injected into the route\'s upstream requests; webhook_verifier: verifies the route\'s webhook signatures'),
+    route: z.string().describe('the name of the route'),
+    path: z.string().describe('where in the configuration, e.g. routes[2].secret.id'),
+  })
+  .meta({ id: 'SecretUsage', description: 'A place where the configuration in force names a secret' });
+
+export const listedSecret = secretRecord.extend({ usages: z.array(secretUsage).describe('where the configuration in force names it; empty: not used') }).meta({ id: 'ListedSecret' });
+
+export const secretUsages = z
+  .object({
+    id: z.string(),
+    name: z.string().nullable().describe('null when the secret is not stored'),
+    stored: z.boolean().describe('false: the configuration names a secret that is not stored (its routes answer 502)'),
+    usages: z.array(secretUsage),
+  })
+  .meta({ id: 'SecretUsages' });
+
+export const removeSecretQuery = z.strictObject({
+  force: z.enum(['true', 'false'], { error: 'must be "true" or "false"' }).optional().describe('true: remove it even though the configuration in force names it'),
+});
+
+export const removedSecret = secretRecord
+  .extend({ removed: z.literal(true), usages: z.array(secretUsage).describe('what a forced removal broke; empty otherwise') })
+  .meta({ id: 'RemovedSecret' });
 
 export const auditEntry = z
   .object({

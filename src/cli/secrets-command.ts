@@ -1,13 +1,17 @@
 /**
- * `keygate secrets add|list|rename|remove|rewrap`: upstream secrets, as a platform admin
- * (whoever runs the CLI holds the store). The value of `add` is read from stdin — piped, or
- * typed with the echo off on a terminal — never from argv, where it would end up in shell
- * history and the process list. No command prints a value, or any part of one.
+ * `keygate secrets add|list|rename|remove|usages|rewrap`: upstream secrets, as a platform
+ * admin (whoever runs the CLI holds the store). The value of `add` is read from stdin — piped,
+ * or typed with the echo off on a terminal — never from argv, where it would end up in shell
+ * history and the process list. No command prints a value, or any part of one. `usages` and
+ * `remove` read where the config file given names a secret (secrets/usages.ts): `remove`
+ * refuses (exit 1) while it does, unless `--force`.
  */
 import type { Keyring } from '../secrets/crypto.ts';
 import { loadKeyring, MASTER_KEY_ENV, masterKeyError, PREVIOUS_MASTER_KEY_ENV } from '../secrets/crypto.ts';
-import { toPublicSecret, type SecretMeta } from '../secrets/secret-store.ts';
-import { MAX_SECRET_BYTES, SecretService } from '../secrets/service.ts';
+import { SECRET_ID_PATTERN, SECRET_ID_RULE, toPublicSecret, type SecretMeta } from '../secrets/secret-store.ts';
+import { MAX_SECRET_BYTES, SecretInUseError, SecretService } from '../secrets/service.ts';
+import { describeUsage, describeUsages, toPublicUsage, type SecretUsage } from '../secrets/usages.ts';
+import { resolveConfigPath } from '../config/load.ts';
 import { CLI_CALLER, orNullIfNotFound } from '../keys/service.ts';
 import { isKeygateError } from '../http/problem.ts';
 import { EventSink } from '../events/event-sink.ts';
@@ -20,7 +24,8 @@ const USAGE = `usage:
   keygate secrets add --id ID --name N [--json]       (the value is read from stdin)
   keygate secrets list [--json]
   keygate secrets rename <id> [--name N] [--id NEW_ID]
-  keygate secrets remove <id>
+  keygate secrets remove <id> [--force] [--json]      (refused while the config names it, unless --force)
+  keygate secrets usages <id> [--json]                 (where the config names it)
   keygate secrets rewrap                               (after setting a new ${MASTER_KEY_ENV})
 
 Examples:
@@ -50,7 +55,8 @@ async function withSecrets<T>(config: Config, io: Io, run: (service: SecretServi
   const keyring = loadKeyring(io.env);
   const store = await openStore(config);
   try {
-    return await run(new SecretService(store, keyring, new EventSink(store, null, null), config.tenants.system));
+    // The configuration "in force" for the CLI is the file it was given.
+    return await run(new SecretService(store, keyring, new EventSink(store, null, null), config.tenants.system, Date.now, () => config));
   } finally {
     await store.close();
   }
@@ -163,17 +169,56 @@ async function rename(args: string[], io: Io): Promise<number> {
   return 0;
 }
 
+/** The <id> of remove / usages: exit 2 when it cannot be a secret id (not quoted: it may be a value typed by mistake). */
+function secretIdArgument(id: string | undefined, command: string): string {
+  if (id === undefined) throw usageError(`secrets ${command} needs the <id> of the secret`);
+  if (!SECRET_ID_PATTERN.test(id)) throw usageError(`<id>: ${SECRET_ID_RULE}`);
+  return id;
+}
+
+const indented = (usages: readonly SecretUsage[]) => usages.map((u) => `  ${describeUsage(u)}`).join('\n');
+
 async function remove(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parseFlags(args, common, 1);
-  const id = positionals[0];
-  if (id === undefined) throw usageError('secrets remove needs the <id> of the secret');
+  const { values, positionals } = parseFlags(args, { ...common, force: { type: 'boolean' } }, 1);
+  const id = secretIdArgument(positionals[0], 'remove');
   const config = configFrom(values.config, io);
-  const meta = await withSecrets(config, io, (service) => orNullIfNotFound(service.remove(CLI_CALLER, id)));
+  const file = resolveConfigPath(values.config, io.env);
+  let broke: SecretUsage[] = [];
+  let meta: SecretMeta | null;
+  try {
+    meta = await withSecrets(config, io, (service) => {
+      broke = values.force ? service.usagesOf(id) : [];
+      return orNullIfNotFound(service.remove(CLI_CALLER, id, { force: values.force === true }));
+    });
+  } catch (error) {
+    if (!(error instanceof SecretInUseError)) throw error;
+    io.err(`keygate: secret "${id}" was not removed: ${file} names it\n${indented(error.usages)}\nPoint ${error.usages.length === 1 ? 'it' : 'them'} at another secret and reload the servers first, or remove it anyway with --force.`);
+    return 1;
+  }
   if (meta === null) {
     io.err(`keygate: no secret with id "${id}"`);
     return 1;
   }
-  io.out(values.json ? JSON.stringify({ ...toPublicSecret(meta), removed: true }) : `Removed secret "${id}" (${meta.name}). Routes that inject it now answer 502.`);
+  if (values.json) io.out(JSON.stringify({ ...toPublicSecret(meta), removed: true, usages: broke.map(toPublicUsage) }));
+  else if (broke.length) io.out(`Removed secret "${id}" (${meta.name}), which ${file} still names: ${describeUsages(broke)}. These no longer get it (a route that injects it answers 502).`);
+  else io.out(`Removed secret "${id}" (${meta.name}). ${file} does not name it.`);
+  return 0;
+}
+
+async function usages(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseFlags(args, common, 1);
+  const id = secretIdArgument(positionals[0], 'usages');
+  const config = configFrom(values.config, io);
+  const file = resolveConfigPath(values.config, io.env);
+  const report = await withSecrets(config, io, (service) => orNullIfNotFound(service.usages(CLI_CALLER, id)));
+  if (report === null) {
+    io.err(`keygate: no secret with id "${id}", and ${file} names none`);
+    return 1;
+  }
+  if (values.json) io.out(JSON.stringify({ id: report.id, name: report.name, stored: report.stored, usages: report.usages.map(toPublicUsage) }));
+  else if (!report.stored) io.out(`Secret "${id}" is not stored, but ${file} names it (these answer 502 until it is added):\n${indented(report.usages)}`);
+  else if (report.usages.length === 0) io.out(`Secret "${id}" (${report.name}) is not used: ${file} does not name it.`);
+  else io.out(`Secret "${id}" (${report.name}) is used by ${file}:\n${indented(report.usages)}`);
   return 0;
 }
 
@@ -191,5 +236,5 @@ async function rewrap(args: string[], io: Io): Promise<number> {
 }
 
 export function secretsCommand(args: string[], io: Io): Promise<number> {
-  return runSubcommand('secrets', USAGE, { add, list, rename, remove, rewrap }, args, io);
+  return runSubcommand('secrets', USAGE, { add, list, rename, remove, usages, rewrap }, args, io);
 }

@@ -10,15 +10,20 @@
  *  - every change leaves an audit line (and a notification where configured) built from
  *    the id and name only.
  *
+ *  - a secret the configuration in force names (usages.ts) is not removed unless the removal
+ *    is forced; a forced removal is audited with the usages it broke.
+ *
  * Errors are KeygateErrors with the key service's codes: validation_failed 422 (with the
  * field), not_found 404, forbidden 403, conflict 409 (a missing master key is a conflict with
- * field KEYGATE_MASTER_KEY, which the CLI reports as bad configuration).
+ * field KEYGATE_MASTER_KEY, which the CLI reports as bad configuration; a secret in use is a
+ * SecretInUseError).
  */
 import type { EventSink } from '../events/event-sink.ts';
 import type { Caller } from '../keys/service.ts';
 import { invalidField, isKeygateError, KeygateError } from '../http/problem.ts';
 import { decryptSecret, encryptSecret, MASTER_KEY_ENV, type Keyring } from './crypto.ts';
 import { SECRET_ID_PATTERN, SECRET_ID_RULE, type SecretMeta, type SecretStore } from './secret-store.ts';
+import { describeUsages, secretUsages, type SecretReferencingConfig, type SecretUsage } from './usages.ts';
 
 /** Largest value accepted, in bytes. */
 export const MAX_SECRET_BYTES = 8192;
@@ -39,6 +44,28 @@ export interface AddSecretInput {
   id: string;
   name: string;
   value: string;
+}
+
+/** Where the configuration in force names a secret, and whether it is stored. */
+export interface SecretUsageReport {
+  id: string;
+  /** The stored secret's name; null when it is not stored (a dangling reference). */
+  name: string | null;
+  stored: boolean;
+  usages: SecretUsage[];
+}
+
+/**
+ * The configuration in force names the secret: removing it would break `usages` (409
+ * conflict). The message names every usage; the API and the CLI add how to force it.
+ */
+export class SecretInUseError extends KeygateError {
+  override name = 'SecretInUseError';
+  readonly usages: SecretUsage[];
+  constructor(id: string, usages: SecretUsage[]) {
+    super('conflict', `secret "${id}" is in use by the configuration in force: ${describeUsages(usages)}; point ${usages.length === 1 ? 'it' : 'them'} at another secret and reload before removing it, or force the removal`);
+    this.usages = usages;
+  }
 }
 
 export interface RewrapResult {
@@ -67,13 +94,19 @@ export class SecretService {
   readonly #events: EventSink | null;
   readonly #systemTenant: string;
   readonly #now: () => number;
+  readonly #config: () => SecretReferencingConfig;
 
-  constructor(store: SecretStore, keyring: Keyring | null, events: EventSink | null, systemTenant: string, now: () => number = Date.now) {
+  /**
+   * @param config the configuration in force, asked at each call (a server's follows its
+   *   reloads; the CLI's is the file it was given). Without it, no secret is in use.
+   */
+  constructor(store: SecretStore, keyring: Keyring | null, events: EventSink | null, systemTenant: string, now: () => number = Date.now, config: () => SecretReferencingConfig = () => ({ routes: [] })) {
     this.#store = store;
     this.#keyring = keyring;
     this.#events = events;
     this.#systemTenant = systemTenant;
     this.#now = now;
+    this.#config = config;
   }
 
   get keyring(): Keyring | null {
@@ -155,11 +188,41 @@ export class SecretService {
     return after;
   }
 
-  async remove(caller: Caller, id: string): Promise<SecretMeta> {
+  /** Where the configuration in force names `id` (no store access, no caller check: see `usages`). */
+  usagesOf(id: string): SecretUsage[] {
+    return secretUsages(this.#config(), id);
+  }
+
+  /**
+   * Where the configuration in force names the secret. A secret that is neither stored nor
+   * named is not_found; one that is named but not stored is answered (`stored: false`), so a
+   * dangling reference shows.
+   */
+  async usages(caller: Caller, id: string): Promise<SecretUsageReport> {
     this.#admin(caller);
+    checkId(id);
+    const usages = this.usagesOf(id);
+    const stored = await this.#store.getSecret(id);
+    if (stored === null && usages.length === 0) throw new KeygateError('not_found', 'no such secret, and the configuration names none by this id');
+    return { id, name: stored?.name ?? null, stored: stored !== null, usages };
+  }
+
+  /**
+   * Removes a secret, unless the configuration in force names it (SecretInUseError) and
+   * `force` is not set. A forced removal that broke usages is audited with them.
+   */
+  async remove(caller: Caller, id: string, options: { force?: boolean } = {}): Promise<SecretMeta> {
+    this.#admin(caller);
+    checkId(id);
+    const usages = this.usagesOf(id);
+    if (usages.length && !options.force) {
+      // Nothing stored: there is nothing to remove, whatever names it.
+      if ((await this.#store.getSecret(id)) === null) throw new KeygateError('not_found', 'no such secret');
+      throw new SecretInUseError(id, usages);
+    }
     const removed = await this.#store.removeSecret(id);
     if (removed === null) throw new KeygateError('not_found', 'no such secret');
-    await this.#events?.secret('secret.remove', caller.actor, removed, this.#systemTenant);
+    await this.#events?.secret('secret.remove', caller.actor, removed, this.#systemTenant, usages.length ? { forced: true, brokenUsages: describeUsages(usages) } : {});
     return removed;
   }
 

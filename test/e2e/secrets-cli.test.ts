@@ -170,7 +170,8 @@ describe('keygate secrets', () => {
   });
 
   it('removes: the running server stops injecting within pollMs; removing again is exit 1', async () => {
-    const removed = await keygate(['secrets', 'remove', 'openai'], { KEYGATE_MASTER_KEY: KEY_2 });
+    // The config's route llm names it: --force (the refusal: secret-usages-cli.test.ts).
+    const removed = await keygate(['secrets', 'remove', 'openai', '--force'], { KEYGATE_MASTER_KEY: KEY_2 });
     expect(removed.code, removed.stderr).toBe(0);
     expect(removed.stdout).toMatch(/^Removed secret "openai"/);
     await eventually(502, 1000);

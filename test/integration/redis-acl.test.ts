@@ -124,7 +124,7 @@ describe('keygate as the documented Redis user', () => {
     const rotating = loadKeyring({ KEYGATE_MASTER_KEY: randomBytes(32).toString('base64'), KEYGATE_MASTER_KEY_PREVIOUS: MASTER_KEY })!;
     expect((await new SecretService(a.keygate.store, rotating, null, 'system').rewrap(CLI_CALLER)).rewrapped).toEqual(['openai']);
 
-    expect((await adminA.call('DELETE', '/v1/secrets/openai')).status).toBe(200);
+    expect((await adminA.call('DELETE', '/v1/secrets/openai?force=true')).status).toBe(200); // route llm names it
     await waitFor('b to stop injecting the removed secret', async () => (await proxied(b, '/llm/v1', user)).status !== 200, 2000);
   });
 

@@ -102,7 +102,7 @@ describe('admin API: /v1/secrets', () => {
     const list = await api(admin, 'GET', '/v1/secrets');
     expect(list.status).toBe(200);
     expect(list.json.secrets.map((s: { id: string }) => s.id)).toEqual(['listed', 'doomed', 'mcp', 'openai']);
-    for (const s of list.json.secrets) conforms('Secret', s);
+    for (const s of list.json.secrets) conforms('ListedSecret', s); // Secret plus its usages
     expect(list.text).not.toMatch(/value|envelope|"ct"|nonce/i);
   });
 
@@ -204,7 +204,9 @@ describe('injection into upstream requests', () => {
   it('stops injecting a removed secret at once: 502 upstream_unavailable naming the id, and a warning', async () => {
     const before = await through(t.url, '/doomed/x', { 'x-api-key': userKey });
     expect(copies(before.got!, 'authorization')).toEqual([`Basic ${VALUES.doomed}`]);
-    const removed = await api(admin, 'DELETE', '/v1/secrets/doomed');
+    // Route "doomed" names it: refused (409) unless forced (secret-usages.test.ts).
+    expectProblem(await api(admin, 'DELETE', '/v1/secrets/doomed'), 409, 'conflict');
+    const removed = await api(admin, 'DELETE', '/v1/secrets/doomed?force=true');
     expect(removed.status, removed.text).toBe(200);
     expect(removed.json).toMatchObject({ id: 'doomed', removed: true });
     conforms('RemovedSecret', removed.json);

@@ -1,15 +1,41 @@
 /**
  * Upstream secrets (platform admins only): the list (metadata only — the API has no way to
- * return a value), add, rename or move to a new id, remove. A value is typed once into a
- * masked field that is emptied when its dialog closes; it is never put anywhere else.
+ * return a value) with where the configuration in force uses each one, add, rename or move
+ * to a new id, remove. A value is typed once into a masked field that is emptied when its
+ * dialog closes; it is never put anywhere else. Removing a secret the configuration uses is
+ * refused by keygate (409, the detail names every use); the dialog then shows that detail
+ * and offers "Remove anyway", which removes it with `?force=true`.
  */
-import { request } from './api.js';
-import { button, confirmDialog, openDialog } from './dialogs.js';
+import { ApiError, request } from './api.js';
+import { button, openDialog } from './dialogs.js';
 import { field, h, replace, time } from './dom.js';
 import { fieldOf } from './keys-page.js';
 import { listRow, listTable, loadInto } from './list.js';
 
 /** @typedef {import('./api.js').SecretRecord} SecretRecord */
+/**
+ * Where the configuration in force names a secret (GET /v1/secrets, secrets/usages.ts).
+ * @typedef {{ kind: 'route_secret' | 'webhook_verifier', route: string, path: string }} SecretUsage
+ * @typedef {SecretRecord & { usages: SecretUsage[] }} ListedSecret
+ */
+
+/** @type {Record<SecretUsage['kind'], string>} */
+const USAGE_LABELS = { route_secret: 'route', webhook_verifier: 'webhook verifier of route' };
+
+/** "route github-hook (routes[1].secret.id)", as the admin API and the CLI say it. @param {SecretUsage} usage */
+export function describeUsage(usage) {
+  return `${USAGE_LABELS[usage.kind] ?? usage.kind} ${usage.route} (${usage.path})`;
+}
+
+/** The "Used by" cell: one line per use, or "not used". @param {SecretUsage[]} usages */
+function usedBy(usages) {
+  if (usages.length === 0) return h('span', { class: 'muted' }, 'not used');
+  return h(
+    'div',
+    { class: 'usages' },
+    usages.map((u) => h('div', {}, `${USAGE_LABELS[u.kind] ?? u.kind} ${u.route} `, h('code', {}, `(${u.path})`))),
+  );
+}
 
 const ID_PATTERN = '[a-z0-9][a-z0-9._\\-]{0,63}';
 
@@ -41,13 +67,13 @@ export function renderSecrets(ctx) {
 
   function load() {
     return loadInto(tableHost, 'the secrets', async () => {
-      /** @type {{ secrets: SecretRecord[] }} */
+      /** @type {{ secrets: ListedSecret[] }} */
       const { secrets } = await request('GET', '/v1/secrets');
       renderTable(secrets);
     });
   }
 
-  /** @param {SecretRecord[]} secrets */
+  /** @param {ListedSecret[]} secrets */
   function renderTable(secrets) {
     replace(status, `${secrets.length} secret${secrets.length === 1 ? '' : 's'}`);
     if (secrets.length === 0) {
@@ -58,6 +84,7 @@ export function renderSecrets(ctx) {
       listRow({ 'data-secret-id': secret.id }, [
         ['Name', secret.name],
         ['ID', h('code', {}, secret.id)],
+        ['Used by', usedBy(secret.usages ?? [])],
         ['Created', time(secret.createdAt)],
         ['Last used', time(secret.lastUsedAt, 'never')],
         ['Encrypted under', h('code', { title: 'master key version' }, secret.keyVersion)],
@@ -72,7 +99,7 @@ export function renderSecrets(ctx) {
         ],
       ]),
     );
-    replace(tableHost, listTable({ className: 'secrets', caption: 'Upstream secrets', columns: ['Name', 'ID', 'Created', 'Last used', 'Encrypted under', 'Actions'], rows }));
+    replace(tableHost, listTable({ className: 'secrets', caption: 'Upstream secrets', columns: ['Name', 'ID', 'Used by', 'Created', 'Last used', 'Encrypted under', 'Actions'], rows }));
   }
 
   function addDialog() {
@@ -134,19 +161,44 @@ export function renderSecrets(ctx) {
     });
   }
 
-  /** @param {SecretRecord} secret */
+  /**
+   * The id must be typed. If keygate refuses because the configuration in force uses the
+   * secret (409 conflict — perhaps since this list was loaded), its detail is shown and the
+   * button becomes "Remove anyway": a second, explicit confirmation that removes it with force.
+   * @param {ListedSecret} secret
+   */
   function removeDialog(secret) {
-    void confirmDialog({
+    let force = false;
+    const usages = secret.usages ?? [];
+    const confirm = button('Remove secret', { kind: 'danger', type: 'submit', disabled: true });
+    const typed = h('input', { name: 'confirm', autocomplete: 'off', spellcheck: 'false', autocapitalize: 'off', 'data-autofocus': true, oninput: () => (confirm.disabled = typed.value !== secret.id) });
+    const handle = openDialog({
       title: `Remove ${secret.name}?`,
-      message: [
+      className: 'danger-dialog',
+      body: [
         h('p', {}, 'The value of ', h('code', {}, secret.id), ' is deleted for good. Routes that inject it answer 502 from now on.'),
+        usages.length
+          ? h('div', { class: 'warning', role: 'note' }, h('p', {}, 'The configuration in force uses it:'), usedBy(usages), h('p', {}, 'keygate refuses to remove it until they point at another secret, unless you confirm a second time.'))
+          : h('p', { class: 'muted' }, 'The configuration in force does not use it.'),
+        field(`Type ${secret.id} to confirm`, typed),
       ],
-      confirmLabel: 'Remove secret',
-      danger: true,
-      typed: secret.id,
-      async action() {
-        await request('DELETE', `/v1/secrets/${encodeURIComponent(secret.id)}`);
-        toast(`Removed “${secret.name}”.`);
+      actions: [button('Cancel', { onclick: () => handle.close() }), confirm],
+      async onSubmit(dialog) {
+        if (typed.value !== secret.id) return dialog.fail(`Type ${secret.id} to confirm.`, 'confirm');
+        dialog.busy(true);
+        try {
+          await request('DELETE', `/v1/secrets/${encodeURIComponent(secret.id)}${force ? '?force=true' : ''}`);
+        } catch (error) {
+          dialog.busy(false);
+          if (error instanceof ApiError && error.code === 'conflict' && !force) {
+            force = true;
+            replace(confirm, 'Remove anyway');
+            return dialog.fail(`Not removed: ${error.detail.replace(/ \(DELETE with \?force=true\)$/, '.')} Select “Remove anyway” to remove it all the same; what uses it stops working.`);
+          }
+          return dialog.fail(/** @type {Error} */ (error).message);
+        }
+        dialog.close();
+        toast(force ? `Removed “${secret.name}” although the configuration uses it.` : `Removed “${secret.name}”.`);
         void load();
       },
     });
