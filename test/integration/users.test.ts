@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UserService } from '../../src/users/service.ts';
 import { EmbeddedStore } from '../../src/store/embedded/store.ts';
 import { CLI_CALLER } from '../../src/keys/service.ts';
-import { adminClient, type AdminClient } from '../helpers/admin.ts';
+import { adminClient, schemaProblems, type AdminClient } from '../helpers/admin.ts';
 import { expectProblem, pooledGets, waitFor } from '../helpers/http.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { redisStore, startRedisPair, type RedisPair } from '../helpers/redis-fixture.ts';
@@ -135,6 +135,17 @@ describe('users and groups on two instances sharing Redis', () => {
     } finally {
       await late.stop();
     }
+  });
+
+  it('answers are what /openapi.json documents', async () => {
+    const openapi = (await adminA.get('/openapi.json')).json;
+    const conforms = (id: string, value: unknown) => expect(schemaProblems({ $ref: `#/components/schemas/${id}` }, value, openapi.components.schemas), id).toEqual([]);
+    conforms('UserWithKeys', (await adminA.get('/v1/users/acme/alice')).json);
+    for (const u of (await adminA.get('/v1/users')).json.users) conforms('User', u);
+    const groups = (await adminA.get('/v1/groups?tenant=acme')).json.groups;
+    expect(groups.map((g: { name: string; source: string }) => `${g.source}:${g.name}`)).toEqual(['config:readers', 'tenant:writers']);
+    for (const g of groups) conforms('Group', g);
+    for (const path of ['/v1/users', '/v1/users/{tenant}/{name}', '/v1/groups', '/v1/groups/{tenant}/{name}']) expect(openapi.paths[path], path).toBeDefined();
   });
 
   it('every change is audited with who made it', async () => {
