@@ -40,6 +40,7 @@ const VERIFY: Record<VerifyFailure, [ProblemCode, AuthOutcome, string]> = {
   invalid_key: ['invalid_key', 'invalid', 'the API key is not valid'],
   key_revoked: ['key_revoked', 'revoked', 'the API key has been revoked'],
   key_expired: ['key_expired', 'expired', 'the API key has expired'],
+  user_disabled: ['user_disabled', 'disabled', 'the user this API key acts as is disabled'],
   auth_unavailable: ['auth_unavailable', 'unavailable', 'the key store cannot be reached; try again shortly'],
 };
 

@@ -56,6 +56,7 @@ export interface WebSocketOptions extends StageParts {
 const CLOSES = {
   key_revoked: [CLOSE_POLICY_VIOLATION, 'the API key has been revoked'],
   key_expired: [CLOSE_POLICY_VIOLATION, 'the credential has expired'],
+  user_disabled: [CLOSE_POLICY_VIOLATION, 'the user this API key acts as is disabled'],
   invalid_key: [CLOSE_POLICY_VIOLATION, 'the API key is no longer valid'],
   auth_unavailable: [CLOSE_TRY_AGAIN_LATER, 'the key store cannot vouch for the key; reconnect shortly'],
   shutdown: [CLOSE_GOING_AWAY, 'keygate is shutting down'],

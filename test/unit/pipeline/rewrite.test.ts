@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { testDirectory } from '../../helpers/directory.ts';
 import type { IncomingMessage } from 'node:http';
 import { toIdentity } from '../../../src/auth/identity.ts';
 import { parseConfig } from '../../../src/config/load.ts';
@@ -46,7 +47,7 @@ function values(flat: string[], name: string): string[] {
 }
 
 describe('upstreamHeaders', () => {
-  const identity = toIdentity(record(), {});
+  const identity = toIdentity(record(), testDirectory({}));
 
   it('keeps ordinary headers in order, with their original case and duplicates', () => {
     const out = upstreamHeaders(req(['Host', 'gw', 'Accept', 'a/b', 'X-Custom', '1', 'x-custom', '2', 'Set-Cookie', 'c']), policy(), null, false);
@@ -91,7 +92,7 @@ describe('upstreamHeaders', () => {
   });
 
   it('omits identity headers whose value is empty', () => {
-    const bare = toIdentity(record({ permissions: [], user: null, client: null }), {});
+    const bare = toIdentity(record({ permissions: [], user: null, client: null }), testDirectory({}));
     const out = upstreamHeaders(req(['X-Auth-User', 'root', 'X-Auth-Client', 'cli', 'X-Auth-Permissions', '*']), policy(), bare, false);
     expect(values(out, 'x-auth-permissions')).toEqual([]);
     expect(values(out, 'x-auth-user')).toEqual([]);
