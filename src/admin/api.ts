@@ -70,7 +70,7 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
       /^\/v1\/keys$/,
       async (ctx) => {
         const q = parse(listKeysQuery, query(ctx), 'query');
-        const records = await service.list(ctx.caller, { tenant: q.tenant, includeRevoked: q.revoked === 'true', prefix: q.prefix });
+        const records = await service.list(ctx.caller, { tenant: q.tenant, includeRevoked: q.revoked === 'true', prefix: q.prefix, environment: q.environment });
         // One `now` for the whole answer: every status is keyState at the same instant.
         const now = Date.now();
         return { status: 200, body: { keys: records.map((r) => toPublic(r, now)) } };

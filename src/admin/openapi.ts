@@ -42,6 +42,7 @@ export function openApiDocument(): unknown {
             { name: 'tenant', in: 'query', schema: { type: 'string' } },
             { name: 'revoked', in: 'query', schema: { type: 'string', enum: ['true', 'false'] }, description: 'include revoked keys' },
             { name: 'prefix', in: 'query', schema: { type: 'string' }, description: 'display prefix to match' },
+            { name: 'environment', in: 'query', schema: { type: 'string', enum: ['live', 'sandbox'] }, description: 'only keys of this environment' },
           ],
           responses: { '200': { description: 'keys', content: { 'application/json': { schema: { type: 'object', properties: { keys: { type: 'array', items: ref('Key') } } } } } }, ...errors },
         },

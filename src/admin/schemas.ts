@@ -5,13 +5,14 @@
 import { CLIENT_PATTERN, USER_PATTERN } from '../keys/patterns.ts';
 import { z } from 'zod';
 import { EXPIRY_PRESETS } from '../keys/expiry.ts';
-import { TENANT_PATTERN } from '../keys/format.ts';
+import { ENVIRONMENTS, TENANT_PATTERN } from '../keys/format.ts';
 import { isoDate, publicKeyRecordSchema } from '../keys/record.ts';
 import { SECRET_ID_PATTERN, SECRET_ID_RULE } from '../secrets/secret-store.ts';
 import { MAX_SECRET_BYTES } from '../secrets/service.ts';
 import { SECRET_USAGE_KINDS } from '../secrets/usages.ts';
 
 const tenant = z.string().regex(TENANT_PATTERN, 'must match [a-z0-9][a-z0-9-]{0,62}');
+const environment = z.enum(ENVIRONMENTS, { error: 'must be "live" or "sandbox"' });
 const expires = z
   .string()
   .regex(/^(\d{1,4}d|never|\d{4}-\d{2}-\d{2}.*)$/, `must be one of ${EXPIRY_PRESETS.join(', ')}, <N>d or an ISO date`)
@@ -26,6 +27,7 @@ export const createKeyBody = z
     group: z.string().min(1).optional().describe('a permission group from the config (instead of permissions)'),
     user: z.string().regex(USER_PATTERN, 'must be 1-256 printable ASCII characters, without leading or trailing spaces').optional().describe('the user the key acts as'),
     client: z.string().regex(CLIENT_PATTERN, 'must be 1-64 printable ASCII characters, without leading or trailing spaces').optional().describe('e.g. "mcp": limits the routes the key may use'),
+    environment: environment.optional().describe("'live' (default) or 'sandbox': a sandbox key (kg_sandbox_<tenant>_…) reaches only routes' sandbox upstreams"),
     expires: expires.optional(),
   })
   .meta({ id: 'CreateKey' });
@@ -43,6 +45,7 @@ export const listKeysQuery = z.strictObject({
   tenant: tenant.optional(),
   revoked: z.enum(['true', 'false'], { error: 'must be "true" or "false"' }).optional(),
   prefix: z.string().max(100).optional().describe('only keys whose display prefix starts with this'),
+  environment: environment.optional().describe('only keys of this environment'),
 });
 
 export const auditQuery = z.strictObject({

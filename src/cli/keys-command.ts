@@ -6,6 +6,7 @@
  * are keyState's, the same the proxy acts on.
  */
 import { keyState } from '../keys/key-state.ts';
+import { ENVIRONMENTS, type Environment } from '../keys/format.ts';
 import { toPublic, type KeyRecord, type Role } from '../keys/record.ts';
 import { CLI_CALLER, orNullIfNotFound } from '../keys/service.ts';
 import { isKeygateError } from '../http/problem.ts';
@@ -14,8 +15,12 @@ import { configFrom, withKeyService, type Io } from './context.ts';
 
 const USAGE = `usage:
   keygate keys create --tenant T --name N [--role api-user|admin] [--permissions p1,p2]
-                      [--group G] [--user U] [--client C] [--expires 30d|90d|365d|never|<ISO date>] [--json]
-  keygate keys list [--tenant T] [--revoked] [--json]
+                      [--group G] [--user U] [--client C] [--expires 30d|90d|365d|never|<ISO date>]
+                      [--environment live|sandbox] [--json]
+  keygate keys list [--tenant T] [--environment live|sandbox] [--revoked] [--json]
+
+  --environment sandbox: a sandbox key (<prefix>_sandbox_<tenant>_…) reaches only routes'
+  sandbox upstreams (routes[].sandbox.upstream); live (the default) only their upstream.
   keygate keys revoke <key-id>
   keygate keys revoke --all --tenant T
   keygate keys rotate <key-id> --overlap 0|<N>s|<N>m|<N>h|<N>d [--expires 30d|…|never|<ISO date>] [--json]`;
@@ -26,19 +31,26 @@ function list(value: string | undefined): string[] {
   return value === undefined ? [] : value.split(',').map((p) => p.trim()).filter(Boolean);
 }
 
+/** `--environment`: live or sandbox (undefined when the flag is not given). */
+function environmentFlag(value: string | undefined): Environment | undefined {
+  if (value === undefined) return undefined;
+  if (!(ENVIRONMENTS as readonly string[]).includes(value)) throw usageError(`--environment must be "live" or "sandbox", got "${value}"`);
+  return value as Environment;
+}
+
 function date(ms: number | null): string {
   return ms === null ? '-' : new Date(ms).toISOString().slice(0, 16).replace('T', ' ');
 }
 
 function table(records: KeyRecord[], now: number): string {
-  const rows = [['ID', 'TENANT', 'NAME', 'PREFIX', 'ROLE', 'STATUS', 'CREATED', 'EXPIRES', 'LAST USED']];
+  const rows = [['ID', 'TENANT', 'NAME', 'PREFIX', 'ENV', 'ROLE', 'STATUS', 'CREATED', 'EXPIRES', 'LAST USED']];
   // keyState: what the proxy does with the key now (active, expired or revoked). A rotated
   // key still in its overlap shows when the overlap ends: it is refused from then on.
   const status = (r: KeyRecord) => {
     const state = keyState(r, now);
     return state === 'active' && r.revokesAt !== null ? `active until ${date(r.revokesAt)}` : state;
   };
-  for (const r of records) rows.push([r.id, r.tenant, r.name, r.prefix, r.role, status(r), date(r.createdAt), r.expiresAt === null ? 'never' : date(r.expiresAt), date(r.lastUsedAt)]);
+  for (const r of records) rows.push([r.id, r.tenant, r.name, r.prefix, r.environment, r.role, status(r), date(r.createdAt), r.expiresAt === null ? 'never' : date(r.expiresAt), date(r.lastUsedAt)]);
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
   return rows.map((row) => row.map((cell, i) => cell.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n');
 }
@@ -54,11 +66,13 @@ async function create(args: string[], io: Io): Promise<number> {
     user: { type: 'string' },
     client: { type: 'string' },
     expires: { type: 'string' },
+    environment: { type: 'string' },
   });
   const tenant = requireFlag(values, 'tenant');
   const name = requireFlag(values, 'name');
   if (values.role !== undefined && values.role !== 'api-user' && values.role !== 'admin') throw usageError(`--role must be "api-user" or "admin", got "${values.role}"`);
   if (values.permissions !== undefined && values.group !== undefined) throw usageError('--permissions and --group cannot be used together');
+  const environment = environmentFlag(values.environment);
   const config = configFrom(values.config, io);
   const created = await withKeyService(config, io, async (service) => {
     try {
@@ -70,6 +84,7 @@ async function create(args: string[], io: Io): Promise<number> {
         group: values.group ?? null,
         user: values.user ?? null,
         client: values.client ?? null,
+        environment: environment ?? 'live',
         expires: values.expires ?? 'never',
       });
     } catch (error) {
@@ -82,7 +97,8 @@ async function create(args: string[], io: Io): Promise<number> {
     io.out(JSON.stringify({ ...record, key: created.key }));
     return 0;
   }
-  showOnce(io, `Created ${record.id} for tenant "${record.tenant}" (${record.name}, role ${record.role}, expires ${record.expiresAt ?? 'never'}).`, created.key);
+  const where = record.environment === 'sandbox' ? ', sandbox: it reaches only sandbox upstreams' : '';
+  showOnce(io, `Created ${record.id} for tenant "${record.tenant}" (${record.name}, role ${record.role}, expires ${record.expiresAt ?? 'never'}${where}).`, created.key);
   return 0;
 }
 
@@ -92,9 +108,10 @@ function showOnce(io: Io, headline: string, key: string): void {
 }
 
 async function listKeys(args: string[], io: Io): Promise<number> {
-  const { values } = parseFlags(args, { ...common, tenant: { type: 'string' }, revoked: { type: 'boolean' } });
+  const { values } = parseFlags(args, { ...common, tenant: { type: 'string' }, revoked: { type: 'boolean' }, environment: { type: 'string' } });
+  const environment = environmentFlag(values.environment);
   const config = configFrom(values.config, io);
-  const records = await withKeyService(config, io, (service) => service.list(CLI_CALLER, { tenant: values.tenant, includeRevoked: values.revoked ?? false }));
+  const records = await withKeyService(config, io, (service) => service.list(CLI_CALLER, { tenant: values.tenant, includeRevoked: values.revoked ?? false, environment }));
   const now = Date.now();
   if (values.json) io.out(JSON.stringify(records.map((r) => toPublic(r, now))));
   else io.out(records.length ? table(records, now) : values.revoked ? 'No keys.' : 'No active keys (revoked keys are listed with --revoked).');

@@ -227,15 +227,17 @@ export class KeyService {
   /**
    * Newest first. A tenant-scoped caller sees its own tenant only, whatever it asks for.
    * Without `includeRevoked`, keys that keyState calls revoked are left out — including a
-   * rotated key past its `revokesAt` that no sweep has revoked in the store yet.
+   * rotated key past its `revokesAt` that no sweep has revoked in the store yet. With
+   * `environment`, only keys of that environment (records written before environments are live).
    */
-  async list(caller: Caller, query: { tenant?: string; includeRevoked?: boolean; prefix?: string }): Promise<KeyRecord[]> {
+  async list(caller: Caller, query: { tenant?: string; includeRevoked?: boolean; prefix?: string; environment?: Environment }): Promise<KeyRecord[]> {
     if (caller.tenant !== null && query.tenant !== undefined && query.tenant !== caller.tenant) return [];
     const includeRevoked = query.includeRevoked ?? false;
     const records = await this.#store.list({ tenant: caller.tenant ?? query.tenant, includeRevoked });
     const now = this.#now();
     const prefix = query.prefix?.replace(/…$/, '');
-    return records.filter((r) => (includeRevoked || keyState(r, now) !== 'revoked') && (!prefix || r.prefix.startsWith(prefix)));
+    const environment = query.environment;
+    return records.filter((r) => (includeRevoked || keyState(r, now) !== 'revoked') && (!prefix || r.prefix.startsWith(prefix)) && (environment === undefined || r.environment === environment));
   }
 
   /**

@@ -251,6 +251,36 @@ describe('one keygate', () => {
     expect(values(seen, 'x-api-key')).toEqual([]);
   });
 
+  it('admin API: environment in the create body and the list filter; bad values are 422 naming the field', async () => {
+    const admin = (await t.keys.create({ tenant: 'system', role: 'admin', name: 'root' })).key;
+    const call = async (method: string, path: string, body?: unknown) => {
+      const res = await fetch(`${t.adminUrl}${path}`, { method, headers: { 'x-api-key': admin, 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+      const text = await res.text();
+      return { status: res.status, headers: res.headers, text, json: JSON.parse(text) };
+    };
+    const created = await call('POST', '/v1/keys', { tenant: 'globex', name: 'try', environment: 'sandbox' });
+    expect(created.status, created.text).toBe(201);
+    expect(created.json).toMatchObject({ tenant: 'globex', environment: 'sandbox' });
+    expect(created.json.key).toMatch(/^kg_sandbox_globex_[0-9a-f]{64}$/);
+    const plain = await call('POST', '/v1/keys', { tenant: 'globex', name: 'prod' });
+    expect(plain.json.environment).toBe('live');
+    const bad = await call('POST', '/v1/keys', { tenant: 'globex', name: 'x', environment: 'staging' });
+    expectProblem(bad, 422, 'validation_failed');
+    expect(bad.json.detail).toContain('body.environment: must be "live" or "sandbox"');
+
+    const names = async (query: string) => ((await call('GET', `/v1/keys?tenant=globex${query}`)).json.keys as { name: string; environment: string }[]).map((k) => `${k.name}:${k.environment}`).sort();
+    expect(await names('')).toEqual(['prod:live', 'try:sandbox']);
+    expect(await names('&environment=sandbox')).toEqual(['try:sandbox']);
+    expect(await names('&environment=live')).toEqual(['prod:live']);
+    const badQuery = await call('GET', '/v1/keys?environment=Sandbox');
+    expectProblem(badQuery, 422, 'validation_failed');
+    expect(badQuery.json.detail).toContain('query.environment: must be "live" or "sandbox"');
+
+    const openapi = await (await fetch(`${t.adminUrl}/openapi.json`)).json();
+    expect(openapi.components.schemas.CreateKey.properties.environment.enum).toEqual(['live', 'sandbox']);
+    expect(openapi.components.schemas.Key.properties.environment.enum).toEqual(['live', 'sandbox']);
+  });
+
   it('the MCP SDK client reaches the sandbox MCP server with a sandbox key, the live one with a live key', async () => {
     const live = await startMcpUpstream('live-server');
     const sandbox = await startMcpUpstream('sandbox-server');
