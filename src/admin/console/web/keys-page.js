@@ -1,6 +1,7 @@
 /**
- * Settings → API keys: the list (filter by tenant, name or prefix, revoked ones on
- * request), and create, the one-time key dialog, rename, rotate, revoke and revoke-all.
+ * Settings → API keys: the list (filter by tenant, environment, name or prefix, revoked ones
+ * on request; each key's environment and the user it acts as), and create, the one-time key
+ * dialog, rename, rotate, revoke and revoke-all.
  * Every action is an admin API call; the page adds no rules of its own beyond not offering
  * what the API would refuse (admin keys outside the system tenant, other tenants).
  */
@@ -10,7 +11,12 @@ import { field, fromNow, h, replace, time, uid } from './dom.js';
 import { listRow, listTable, loadInto } from './list.js';
 import { oneTimeKeyDialog } from './one-time-key.js';
 
-/** @typedef {import('./api.js').KeyRecord} KeyRecord */
+/**
+ * A key as the admin API lists it, with the fields this page reads beyond api.js's KeyRecord:
+ * `environment` (live or sandbox, docs/sandbox.md) and `permissionsFrom` (`user`: the key
+ * takes its permissions from its user's group at each request).
+ * @typedef {import('./api.js').KeyRecord & { environment?: 'live' | 'sandbox', permissionsFrom?: 'key' | 'user' }} KeyRecord
+ */
 /** @typedef {import('./app.js').PageContext} PageContext */
 
 const DAY = 86_400_000;
@@ -44,8 +50,37 @@ function statusOf(key, now) {
 
 /** @param {KeyRecord} key */
 function accessOf(key) {
+  if (key.permissionsFrom === 'user') return `the permissions of ${key.user}’s group`;
   if (key.group !== null) return `group ${key.group}`;
   return key.permissions.length ? key.permissions.join(', ') : 'no permissions';
+}
+
+/** Keys written before environments existed are live. @param {KeyRecord} key @returns {'live' | 'sandbox'} */
+const environmentOf = (key) => key.environment ?? 'live';
+
+/**
+ * The environment badge: sandbox keys stand out (their own colour, dashed border, and the
+ * word itself — never colour alone), live keys carry a quiet one.
+ * @param {KeyRecord} key
+ */
+function environmentBadge(key) {
+  const sandbox = environmentOf(key) === 'sandbox';
+  return h(
+    'span',
+    { class: `badge env ${sandbox ? 'sandbox' : 'live'}`, title: sandbox ? 'Sandbox key: reaches only the sandbox upstream of routes that have one' : 'Live key: reaches the routes’ live upstreams' },
+    sandbox ? 'Sandbox' : 'Live',
+  );
+}
+
+/**
+ * Who the key acts as: the user's name, and a marker when the key takes its permissions
+ * from that user's group (record.permissionsFrom 'user').
+ * @param {KeyRecord} key
+ */
+function actsAs(key) {
+  if (key.user === null) return h('span', { class: 'muted' }, '—');
+  if (key.permissionsFrom !== 'user') return key.user;
+  return h('span', {}, key.user, h('span', { class: 'badge from-user', title: `Takes its permissions from the group of user ${key.user}, as it is at each request` }, 'user’s group'));
 }
 
 /** @param {KeyRecord} key @param {string} q lower-cased search text */
@@ -108,13 +143,15 @@ export function renderKeys(ctx) {
   const state = {
     tenant: platform ? (ctx.params.get('tenant') ?? '') : /** @type {string} */ (info.scope.tenant),
     revoked: ctx.params.get('revoked') === '1',
+    /** '' (every environment), 'live' or 'sandbox' */
+    environment: /^(live|sandbox)$/.test(ctx.params.get('env') ?? '') ? /** @type {string} */ (ctx.params.get('env')) : '',
     q: ctx.params.get('q') ?? '',
     /** @type {KeyRecord[]} */
     keys: [],
     /** @type {Map<string, import('./api.js').TenantSummary>} */
     tenants: new Map(),
   };
-  const remember = () => ctx.setParams({ tenant: platform ? state.tenant : undefined, revoked: state.revoked ? '1' : undefined, q: state.q || undefined });
+  const remember = () => ctx.setParams({ tenant: platform ? state.tenant : undefined, env: state.environment || undefined, revoked: state.revoked ? '1' : undefined, q: state.q || undefined });
 
   const title = h('h1', { id: 'keys-title', tabindex: '-1' }, 'API keys');
   const createButton = button('Create key', { kind: 'primary', onclick: () => createDialog() });
@@ -125,6 +162,14 @@ export function renderKeys(ctx) {
     remember();
     renderTable();
   });
+  const environmentSelect = h(
+    'select',
+    { name: 'environment', onchange: () => ((state.environment = environmentSelect.value), remember(), void load()) },
+    h('option', { value: '' }, 'All environments'),
+    h('option', { value: 'live' }, 'Live'),
+    h('option', { value: 'sandbox' }, 'Sandbox'),
+  );
+  environmentSelect.value = state.environment;
   const showRevoked = h('input', { type: 'checkbox', name: 'revoked', checked: state.revoked, onchange: () => ((state.revoked = showRevoked.checked), remember(), void load()) });
   const revokeAllButton = button('Revoke all…', { kind: 'danger', onclick: () => revokeAllDialog() });
   const syncRevokeAll = () => {
@@ -147,6 +192,7 @@ export function renderKeys(ctx) {
         'div',
         { class: 'toolbar', role: 'group', 'aria-label': 'Filter keys' },
         platform ? field('Tenant', tenantSelect) : h('p', { class: 'fixed-tenant' }, 'Tenant ', h('strong', {}, state.tenant)),
+        field('Environment', environmentSelect),
         field('Search by name or prefix', search),
         h('div', { class: 'field check' }, showRevoked, h('label', { for: (showRevoked.id = uid('f')) }, 'Show revoked')),
         h('div', { class: 'field push' }, revokeAllButton),
@@ -179,7 +225,7 @@ export function renderKeys(ctx) {
   function load() {
     return loadInto(tableHost, 'the keys', async () => {
       /** @type {{ keys: KeyRecord[] }} */
-      const { keys } = await request('GET', `/v1/keys${query({ tenant: platform ? state.tenant : undefined, revoked: state.revoked ? 'true' : undefined })}`);
+      const { keys } = await request('GET', `/v1/keys${query({ tenant: platform ? state.tenant : undefined, environment: state.environment || undefined, revoked: state.revoked ? 'true' : undefined })}`);
       state.keys = keys;
       renderTable();
     });
@@ -193,10 +239,11 @@ export function renderKeys(ctx) {
     const total = state.keys.length;
     replace(status, shown.length === total ? `${total} key${total === 1 ? '' : 's'}` : `${shown.length} of ${total} keys match “${state.q}”`);
     if (shown.length === 0) {
-      replace(tableHost, h('p', { class: 'empty' }, total === 0 ? (state.revoked ? 'No keys yet.' : 'No active keys. Create one, or tick “Show revoked”.') : 'No key matches the search.'));
+      const none = state.environment ? `No ${state.revoked ? '' : 'active '}${state.environment} keys.` : state.revoked ? 'No keys yet.' : 'No active keys. Create one, or tick “Show revoked”.';
+      replace(tableHost, h('p', { class: 'empty' }, total === 0 ? none : 'No key matches the search.'));
       return;
     }
-    const columns = ['Name', 'Key prefix', ...(allTenants ? ['Tenant'] : []), 'Role', 'Status', 'Created', 'Expires', 'Last used', 'Acts as', 'Client', 'Actions'];
+    const columns = ['Name', 'Key prefix', 'Environment', ...(allTenants ? ['Tenant'] : []), 'Role', 'Status', 'Created', 'Expires', 'Last used', 'Acts as', 'Client', 'Actions'];
     const rows = shown.map((key) => {
       const s = statusOf(key, now);
       const own = key.id === info.key.id;
@@ -204,13 +251,14 @@ export function renderKeys(ctx) {
       const cells = [
         ['Name', h('span', {}, h('span', { class: 'key-name' }, key.name), own ? h('span', { class: 'badge' }, 'you') : null, h('span', { class: 'sub' }, accessOf(key)))],
         ['Key prefix', h('code', {}, key.prefix)],
+        ['Environment', environmentBadge(key)],
         ...(allTenants ? /** @type {[string, Node | string][]} */ ([['Tenant', key.tenant]]) : []),
         ['Role', key.role],
         ['Status', h('span', { class: `status ${s.kind}`, title: s.title ?? null }, s.label)],
         ['Created', time(key.createdAt)],
         ['Expires', time(key.expiresAt, 'never')],
         ['Last used', time(key.lastUsedAt, 'never')],
-        ['Acts as', key.user ?? h('span', { class: 'muted' }, '—')],
+        ['Acts as', actsAs(key)],
         ['Client', key.client ?? h('span', { class: 'muted' }, '—')],
         ['Actions', actionsFor(key)],
       ];
@@ -270,6 +318,17 @@ export function renderKeys(ctx) {
     byList.addEventListener('change', syncAccess);
     byGroup.addEventListener('change', syncAccess);
     syncAccess();
+    const envLive = h('input', { type: 'radio', name: 'environment', value: 'live', checked: state.environment !== 'sandbox', id: uid('f') });
+    const envSandbox = h('input', { type: 'radio', name: 'environment', value: 'sandbox', checked: state.environment === 'sandbox', id: uid('f') });
+    const envHint = h('p', { class: 'hint', id: uid('hint') }, 'A sandbox key (kg_sandbox_…) reaches only the sandbox upstream of routes that have one; other routes refuse it.');
+    const environmentSet = h(
+      'fieldset',
+      { class: 'choices', 'aria-describedby': envHint.id },
+      h('legend', {}, 'Environment'),
+      h('div', { class: 'check' }, envLive, h('label', { for: envLive.id }, 'Live')),
+      h('div', { class: 'check' }, envSandbox, h('label', { for: envSandbox.id }, 'Sandbox: for testing, away from live upstreams')),
+      envHint,
+    );
     const user = h('input', { name: 'user', maxlength: '256', autocomplete: 'off' });
     const client = h('input', { name: 'client', maxlength: '64', autocomplete: 'off', placeholder: 'mcp' });
     const expiry = expiryPicker();
@@ -280,6 +339,7 @@ export function renderKeys(ctx) {
         platform ? datalist : null,
         field('Name', name, 'What the key is for, e.g. "ci-bot" or "claude-desktop".'),
         roleSet,
+        environmentSet,
         h(
           'fieldset',
           { class: 'choices' },
@@ -305,6 +365,7 @@ export function renderKeys(ctx) {
         else body.permissions = permissions.value.split(/[\s,]+/).filter(Boolean);
         if (user.value.trim()) body.user = user.value.trim();
         if (client.value.trim()) body.client = client.value.trim();
+        if (envSandbox.checked) body.environment = 'sandbox';
         dialog.busy(true);
         /** @type {import('./api.js').CreatedKey} */
         let created;
@@ -316,7 +377,8 @@ export function renderKeys(ctx) {
         }
         dialog.close();
         void refresh();
-        oneTimeKeyDialog({ key: created.key, title: 'Copy your new key', intro: `Key “${created.name}” (${created.role}) for tenant ${created.tenant} was created.` });
+        const sandbox = /** @type {KeyRecord} */ (created).environment === 'sandbox' ? ' It is a sandbox key: it reaches only sandbox upstreams.' : '';
+        oneTimeKeyDialog({ key: created.key, title: 'Copy your new key', intro: `Key “${created.name}” (${created.role}) for tenant ${created.tenant} was created.${sandbox}` });
       },
     });
   }
@@ -407,7 +469,7 @@ export function renderKeys(ctx) {
     const handle = openDialog({
       title: `Rotate ${key.name}`,
       body: [
-        h('p', {}, 'A new key is created with the same name, tenant, role, permissions, user and client. The old key keeps working during the overlap, so clients can switch over, and is then revoked.'),
+        h('p', {}, 'A new key is created with the same name, tenant, environment, role, permissions, user and client. The old key keeps working during the overlap, so clients can switch over, and is then revoked.'),
         field('Old key keeps working for', overlap),
         ...expiry.nodes,
         own ? h('p', { class: 'warning' }, 'This is the key you are signed in with: when it is revoked, you are signed out.') : null,
