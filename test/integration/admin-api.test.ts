@@ -283,7 +283,7 @@ describe('key attributes', () => {
     expect(res.headers.get('content-type')).toBe('application/json');
     expect(res.headers.get('cache-control')).toBe('no-store');
     expect(res.json).toMatchObject({ tenant: 'attrs', name: 'ci bot', role: 'api-user', user: 'alice', client: 'mcp', permissions: ['read', 'write'], group: null, status: 'active', revokedAt: null, lastUsedAt: null });
-    expect(parseKey(res.json.key, 'kg')).toEqual({ prefix: 'kg', tenant: 'attrs' });
+    expect(parseKey(res.json.key, 'kg')).toEqual({ prefix: 'kg', tenant: 'attrs', environment: 'live' });
     expect(res.json.prefix).toBe(`${res.json.key.slice(0, 'kg_attrs_'.length + 4)}…`);
     conforms('CreatedKey', res.json);
     const got = await admin.get(`/v1/keys/${res.json.id}`);

@@ -168,7 +168,7 @@ describe('the access log', () => {
   });
 
   it('holds no header, no body and no field beyond the documented ones', () => {
-    const allowed = new Set(['level', 'time', 'pid', 'log', 'msg', 'method', 'path', 'route', 'status', 'ms', 'outcome', 'code', 'keyId', 'tenant']);
+    const allowed = new Set(['level', 'time', 'pid', 'log', 'msg', 'method', 'path', 'route', 'status', 'ms', 'outcome', 'code', 'keyId', 'tenant', 'environment']);
     for (const line of accessLines(t.logs())) expect(Object.keys(line).filter((k) => !allowed.has(k))).toEqual([]);
   });
 
