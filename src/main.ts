@@ -1,11 +1,13 @@
 /**
- * keygate's entry point: `keygate serve|keys|secrets|config …`. Exit status: 0 success,
+ * keygate's entry point: `keygate serve|keys|users|groups|secrets|config …`. Exit status: 0 success,
  * 1 runtime failure, 2 bad usage or invalid config.
  */
 import { exitStatus, wantsHelp } from './cli/args.ts';
 import type { Io } from './cli/context.ts';
 import { keysCommand } from './cli/keys-command.ts';
 import { secretsCommand } from './cli/secrets-command.ts';
+import { usersCommand } from './cli/users-command.ts';
+import { groupsCommand } from './cli/groups-command.ts';
 import { configCommand } from './cli/config-command.ts';
 import { serveCommand } from './cli/serve-command.ts';
 
@@ -14,6 +16,10 @@ const USAGE = `usage: keygate <command>
   serve [--config FILE]          run the gateway
   keys create|list|revoke|rotate …
                                  manage API keys (keygate keys --help)
+  users list|create|show|update|disable|enable …
+                                 manage a tenant's users (keygate users --help)
+  groups list|create|update|delete …
+                                 manage tenants' permission groups (keygate groups --help)
   secrets add|list|rename|remove|usages|rewrap …
                                  manage upstream secrets (keygate secrets --help)
   config check [--config FILE]   validate the configuration
@@ -33,6 +39,10 @@ export async function run(argv: string[], io: Io): Promise<number> {
         return await serveCommand(rest, io);
       case 'keys':
         return await keysCommand(rest, io);
+      case 'users':
+        return await usersCommand(rest, io);
+      case 'groups':
+        return await groupsCommand(rest, io);
       case 'secrets':
         return await secretsCommand(rest, io);
       case 'config':

@@ -4,6 +4,7 @@ import { loadConfig, resolveConfigPath } from '../config/load.ts';
 import { createKeyHasher } from '../keys/hash.ts';
 import { loadPepper } from '../keys/pepper.ts';
 import { KeyService } from '../keys/service.ts';
+import { UserService } from '../users/service.ts';
 import { EventSink } from '../events/event-sink.ts';
 import { openStore, type Store } from '../store/open.ts';
 import { loadKeyring } from '../secrets/crypto.ts';
@@ -30,6 +31,21 @@ export async function withKeyService<T>(config: Config, io: Io, run: (service: K
   const store = await openStore(config);
   try {
     return await run(new KeyService(store, createKeyHasher(pepper), config, new EventSink(store, null, null)), store);
+  } finally {
+    await store.close();
+  }
+}
+
+/**
+ * The same for users and tenant permission groups (users/service.ts): the store's users and
+ * groups are read fresh for each command, and a change reaches running servers through the
+ * store's feed.
+ */
+export async function withUserService<T>(config: Config, io: Io, run: (service: UserService) => Promise<T>): Promise<T> {
+  loadKeyring(io.env);
+  const store = await openStore(config);
+  try {
+    return await run(new UserService(store, config, new EventSink(store, null, null)));
   } finally {
     await store.close();
   }
