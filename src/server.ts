@@ -12,6 +12,8 @@ import { adminAccess, createAdminServer } from './admin/server.ts';
 import { AccessTokens } from './auth/access-token.ts';
 import { Directory } from './users/directory.ts';
 import { UserService } from './users/service.ts';
+import { limitStage } from './limits/stage.ts';
+import { embeddedLimiter } from './cluster/limits-ipc.ts';
 import { Verifier } from './auth/verify.ts';
 import { FailureLimiter } from './auth/failure-limiter.ts';
 import { Door } from './auth/admit.ts';
@@ -89,7 +91,8 @@ export interface StartOptions {
 }
 
 /** One warning per 5 s with a count, not one per request, while the store is failing. */
-function storeErrorLog(logger: Logger): (error: unknown) => void {
+/** A warning at most every 5 s for a failure that may repeat on every request, with how many were not logged. */
+function throttledWarning(logger: Logger, message: string): (error: unknown) => void {
   let last = 0;
   let suppressed = 0;
   return (error) => {
@@ -98,11 +101,14 @@ function storeErrorLog(logger: Logger): (error: unknown) => void {
       suppressed++;
       return;
     }
-    logger.warn({ err: { message: (error as Error).message }, failuresSinceLast: suppressed }, 'key store lookup failed');
+    logger.warn({ err: { message: (error as Error).message }, failuresSinceLast: suppressed }, message);
     last = now;
     suppressed = 0;
   };
 }
+
+const storeErrorLog = (logger: Logger) => throttledWarning(logger, 'key store lookup failed');
+const limitErrorLog = (logger: Logger) => throttledWarning(logger, "rate-limit decision failed; the route's onStoreError applies");
 
 async function listen(server: Server, host: string, port: number): Promise<number> {
   // Workers each bind their own socket (SO_REUSEPORT) and the kernel spreads connections:
@@ -177,7 +183,14 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   // The route table and header policy in force, replaced as one by a reload.
   const current = new Current({ router: new Router(config.routes, upstreams.poolFor, accessTokens), headers: createHeaderPolicy(config) });
   // What every transport's pipeline is made of (pipeline/stages.ts).
-  const parts: StageParts = { current, door, lastUsed, secrets: vault, signer };
+  // Rate limits: Redis decides for every instance; the embedded store in this machine's memory.
+  const limit = limitStage({
+    limiter: store.limiter ?? embeddedLimiter(),
+    current,
+    metrics,
+    onStoreError: limitErrorLog(logger),
+  });
+  const parts: StageParts = { current, door, lastUsed, secrets: vault, signer, limit };
   const gateway = new Gateway({ ...parts, webhooks, live: liveExchanges, hooks: requestMetrics, accessLog, logger });
   const websockets = new WebSockets({ ...parts, verifier, live: liveExchanges, logger, accessLog, hooks: requestMetrics });
   // Set in the same synchronous stretch as the subscription above resolved, so no event is

@@ -82,7 +82,10 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
       /^\/v1\/keys\/([^/]+)$/,
       async (ctx) => {
         const body = parse(renameKeyBody, await readJson(ctx.req), 'body');
-        return { status: 200, body: toPublic(await service.rename(ctx.caller, ctx.params[0]!, body.name)) };
+        if (body.name === undefined && body.rateLimits === undefined) throw invalidField('body', 'give name and/or rateLimits');
+        let record = body.name === undefined ? null : await service.rename(ctx.caller, ctx.params[0]!, body.name);
+        if (body.rateLimits !== undefined) record = await service.setRateLimits(ctx.caller, ctx.params[0]!, body.rateLimits);
+        return { status: 200, body: toPublic(record!) };
       },
     ],
     ['POST', /^\/v1\/keys\/([^/]+)\/revoke$/, async (ctx) => ({ status: 200, body: toPublic((await service.revoke(ctx.caller, ctx.params[0]!)).record) })],

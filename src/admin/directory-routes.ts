@@ -7,9 +7,11 @@ import { readJson } from '../http/json.ts';
 import { invalidField } from '../http/problem.ts';
 import { toPublic } from '../keys/record.ts';
 import type { Caller } from '../keys/service.ts';
-import { toPublicGroup, toPublicUser } from '../users/records.ts';
+import { toPublicGroup, toPublicUser, type TenantRecord } from '../users/records.ts';
+
+const toPublicTenantLimits = (t: TenantRecord) => ({ tenant: t.tenant, rateLimits: t.rateLimits, updatedAt: t.updatedAt === 0 ? null : new Date(t.updatedAt).toISOString() });
 import type { UserService } from '../users/service.ts';
-import { createGroupBody, createUserBody, listGroupsQuery, listUsersQuery, updateGroupBody, updateUserBody } from './directory-schemas.ts';
+import { createGroupBody, createUserBody, listGroupsQuery, listUsersQuery, tenantLimitsBody, updateGroupBody, updateUserBody } from './directory-schemas.ts';
 import { parse, query, type AdminRoute } from './routes.ts';
 
 /** The tenant a create is for: the body's, else the caller's own; a platform admin must name one. */
@@ -78,6 +80,19 @@ export function directoryRoutes(users: UserService): AdminRoute[] {
       async (ctx) => {
         const body = parse(updateGroupBody, await readJson(ctx.req), 'body');
         return { status: 200, body: toPublicGroup(await users.updateGroup(ctx.caller, ctx.params[0]!, ctx.params[1]!, body)) };
+      },
+    ],
+    [
+      'GET',
+      /^\/v1\/tenants\/([^/]+)\/limits$/,
+      async (ctx) => ({ status: 200, body: toPublicTenantLimits(await users.tenantLimits(ctx.caller, ctx.params[0]!)) }),
+    ],
+    [
+      'PUT',
+      /^\/v1\/tenants\/([^/]+)\/limits$/,
+      async (ctx) => {
+        const body = parse(tenantLimitsBody, await readJson(ctx.req), 'body');
+        return { status: 200, body: toPublicTenantLimits(await users.setTenantLimits(ctx.caller, ctx.params[0]!, body.rateLimits)) };
       },
     ],
     ['DELETE', /^\/v1\/groups\/([^/]+)\/([^/]+)$/, async (ctx) => ({ status: 200, body: { ...toPublicGroup(await users.deleteGroup(ctx.caller, ctx.params[0]!, ctx.params[1]!)), deleted: true } })],

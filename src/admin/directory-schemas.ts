@@ -45,14 +45,20 @@ export const userRecord = z
 
 export const userWithKeys = userRecord.extend({ keys: z.array(publicKeyRecordSchema).describe('keys whose user is this name: those with permissionsFrom "user" act as it') }).meta({ id: 'UserWithKeys' });
 
-export const createGroupBody = z.strictObject({ tenant: tenant.optional().describe("defaults to the caller's own"), name: groupName, permissions }).meta({ id: 'CreateGroup' });
-export const updateGroupBody = z.strictObject({ permissions }).meta({ id: 'UpdateGroup' });
+const rateLimits = z.array(z.string()).max(10, 'at most 10 rate limits').describe('e.g. ["20/s", "50000/1d"]: <count>/<period>, units ms, s, m, h, d');
+
+export const createGroupBody = z
+  .strictObject({ tenant: tenant.optional().describe("defaults to the caller's own"), name: groupName, permissions, rateLimits: rateLimits.optional().describe('rate limits of each key of the group, on every route') })
+  .meta({ id: 'CreateGroup' });
+export const updateGroupBody = z.strictObject({ permissions: permissions.optional(), rateLimits: rateLimits.optional() }).meta({ id: 'UpdateGroup' });
+export const tenantLimitsBody = z.strictObject({ rateLimits: rateLimits.describe("the tenant's limits, all its keys together, on every route") }).meta({ id: 'TenantLimits' });
 
 export const groupRecord = z
   .object({
     tenant: z.string().nullable().describe('null for a group of the configuration (permissionGroups), which every tenant sees'),
     name: z.string(),
     permissions: z.array(z.string()),
+    rateLimits: z.array(z.string()),
     source: z.enum(['config', 'tenant']),
     createdAt: isoDate.nullable(),
     updatedAt: isoDate.nullable(),

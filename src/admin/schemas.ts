@@ -18,6 +18,9 @@ const expires = z
   .regex(/^(\d{1,4}d|never|\d{4}-\d{2}-\d{2}.*)$/, `must be one of ${EXPIRY_PRESETS.join(', ')}, <N>d or an ISO date`)
   .describe('30d, 60d, 90d, 180d, 365d, never, or an ISO 8601 date');
 
+/** Rate limits as text (limits/rate.ts); checked by KeyService (422 naming the entry). */
+export const rateLimitsField = z.array(z.string()).max(10, 'at most 10 rate limits').describe('e.g. ["20/s", "50000/1d"]: <count>/<period>, units ms, s, m, h, d');
+
 export const createKeyBody = z
   .strictObject({
     tenant: tenant.optional().describe("the key's tenant; defaults to the caller's own"),
@@ -28,11 +31,17 @@ export const createKeyBody = z
     user: z.string().regex(USER_PATTERN, 'must be 1-256 printable ASCII characters, without leading or trailing spaces').optional().describe('the user the key acts as'),
     client: z.string().regex(CLIENT_PATTERN, 'must be 1-64 printable ASCII characters, without leading or trailing spaces').optional().describe('e.g. "mcp": limits the routes the key may use'),
     environment: environment.optional().describe("'live' (default) or 'sandbox': a sandbox key (kg_sandbox_<tenant>_…) reaches only routes' sandbox upstreams"),
+    rateLimits: rateLimitsField.optional().describe("the key's own rate limits on every route (besides its group's, its tenant's and the route's)"),
     expires: expires.optional(),
   })
   .meta({ id: 'CreateKey' });
 
-export const renameKeyBody = z.strictObject({ name: z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters') }).meta({ id: 'RenameKey' });
+export const renameKeyBody = z
+  .strictObject({
+    name: z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters').optional(),
+    rateLimits: rateLimitsField.optional().describe("the key's own rate limits on every route; pushed to every instance. A tenant admin may add limits but not remove them"),
+  })
+  .meta({ id: 'RenameKey' });
 
 export const rotateKeyBody = z
   .strictObject({

@@ -225,6 +225,7 @@ export function tokenIdentity(issuer: Issuer, payload: JWTPayload): Identity | C
     // Tokens come from an authorization server for the live service; sandbox access is by sandbox key.
     environment: 'live',
     client,
+    rateLimits: [],
     status: 'active',
     prefix: '',
     createdAt: typeof payload.iat === 'number' ? payload.iat * 1000 : 0,

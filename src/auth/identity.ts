@@ -4,6 +4,7 @@
  */
 import type { KeyRecord } from '../keys/record.ts';
 import { USER_DISABLED, type Directory } from '../users/directory.ts';
+import { identityBuckets, type ScopedBucket } from '../limits/buckets.ts';
 
 export type { PermissionGroups } from '../users/directory.ts';
 
@@ -20,6 +21,8 @@ export interface Identity {
   readonly issuer?: string;
   /** The key acts as a user who is disabled (or unknown): refused as user_disabled, whatever its status. */
   readonly userDisabled?: true;
+  /** The rate-limit buckets of the key itself, its group and its tenant (limits/buckets.ts); null: none. */
+  readonly limits?: readonly ScopedBucket[] | null;
 }
 
 const NO_PERMISSIONS: readonly string[] = Object.freeze([]);
@@ -31,10 +34,14 @@ const NO_PERMISSIONS: readonly string[] = Object.freeze([]);
 export function toIdentity(record: KeyRecord, directory: Directory): Identity {
   const permissions = directory.resolve(record);
   if (permissions === USER_DISABLED) return { record, permissions: NO_PERMISSIONS, permissionSet: new Set(), permissionsHeader: '', userDisabled: true };
-  return { record, permissions, permissionSet: new Set(permissions), permissionsHeader: permissions.join(',') };
+  return { record, permissions, permissionSet: new Set(permissions), permissionsHeader: permissions.join(','), limits: identityBuckets(record, directory.limitsOf(record)) };
 }
 
 /** Whether two identities of one record grant the same (a directory change that left a key as it was need not re-check its exchanges). */
 export function sameGrant(a: Identity, b: Identity): boolean {
-  return a.userDisabled === b.userDisabled && a.permissionsHeader === b.permissionsHeader;
+  return a.userDisabled === b.userDisabled && a.permissionsHeader === b.permissionsHeader && limitIds(a) === limitIds(b);
+}
+
+function limitIds(identity: Identity): string {
+  return identity.limits?.map((b) => b.id).join(' ') ?? '';
 }

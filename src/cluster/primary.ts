@@ -8,6 +8,7 @@ import { availableParallelism } from 'node:os';
 import type { Logger } from '../observability/logger.ts';
 import { relayKnownKeys } from './known-keys-ipc.ts';
 import { serveClusterMetrics } from './metrics-ipc.ts';
+import { serveClusterLimits } from './limits-ipc.ts';
 
 export function workerCount(setting: 'auto' | number): number {
   return setting === 'auto' ? availableParallelism() : setting;
@@ -23,6 +24,8 @@ export interface PrimaryOptions {
 export function runPrimary({ workers, graceMs, logger }: PrimaryOptions): Promise<number> {
   serveClusterMetrics();
   relayKnownKeys();
+  // The embedded store's rate limits, shared by the workers (workers on Redis never ask).
+  serveClusterLimits();
   let stopping = false;
   const crashes: number[] = [];
   const fork = (): Worker => cluster.fork();

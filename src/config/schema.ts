@@ -12,6 +12,7 @@ import { consoleSchema } from './console.ts';
 import { SECRET_ID_PATTERN, SECRET_ID_RULE } from '../secrets/secret-store.ts';
 import { webhookRouteIssues, webhookSchema } from './webhooks.ts';
 import { limitsSchema } from './limits.ts';
+import { routeLimitsSchema } from './rate-limits.ts';
 import { leakReportsSchema } from './leak-reports.ts';
 
 const port = z.number({ error: 'must be a port number' }).int('must be a whole number').min(0, 'must be 0-65535').max(65535, 'must be 0-65535');
@@ -122,6 +123,8 @@ const route = z.strictObject({
   signedIdentity: signedIdentitySchema.optional(),
   mcp: mcpSchema.optional(),
   cors: corsSchema.optional(),
+  /** Rate limits on this route (config/rate-limits.ts); keys, groups and tenants may have their own besides. */
+  limits: routeLimitsSchema.optional(),
   maxBodyBytes: z.number().int().nonnegative('must be 0 or more').default(10 * 1024 * 1024),
   timeouts: timeouts.prefault({}),
 });

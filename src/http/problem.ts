@@ -43,6 +43,8 @@ export const PROBLEMS = {
   internal_error: { status: 500, title: 'Internal error' },
   upstream_unavailable: { status: 502, title: 'Upstream unavailable' },
   auth_unavailable: { status: 503, title: 'Authentication unavailable' },
+  // A rate-limited route with onStoreError: closed, while the store that decides cannot be reached.
+  limit_unavailable: { status: 503, title: 'Rate limit unavailable' },
   upstream_timeout: { status: 504, title: 'Upstream timeout' },
 } as const;
 

@@ -43,6 +43,11 @@ export const keyRecordSchema = z.object({
   environment: z.enum(['live', 'sandbox']).catch('live').describe("'live' keys reach a route's upstream; 'sandbox' keys only its sandbox upstream"),
   client: z.string().nullable(),
   /**
+   * Rate limits of this key on every route (`20/s`, `50000/1d`: limits/rate.ts), besides its
+   * group's, its tenant's and the route's. Records written before limits existed have none.
+   */
+  rateLimits: z.array(z.string()).describe('rate limits of this key on every route, e.g. ["20/s", "50000/1d"]'),
+  /**
    * What the store holds. Whether the key works now is keyState (key-state.ts): a stored
    * `active` key may be expired, or past its rotation's `revokesAt`. Anything but a readable
    * `active` is revoked: fail closed.

@@ -4,6 +4,7 @@
  * Returns the full key only from `create` and `rotate`; nothing else ever sees it.
  */
 import { Directory } from '../users/directory.ts';
+import { isRate, parseRate } from '../limits/rate.ts';
 import type { DirectoryStore } from '../store/directory-store.ts';
 import type { Config } from '../config/schema.ts';
 import type { EventSink } from '../events/event-sink.ts';
@@ -19,6 +20,18 @@ import type { KeyRecord, Role } from './record.ts';
 import { invalidField, isKeygateError, KeygateError } from '../http/problem.ts';
 
 export const MANAGE_PERMISSION = 'keys:manage';
+
+/** Rate limits as given (admin API, CLI, console): each must parse; duplicates are dropped. 422 naming the field otherwise. */
+export function checkRates(rates: readonly string[], field: string): string[] {
+  if (rates.length > 10) throw invalidField(field, 'at most 10 rate limits');
+  const out: string[] = [];
+  for (const text of rates) {
+    const rate = parseRate(text);
+    if (!isRate(rate)) throw invalidField(field, `"${String(text)}": ${rate}`);
+    if (!out.includes(rate.text)) out.push(rate.text);
+  }
+  return out;
+}
 export const MAX_OVERLAP_SECONDS = 30 * 86_400;
 
 /**
@@ -65,6 +78,8 @@ export interface CreateKeyInput {
   group?: string | null;
   user?: string | null;
   client?: string | null;
+  /** Rate limits of the key on every route (limits/rate.ts), e.g. `["20/s", "50000/1d"]`. */
+  rateLimits?: string[];
   /** Default `live`; a `sandbox` key reaches only routes' sandbox upstreams. */
   environment?: Environment;
   /** `30d`…`365d`, `never`, or an ISO date; default `never`. */
@@ -200,6 +215,7 @@ export class KeyService {
         permissionsFrom,
         environment: input.environment ?? 'live',
         client: input.client || null,
+        rateLimits: checkRates(input.rateLimits ?? [], 'rateLimits'),
         expiresAt,
       },
       now,
@@ -208,7 +224,7 @@ export class KeyService {
     return created;
   }
 
-  async #insert(attributes: Pick<KeyRecord, 'tenant' | 'name' | 'role' | 'permissions' | 'group' | 'user' | 'permissionsFrom' | 'environment' | 'client' | 'expiresAt'>, now: number): Promise<CreatedKey> {
+  async #insert(attributes: Pick<KeyRecord, 'tenant' | 'name' | 'role' | 'permissions' | 'group' | 'user' | 'permissionsFrom' | 'environment' | 'client' | 'rateLimits' | 'expiresAt'>, now: number): Promise<CreatedKey> {
     const key = generateKey(this.#config.keys.prefix, attributes.tenant, attributes.environment);
     const record: KeyRecord = {
       id: newKeyId(),
@@ -268,6 +284,22 @@ export class KeyService {
     if (trimmed === '' || trimmed.length > 128) throw invalidField('name', 'must be 1-128 characters');
     const after = this.#visible(caller, await this.#store.rename(id, trimmed));
     await this.#events?.key('key.rename', caller.actor, after, { from: before.name });
+    return after;
+  }
+
+  /**
+   * Replaces the key's own rate limits, on every instance within the revocation lag (the
+   * record change is pushed). A tenant-scoped caller may add or keep limits, not remove one:
+   * that would give the key more than it had.
+   */
+  async setRateLimits(caller: Caller, id: string, rates: readonly string[]): Promise<KeyRecord> {
+    const before = this.#visible(caller, await this.#store.get(id));
+    KeyService.#adminKeyRule(caller, before, 'change');
+    const rateLimits = checkRates(rates, 'rateLimits');
+    if (caller.tenant !== null && before.rateLimits.some((r) => !rateLimits.includes(r))) throw new KeygateError('forbidden', "only a platform admin may remove a key's rate limits");
+    if (rateLimits.join(',') === before.rateLimits.join(',')) return before;
+    const after = this.#visible(caller, await this.#store.setRateLimits(id, rateLimits));
+    await this.#events?.key('key.limits', caller.actor, after, { rateLimitsFrom: before.rateLimits.join(','), rateLimitsTo: rateLimits.join(',') });
     return after;
   }
 
@@ -339,8 +371,8 @@ export class KeyService {
         throw invalidField('expires', (error as Error).message);
       }
     }
-    const { tenant, name, role, permissions, group, user, permissionsFrom, environment, client } = old;
-    const created = await this.#insert({ tenant, name, role, permissions, group, user, permissionsFrom, environment, client, expiresAt }, now);
+    const { tenant, name, role, permissions, group, user, permissionsFrom, environment, client, rateLimits } = old;
+    const created = await this.#insert({ tenant, name, role, permissions, group, user, permissionsFrom, environment, client, rateLimits, expiresAt }, now);
     const previous =
       (overlapSeconds === 0 ? await this.#store.revoke(old.id, now) : await this.#store.scheduleRevocation(old.id, now + overlapSeconds * 1000)) ?? old;
     await this.#events?.key('key.rotate', caller.actor, previous, { successor: created.record.id, overlapSeconds });

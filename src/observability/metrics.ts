@@ -40,6 +40,8 @@ export interface KeygateMetrics {
   readonly revocationsReceived: Counter;
   /** Connections and requests the proxy listener refused before they reached the gateway (transports/listener-limits.ts). */
   readonly listenerRejections: Counter<'reason'>;
+  readonly rateLimited: Counter<'route' | 'scope'>;
+  readonly limitStoreErrors: Counter<'route' | 'policy'>;
 }
 
 export interface MetricsOptions {
@@ -137,6 +139,18 @@ export function createMetrics(options: MetricsOptions = {}, cache: () => CacheSt
     revocationsReceived: new Counter({
       name: 'keygate_revocations_received_total',
       help: 'Revocation events (one per revoke or revoke-all) this instance applied to its key cache.',
+      registers: [registry],
+    }),
+    rateLimited: new Counter({
+      name: 'keygate_rate_limited_total',
+      help: 'Requests refused by a rate limit (429 rate_limited), by route and by the scope of the limit that refused: key (its own or its group\'s), tenant, route.',
+      labelNames: ['route', 'scope'],
+      registers: [registry],
+    }),
+    limitStoreErrors: new Counter({
+      name: 'keygate_limit_store_errors_total',
+      help: "Rate-limit decisions the store could not make (Redis unreachable), by what the route's onStoreError did: open (decided by this instance alone) or closed (503).",
+      labelNames: ['route', 'policy'],
       registers: [registry],
     }),
     listenerRejections: new Counter({

@@ -57,6 +57,8 @@ export class HttpExchange extends Exchange {
   delivery: VerifiedDelivery | null = null;
   /** A route with `cors`: keygate's CORS headers are the only ones (forward.ts drops the upstream's). */
   cors = false;
+  /** keygate set RateLimit fields (limits/stage.ts): the upstream's own are dropped (forward.ts). */
+  rateLimitFields = false;
   /** performance.now() when the upstream request was dispatched, and when its headers came (0: not yet). */
   upstreamStart = 0;
   upstreamHeadersAt = 0;

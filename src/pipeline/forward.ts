@@ -178,11 +178,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler, LiveExchange {
     let hasCacheControl = false;
     let hasAccel = false;
     const cors = this.#exchange.cors;
+    const limited = this.#exchange.rateLimitFields;
     for (const name in headers) {
       const value = headers[name];
       if (value === undefined || RESPONSE_HOP_BY_HOP.has(name)) continue;
       // keygate's CORS policy (set on res by cors.ts) is the route's only one.
       if (cors && name.startsWith('access-control-')) continue;
+      // …and so are its RateLimit fields (set on res by limits/stage.ts) where it counted the request.
+      if (limited && (name === 'ratelimit' || name === 'ratelimit-policy')) continue;
       if (listed !== '' && listed.includes(name) && listed.split(',').some((t) => t.trim() === name)) continue;
       if (name === 'content-type' && typeof value === 'string' && value.startsWith('text/event-stream')) eventStream = true;
       else if (name === 'cache-control') hasCacheControl = true;

@@ -3,9 +3,9 @@
  * goes through (README, "How a request is handled", lists the same names in the same order):
  *
  *   HTTP:      method → target → metadata → match → origin → body limit → credential → admit
- *              → webhook signature → secret → rewrite → forward
+ *              → limit → webhook signature → secret → rewrite → forward
  *   WebSocket:          target+match (once, in shouldUpgrade) → origin → credential → admit
- *              → secret → rewrite → connect
+ *              → limit → secret → rewrite → connect
  *
  * Stages marked by `applies` (origin, body limit, credential, admit, webhook signature,
  * secret) are left out of the routes they have nothing to do on, once per route.
@@ -37,7 +37,11 @@ export interface StageParts {
   secrets: SecretSource | null;
   /** Signs the caller's identity on routes with `signedIdentity` (auth/identity-signer.ts). */
   signer: IdentitySigner | null;
+  /** Rate limits (limits/stage.ts); null: none are counted. */
+  limit: Stage<Exchange> | null;
 }
+
+const limitOf = <E extends Exchange>(parts: StageParts): Stage<E>[] => (parts.limit === null ? [] : [parts.limit as Stage<E>]);
 
 export type StageLists<E extends Exchange> = [front: Stage<E>[], route: Stage<E>[]];
 
@@ -50,6 +54,7 @@ export function httpStages(parts: StageParts, webhooks: WebhookVerifier | null, 
       bodyLimitStage,
       credentialStage,
       admitStage(parts.door, current, parts.lastUsed),
+      ...limitOf<HttpExchange>(parts),
       webhookStage(webhooks),
       secretStage(parts.secrets),
       rewriteStage(current, parts.signer),
@@ -63,6 +68,6 @@ export function upgradeStages<E extends Exchange>(parts: StageParts, connect: St
   const { current } = parts;
   return [
     [upgradeStage(current)],
-    [upgradeOriginStage, credentialStage, admitStage(parts.door, current, parts.lastUsed), secretStage(parts.secrets), rewriteStage(current, parts.signer), connect],
+    [upgradeOriginStage, credentialStage, admitStage(parts.door, current, parts.lastUsed), ...limitOf<E>(parts), secretStage(parts.secrets), rewriteStage(current, parts.signer), connect],
   ];
 }

@@ -60,6 +60,9 @@ export abstract class ComposedStore implements KeyStore, LifecycleStore, SecretS
   rename(id: string, name: string): Promise<KeyRecord | null> {
     return this.#parts.lifecycle.rename(id, name);
   }
+  setRateLimits(id: string, rateLimits: readonly string[]): Promise<KeyRecord | null> {
+    return this.#parts.lifecycle.setRateLimits(id, rateLimits);
+  }
   touch(lastUsed: ReadonlyMap<string, number>): Promise<void> {
     return this.#parts.lifecycle.touch(lastUsed);
   }

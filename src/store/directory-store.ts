@@ -4,17 +4,20 @@
  * (StoreFeed.directory), so a changed group or a disabled user reaches every instance within
  * the revocation lag; the writing process applies it at once.
  */
-import type { DirectoryChange, DirectoryKind, GroupRecord, UserRecord } from '../users/records.ts';
+import type { DirectoryChange, DirectoryKind, GroupRecord, TenantRecord, UserRecord } from '../users/records.ts';
 
 export interface DirectorySnapshot {
   users: UserRecord[];
   groups: GroupRecord[];
+  /** Tenants' own settings (rate limits); a tenant without any has none. */
+  tenants?: TenantRecord[];
 }
 
 /** `create`: only if absent; `update`: only if present; `delete`: remove if present. */
 export type DirectoryWrite =
   | { mode: 'create' | 'update'; kind: 'user'; value: UserRecord }
   | { mode: 'create' | 'update'; kind: 'group'; value: GroupRecord }
+  | { mode: 'create' | 'update'; kind: 'tenant'; value: TenantRecord }
   | { mode: 'delete'; kind: DirectoryKind; tenant: string; name: string };
 
 export interface DirectoryStore {

@@ -25,7 +25,9 @@ export type AuditAction =
   | 'user.update'
   | 'group.create'
   | 'group.update'
-  | 'group.delete';
+  | 'group.delete'
+  | 'tenant.limits'
+  | 'key.limits';
 
 /** Never a key, a hash or a secret value: ids, names and display prefixes only. */
 export interface AuditEntry {
@@ -57,6 +59,8 @@ export type ReminderStage = '30d' | '7d' | 'today' | 'expired';
 
 export interface LifecycleStore {
   rename(id: string, name: string): Promise<KeyRecord | null>;
+  /** Replaces a key's own rate limits; every instance reads the record again (a pushed change). */
+  setRateLimits(id: string, rateLimits: readonly string[]): Promise<KeyRecord | null>;
   /** Sets lastUsedAt where the given time is newer; one write per key per flush. */
   touch(lastUsed: ReadonlyMap<string, number>): Promise<void>;
   appendAudit(entry: AuditEntry): Promise<void>;

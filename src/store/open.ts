@@ -8,8 +8,12 @@ import type { SecretStore } from '../secrets/secret-store.ts';
 import type { ReplayStore } from './replay-store.ts';
 import type { SessionStore } from './session-store.ts';
 import type { DirectoryStore } from './directory-store.ts';
+import type { LimitStore } from './limit-store.ts';
 
-export type Store = KeyStore & LifecycleStore & SecretStore & SessionStore & ReplayStore & DirectoryStore;
+export type Store = KeyStore & LifecycleStore & SecretStore & SessionStore & ReplayStore & DirectoryStore & {
+  /** Rate limits shared by every instance of the store (Redis); absent: each machine decides (cluster/limits-ipc.ts). */
+  readonly limiter?: LimitStore;
+};
 
 export interface OpenStoreOptions {
   /**

@@ -11,7 +11,7 @@
  */
 import type { KeyRecord } from '../keys/record.ts';
 import type { DirectorySnapshot } from '../store/directory-store.ts';
-import type { DirectoryChange, GroupRecord, UserRecord } from './records.ts';
+import type { DirectoryChange, GroupRecord, TenantRecord, UserRecord } from './records.ts';
 
 export type PermissionGroups = Readonly<Record<string, readonly string[]>>;
 
@@ -24,6 +24,7 @@ export class Directory {
   #global: PermissionGroups;
   readonly #users = new Map<string, Map<string, UserRecord>>();
   readonly #groups = new Map<string, Map<string, GroupRecord>>();
+  readonly #tenants = new Map<string, Map<string, TenantRecord>>();
   /**
    * False until the store's users and groups have been read once (a serving process whose
    * store was unreachable at start): keys that need them are not resolved meanwhile.
@@ -58,13 +59,15 @@ export class Directory {
     this.#ready = true;
     this.#users.clear();
     this.#groups.clear();
+    this.#tenants.clear();
+    for (const tenant of snapshot.tenants ?? []) Directory.#put(this.#tenants, tenant.tenant, tenant.name, tenant);
     for (const user of snapshot.users) Directory.#put(this.#users, user.tenant, user.name, user);
     for (const group of snapshot.groups) Directory.#put(this.#groups, group.tenant, group.name, group);
   }
 
   /** Applies one pushed change; returns whether anything changed. */
   apply(change: DirectoryChange): boolean {
-    const table = change.kind === 'user' ? this.#users : this.#groups;
+    const table = change.kind === 'user' ? this.#users : change.kind === 'group' ? this.#groups : this.#tenants;
     const before = table.get(change.tenant)?.get(change.name);
     if (change.value === null) {
       if (before === undefined) return false;
@@ -72,7 +75,7 @@ export class Directory {
       return true;
     }
     if (before !== undefined && JSON.stringify(before) === JSON.stringify(change.value)) return false;
-    Directory.#put(table as Map<string, Map<string, UserRecord | GroupRecord>>, change.tenant, change.name, change.value);
+    Directory.#put(table as Map<string, Map<string, UserRecord | GroupRecord | TenantRecord>>, change.tenant, change.name, change.value);
     return true;
   }
 
@@ -98,6 +101,24 @@ export class Directory {
     const out: Record<string, readonly string[]> = { ...this.#global };
     for (const [name, group] of this.#groups.get(tenant) ?? []) out[name] = group.permissions;
     return out;
+  }
+
+  /** A tenant's own settings, if it has any. */
+  tenant(tenant: string): TenantRecord | undefined {
+    return this.#tenants.get(tenant)?.get(tenant);
+  }
+
+  /**
+   * The rate limits a key is counted against besides its route's: its own and its group's
+   * (each per key), and its tenant's (shared by the tenant's keys). Unchecked text: the
+   * limit stage parses it once per identity and skips what cannot be read.
+   */
+  limitsOf(record: Pick<KeyRecord, 'tenant' | 'group' | 'user' | 'permissionsFrom' | 'rateLimits'>): { key: readonly string[]; tenant: readonly string[] } {
+    let groupName = record.group;
+    if (record.permissionsFrom === 'user' && record.user !== null) groupName = this.user(record.tenant, record.user)?.group ?? null;
+    const group = groupName === null ? undefined : this.#groups.get(record.tenant)?.get(groupName);
+    const key = group === undefined || group.rateLimits.length === 0 ? record.rateLimits : [...record.rateLimits, ...group.rateLimits];
+    return { key, tenant: this.tenant(record.tenant)?.rateLimits ?? NONE };
   }
 
   /** What a key with these attributes may do now, or USER_DISABLED (its user is disabled or unknown). */

@@ -36,36 +36,53 @@ export const groupRecordSchema = z.object({
   tenant: z.string().regex(TENANT_PATTERN),
   name: z.string().regex(GROUP_NAME_PATTERN),
   permissions: z.array(z.string().regex(PERMISSION_PATTERN)),
+  /** Rate limits of each key of the group (limits/rate.ts), on every route; written before limits existed: none. */
+  rateLimits: z.array(z.string()).default([]),
   createdAt: epochMs,
   updatedAt: epochMs,
 });
 export type GroupRecord = z.infer<typeof groupRecordSchema>;
 
-export type DirectoryKind = 'user' | 'group';
+/** A tenant's own settings (its `name` is the tenant): rate limits shared by all its keys together. */
+export const tenantRecordSchema = z.object({
+  tenant: z.string().regex(TENANT_PATTERN),
+  name: z.string().regex(TENANT_PATTERN),
+  rateLimits: z.array(z.string()).default([]),
+  createdAt: epochMs,
+  updatedAt: epochMs,
+});
+export type TenantRecord = z.infer<typeof tenantRecordSchema>;
 
-/** One user or group as it is now (value null: the group was deleted). */
+export type DirectoryKind = 'user' | 'group' | 'tenant';
+export const DIRECTORY_KINDS: readonly DirectoryKind[] = ['user', 'group', 'tenant'];
+const SCHEMAS = { user: userRecordSchema, group: groupRecordSchema, tenant: tenantRecordSchema } as const;
+
+/** One user, group or tenant's settings as it is now (value null: it was deleted). */
 export type DirectoryChange =
   | { tenant: string; kind: 'user'; name: string; value: UserRecord | null }
-  | { tenant: string; kind: 'group'; name: string; value: GroupRecord | null };
+  | { tenant: string; kind: 'group'; name: string; value: GroupRecord | null }
+  | { tenant: string; kind: 'tenant'; name: string; value: TenantRecord | null };
+
+export type DirectoryEntry = UserRecord | GroupRecord | TenantRecord;
 
 /** A stored value (JSON text) as a record of its kind, or null if it cannot be read. */
-export function decodeEntry(kind: DirectoryKind, text: string): UserRecord | GroupRecord | null {
+export function decodeEntry(kind: DirectoryKind, text: string): DirectoryEntry | null {
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch {
     return null;
   }
-  const parsed = (kind === 'user' ? userRecordSchema : groupRecordSchema).safeParse(value);
+  const parsed = SCHEMAS[kind].safeParse(value);
   return parsed.success ? parsed.data : null;
 }
 
 /** A change from its parts as stored or carried by a feed message, or null if they cannot be read. */
 export function directoryChange(tenant: unknown, kind: unknown, name: unknown, text: unknown): DirectoryChange | null {
-  if (typeof tenant !== 'string' || typeof name !== 'string' || (kind !== 'user' && kind !== 'group')) return null;
+  if (typeof tenant !== 'string' || typeof name !== 'string' || !DIRECTORY_KINDS.includes(kind as DirectoryKind)) return null;
   if (text === null || text === undefined || text === false || text === '') return { tenant, kind, name, value: null } as DirectoryChange;
   if (typeof text !== 'string') return null;
-  const value = decodeEntry(kind, text);
+  const value = decodeEntry(kind as DirectoryKind, text);
   if (value === null || value.tenant !== tenant || value.name !== name) return null;
   return { tenant, kind, name, value } as DirectoryChange;
 }
@@ -79,7 +96,7 @@ export type PublicUser = ReturnType<typeof toPublicUser>;
 
 /** `tenant: null` and `source: 'config'` for a global group (config `permissionGroups`, read-only here). */
 export function toPublicGroup(group: GroupRecord | { tenant: null; name: string; permissions: readonly string[] }) {
-  if (group.tenant === null) return { tenant: null, name: group.name, permissions: [...group.permissions], source: 'config' as const, createdAt: null, updatedAt: null };
+  if (group.tenant === null) return { tenant: null, name: group.name, permissions: [...group.permissions], rateLimits: [] as string[], source: 'config' as const, createdAt: null, updatedAt: null };
   const g = group as GroupRecord;
-  return { tenant: g.tenant, name: g.name, permissions: g.permissions, source: 'tenant' as const, createdAt: iso(g.createdAt), updatedAt: iso(g.updatedAt) };
+  return { tenant: g.tenant, name: g.name, permissions: g.permissions, rateLimits: g.rateLimits, source: 'tenant' as const, createdAt: iso(g.createdAt), updatedAt: iso(g.updatedAt) };
 }

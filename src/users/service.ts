@@ -11,12 +11,12 @@ import { invalidField, KeygateError } from '../http/problem.ts';
 import { TENANT_PATTERN } from '../keys/format.ts';
 import { PERMISSION_PATTERN, USER_PATTERN } from '../keys/patterns.ts';
 import type { KeyRecord } from '../keys/record.ts';
-import { KeyService, type Caller } from '../keys/service.ts';
+import { checkRates, KeyService, type Caller } from '../keys/service.ts';
 import { keyState } from '../keys/key-state.ts';
 import type { DirectoryStore } from '../store/directory-store.ts';
 import type { KeyStore } from '../store/key-store.ts';
 import { Directory } from './directory.ts';
-import { GROUP_NAME_PATTERN, GROUP_NAME_RULE, USER_NAME_RULE, type GroupRecord, type UserRecord } from './records.ts';
+import { GROUP_NAME_PATTERN, GROUP_NAME_RULE, USER_NAME_RULE, type GroupRecord, type TenantRecord, type UserRecord } from './records.ts';
 
 /** A display name is shown, never sent upstream: any printable text, no control characters. */
 const DISPLAY_NAME = /^[^\x00-\x1f\x7f]{0,128}$/u;
@@ -165,7 +165,7 @@ export class UserService {
     return [...new Set(permissions)].sort();
   }
 
-  async createGroup(caller: Caller, input: { tenant: string; name: string; permissions: readonly string[] }): Promise<GroupRecord> {
+  async createGroup(caller: Caller, input: { tenant: string; name: string; permissions: readonly string[]; rateLimits?: readonly string[] }): Promise<GroupRecord> {
     UserService.#writable(caller, input.tenant);
     if (!GROUP_NAME_PATTERN.test(input.name)) throw invalidField('name', GROUP_NAME_RULE);
     // One name, one meaning: a tenant group never shadows one every tenant sees.
@@ -173,7 +173,7 @@ export class UserService {
     const permissions = UserService.#permissions(input.permissions);
     KeyService.mayGrant(caller, permissions, 'create groups');
     const now = this.#now();
-    const group: GroupRecord = { tenant: input.tenant, name: input.name, permissions, createdAt: now, updatedAt: now };
+    const group: GroupRecord = { tenant: input.tenant, name: input.name, permissions, rateLimits: checkRates(input.rateLimits ?? [], 'rateLimits'), createdAt: now, updatedAt: now };
     if ((await this.#store.writeDirectory({ mode: 'create', kind: 'group', value: group })) === null) {
       throw new KeygateError('conflict', `tenant "${input.tenant}" already has a group "${input.name}"`);
     }
@@ -181,17 +181,25 @@ export class UserService {
     return group;
   }
 
-  /** Replaces a group's permissions: every key of every user in it has the new ones on its next request. */
-  async updateGroup(caller: Caller, tenant: string, name: string, input: { permissions: readonly string[] }): Promise<GroupRecord> {
+  /** Replaces a group's permissions and/or rate limits: every key of every user in it has the new ones on its next request. */
+  async updateGroup(caller: Caller, tenant: string, name: string, input: { permissions?: readonly string[]; rateLimits?: readonly string[] }): Promise<GroupRecord> {
     UserService.#visible(caller, tenant, 'group');
     const before = (await this.#store.directory(tenant)).groups.find((g) => g.name === name);
     if (before === undefined) throw new KeygateError('not_found', Object.hasOwn(this.#config.permissionGroups, name) ? `"${name}" is a group of the configuration: change it there` : 'no such group');
-    const permissions = UserService.#permissions(input.permissions);
+    const permissions = input.permissions === undefined ? before.permissions : UserService.#permissions(input.permissions);
     KeyService.mayGrant(caller, permissions, 'give groups permissions');
-    if (permissions.join(',') === before.permissions.join(',')) return before;
-    const after: GroupRecord = { ...before, permissions, updatedAt: this.#now() };
+    // Loosening a group's limits gives its keys more: a tenant-scoped caller may only add limits, not remove them.
+    const rateLimits = input.rateLimits === undefined ? before.rateLimits : checkRates(input.rateLimits, 'rateLimits');
+    if (caller.tenant !== null && before.rateLimits.some((r) => !rateLimits.includes(r))) throw new KeygateError('forbidden', "only a platform admin may remove a group's rate limits");
+    if (permissions.join(',') === before.permissions.join(',') && rateLimits.join(',') === before.rateLimits.join(',')) return before;
+    const after: GroupRecord = { ...before, permissions, rateLimits, updatedAt: this.#now() };
     if ((await this.#store.writeDirectory({ mode: 'update', kind: 'group', value: after })) === null) throw new KeygateError('not_found', 'no such group');
-    await this.#events?.audit('group.update', caller.actor, tenant, `group:${name}`, { permissionsFrom: before.permissions.join(','), permissionsTo: permissions.join(',') });
+    await this.#events?.audit('group.update', caller.actor, tenant, `group:${name}`, {
+      permissionsFrom: before.permissions.join(','),
+      permissionsTo: permissions.join(','),
+      rateLimitsFrom: before.rateLimits.join(','),
+      rateLimitsTo: rateLimits.join(','),
+    });
     return after;
   }
 
@@ -212,5 +220,35 @@ export class UserService {
     if ((await this.#store.writeDirectory({ mode: 'delete', kind: 'group', tenant, name })) === null) throw new KeygateError('not_found', 'no such group');
     await this.#events?.audit('group.delete', caller.actor, tenant, `group:${name}`, { permissions: group.permissions.join(',') });
     return group;
+  }
+
+  // ---- tenants' own settings --------------------------------------------------------------
+
+  /** A tenant's rate limits (shared by all its keys); none when it has no settings. */
+  async tenantLimits(caller: Caller, tenant: string): Promise<TenantRecord> {
+    UserService.#visible(caller, tenant, 'tenant');
+    const own = (await this.#store.directory(tenant)).tenants?.find((t) => t.name === tenant);
+    return own ?? { tenant, name: tenant, rateLimits: [], createdAt: 0, updatedAt: 0 };
+  }
+
+  /**
+   * Sets a tenant's rate limits, on every instance within the revocation lag. Platform admins
+   * only: a tenant's limits bound what the tenant's own admins can do.
+   */
+  async setTenantLimits(caller: Caller, tenant: string, rates: readonly string[]): Promise<TenantRecord> {
+    if (caller.tenant !== null) {
+      UserService.#visible(caller, tenant, 'tenant');
+      throw new KeygateError('forbidden', "only a platform admin may set a tenant's rate limits");
+    }
+    if (!TENANT_PATTERN.test(tenant)) throw invalidField('tenant', 'must match [a-z0-9][a-z0-9-]{0,62}');
+    const rateLimits = checkRates(rates, 'rateLimits');
+    const now = this.#now();
+    const before = (await this.#store.directory(tenant)).tenants?.find((t) => t.name === tenant);
+    const after: TenantRecord = { tenant, name: tenant, rateLimits, createdAt: before?.createdAt ?? now, updatedAt: now };
+    if ((await this.#store.writeDirectory({ mode: before === undefined ? 'create' : 'update', kind: 'tenant', value: after })) === null) {
+      throw new KeygateError('conflict', 'the tenant settings changed meanwhile; try again');
+    }
+    await this.#events?.audit('tenant.limits', caller.actor, tenant, `tenant:${tenant}`, { rateLimitsFrom: (before?.rateLimits ?? []).join(','), rateLimitsTo: rateLimits.join(',') });
+    return after;
   }
 }

@@ -6,7 +6,7 @@
  */
 import type { StatementSync } from 'node:sqlite';
 import type { DirectorySnapshot, DirectoryStore, DirectoryWrite } from '../directory-store.ts';
-import { decodeEntry, directoryChange, type DirectoryChange, type GroupRecord, type UserRecord } from '../../users/records.ts';
+import { decodeEntry, directoryChange, DIRECTORY_KINDS, type DirectoryChange, type DirectoryKind, type GroupRecord, type TenantRecord, type UserRecord } from '../../users/records.ts';
 import type { Database } from './database.ts';
 import type { EmbeddedFeed } from './feed.ts';
 
@@ -36,14 +36,15 @@ export class EmbeddedDirectory implements DirectoryStore {
 
   async directory(tenant?: string): Promise<DirectorySnapshot> {
     const rows = (tenant === undefined ? this.#q.all.all() : this.#q.ofTenant.all(tenant)) as Row[];
-    const snapshot: DirectorySnapshot = { users: [], groups: [] };
+    const snapshot: Required<DirectorySnapshot> = { users: [], groups: [], tenants: [] };
     for (const row of rows) {
-      if (row.kind !== 'user' && row.kind !== 'group') continue;
+      if (!DIRECTORY_KINDS.includes(row.kind as DirectoryKind)) continue;
       // Unreadable values are left out: the user's keys are refused, the group grants nothing.
-      const value = decodeEntry(row.kind, row.value);
+      const value = decodeEntry(row.kind as DirectoryKind, row.value);
       if (value === null) continue;
       if (row.kind === 'user') snapshot.users.push(value as UserRecord);
-      else snapshot.groups.push(value as GroupRecord);
+      else if (row.kind === 'group') snapshot.groups.push(value as GroupRecord);
+      else snapshot.tenants.push(value as TenantRecord);
     }
     return snapshot;
   }

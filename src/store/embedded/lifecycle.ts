@@ -26,6 +26,18 @@ export class EmbeddedLifecycle {
     return this.#keys.get(id);
   }
 
+  async setRateLimits(id: string, rateLimits: readonly string[]): Promise<KeyRecord | null> {
+    const db = this.#db.db;
+    const hash = this.#db.transaction(() => {
+      const row = db.prepare('UPDATE keys SET rate_limits = ? WHERE id = ? RETURNING hash').get(JSON.stringify(rateLimits), id) as { hash: string } | undefined;
+      if (!row) return null;
+      db.prepare('INSERT INTO key_changes (hash, at) VALUES (?, ?)').run(row.hash, Date.now());
+      return row.hash;
+    });
+    if (hash !== null) this.#feed.changed([hash]);
+    return this.#keys.get(id);
+  }
+
   async touch(lastUsed: ReadonlyMap<string, number>): Promise<void> {
     this.#db.touchLastUsed('keys', lastUsed);
   }

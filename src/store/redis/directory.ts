@@ -7,7 +7,7 @@
  * process applies it at once.
  */
 import type { DirectorySnapshot, DirectoryStore, DirectoryWrite } from '../directory-store.ts';
-import { decodeEntry, type DirectoryChange, type GroupRecord, type UserRecord } from '../../users/records.ts';
+import { decodeEntry, DIRECTORY_KINDS, type DirectoryChange, type DirectoryKind, type GroupRecord, type TenantRecord, type UserRecord } from '../../users/records.ts';
 import { KeyEventWriter } from './feed.ts';
 import { position } from './messages.ts';
 import { pairs } from './record-codec.ts';
@@ -15,7 +15,7 @@ import * as scripts from './scripts.ts';
 
 export class RedisDirectory extends KeyEventWriter implements DirectoryStore {
   async directory(tenant?: string): Promise<DirectorySnapshot> {
-    const snapshot: DirectorySnapshot = { users: [], groups: [] };
+    const snapshot: Required<DirectorySnapshot> = { users: [], groups: [], tenants: [] };
     for (const [field, text] of Object.entries(pairs(await this.redis.call('HGETALL', this.redis.keys.directory)))) {
       const first = field.indexOf('/');
       const second = field.indexOf('/', first + 1);
@@ -23,13 +23,14 @@ export class RedisDirectory extends KeyEventWriter implements DirectoryStore {
       const owner = field.slice(0, first);
       const kind = field.slice(first + 1, second);
       if (tenant !== undefined && owner !== tenant) continue;
-      if (kind !== 'user' && kind !== 'group') continue;
+      if (!DIRECTORY_KINDS.includes(kind as DirectoryKind)) continue;
       // A value that cannot be read is left out: an unreadable user's keys are refused, an
       // unreadable group grants nothing (fail closed).
-      const value = decodeEntry(kind, text);
+      const value = decodeEntry(kind as DirectoryKind, text);
       if (value === null) continue;
       if (kind === 'user') snapshot.users.push(value as UserRecord);
-      else snapshot.groups.push(value as GroupRecord);
+      else if (kind === 'group') snapshot.groups.push(value as GroupRecord);
+      else snapshot.tenants.push(value as TenantRecord);
     }
     return snapshot;
   }

@@ -16,6 +16,15 @@ export class RedisLifecycle extends KeyEventWriter {
     return fromFields(await this.redis.script(scripts.RENAME, [this.redis.keys.id(id)], [this.redis.keys.prefix, name]));
   }
 
+  async setRateLimits(id: string, rateLimits: readonly string[]): Promise<KeyRecord | null> {
+    const k = this.redis.keys;
+    const reply = await this.redis.script(scripts.SET_KEY_FIELD, [k.id(id)], [k.prefix, 'rateLimits', JSON.stringify(rateLimits), k.channel, this.redis.publish]);
+    if (!Array.isArray(reply)) return null;
+    // This instance reads the record again at once, without waiting for its own message.
+    this.feed.deliver({ changed: [String(reply[0])], ...position(reply[2], reply[3]) });
+    return fromFields(reply[1]);
+  }
+
   async touch(lastUsed: ReadonlyMap<string, number>): Promise<void> {
     await this.redis.touchBatches(scripts.TOUCH, this.redis.keys.all, lastUsed);
   }

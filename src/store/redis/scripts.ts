@@ -393,3 +393,56 @@ local n, logid = log_event(ARGV[1], ARGV[2], ARGV[3], { dir = { t = ARGV[5], k =
 return { 1, tostring(n), logid }
 `,
 );
+
+/**
+ * KEYS: one per bucket (`rl:<id>`). ARGV: weight, then count and period (ms) of each bucket.
+ * GCRA over every bucket with Redis's clock (limits/gcra.ts): the request is allowed only if
+ * every bucket allows it, and only then is each bucket's TAT stored (PX: until it is full
+ * again). Returns {retryAfterMs (0 when allowed), then each bucket's TAT − now in ms}.
+ */
+export const RATE_LIMIT = script(
+  'rateLimit',
+  `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local w = tonumber(ARGV[1])
+local base, nexts, retry = {}, {}, 0
+for i = 1, #KEYS do
+  local count, period = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0') or 0
+  if tat < now then tat = now end
+  base[i] = tat
+  nexts[i] = tat + w * period / count
+  local over = nexts[i] - now - period
+  if over > retry then retry = over end
+end
+local out = { string.format('%.3f', retry) }
+for i = 1, #KEYS do
+  local tat = base[i]
+  if retry <= 0 then
+    tat = nexts[i]
+    redis.call('SET', KEYS[i], string.format('%.3f', tat), 'PX', math.max(1, math.ceil(tat - now)))
+  end
+  out[i + 1] = string.format('%.3f', tat - now)
+end
+return out
+`,
+);
+
+/**
+ * KEYS: id:{id}. ARGV: prefix, field, value (JSON text), channel, publish command. Sets one
+ * field of a record that changes what the key may do while it stays as it is (its rate
+ * limits), and logs and publishes `{"changed":[h]}` so every instance reads the record again.
+ * Returns {h, the record's fields afterwards, seq, logId}, or nil for an unknown id.
+ */
+export const SET_KEY_FIELD = script(
+  'setKeyField',
+  `${LOG_EVENT}
+local h = redis.call('GET', KEYS[1])
+if not h then return false end
+local rk = ARGV[1] .. 'hash:' .. h
+redis.call('HSET', rk, ARGV[2], ARGV[3])
+local n, logid = log_event(ARGV[1], ARGV[4], ARGV[5], { changed = { h } })
+return { h, redis.call('HGETALL', rk), tostring(n), logid }
+`,
+);

@@ -19,6 +19,7 @@ import { modeOf, type RedisConfig } from './connection.ts';
 import { RevocationFeed } from './feed.ts';
 import { RedisKeys } from './keys.ts';
 import { RedisDirectory } from './directory.ts';
+import { RedisLimits } from './limits.ts';
 import { DirectoryLoader } from '../directory-feed.ts';
 import { RedisLifecycle } from './lifecycle.ts';
 import { RedisReplay } from './replay.ts';
@@ -48,6 +49,8 @@ function redisParts(config: RedisConfig, options: RedisStoreOptions) {
 
 export class RedisStore extends ComposedStore {
   readonly kind = 'redis' as const;
+  /** Rate limits decided in Redis, shared by every instance (limits.ts). */
+  readonly limiter: RedisLimits;
   readonly #redis: Commands;
   readonly #feed: RevocationFeed;
   readonly #secrets: RedisSecrets;
@@ -60,6 +63,7 @@ export class RedisStore extends ComposedStore {
     this.#feed = parts.feed;
     this.#secrets = parts.secrets;
     this.#loader = parts.loader;
+    this.limiter = new RedisLimits(parts.redis);
   }
 
   /**

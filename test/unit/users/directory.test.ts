@@ -5,7 +5,7 @@ import { directoryChange } from '../../../src/users/records.ts';
 import { parseKeyMessage } from '../../../src/store/redis/messages.ts';
 
 const user = (over: Partial<UserRecord> = {}): UserRecord => ({ tenant: 'acme', name: 'alice', displayName: 'Alice', group: 'ops', createdAt: 1, updatedAt: 1, disabledAt: null, ...over });
-const group = (over: Partial<GroupRecord> = {}): GroupRecord => ({ tenant: 'acme', name: 'ops', permissions: ['read', 'write'], createdAt: 1, updatedAt: 1, ...over });
+const group = (over: Partial<GroupRecord> = {}): GroupRecord => ({ tenant: 'acme', name: 'ops', permissions: ['read', 'write'], rateLimits: [], createdAt: 1, updatedAt: 1, ...over });
 const key = (over: Partial<{ tenant: string; permissions: string[]; group: string | null; user: string | null; permissionsFrom: 'key' | 'user' }> = {}) => ({
   tenant: 'acme', permissions: ['own'], group: null, user: null, permissionsFrom: 'key' as const, ...over,
 });

@@ -1,0 +1,79 @@
+/**
+ * Which buckets a request is counted in (docs/limits.md, "Buckets"):
+ *
+ *   key     `k:<key id>:<rate>`               the key's own limits and its group's, on every route
+ *   tenant  `t:<tenant>:<rate>`               the tenant's limits, its keys together, on every route
+ *   route   `r:<route>:<by>:<who>:<rate>`     a route's limits, per key, tenant or client address
+ *
+ * A key's and tenant's buckets are worked out once per identity (auth/identity.ts), a route's
+ * rates once per route; only the route buckets that name the caller are built per request.
+ */
+import type { KeyRecord } from '../keys/record.ts';
+import type { RouteLimitsConfig } from '../config/rate-limits.ts';
+import { isRate, parseRate, type Rate } from './rate.ts';
+import type { Bucket } from './limiter.ts';
+
+export type LimitScope = 'key' | 'tenant' | 'route';
+
+export interface ScopedBucket extends Bucket {
+  readonly scope: LimitScope;
+  /** This bucket as a RateLimit-Policy list member: `"key:20/s";q=20;w=1`. */
+  readonly policy: string;
+  /** Its name in the RateLimit field: `"key:20/s"`. */
+  readonly name: string;
+}
+
+function scoped(scope: LimitScope, id: string, label: string, rate: Rate): ScopedBucket {
+  const name = `"${label}"`;
+  return { id, count: rate.count, periodMs: rate.periodMs, scope, name, policy: `${name};q=${rate.count};w=${Math.max(1, Math.ceil(rate.periodMs / 1000))}` };
+}
+
+function rates(texts: readonly string[]): Rate[] {
+  const out: Rate[] = [];
+  // Stored limits were checked when written; one that cannot be read now is left out.
+  for (const text of texts) {
+    const rate = parseRate(text);
+    if (isRate(rate) && !out.some((r) => r.text === rate.text)) out.push(rate);
+  }
+  return out;
+}
+
+/** A key's own buckets (its and its group's limits, its tenant's), or null when it has none. */
+export function identityBuckets(record: Pick<KeyRecord, 'id' | 'tenant'>, limits: { key: readonly string[]; tenant: readonly string[] }): readonly ScopedBucket[] | null {
+  if (limits.key.length === 0 && limits.tenant.length === 0) return null;
+  const out: ScopedBucket[] = [];
+  // An access token has no key id: only its tenant's limits (and the route's) count it.
+  if (record.id !== '') for (const rate of rates(limits.key)) out.push(scoped('key', `k:${record.id}:${rate.text}`, `key:${rate.text}`, rate));
+  for (const rate of rates(limits.tenant)) out.push(scoped('tenant', `t:${record.tenant}:${rate.text}`, `tenant:${rate.text}`, rate));
+  return out.length === 0 ? null : out;
+}
+
+export interface RouteLimits {
+  readonly rates: readonly { by: 'key' | 'tenant' | 'address'; rate: Rate }[];
+  readonly weight: number;
+  readonly onStoreError: 'open' | 'closed';
+  readonly route: string;
+}
+
+export function compileRouteLimits(route: string, config: RouteLimitsConfig | undefined): RouteLimits | null {
+  if (config === undefined) return null;
+  return { route, weight: config.weight, onStoreError: config.onStoreError, rates: config.rates.map((r) => ({ by: r.by, rate: parseRate(r.rate) as Rate })) };
+}
+
+/**
+ * The buckets of one request: the identity's own and the route's that name this caller. A
+ * route rate by key or tenant does not count a public request (there is no key); by address
+ * counts everyone.
+ */
+export function requestBuckets(limits: RouteLimits | null, own: readonly ScopedBucket[] | null, record: Pick<KeyRecord, 'id' | 'tenant'> | null, address: () => string): ScopedBucket[] {
+  const out: ScopedBucket[] = own === null ? [] : [...own];
+  if (limits === null) return out;
+  for (const { by, rate } of limits.rates) {
+    let who: string | undefined;
+    if (by === 'address') who = address();
+    else if (record !== null) who = by === 'tenant' ? record.tenant : record.id || undefined;
+    if (who === undefined) continue;
+    out.push(scoped('route', `r:${limits.route}:${by}:${who}:${rate.text}`, `route:${by}:${rate.text}`, rate));
+  }
+  return out;
+}

@@ -1,0 +1,128 @@
+/**
+ * The limit stage (after admit: who is asking is known): counts the request in every bucket
+ * it belongs to (limits/buckets.ts) and refuses it with 429 `rate_limited` when any is full;
+ * the upstream never sees a refused request. Routes and keys without limits pass through
+ * synchronously, without allocating: the common cache-hit path pays one property read.
+ *
+ * Answers carry the IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers): on every
+ * response of a request that was counted, `RateLimit-Policy` lists the buckets and `RateLimit`
+ * gives the one closest to its limit, `"key:20/s";r=3;t=1` (r: remaining, t: seconds until
+ * it is full again); a refusal adds `Retry-After`.
+ *
+ * When the store cannot decide (Redis unreachable), the route's `onStoreError` says what
+ * happens: `open` (default) decides with this instance's own memory, so each instance still
+ * holds every limit by itself; `closed` answers 503 `limit_unavailable`.
+ */
+import type { Refusal } from '../auth/refusals.ts';
+import { clientAddress } from '../http/client-address.ts';
+import type { KeygateMetrics } from '../observability/metrics.ts';
+import type { Current } from '../pipeline/current.ts';
+import type { Exchange, HttpExchange } from '../pipeline/exchange.ts';
+import type { Stage, StageOutcome } from '../pipeline/pipeline.ts';
+import type { Route } from '../routing/router.ts';
+import { compileRouteLimits, requestBuckets, type RouteLimits, type ScopedBucket } from './buckets.ts';
+import { MemoryLimiter, type LimitDecision, type RateLimiter } from './limiter.ts';
+
+export interface LimitStageOptions {
+  /** The store's limiter (Redis, or the embedded store's in-memory one, or the primary's via IPC). */
+  limiter: RateLimiter;
+  /** This instance's own, for `onStoreError: open`. */
+  fallback?: MemoryLimiter;
+  current: Current;
+  metrics?: Pick<KeygateMetrics, 'rateLimited' | 'limitStoreErrors'>;
+  /** Told about store failures (logs); must not throw. */
+  onStoreError?: (error: unknown) => void;
+}
+
+const routeLimits = new WeakMap<Route, RouteLimits | null>();
+
+function limitsOf(route: Route): RouteLimits | null {
+  let limits = routeLimits.get(route);
+  if (limits === undefined) routeLimits.set(route, (limits = compileRouteLimits(route.name, route.config.limits)));
+  return limits;
+}
+
+/** RateLimit-Policy and RateLimit field values for a decision. */
+export function rateLimitFields(buckets: readonly ScopedBucket[], decision: LimitDecision): { policy: string; limit: string } {
+  let closest = 0;
+  let lowest = Infinity;
+  decision.answers.forEach((answer, i) => {
+    const share = answer.remaining / buckets[i]!.count;
+    if (share < lowest) {
+      lowest = share;
+      closest = i;
+    }
+  });
+  const answer = decision.answers[closest]!;
+  const reset = decision.allowed ? answer.resetMs : Math.max(answer.resetMs, decision.retryAfterMs);
+  return { policy: buckets.map((b) => b.policy).join(', '), limit: `${buckets[closest]!.name};r=${answer.remaining};t=${Math.ceil(reset / 1000)}` };
+}
+
+function refusal(buckets: readonly ScopedBucket[], decision: LimitDecision): Refusal {
+  const fields = rateLimitFields(buckets, decision);
+  const wait = Math.max(1, Math.ceil(decision.retryAfterMs / 1000));
+  const full = buckets.filter((_, i) => decision.answers[i]!.remaining === 0).map((b) => b.name.slice(1, -1));
+  return {
+    code: 'rate_limited',
+    outcome: 'limited',
+    detail: `rate limit reached (${full.join(', ') || 'limit'}); try again in ${wait} s`,
+    headers: { 'retry-after': String(wait), 'ratelimit-policy': fields.policy, ratelimit: fields.limit },
+  };
+}
+
+export function limitStage(options: LimitStageOptions): Stage<Exchange> {
+  const { limiter, current, metrics } = options;
+  const fallback = options.fallback ?? new MemoryLimiter();
+  const onStoreError = options.onStoreError ?? (() => {});
+
+  const judged = (exchange: Exchange, buckets: ScopedBucket[], decision: LimitDecision): StageOutcome => {
+    if (!decision.allowed) {
+      const refusing = buckets.find((_, i) => decision.answers[i]!.remaining === 0)?.scope ?? 'route';
+      metrics?.rateLimited.labels(exchange.route!.name, refusing).inc();
+      return refusal(buckets, decision);
+    }
+    const res = (exchange as Partial<HttpExchange>).res;
+    if (res !== undefined && !res.headersSent) {
+      const fields = rateLimitFields(buckets, decision);
+      res.setHeader('ratelimit-policy', fields.policy);
+      res.setHeader('ratelimit', fields.limit);
+      (exchange as HttpExchange).rateLimitFields = true;
+    }
+    return undefined;
+  };
+
+  const failed = (exchange: Exchange, limits: RouteLimits | null, buckets: ScopedBucket[], weight: number, error: unknown): StageOutcome => {
+    onStoreError(error);
+    const policy = limits?.onStoreError ?? 'open';
+    metrics?.limitStoreErrors.labels(exchange.route!.name, policy).inc();
+    if (policy === 'closed') return { code: 'limit_unavailable', outcome: 'unavailable', detail: 'the store that decides rate limits cannot be reached; try again shortly', headers: { 'retry-after': '1' } };
+    return judged(exchange, buckets, fallback.decide(buckets, weight));
+  };
+
+  return {
+    name: 'limit',
+    // A route without limits of its own still counts keys, groups and tenants that have some.
+    applies: (route) => route.authRequired || route.config.limits !== undefined,
+    run(exchange) {
+      const route = exchange.route!;
+      const limits = limitsOf(route);
+      const own = exchange.identity?.limits ?? null;
+      if (limits === null && own === null) return undefined;
+      const record = exchange.identity?.record ?? null;
+      const buckets = requestBuckets(limits, own, record, () => clientAddress(exchange.req, current.state.headers.trustForwarded));
+      if (buckets.length === 0) return undefined;
+      const weight = limits?.weight ?? 1;
+      let decision: LimitDecision | Promise<LimitDecision>;
+      try {
+        decision = limiter.decide(buckets, weight);
+      } catch (error) {
+        return failed(exchange, limits, buckets, weight, error);
+      }
+      if (!(decision instanceof Promise)) return judged(exchange, buckets, decision);
+      return decision.then(
+        (settled) => judged(exchange, buckets, settled),
+        (error: unknown) => failed(exchange, limits, buckets, weight, error),
+      );
+    },
+  };
+}
