@@ -276,9 +276,9 @@ describe('one keygate', () => {
     expectProblem(badQuery, 422, 'validation_failed');
     expect(badQuery.json.detail).toContain('query.environment: must be "live" or "sandbox"');
 
-    const openapi = await (await fetch(`${t.adminUrl}/openapi.json`)).json();
-    expect(openapi.components.schemas.CreateKey.properties.environment.enum).toEqual(['live', 'sandbox']);
-    expect(openapi.components.schemas.Key.properties.environment.enum).toEqual(['live', 'sandbox']);
+    const openapi = (await (await fetch(`${t.adminUrl}/openapi.json`)).json()) as { components: { schemas: Record<string, { properties: Record<string, { enum?: string[] }> }> } };
+    expect(openapi.components.schemas.CreateKey?.properties.environment?.enum).toEqual(['live', 'sandbox']);
+    expect(openapi.components.schemas.Key?.properties.environment?.enum).toEqual(['live', 'sandbox']);
   });
 
   it('the MCP SDK client reaches the sandbox MCP server with a sandbox key, the live one with a live key', async () => {
