@@ -1,16 +1,18 @@
 /**
  * The console's entry point: finds out whether a session exists, shows sign-in or the
- * signed-in shell (navigation, who is signed in, sign-out), and routes `#/keys`,
- * `#/secrets` and `#/audit` (with their filters in the hash, so a reload keeps them).
+ * signed-in shell (navigation, who is signed in, sign-out), and routes `#/keys`, `#/users`,
+ * `#/groups`, `#/secrets` and `#/audit` (with their filters in the hash, so a reload keeps them).
  * When the session ends — sign-out, idle timeout, a revoked key — everything the page
  * showed is removed before the sign-in screen comes back.
  */
 import { configure, currentSession, forgetSession, signOut } from './api.js';
 import { renderAudit } from './audit-page.js';
 import { duration, h, localDateTime, replace } from './dom.js';
+import { renderGroups } from './groups-page.js';
 import { renderKeys } from './keys-page.js';
 import { renderSecrets } from './secrets-page.js';
 import { renderSignIn } from './sign-in.js';
+import { renderUsers } from './users-page.js';
 
 const main = /** @type {HTMLElement} */ (document.getElementById('main'));
 const bar = /** @type {HTMLElement} */ (document.getElementById('bar'));
@@ -96,6 +98,8 @@ function showSignIn(notice) {
 
 const PAGES = [
   { page: 'keys', label: 'API keys', platformOnly: false },
+  { page: 'users', label: 'Users', platformOnly: false },
+  { page: 'groups', label: 'Permission groups', platformOnly: false },
   { page: 'secrets', label: 'Upstream secrets', platformOnly: true },
   { page: 'audit', label: 'Audit log', platformOnly: false },
 ];
@@ -155,6 +159,14 @@ function render() {
   /** @type {PageContext} */
   const context = { main, params, setParams: (next) => setRoute(page, next), info: session, toast };
   switch (page) {
+    case 'users':
+      document.title = 'Users · keygate console';
+      renderUsers(context);
+      break;
+    case 'groups':
+      document.title = 'Permission groups · keygate console';
+      renderGroups(context);
+      break;
     case 'secrets':
       document.title = 'Upstream secrets · keygate console';
       renderSecrets(context);
