@@ -13,6 +13,8 @@ import { AccessTokens } from './auth/access-token.ts';
 import { Directory } from './users/directory.ts';
 import { UserService } from './users/service.ts';
 import { limitStage } from './limits/stage.ts';
+import { Calendar } from './limits/quota.ts';
+import { QuotaService } from './limits/quota-service.ts';
 import { embeddedLimiter } from './cluster/limits-ipc.ts';
 import { Verifier } from './auth/verify.ts';
 import { FailureLimiter } from './auth/failure-limiter.ts';
@@ -164,6 +166,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   const live: LiveConfig = { keys: config.keys, tenants: config.tenants, permissionGroups: config.permissionGroups };
   const service = new KeyService(store, hasher, live, events);
   const users = new UserService(store, live, events);
+  const quotas = new QuotaService(store, config.limits.quotaTimeZone, events);
   // `config` is what is in force: a secret its routes name is not removed unless forced (follows reloads).
   const secrets = new SecretService(store, keyring, events, config.tenants.system, Date.now, () => config);
   const lastUsed = new LastUsed();
@@ -189,6 +192,11 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     current,
     metrics,
     onStoreError: limitErrorLog(logger),
+    quotas: {
+      store,
+      calendar: new Calendar(config.limits.quotaTimeZone),
+      onLow: (record, spec, used, remaining) => events.quotaLow(record, spec.scope, spec.quota.text, used, remaining),
+    },
   });
   const parts: StageParts = { current, door, lastUsed, secrets: vault, signer, limit };
   const gateway = new Gateway({ ...parts, webhooks, live: liveExchanges, hooks: requestMetrics, accessLog, logger });
@@ -226,7 +234,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     console: webConsole?.handle,
     access,
     jwks: () => signer.jwks(),
-    api: createAdminApi({ service, users, secrets, verifier, events, systemTenant: config.tenants.system, logger, reload: reloadConfig ? () => reload() : undefined, authenticate: webConsole?.authenticate ?? keyAuth }),
+    api: createAdminApi({ service, users, quotas, secrets, verifier, events, systemTenant: config.tenants.system, logger, reload: reloadConfig ? () => reload() : undefined, authenticate: webConsole?.authenticate ?? keyAuth }),
   });
   const echo = config.echo ? createEchoUpstream() : null;
 

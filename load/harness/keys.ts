@@ -55,7 +55,7 @@ export async function createKeys(target: StoreTarget, pepper: string, count: num
           expiresAt: null,
           revokedAt: null,
           revokesAt: null,
-          lastUsedAt: null, permissionsFrom: 'key', environment: 'live', rateLimits: [],
+          lastUsedAt: null, permissionsFrom: 'key', environment: 'live', rateLimits: [], quota: null,
         };
         jobs.push(store.create(record, hash(key)));
       }

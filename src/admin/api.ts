@@ -13,12 +13,13 @@ import { createKeyAuthenticator, type Authenticate } from './authenticate.ts';
 import type { Logger } from '../observability/logger.ts';
 import { invalidField, isKeygateError, KeygateError, sendProblem } from '../http/problem.ts';
 import { readJson, sendJson } from '../http/json.ts';
-import { auditQuery, createKeyBody, listKeysQuery, renameKeyBody, rotateKeyBody } from './schemas.ts';
+import { auditQuery, createKeyBody, listKeysQuery, renameKeyBody, rotateKeyBody, topUpBody } from './schemas.ts';
 import type { SecretService } from '../secrets/service.ts';
 import { parse, query, type AdminRoute, type Handler } from './routes.ts';
 import { secretRoutes } from './secret-routes.ts';
 import { directoryRoutes } from './directory-routes.ts';
 import type { UserService } from '../users/service.ts';
+import type { QuotaService } from '../limits/quota-service.ts';
 
 export interface AdminApiOptions {
   service: KeyService;
@@ -30,6 +31,8 @@ export interface AdminApiOptions {
   secrets?: SecretService;
   /** /v1/users and /v1/groups. */
   users: UserService;
+  /** Budgets: GET /v1/keys/{id}/quota, top-ups. */
+  quotas: QuotaService;
   /** POST /v1/reload (platform admins only). */
   reload?: () => { applied: string[]; restartNeeded: string[] };
   /** How callers are recognised; by default their key (authenticate.ts). The console adds its session cookie. */
@@ -73,7 +76,9 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
         const records = await service.list(ctx.caller, { tenant: q.tenant, includeRevoked: q.revoked === 'true', prefix: q.prefix, environment: q.environment });
         // One `now` for the whole answer: every status is keyState at the same instant.
         const now = Date.now();
-        return { status: 200, body: { keys: records.map((r) => toPublic(r, now)) } };
+        // What is left of each budget, for the keys that have one (one pipelined read each).
+        const left = await Promise.all(records.map((r) => (r.quota === null ? null : options.quotas.keyStatus(r))));
+        return { status: 200, body: { keys: records.map((r, i) => (left[i] ? { ...toPublic(r, now), quotaRemaining: left[i].remaining } : toPublic(r, now))) } };
       },
     ],
     ['GET', /^\/v1\/keys\/([^/]+)$/, async (ctx) => ({ status: 200, body: toPublic(await service.get(ctx.caller, ctx.params[0]!)) })],
@@ -82,10 +87,30 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
       /^\/v1\/keys\/([^/]+)$/,
       async (ctx) => {
         const body = parse(renameKeyBody, await readJson(ctx.req), 'body');
-        if (body.name === undefined && body.rateLimits === undefined) throw invalidField('body', 'give name and/or rateLimits');
+        if (body.name === undefined && body.rateLimits === undefined && body.quota === undefined) throw invalidField('body', 'give name, rateLimits and/or quota');
         let record = body.name === undefined ? null : await service.rename(ctx.caller, ctx.params[0]!, body.name);
         if (body.rateLimits !== undefined) record = await service.setRateLimits(ctx.caller, ctx.params[0]!, body.rateLimits);
+        if (body.quota !== undefined) record = await service.setQuota(ctx.caller, ctx.params[0]!, body.quota);
         return { status: 200, body: toPublic(record!) };
+      },
+    ],
+    [
+      'GET',
+      /^\/v1\/keys\/([^/]+)\/quota$/,
+      async (ctx) => {
+        const record = await service.get(ctx.caller, ctx.params[0]!);
+        const tenant = await options.users.tenantLimits({ ...ctx.caller, tenant: null }, record.tenant);
+        const statuses = await Promise.all([options.quotas.keyStatus(record), options.quotas.tenantStatus(record.tenant, tenant.quota)]);
+        return { status: 200, body: { id: record.id, quotas: statuses.filter((q) => q !== null) } };
+      },
+    ],
+    [
+      'POST',
+      /^\/v1\/keys\/([^/]+)\/quota\/top-up$/,
+      async (ctx) => {
+        const record = await service.get(ctx.caller, ctx.params[0]!);
+        const body = parse(topUpBody, await readJson(ctx.req), 'body');
+        return { status: 200, body: await options.quotas.topUpKey(ctx.caller, record, body.amount) };
       },
     ],
     ['POST', /^\/v1\/keys\/([^/]+)\/revoke$/, async (ctx) => ({ status: 200, body: toPublic((await service.revoke(ctx.caller, ctx.params[0]!)).record) })],
@@ -108,7 +133,7 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
         return { status: 200, body: { tenant, revoked: await service.revokeTenant(ctx.caller, tenant) } };
       },
     ],
-    ...directoryRoutes(options.users),
+    ...directoryRoutes(options.users, options.quotas),
     ...secretRoutes(options.secrets),
     [
       'GET',

@@ -9,8 +9,10 @@ import { toPublic } from '../keys/record.ts';
 import type { Caller } from '../keys/service.ts';
 import { toPublicGroup, toPublicUser, type TenantRecord } from '../users/records.ts';
 
-const toPublicTenantLimits = (t: TenantRecord) => ({ tenant: t.tenant, rateLimits: t.rateLimits, updatedAt: t.updatedAt === 0 ? null : new Date(t.updatedAt).toISOString() });
+const toPublicTenantLimits = (t: TenantRecord) => ({ tenant: t.tenant, rateLimits: t.rateLimits, quota: t.quota, updatedAt: t.updatedAt === 0 ? null : new Date(t.updatedAt).toISOString() });
 import type { UserService } from '../users/service.ts';
+import type { QuotaService } from '../limits/quota-service.ts';
+import { topUpBody } from './schemas.ts';
 import { createGroupBody, createUserBody, listGroupsQuery, listUsersQuery, tenantLimitsBody, updateGroupBody, updateUserBody } from './directory-schemas.ts';
 import { parse, query, type AdminRoute } from './routes.ts';
 
@@ -21,7 +23,7 @@ function tenantOf(caller: Caller, tenant: string | undefined): string {
   return chosen;
 }
 
-export function directoryRoutes(users: UserService): AdminRoute[] {
+export function directoryRoutes(users: UserService, quotas: QuotaService): AdminRoute[] {
   return [
     [
       'GET',
@@ -85,14 +87,26 @@ export function directoryRoutes(users: UserService): AdminRoute[] {
     [
       'GET',
       /^\/v1\/tenants\/([^/]+)\/limits$/,
-      async (ctx) => ({ status: 200, body: toPublicTenantLimits(await users.tenantLimits(ctx.caller, ctx.params[0]!)) }),
+      async (ctx) => {
+        const tenant = await users.tenantLimits(ctx.caller, ctx.params[0]!);
+        return { status: 200, body: { ...toPublicTenantLimits(tenant), quotaStatus: await quotas.tenantStatus(tenant.tenant, tenant.quota) } };
+      },
+    ],
+    [
+      'POST',
+      /^\/v1\/tenants\/([^/]+)\/quota\/top-up$/,
+      async (ctx) => {
+        const tenant = await users.tenantLimits(ctx.caller, ctx.params[0]!);
+        const body = parse(topUpBody, await readJson(ctx.req), 'body');
+        return { status: 200, body: await quotas.topUpTenant(ctx.caller, tenant.tenant, tenant.quota, body.amount) };
+      },
     ],
     [
       'PUT',
       /^\/v1\/tenants\/([^/]+)\/limits$/,
       async (ctx) => {
         const body = parse(tenantLimitsBody, await readJson(ctx.req), 'body');
-        return { status: 200, body: toPublicTenantLimits(await users.setTenantLimits(ctx.caller, ctx.params[0]!, body.rateLimits)) };
+        return { status: 200, body: toPublicTenantLimits(await users.setTenantLimits(ctx.caller, ctx.params[0]!, body.rateLimits, body.quota)) };
       },
     ],
     ['DELETE', /^\/v1\/groups\/([^/]+)\/([^/]+)$/, async (ctx) => ({ status: 200, body: { ...toPublicGroup(await users.deleteGroup(ctx.caller, ctx.params[0]!, ctx.params[1]!)), deleted: true } })],

@@ -51,7 +51,12 @@ export const createGroupBody = z
   .strictObject({ tenant: tenant.optional().describe("defaults to the caller's own"), name: groupName, permissions, rateLimits: rateLimits.optional().describe('rate limits of each key of the group, on every route') })
   .meta({ id: 'CreateGroup' });
 export const updateGroupBody = z.strictObject({ permissions: permissions.optional(), rateLimits: rateLimits.optional() }).meta({ id: 'UpdateGroup' });
-export const tenantLimitsBody = z.strictObject({ rateLimits: rateLimits.describe("the tenant's limits, all its keys together, on every route") }).meta({ id: 'TenantLimits' });
+export const tenantLimitsBody = z
+  .strictObject({
+    rateLimits: rateLimits.describe("the tenant's limits, all its keys together, on every route"),
+    quota: z.string().nullable().optional().describe('the tenant\'s budget, all its keys together ("10000/day", "300000/month", "5000 credits", "5000 credits/month"); null: none; left out: unchanged'),
+  })
+  .meta({ id: 'TenantLimits' });
 
 export const groupRecord = z
   .object({

@@ -21,6 +21,9 @@ const expires = z
 /** Rate limits as text (limits/rate.ts); checked by KeyService (422 naming the entry). */
 export const rateLimitsField = z.array(z.string()).max(10, 'at most 10 rate limits').describe('e.g. ["20/s", "50000/1d"]: <count>/<period>, units ms, s, m, h, d');
 
+export const quotaField = z.string().describe('"10000/day", "300000/month", "5000 credits" or "5000 credits/month" (checked by KeyService: 422 naming the field)');
+export const topUpBody = z.strictObject({ amount: z.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be at least 1') }).meta({ id: 'TopUp' });
+
 export const createKeyBody = z
   .strictObject({
     tenant: tenant.optional().describe("the key's tenant; defaults to the caller's own"),
@@ -32,6 +35,7 @@ export const createKeyBody = z
     client: z.string().regex(CLIENT_PATTERN, 'must be 1-64 printable ASCII characters, without leading or trailing spaces').optional().describe('e.g. "mcp": limits the routes the key may use'),
     environment: environment.optional().describe("'live' (default) or 'sandbox': a sandbox key (kg_sandbox_<tenant>_…) reaches only routes' sandbox upstreams"),
     rateLimits: rateLimitsField.optional().describe("the key's own rate limits on every route (besides its group's, its tenant's and the route's)"),
+    quota: quotaField.optional(),
     expires: expires.optional(),
   })
   .meta({ id: 'CreateKey' });
@@ -40,6 +44,7 @@ export const renameKeyBody = z
   .strictObject({
     name: z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters').optional(),
     rateLimits: rateLimitsField.optional().describe("the key's own rate limits on every route; pushed to every instance. A tenant admin may add limits but not remove them"),
+    quota: quotaField.nullable().optional().describe("the key's budget, or null for none; a tenant admin may give one to a key without, not change or remove one"),
   })
   .meta({ id: 'RenameKey' });
 

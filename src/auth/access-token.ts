@@ -226,6 +226,7 @@ export function tokenIdentity(issuer: Issuer, payload: JWTPayload): Identity | C
     environment: 'live',
     client,
     rateLimits: [],
+    quota: null,
     status: 'active',
     prefix: '',
     createdAt: typeof payload.iat === 'number' ? payload.iat * 1000 : 0,

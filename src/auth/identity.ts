@@ -4,7 +4,7 @@
  */
 import type { KeyRecord } from '../keys/record.ts';
 import { USER_DISABLED, type Directory } from '../users/directory.ts';
-import { identityBuckets, type ScopedBucket } from '../limits/buckets.ts';
+import { identityBuckets, identityQuotas, type QuotaSpec, type ScopedBucket } from '../limits/buckets.ts';
 
 export type { PermissionGroups } from '../users/directory.ts';
 
@@ -23,6 +23,8 @@ export interface Identity {
   readonly userDisabled?: true;
   /** The rate-limit buckets of the key itself, its group and its tenant (limits/buckets.ts); null: none. */
   readonly limits?: readonly ScopedBucket[] | null;
+  /** The budgets of the key and its tenant (limits/quota.ts); null: none. */
+  readonly quotas?: readonly QuotaSpec[] | null;
 }
 
 const NO_PERMISSIONS: readonly string[] = Object.freeze([]);
@@ -34,7 +36,15 @@ const NO_PERMISSIONS: readonly string[] = Object.freeze([]);
 export function toIdentity(record: KeyRecord, directory: Directory): Identity {
   const permissions = directory.resolve(record);
   if (permissions === USER_DISABLED) return { record, permissions: NO_PERMISSIONS, permissionSet: new Set(), permissionsHeader: '', userDisabled: true };
-  return { record, permissions, permissionSet: new Set(permissions), permissionsHeader: permissions.join(','), limits: identityBuckets(record, directory.limitsOf(record)) };
+  const limits = directory.limitsOf(record);
+  return {
+    record,
+    permissions,
+    permissionSet: new Set(permissions),
+    permissionsHeader: permissions.join(','),
+    limits: identityBuckets(record, limits),
+    quotas: identityQuotas(record, limits.keyQuota, limits.tenantQuota),
+  };
 }
 
 /** Whether two identities of one record grant the same (a directory change that left a key as it was need not re-check its exchanges). */
@@ -43,5 +53,5 @@ export function sameGrant(a: Identity, b: Identity): boolean {
 }
 
 function limitIds(identity: Identity): string {
-  return identity.limits?.map((b) => b.id).join(' ') ?? '';
+  return `${identity.limits?.map((b) => b.id).join(' ') ?? ''}|${identity.quotas?.map((q) => `${q.id}=${q.quota.text}`).join(' ') ?? ''}`;
 }

@@ -11,6 +11,7 @@
  *     connectionsPerAddress: 512
  *     connections: 10000
  *     failedAuth: { max: 60, windowMs: 60000, addresses: 100000, total: 6000 }
+ *     quotaTimeZone: UTC
  */
 import { z } from 'zod';
 
@@ -32,6 +33,18 @@ export const limitsSchema = z
         total: count('failed authentications over all addresses per windowMs; 0 = no limit').default(6_000),
       })
       .prefault({}),
+    /** The time zone of quotas' days and months (`10000/day` starts afresh at midnight there). */
+    quotaTimeZone: z
+      .string()
+      .refine((tz) => {
+        try {
+          new Intl.DateTimeFormat('en-US', { timeZone: tz });
+          return true;
+        } catch {
+          return false;
+        }
+      }, 'must be an IANA time zone such as UTC or Europe/Paris')
+      .default('UTC'),
   })
   .superRefine((value, ctx) => {
     if (value.requestTimeoutMs > 0 && value.requestTimeoutMs < value.headersTimeoutMs) {

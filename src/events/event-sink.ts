@@ -110,6 +110,18 @@ export class EventSink {
     return id;
   }
 
+  /** A budget passed 80 % (told once per period: the store's charge says which request crossed). Notification only. */
+  quotaLow(record: KeyRecord, quotaOf: 'key' | 'tenant', quota: string, used: number, remaining: number): void {
+    this.#notify({
+      id: newEventId(),
+      type: 'key.quota_low',
+      at: this.#now(),
+      actor: null,
+      tenant: record.tenant,
+      target: quotaOf === 'key' ? { ...keyTarget(record), quota, quotaOf, used, remaining } : { quota, quotaOf, used, remaining },
+    });
+  }
+
   /** Expiry reminders: notification only (the claim in the store is the record). */
   reminder(record: KeyRecord, reminder: '30d' | '7d' | 'today'): void {
     this.#notify({

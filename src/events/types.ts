@@ -11,6 +11,7 @@ export const KEYGATE_EVENT_TYPES = [
   'key.expiring',
   'key.expired',
   'key.leaked',
+  'key.quota_low',
   'secret.created',
   'secret.renamed',
   'secret.removed',
@@ -41,6 +42,11 @@ export interface KeygateEventTarget {
   foundIn?: string;
   /** key.leaked only: whether keygate revoked the key (`leakReports.*.action: revoke`). */
   revoked?: boolean;
+  /** key.quota_low only: the budget (`10000/day`, `5000 credits`), whose (key or tenant), what is used and left. */
+  quota?: string;
+  quotaOf?: 'key' | 'tenant';
+  used?: number;
+  remaining?: number;
 }
 
 export interface KeygateEvent {

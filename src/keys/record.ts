@@ -47,6 +47,8 @@ export const keyRecordSchema = z.object({
    * group's, its tenant's and the route's. Records written before limits existed have none.
    */
   rateLimits: z.array(z.string()).describe('rate limits of this key on every route, e.g. ["20/s", "50000/1d"]'),
+  /** The key's budget (limits/quota.ts): `10000/day`, `300000/month`, `5000 credits`, `5000 credits/month`; null: none. */
+  quota: z.string().nullable().describe('the key\'s budget: "10000/day", "300000/month", "5000 credits" or "5000 credits/month"; null: none'),
   /**
    * What the store holds. Whether the key works now is keyState (key-state.ts): a stored
    * `active` key may be expired, or past its rotation's `revokesAt`. Anything but a readable

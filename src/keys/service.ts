@@ -5,6 +5,7 @@
  */
 import { Directory } from '../users/directory.ts';
 import { isRate, parseRate } from '../limits/rate.ts';
+import { isQuota, parseQuota } from '../limits/quota.ts';
 import type { DirectoryStore } from '../store/directory-store.ts';
 import type { Config } from '../config/schema.ts';
 import type { EventSink } from '../events/event-sink.ts';
@@ -20,6 +21,14 @@ import type { KeyRecord, Role } from './record.ts';
 import { invalidField, isKeygateError, KeygateError } from '../http/problem.ts';
 
 export const MANAGE_PERMISSION = 'keys:manage';
+
+/** A quota as given: null (none), or one that parses (422 naming the field otherwise). */
+export function checkQuota(text: string | null, field: string): string | null {
+  if (text === null) return null;
+  const quota = parseQuota(text);
+  if (!isQuota(quota)) throw invalidField(field, `"${text}": ${quota}`);
+  return quota.text;
+}
 
 /** Rate limits as given (admin API, CLI, console): each must parse; duplicates are dropped. 422 naming the field otherwise. */
 export function checkRates(rates: readonly string[], field: string): string[] {
@@ -80,6 +89,8 @@ export interface CreateKeyInput {
   client?: string | null;
   /** Rate limits of the key on every route (limits/rate.ts), e.g. `["20/s", "50000/1d"]`. */
   rateLimits?: string[];
+  /** The key's budget (limits/quota.ts), e.g. `10000/day` or `5000 credits`. */
+  quota?: string | null;
   /** Default `live`; a `sandbox` key reaches only routes' sandbox upstreams. */
   environment?: Environment;
   /** `30d`…`365d`, `never`, or an ISO date; default `never`. */
@@ -216,6 +227,7 @@ export class KeyService {
         environment: input.environment ?? 'live',
         client: input.client || null,
         rateLimits: checkRates(input.rateLimits ?? [], 'rateLimits'),
+        quota: checkQuota(input.quota ?? null, 'quota'),
         expiresAt,
       },
       now,
@@ -224,7 +236,7 @@ export class KeyService {
     return created;
   }
 
-  async #insert(attributes: Pick<KeyRecord, 'tenant' | 'name' | 'role' | 'permissions' | 'group' | 'user' | 'permissionsFrom' | 'environment' | 'client' | 'rateLimits' | 'expiresAt'>, now: number): Promise<CreatedKey> {
+  async #insert(attributes: Pick<KeyRecord, 'tenant' | 'name' | 'role' | 'permissions' | 'group' | 'user' | 'permissionsFrom' | 'environment' | 'client' | 'rateLimits' | 'quota' | 'expiresAt'>, now: number): Promise<CreatedKey> {
     const key = generateKey(this.#config.keys.prefix, attributes.tenant, attributes.environment);
     const record: KeyRecord = {
       id: newKeyId(),
@@ -304,6 +316,22 @@ export class KeyService {
   }
 
   /**
+   * Sets, replaces or removes (null) the key's quota, on every instance within the revocation
+   * lag. A tenant-scoped caller may give a key without one a quota; changing or removing one
+   * gives the key more and is for platform admins.
+   */
+  async setQuota(caller: Caller, id: string, text: string | null): Promise<KeyRecord> {
+    const before = this.#visible(caller, await this.#store.get(id));
+    KeyService.#adminKeyRule(caller, before, 'change');
+    const quota = checkQuota(text, 'quota');
+    if (quota === before.quota) return before;
+    if (caller.tenant !== null && before.quota !== null) throw new KeygateError('forbidden', "only a platform admin may change or remove a key's quota");
+    const after = this.#visible(caller, await this.#store.setQuota(id, quota));
+    await this.#events?.key('key.limits', caller.actor, after, { quotaFrom: before.quota ?? '', quotaTo: quota ?? '' });
+    return after;
+  }
+
+  /**
    * Permanent. Revoking a revoked key changes nothing and is not an error. This asks the
    * stored status, not keyState, on purpose: a rotated key past its `revokesAt` (already
    * refused everywhere) is still written revoked now rather than at the next sweep.
@@ -371,8 +399,8 @@ export class KeyService {
         throw invalidField('expires', (error as Error).message);
       }
     }
-    const { tenant, name, role, permissions, group, user, permissionsFrom, environment, client, rateLimits } = old;
-    const created = await this.#insert({ tenant, name, role, permissions, group, user, permissionsFrom, environment, client, rateLimits, expiresAt }, now);
+    const { tenant, name, role, permissions, group, user, permissionsFrom, environment, client, rateLimits, quota } = old;
+    const created = await this.#insert({ tenant, name, role, permissions, group, user, permissionsFrom, environment, client, rateLimits, quota, expiresAt }, now);
     const previous =
       (overlapSeconds === 0 ? await this.#store.revoke(old.id, now) : await this.#store.scheduleRevocation(old.id, now + overlapSeconds * 1000)) ?? old;
     await this.#events?.key('key.rotate', caller.actor, previous, { successor: created.record.id, overlapSeconds });

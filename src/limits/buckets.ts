@@ -12,6 +12,24 @@ import type { KeyRecord } from '../keys/record.ts';
 import type { RouteLimitsConfig } from '../config/rate-limits.ts';
 import { isRate, parseRate, type Rate } from './rate.ts';
 import type { Bucket } from './limiter.ts';
+import { isQuota, parseQuota, type Quota } from './quota.ts';
+
+/** A budget an identity is charged against (limits/quota.ts): its own, or its tenant's. */
+export interface QuotaSpec {
+  readonly id: string;
+  readonly quota: Quota;
+  readonly scope: 'key' | 'tenant';
+}
+
+/** An identity's budgets, or null when it has none (stored text that cannot be read counts as none). */
+export function identityQuotas(record: Pick<KeyRecord, 'id' | 'tenant'>, keyQuota: string | null, tenantQuota: string | null): readonly QuotaSpec[] | null {
+  const out: QuotaSpec[] = [];
+  const own = keyQuota === null || record.id === '' ? null : parseQuota(keyQuota);
+  if (own !== null && isQuota(own)) out.push({ id: `k:${record.id}`, quota: own, scope: 'key' });
+  const tenant = tenantQuota === null ? null : parseQuota(tenantQuota);
+  if (tenant !== null && isQuota(tenant)) out.push({ id: `t:${record.tenant}`, quota: tenant, scope: 'tenant' });
+  return out.length === 0 ? null : out;
+}
 
 export type LimitScope = 'key' | 'tenant' | 'route';
 

@@ -12,6 +12,11 @@
  * When the store cannot decide (Redis unreachable), the route's `onStoreError` says what
  * happens: `open` (default) decides with this instance's own memory, so each instance still
  * holds every limit by itself; `closed` answers 503 `limit_unavailable`.
+ *
+ * A request the rate limits let through is then charged to its key's and tenant's budgets
+ * (limits/quota.ts), all or none; a spent budget answers 429 `quota_exhausted` with the reset
+ * time (a request refused by a rate limit costs no budget). A budget the store cannot charge
+ * follows `onStoreError` too: open lets the request through uncharged.
  */
 import type { Refusal } from '../auth/refusals.ts';
 import { clientAddress } from '../http/client-address.ts';
@@ -22,6 +27,10 @@ import type { Stage, StageOutcome } from '../pipeline/pipeline.ts';
 import type { Route } from '../routing/router.ts';
 import { compileRouteLimits, requestBuckets, type RouteLimits, type ScopedBucket } from './buckets.ts';
 import { MemoryLimiter, type LimitDecision, type RateLimiter } from './limiter.ts';
+import type { QuotaDecision, QuotaStore } from '../store/quota-store.ts';
+import type { Calendar, QuotaCounter } from './quota.ts';
+import type { QuotaSpec } from './buckets.ts';
+import type { KeyRecord } from '../keys/record.ts';
 
 export interface LimitStageOptions {
   /** The store's limiter (Redis, or the embedded store's in-memory one, or the primary's via IPC). */
@@ -32,9 +41,30 @@ export interface LimitStageOptions {
   metrics?: Pick<KeygateMetrics, 'rateLimited' | 'limitStoreErrors'>;
   /** Told about store failures (logs); must not throw. */
   onStoreError?: (error: unknown) => void;
+  /** Where budgets are charged (limits/quota.ts); null: quotas are not enforced. */
+  quotas?: { store: QuotaStore; calendar: Calendar; onLow?: (record: KeyRecord, spec: QuotaSpec, used: number, remaining: number) => void } | null;
+}
+
+/** The budgets of one request, in the periods in force now. */
+function counters(specs: readonly QuotaSpec[], calendar: Calendar, now: number): QuotaCounter[] {
+  return specs.map((spec) => ({ id: spec.id, quota: spec.quota, scope: spec.scope, period: spec.quota.unit === null ? null : calendar.period(spec.quota.unit, now) }));
+}
+
+function exhausted(spec: QuotaCounter, remaining: number): Refusal {
+  const headers: Record<string, string> = {};
+  let when = 'ask an admin to top it up';
+  if (spec.period !== null) {
+    const wait = Math.max(1, Math.ceil((spec.period.endsAt - Date.now()) / 1000));
+    headers['retry-after'] = String(wait);
+    when = `it resets at ${new Date(spec.period.endsAt).toISOString()}`;
+  }
+  const whose = spec.scope === 'key' ? "the key's" : "the tenant's";
+  return { code: 'quota_exhausted', outcome: 'limited', detail: `${whose} quota ${spec.quota.text} is spent (${remaining} left); ${when}`, headers };
 }
 
 const routeLimits = new WeakMap<Route, RouteLimits | null>();
+
+const UNAVAILABLE: Refusal = { code: 'limit_unavailable', outcome: 'unavailable', detail: 'the store that decides rate limits and quotas cannot be reached; try again shortly', headers: { 'retry-after': '1' } };
 
 function limitsOf(route: Route): RouteLimits | null {
   let limits = routeLimits.get(route);
@@ -75,7 +105,32 @@ export function limitStage(options: LimitStageOptions): Stage<Exchange> {
   const fallback = options.fallback ?? new MemoryLimiter();
   const onStoreError = options.onStoreError ?? (() => {});
 
-  const judged = (exchange: Exchange, buckets: ScopedBucket[], decision: LimitDecision): StageOutcome => {
+  const quotas = options.quotas ?? null;
+
+  /** After the rate limits let the request through: charge its budgets, all or none. */
+  const charge = (exchange: Exchange): StageOutcome | Promise<StageOutcome> => {
+    const specs = exchange.identity?.quotas;
+    if (quotas === null || specs === null || specs === undefined) return undefined;
+    const list = counters(specs, quotas.calendar, Date.now());
+    const weight = limitsOf(exchange.route!)?.weight ?? 1;
+    const charged = (decision: QuotaDecision): StageOutcome => {
+      decision.answers.forEach((answer, i) => {
+        if (answer.crossed80) quotas.onLow?.(exchange.identity!.record, specs[i]!, answer.used, answer.remaining);
+      });
+      if (decision.exhausted < 0) return undefined;
+      metrics?.rateLimited.labels(exchange.route!.name, `quota:${list[decision.exhausted]!.scope}`).inc();
+      return exhausted(list[decision.exhausted]!, decision.answers[decision.exhausted]!.remaining);
+    };
+    return quotas.store.chargeQuotas(list, weight).then(charged, (error: unknown) => {
+      // A budget that cannot be charged follows the route's onStoreError, like a rate limit.
+      onStoreError(error);
+      const policy = limitsOf(exchange.route!)?.onStoreError ?? 'open';
+      metrics?.limitStoreErrors.labels(exchange.route!.name, policy).inc();
+      return policy === 'closed' ? UNAVAILABLE : undefined;
+    });
+  };
+
+  const judged = (exchange: Exchange, buckets: ScopedBucket[], decision: LimitDecision): StageOutcome | Promise<StageOutcome> => {
     if (!decision.allowed) {
       const refusing = buckets.find((_, i) => decision.answers[i]!.remaining === 0)?.scope ?? 'route';
       metrics?.rateLimited.labels(exchange.route!.name, refusing).inc();
@@ -88,14 +143,14 @@ export function limitStage(options: LimitStageOptions): Stage<Exchange> {
       res.setHeader('ratelimit', fields.limit);
       (exchange as HttpExchange).rateLimitFields = true;
     }
-    return undefined;
+    return charge(exchange);
   };
 
-  const failed = (exchange: Exchange, limits: RouteLimits | null, buckets: ScopedBucket[], weight: number, error: unknown): StageOutcome => {
+  const failed = (exchange: Exchange, limits: RouteLimits | null, buckets: ScopedBucket[], weight: number, error: unknown): StageOutcome | Promise<StageOutcome> => {
     onStoreError(error);
     const policy = limits?.onStoreError ?? 'open';
     metrics?.limitStoreErrors.labels(exchange.route!.name, policy).inc();
-    if (policy === 'closed') return { code: 'limit_unavailable', outcome: 'unavailable', detail: 'the store that decides rate limits cannot be reached; try again shortly', headers: { 'retry-after': '1' } };
+    if (policy === 'closed') return UNAVAILABLE;
     return judged(exchange, buckets, fallback.decide(buckets, weight));
   };
 
@@ -106,11 +161,12 @@ export function limitStage(options: LimitStageOptions): Stage<Exchange> {
     run(exchange) {
       const route = exchange.route!;
       const limits = limitsOf(route);
-      const own = exchange.identity?.limits ?? null;
-      if (limits === null && own === null) return undefined;
-      const record = exchange.identity?.record ?? null;
+      const identity = exchange.identity;
+      const own = identity?.limits ?? null;
+      if (limits === null && own === null && (identity?.quotas ?? null) === null) return undefined;
+      const record = identity?.record ?? null;
       const buckets = requestBuckets(limits, own, record, () => clientAddress(exchange.req, current.state.headers.trustForwarded));
-      if (buckets.length === 0) return undefined;
+      if (buckets.length === 0) return charge(exchange);
       const weight = limits?.weight ?? 1;
       let decision: LimitDecision | Promise<LimitDecision>;
       try {

@@ -12,6 +12,8 @@ import type { ReplayStore } from './replay-store.ts';
 import type { SessionStore } from './session-store.ts';
 import type { DirectorySnapshot, DirectoryStore, DirectoryWrite } from './directory-store.ts';
 import type { DirectoryChange } from '../users/records.ts';
+import type { QuotaDecision, QuotaStore } from './quota-store.ts';
+import type { QuotaAnswer, QuotaCounter } from '../limits/quota.ts';
 
 export interface StoreParts {
   keys: Pick<KeyStore, 'findByHash' | 'get' | 'create' | 'list' | 'revoke' | 'revokeTenant'>;
@@ -20,9 +22,10 @@ export interface StoreParts {
   sessions: SessionStore;
   replay: ReplayStore;
   directory: DirectoryStore;
+  quotas: QuotaStore;
 }
 
-export abstract class ComposedStore implements KeyStore, LifecycleStore, SecretStore, SessionStore, ReplayStore, DirectoryStore {
+export abstract class ComposedStore implements KeyStore, LifecycleStore, SecretStore, SessionStore, ReplayStore, DirectoryStore, QuotaStore {
   abstract readonly kind: KeyStore['kind'];
   abstract readonly feedHealthy: boolean;
   abstract subscribe(feed: StoreFeed): Promise<void>;
@@ -62,6 +65,9 @@ export abstract class ComposedStore implements KeyStore, LifecycleStore, SecretS
   }
   setRateLimits(id: string, rateLimits: readonly string[]): Promise<KeyRecord | null> {
     return this.#parts.lifecycle.setRateLimits(id, rateLimits);
+  }
+  setQuota(id: string, quota: string | null): Promise<KeyRecord | null> {
+    return this.#parts.lifecycle.setQuota(id, quota);
   }
   touch(lastUsed: ReadonlyMap<string, number>): Promise<void> {
     return this.#parts.lifecycle.touch(lastUsed);
@@ -138,5 +144,17 @@ export abstract class ComposedStore implements KeyStore, LifecycleStore, SecretS
   }
   writeDirectory(write: DirectoryWrite): Promise<DirectoryChange | null> {
     return this.#parts.directory.writeDirectory(write);
+  }
+
+  // ---- QuotaStore -----------------------------------------------------------------------
+
+  chargeQuotas(counters: readonly QuotaCounter[], weight: number): Promise<QuotaDecision> {
+    return this.#parts.quotas.chargeQuotas(counters, weight);
+  }
+  quotaStatus(counter: QuotaCounter): Promise<QuotaAnswer> {
+    return this.#parts.quotas.quotaStatus(counter);
+  }
+  topUpQuota(counter: QuotaCounter, amount: number): Promise<QuotaAnswer> {
+    return this.#parts.quotas.topUpQuota(counter, amount);
   }
 }

@@ -27,7 +27,9 @@ export type AuditAction =
   | 'group.update'
   | 'group.delete'
   | 'tenant.limits'
-  | 'key.limits';
+  | 'key.limits'
+  | 'key.quota_top_up'
+  | 'tenant.quota_top_up';
 
 /** Never a key, a hash or a secret value: ids, names and display prefixes only. */
 export interface AuditEntry {
@@ -61,6 +63,8 @@ export interface LifecycleStore {
   rename(id: string, name: string): Promise<KeyRecord | null>;
   /** Replaces a key's own rate limits; every instance reads the record again (a pushed change). */
   setRateLimits(id: string, rateLimits: readonly string[]): Promise<KeyRecord | null>;
+  /** Sets or removes (null) a key's quota, the same way. */
+  setQuota(id: string, quota: string | null): Promise<KeyRecord | null>;
   /** Sets lastUsedAt where the given time is newer; one write per key per flush. */
   touch(lastUsed: ReadonlyMap<string, number>): Promise<void>;
   appendAudit(entry: AuditEntry): Promise<void>;

@@ -9,8 +9,9 @@ import type { ReplayStore } from './replay-store.ts';
 import type { SessionStore } from './session-store.ts';
 import type { DirectoryStore } from './directory-store.ts';
 import type { LimitStore } from './limit-store.ts';
+import type { QuotaStore } from './quota-store.ts';
 
-export type Store = KeyStore & LifecycleStore & SecretStore & SessionStore & ReplayStore & DirectoryStore & {
+export type Store = KeyStore & LifecycleStore & SecretStore & SessionStore & ReplayStore & DirectoryStore & QuotaStore & {
   /** Rate limits shared by every instance of the store (Redis); absent: each machine decides (cluster/limits-ipc.ts). */
   readonly limiter?: LimitStore;
 };

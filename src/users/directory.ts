@@ -113,12 +113,13 @@ export class Directory {
    * (each per key), and its tenant's (shared by the tenant's keys). Unchecked text: the
    * limit stage parses it once per identity and skips what cannot be read.
    */
-  limitsOf(record: Pick<KeyRecord, 'tenant' | 'group' | 'user' | 'permissionsFrom' | 'rateLimits'>): { key: readonly string[]; tenant: readonly string[] } {
+  limitsOf(record: Pick<KeyRecord, 'tenant' | 'group' | 'user' | 'permissionsFrom' | 'rateLimits' | 'quota'>): { key: readonly string[]; tenant: readonly string[]; keyQuota: string | null; tenantQuota: string | null } {
     let groupName = record.group;
     if (record.permissionsFrom === 'user' && record.user !== null) groupName = this.user(record.tenant, record.user)?.group ?? null;
     const group = groupName === null ? undefined : this.#groups.get(record.tenant)?.get(groupName);
     const key = group === undefined || group.rateLimits.length === 0 ? record.rateLimits : [...record.rateLimits, ...group.rateLimits];
-    return { key, tenant: this.tenant(record.tenant)?.rateLimits ?? NONE };
+    const own = this.tenant(record.tenant);
+    return { key, tenant: own?.rateLimits ?? NONE, keyQuota: record.quota, tenantQuota: own?.quota ?? null };
   }
 
   /** What a key with these attributes may do now, or USER_DISABLED (its user is disabled or unknown). */

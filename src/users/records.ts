@@ -48,6 +48,8 @@ export const tenantRecordSchema = z.object({
   tenant: z.string().regex(TENANT_PATTERN),
   name: z.string().regex(TENANT_PATTERN),
   rateLimits: z.array(z.string()).default([]),
+  /** The tenant's budget, all its keys together (limits/quota.ts); null: none. */
+  quota: z.string().nullable().default(null),
   createdAt: epochMs,
   updatedAt: epochMs,
 });

@@ -11,7 +11,7 @@ import { invalidField, KeygateError } from '../http/problem.ts';
 import { TENANT_PATTERN } from '../keys/format.ts';
 import { PERMISSION_PATTERN, USER_PATTERN } from '../keys/patterns.ts';
 import type { KeyRecord } from '../keys/record.ts';
-import { checkRates, KeyService, type Caller } from '../keys/service.ts';
+import { checkQuota, checkRates, KeyService, type Caller } from '../keys/service.ts';
 import { keyState } from '../keys/key-state.ts';
 import type { DirectoryStore } from '../store/directory-store.ts';
 import type { KeyStore } from '../store/key-store.ts';
@@ -228,14 +228,14 @@ export class UserService {
   async tenantLimits(caller: Caller, tenant: string): Promise<TenantRecord> {
     UserService.#visible(caller, tenant, 'tenant');
     const own = (await this.#store.directory(tenant)).tenants?.find((t) => t.name === tenant);
-    return own ?? { tenant, name: tenant, rateLimits: [], createdAt: 0, updatedAt: 0 };
+    return own ?? { tenant, name: tenant, rateLimits: [], quota: null, createdAt: 0, updatedAt: 0 };
   }
 
   /**
    * Sets a tenant's rate limits, on every instance within the revocation lag. Platform admins
    * only: a tenant's limits bound what the tenant's own admins can do.
    */
-  async setTenantLimits(caller: Caller, tenant: string, rates: readonly string[]): Promise<TenantRecord> {
+  async setTenantLimits(caller: Caller, tenant: string, rates: readonly string[], quotaText?: string | null): Promise<TenantRecord> {
     if (caller.tenant !== null) {
       UserService.#visible(caller, tenant, 'tenant');
       throw new KeygateError('forbidden', "only a platform admin may set a tenant's rate limits");
@@ -244,11 +244,17 @@ export class UserService {
     const rateLimits = checkRates(rates, 'rateLimits');
     const now = this.#now();
     const before = (await this.#store.directory(tenant)).tenants?.find((t) => t.name === tenant);
-    const after: TenantRecord = { tenant, name: tenant, rateLimits, createdAt: before?.createdAt ?? now, updatedAt: now };
+    const quota = quotaText === undefined ? (before?.quota ?? null) : checkQuota(quotaText, 'quota');
+    const after: TenantRecord = { tenant, name: tenant, rateLimits, quota, createdAt: before?.createdAt ?? now, updatedAt: now };
     if ((await this.#store.writeDirectory({ mode: before === undefined ? 'create' : 'update', kind: 'tenant', value: after })) === null) {
       throw new KeygateError('conflict', 'the tenant settings changed meanwhile; try again');
     }
-    await this.#events?.audit('tenant.limits', caller.actor, tenant, `tenant:${tenant}`, { rateLimitsFrom: (before?.rateLimits ?? []).join(','), rateLimitsTo: rateLimits.join(',') });
+    await this.#events?.audit('tenant.limits', caller.actor, tenant, `tenant:${tenant}`, {
+      rateLimitsFrom: (before?.rateLimits ?? []).join(','),
+      rateLimitsTo: rateLimits.join(','),
+      quotaFrom: before?.quota ?? '',
+      quotaTo: quota ?? '',
+    });
     return after;
   }
 }

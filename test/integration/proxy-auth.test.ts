@@ -186,7 +186,7 @@ describe('keys that are refused', () => {
     issued.push(k);
     const record: KeyRecord = {
       id: newKeyId(), tenant: 'acme', name: 'old', role: 'api-user', permissions: ['read'], group: null, user: null, client: null,
-      status: 'active', prefix: displayPrefix(k), createdAt: Date.now() - 10_000, expiresAt: Date.now() - 1000, revokedAt: null, revokesAt: null, lastUsedAt: null, permissionsFrom: 'key', environment: 'live', rateLimits: [],
+      status: 'active', prefix: displayPrefix(k), createdAt: Date.now() - 10_000, expiresAt: Date.now() - 1000, revokedAt: null, revokesAt: null, lastUsedAt: null, permissionsFrom: 'key', environment: 'live', rateLimits: [], quota: null,
     };
     await t.keygate.store.create(record, hasher(k));
     const res = await get('/api/x', { 'x-api-key': k });
@@ -199,7 +199,7 @@ describe('keys that are refused', () => {
     issued.push(k);
     const record: KeyRecord = {
       id: newKeyId(), tenant: 'acme', name: 'soon', role: 'api-user', permissions: ['read'], group: null, user: null, client: null,
-      status: 'active', prefix: displayPrefix(k), createdAt: Date.now(), expiresAt: Date.now() + 300, revokedAt: null, revokesAt: null, lastUsedAt: null, permissionsFrom: 'key', environment: 'live', rateLimits: [],
+      status: 'active', prefix: displayPrefix(k), createdAt: Date.now(), expiresAt: Date.now() + 300, revokedAt: null, revokesAt: null, lastUsedAt: null, permissionsFrom: 'key', environment: 'live', rateLimits: [], quota: null,
     };
     await t.keygate.store.create(record, hasher(k));
     expect((await get('/api/x', { 'x-api-key': k })).status).toBe(200);

@@ -36,7 +36,7 @@ function record(overrides: Partial<KeyRecord> = {}): { record: KeyRecord; hash: 
       expiresAt: null,
       revokedAt: null,
       revokesAt: null,
-      lastUsedAt: null, permissionsFrom: 'key', environment: 'live', rateLimits: [],
+      lastUsedAt: null, permissionsFrom: 'key', environment: 'live', rateLimits: [], quota: null,
       ...overrides,
     },
   };

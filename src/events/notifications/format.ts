@@ -151,6 +151,11 @@ export function emailMessage(raw: KeygateEvent, subjectPrefix = '[keygate]'): Em
         advice = 'Rotate or revoke it now, move its clients to the new key, remove the old one from where it was found, and find out how it got there.';
       }
       break;
+    case 'key.quota_low':
+      headline = t.quotaOf === 'tenant' ? `Quota 80 % used: tenant ${event.tenant} (${t.quota})` : `Quota 80 % used: ${keyLabel(t)} in tenant ${event.tenant} (${t.quota})`;
+      intro = `${t.quotaOf === 'tenant' ? 'The tenant' : 'An API key'} has used ${t.used} of its quota ${t.quota}; ${t.remaining} remain${t.remaining === 1 ? 's' : ''}. Once it is spent, requests are refused with 429 quota_exhausted until it resets or is topped up.`;
+      advice = 'Top it up (keygate keys quota top-up, or the console) or raise the quota if this use is expected.';
+      break;
     case 'secret.created':
       headline = `Upstream secret created: ${secretLabel(t)} by ${by}`;
       intro = 'An upstream secret was stored. Its value is encrypted and can never be read back.';

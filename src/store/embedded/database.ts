@@ -64,6 +64,13 @@ CREATE TABLE IF NOT EXISTS directory_changes (
   kind TEXT NOT NULL,
   name TEXT NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS quota_counters (
+  id TEXT PRIMARY KEY,
+  used INTEGER NOT NULL,
+  remaining INTEGER,
+  period TEXT,
+  expires_at INTEGER
+) STRICT;
 CREATE TABLE IF NOT EXISTS ended_sessions (id TEXT PRIMARY KEY, until INTEGER NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS replay_claims (id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) STRICT;
 CREATE INDEX IF NOT EXISTS replay_claims_expiry ON replay_claims (expires_at);

@@ -26,10 +26,19 @@ export class EmbeddedLifecycle {
     return this.#keys.get(id);
   }
 
-  async setRateLimits(id: string, rateLimits: readonly string[]): Promise<KeyRecord | null> {
+  setRateLimits(id: string, rateLimits: readonly string[]): Promise<KeyRecord | null> {
+    return this.#setColumn(id, 'rate_limits', JSON.stringify(rateLimits));
+  }
+
+  setQuota(id: string, quota: string | null): Promise<KeyRecord | null> {
+    return this.#setColumn(id, 'quota', quota);
+  }
+
+  /** One column of a key that stays active, told to every process as a record change. */
+  async #setColumn(id: string, column: 'rate_limits' | 'quota', value: string | null): Promise<KeyRecord | null> {
     const db = this.#db.db;
     const hash = this.#db.transaction(() => {
-      const row = db.prepare('UPDATE keys SET rate_limits = ? WHERE id = ? RETURNING hash').get(JSON.stringify(rateLimits), id) as { hash: string } | undefined;
+      const row = db.prepare(`UPDATE keys SET ${column} = ? WHERE id = ? RETURNING hash`).get(value, id) as { hash: string } | undefined;
       if (!row) return null;
       db.prepare('INSERT INTO key_changes (hash, at) VALUES (?, ?)').run(row.hash, Date.now());
       return row.hash;

@@ -16,9 +16,17 @@ export class RedisLifecycle extends KeyEventWriter {
     return fromFields(await this.redis.script(scripts.RENAME, [this.redis.keys.id(id)], [this.redis.keys.prefix, name]));
   }
 
-  async setRateLimits(id: string, rateLimits: readonly string[]): Promise<KeyRecord | null> {
+  setRateLimits(id: string, rateLimits: readonly string[]): Promise<KeyRecord | null> {
+    return this.#setField(id, 'rateLimits', JSON.stringify(rateLimits));
+  }
+
+  setQuota(id: string, quota: string | null): Promise<KeyRecord | null> {
+    return this.#setField(id, 'quota', quota);
+  }
+
+  async #setField(id: string, field: string, value: string | null): Promise<KeyRecord | null> {
     const k = this.redis.keys;
-    const reply = await this.redis.script(scripts.SET_KEY_FIELD, [k.id(id)], [k.prefix, 'rateLimits', JSON.stringify(rateLimits), k.channel, this.redis.publish]);
+    const reply = await this.redis.script(scripts.SET_KEY_FIELD, [k.id(id)], [k.prefix, field, value ?? '', k.channel, this.redis.publish, value === null ? 'null' : '']);
     if (!Array.isArray(reply)) return null;
     // This instance reads the record again at once, without waiting for its own message.
     this.feed.deliver({ changed: [String(reply[0])], ...position(reply[2], reply[3]) });

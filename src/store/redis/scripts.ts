@@ -430,7 +430,7 @@ return out
 );
 
 /**
- * KEYS: id:{id}. ARGV: prefix, field, value (JSON text), channel, publish command. Sets one
+ * KEYS: id:{id}. ARGV: prefix, field, value, channel, publish command, 'null' to remove the field. Sets one
  * field of a record that changes what the key may do while it stays as it is (its rate
  * limits), and logs and publishes `{"changed":[h]}` so every instance reads the record again.
  * Returns {h, the record's fields afterwards, seq, logId}, or nil for an unknown id.
@@ -441,8 +441,75 @@ export const SET_KEY_FIELD = script(
 local h = redis.call('GET', KEYS[1])
 if not h then return false end
 local rk = ARGV[1] .. 'hash:' .. h
-redis.call('HSET', rk, ARGV[2], ARGV[3])
+if ARGV[6] == 'null' then redis.call('HDEL', rk, ARGV[2]) else redis.call('HSET', rk, ARGV[2], ARGV[3]) end
 local n, logid = log_event(ARGV[1], ARGV[4], ARGV[5], { changed = { h } })
 return { h, redis.call('HGETALL', rk), tostring(n), logid }
+`,
+);
+
+/**
+ * KEYS: one per budget (`q:<id>:<period>` a counter of what is used, or `cr:<id>` a hash of
+ * remaining credits and the period they were last refilled in). ARGV: weight, then for each
+ * budget kind (period|credits), amount, period id, the period's end (epoch ms), '1' to refill
+ * credits at each period. Charges every budget or none. Returns {index of the first spent
+ * budget (0: none), then each budget's remaining after}.
+ */
+export const QUOTA_CHARGE = script(
+  'quotaCharge',
+  `
+local w = tonumber(ARGV[1])
+local remaining, spent = {}, 0
+for i = 1, #KEYS do
+  local b = 1 + (i - 1) * 5
+  local kind, amount, period = ARGV[b + 1], tonumber(ARGV[b + 2]), ARGV[b + 3]
+  if kind == 'period' then
+    remaining[i] = amount - tonumber(redis.call('GET', KEYS[i]) or '0')
+  else
+    local r = redis.call('HMGET', KEYS[i], 'remaining', 'period')
+    local left = tonumber(r[1])
+    if left == nil or (ARGV[b + 5] == '1' and r[2] ~= period) then left = amount end
+    remaining[i] = left
+  end
+  if remaining[i] - w < 0 and spent == 0 then spent = i end
+end
+local out = { spent }
+for i = 1, #KEYS do
+  local b = 1 + (i - 1) * 5
+  if spent == 0 then
+    remaining[i] = remaining[i] - w
+    if ARGV[b + 1] == 'period' then
+      redis.call('INCRBY', KEYS[i], w)
+      redis.call('PEXPIREAT', KEYS[i], tonumber(ARGV[b + 4]) + 86400000)
+    else
+      redis.call('HSET', KEYS[i], 'remaining', remaining[i], 'period', ARGV[b + 3])
+    end
+  end
+  out[i + 1] = remaining[i]
+end
+return out
+`,
+);
+
+/** KEYS: one budget. ARGV: kind, amount, period id, period end, refill flag, top-up. Adds the top-up (0: only reads). Returns remaining. */
+export const QUOTA_TOP_UP = script(
+  'quotaTopUp',
+  `
+local kind, amount, period, top = ARGV[1], tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[6])
+if kind == 'period' then
+  local used = tonumber(redis.call('GET', KEYS[1]) or '0')
+  if top > 0 then
+    used = redis.call('DECRBY', KEYS[1], top)
+    redis.call('PEXPIREAT', KEYS[1], tonumber(ARGV[4]) + 86400000)
+  end
+  return amount - used
+end
+local r = redis.call('HMGET', KEYS[1], 'remaining', 'period')
+local left = tonumber(r[1])
+if left == nil or (ARGV[5] == '1' and r[2] ~= period) then left = amount end
+if top > 0 then
+  left = left + top
+  redis.call('HSET', KEYS[1], 'remaining', left, 'period', period)
+end
+return left
 `,
 );

@@ -7,7 +7,7 @@ import type { KeyRecord } from '../../../src/keys/record.ts';
 function record(overrides: Partial<KeyRecord> = {}): KeyRecord {
   return {
     id: 'key_1', tenant: 'acme', name: 'k', role: 'api-user', permissions: ['read', 'write'], group: null, user: null,
-    client: 'mcp', status: 'active', prefix: 'kg_acme_0000…', createdAt: 0, expiresAt: null, revokedAt: null, revokesAt: null, lastUsedAt: null, permissionsFrom: 'key', environment: 'live', rateLimits: [],
+    client: 'mcp', status: 'active', prefix: 'kg_acme_0000…', createdAt: 0, expiresAt: null, revokedAt: null, revokesAt: null, lastUsedAt: null, permissionsFrom: 'key', environment: 'live', rateLimits: [], quota: null,
     ...overrides,
   };
 }

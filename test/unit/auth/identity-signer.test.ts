@@ -21,7 +21,7 @@ const record: KeyRecord = {
   expiresAt: null,
   revokedAt: null,
   revokesAt: null,
-  lastUsedAt: null, permissionsFrom: 'key', environment: 'live', rateLimits: [],
+  lastUsedAt: null, permissionsFrom: 'key', environment: 'live', rateLimits: [], quota: null,
 };
 const spec = { audience: 'http://orders:3000', lifetimeSeconds: 60 };
 

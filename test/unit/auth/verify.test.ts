@@ -193,7 +193,7 @@ describe('Verifier', () => {
     expect(await v.verify(key)).toBe('invalid_key');
     const record: KeyRecord = {
       id: 'key_late', tenant: 'acme', name: 'late', role: 'api-user', permissions: [], group: null, user: null, client: null,
-      status: 'active', prefix: displayPrefix(key), createdAt: clock, expiresAt: null, revokedAt: null, revokesAt: null, lastUsedAt: null, permissionsFrom: 'key', environment: 'live', rateLimits: [],
+      status: 'active', prefix: displayPrefix(key), createdAt: clock, expiresAt: null, revokedAt: null, revokesAt: null, lastUsedAt: null, permissionsFrom: 'key', environment: 'live', rateLimits: [], quota: null,
     };
     await store.create(record, hasher(key));
     expect(v.verify(key)).toBe('invalid_key'); // still the remembered answer

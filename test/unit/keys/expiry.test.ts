@@ -53,7 +53,7 @@ describe('parseExpiry', () => {
 describe('key record helpers', () => {
   const record: KeyRecord = {
     id: 'key_1', tenant: 'acme', name: 'k', role: 'api-user', permissions: ['read'], group: null, user: null, client: null,
-    status: 'active', prefix: 'kg_acme_0000…', createdAt: NOW, expiresAt: NOW + DAY, revokedAt: null, revokesAt: null, lastUsedAt: null, permissionsFrom: 'key', environment: 'live', rateLimits: [],
+    status: 'active', prefix: 'kg_acme_0000…', createdAt: NOW, expiresAt: NOW + DAY, revokedAt: null, revokesAt: null, lastUsedAt: null, permissionsFrom: 'key', environment: 'live', rateLimits: [], quota: null,
   };
 
   it('keyState: expired at or after expiresAt; never for null', () => {

@@ -24,7 +24,7 @@ function req(raw: string[], remoteAddress = '203.0.113.7', encrypted = false): I
 function record(overrides: Partial<KeyRecord> = {}): KeyRecord {
   return {
     id: 'key_abc', tenant: 'acme', name: 'k', role: 'api-user', permissions: ['read', 'write'], group: null, user: 'alice',
-    client: 'mcp', status: 'active', prefix: 'kg_acme_0000…', createdAt: 0, expiresAt: null, revokedAt: null, revokesAt: null, lastUsedAt: null, permissionsFrom: 'key', environment: 'live', rateLimits: [],
+    client: 'mcp', status: 'active', prefix: 'kg_acme_0000…', createdAt: 0, expiresAt: null, revokedAt: null, revokesAt: null, lastUsedAt: null, permissionsFrom: 'key', environment: 'live', rateLimits: [], quota: null,
     ...overrides,
   };
 }

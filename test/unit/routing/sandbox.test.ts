@@ -17,7 +17,7 @@ import { Router, targetOf, type DispatcherFor } from '../../../src/routing/route
 
 function identity(environment: KeyRecord['environment'], overrides: Partial<KeyRecord> = {}): Identity {
   const record: KeyRecord = {
-    id: 'key_1', tenant: 'acme', name: 'k', role: 'api-user', permissions: ['read'], group: null, user: null, permissionsFrom: 'key', environment, rateLimits: [],
+    id: 'key_1', tenant: 'acme', name: 'k', role: 'api-user', permissions: ['read'], group: null, user: null, permissionsFrom: 'key', environment, rateLimits: [], quota: null,
     client: null, status: 'active', prefix: 'kg_acme_0000…', createdAt: 0, expiresAt: null, revokedAt: null, revokesAt: null, lastUsedAt: null,
     ...overrides,
   };

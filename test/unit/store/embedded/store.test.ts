@@ -27,7 +27,7 @@ function newRecord(tenant = 'acme', overrides: Partial<KeyRecord> = {}): { key: 
   const key = generateKey('kg', tenant);
   const record: KeyRecord = {
     id: newKeyId(), tenant, name: 'k', role: 'api-user', permissions: ['read', 'mcp:use'], group: null, user: 'alice', client: 'mcp',
-    status: 'active', prefix: displayPrefix(key), createdAt: Date.now(), expiresAt: Date.now() + 86_400_000, revokedAt: null, revokesAt: null, lastUsedAt: null, permissionsFrom: 'key', environment: 'live', rateLimits: [],
+    status: 'active', prefix: displayPrefix(key), createdAt: Date.now(), expiresAt: Date.now() + 86_400_000, revokedAt: null, revokesAt: null, lastUsedAt: null, permissionsFrom: 'key', environment: 'live', rateLimits: [], quota: null,
     ...overrides,
   };
   return { key, hash: hasher(key), record };
