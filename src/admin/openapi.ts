@@ -2,7 +2,8 @@
 import { z } from 'zod';
 import { auditEntry, createdKey, createKeyBody, createSecretBody, keyRecord, problem, renameKeyBody, rotatedKey, rotateKeyBody, removedSecret, secretRecord, tenantSummary, updateSecretBody } from './schemas.ts';
 import { listedSecret, secretUsage, secretUsages } from './schemas.ts';
-import { createGroupBody, createUserBody, groupRecord, updateGroupBody, updateUserBody, userRecord, userWithKeys } from './directory-schemas.ts';
+import { createGroupBody, createUserBody, groupRecord, tenantLimitsBody, updateGroupBody, updateUserBody, userRecord, userWithKeys } from './directory-schemas.ts';
+import { quotaStatus, topUpBody } from './schemas.ts';
 
 const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
 const json = (id: string) => ({ content: { 'application/json': { schema: ref(id) } } });
@@ -21,7 +22,7 @@ export function openApiDocument(): unknown {
   // Touch the schemas so their ids are registered before the registry is rendered.
   void [auditEntry, createdKey, createKeyBody, keyRecord, problem, renameKeyBody, rotatedKey, rotateKeyBody, createSecretBody, updateSecretBody, secretRecord, removedSecret, tenantSummary];
   void [listedSecret, secretUsage, secretUsages];
-  void [createUserBody, updateUserBody, userRecord, userWithKeys, createGroupBody, updateGroupBody, groupRecord];
+  void [createUserBody, updateUserBody, userRecord, userWithKeys, createGroupBody, updateGroupBody, groupRecord, tenantLimitsBody, topUpBody, quotaStatus];
   const rendered = z.toJSONSchema(z.globalRegistry, { uri: (id) => `#/components/schemas/${id}` }) as { schemas: Record<string, Record<string, unknown>> };
   const schemas: Record<string, unknown> = {};
   for (const [id, schema] of Object.entries(rendered.schemas)) {
@@ -148,6 +149,33 @@ export function openApiDocument(): unknown {
           parameters: [tenantParam, nameParam],
           responses: { '200': { description: 'the group as it was', ...json('Group') }, '409': { ...errors['400'], description: 'users or keys use the group' }, ...errors },
         },
+      },
+      '/v1/keys/{id}/quota': {
+        get: {
+          summary: "What is used and left of the key's budget and its tenant's, in the period in force (docs/limits.md)",
+          parameters: [idParam],
+          responses: { '200': { description: 'budgets', content: { 'application/json': { schema: { type: 'object', properties: { id: { type: 'string' }, quotas: { type: 'array', items: ref('QuotaStatus') } } } } } }, ...errors },
+        },
+      },
+      '/v1/keys/{id}/quota/top-up': {
+        post: {
+          summary: "Add to what the key may still use in this period (or to its credits); platform admins; audited",
+          parameters: [idParam],
+          requestBody: { required: true, ...json('TopUp') },
+          responses: { '200': { description: 'the budget after', ...json('QuotaStatus') }, '409': { ...errors['400'], description: 'the key has no quota' }, ...errors },
+        },
+      },
+      '/v1/tenants/{tenant}/limits': {
+        get: { summary: "A tenant's rate limits and budget, with what is left of it", parameters: [tenantParam], responses: { '200': { description: 'the limits' }, ...errors } },
+        put: {
+          summary: "Set a tenant's rate limits and budget (all its keys together); platform admins; pushed to every instance",
+          parameters: [tenantParam],
+          requestBody: { required: true, ...json('TenantLimits') },
+          responses: { '200': { description: 'the limits after' }, ...errors },
+        },
+      },
+      '/v1/tenants/{tenant}/quota/top-up': {
+        post: { summary: "Add to a tenant's budget for this period; platform admins; audited", parameters: [tenantParam], requestBody: { required: true, ...json('TopUp') }, responses: { '200': { description: 'the budget after', ...json('QuotaStatus') }, ...errors } },
       },
       '/v1/audit': {
         get: {

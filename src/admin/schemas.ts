@@ -24,6 +24,16 @@ export const rateLimitsField = z.array(z.string()).max(10, 'at most 10 rate limi
 export const quotaField = z.string().describe('"10000/day", "300000/month", "5000 credits" or "5000 credits/month" (checked by KeyService: 422 naming the field)');
 export const topUpBody = z.strictObject({ amount: z.number({ error: 'must be a number' }).int('must be a whole number').min(1, 'must be at least 1') }).meta({ id: 'TopUp' });
 
+export const quotaStatus = z
+  .object({
+    scope: z.enum(['key', 'tenant']),
+    quota: z.string(),
+    used: z.number(),
+    remaining: z.number(),
+    resetsAt: isoDate.nullable().describe('when the budget starts afresh; null for credits without refill'),
+  })
+  .meta({ id: 'QuotaStatus' });
+
 export const createKeyBody = z
   .strictObject({
     tenant: tenant.optional().describe("the key's tenant; defaults to the caller's own"),

@@ -54,7 +54,7 @@ describe('quotas on two instances sharing Redis', () => {
     midnight.setUTCHours(24, 0, 0, 0);
     const wait = Number(refused.headers.get('retry-after'));
     expect(Math.abs(wait - (midnight.getTime() - Date.now()) / 1000)).toBeLessThan(5);
-    expect((await refused.json()).detail).toContain(midnight.toISOString());
+    expect(((await refused.json()) as { detail: string }).detail).toContain(midnight.toISOString());
     const status = await admin.get(`/v1/keys/${created.json.id}/quota`);
     expect(status.json.quotas).toEqual([{ scope: 'key', quota: '10/day', used: 10, remaining: 0, resetsAt: midnight.toISOString() }]);
     const listed = (await admin.get('/v1/keys?tenant=acme')).json.keys.find((k: { id: string }) => k.id === created.json.id);
