@@ -12,6 +12,12 @@ import { expectProblem, waitFor } from '../helpers/http.ts';
 import { startTestKeygate, type TestKeygate } from '../helpers/keygate.ts';
 import { startRedisPair, type RedisPair } from '../helpers/redis-fixture.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
+import { connectWs, echo, startWsUpstream, type WsResult, type WsUpstream } from '../helpers/ws-upstream.ts';
+import { freePorts, spawnKeygate, tempDir, type KeygateProcess, type TempDir } from '../helpers/process.ts';
+import { withKeyService } from '../../src/cli/context.ts';
+import { loadConfig } from '../../src/config/load.ts';
+import { cliKeys } from '../helpers/keygate.ts';
+import { TEST_PEPPER } from '../helpers/pepper.ts';
 
 const config = (store: RawConfig['store'], upstream: TestUpstream): RawConfig => ({
   store,
@@ -242,5 +248,71 @@ describe('rate limits on the embedded store', () => {
     const answers = await Promise.all(Array.from({ length: 8 }, () => http.get(t.url, '/per-key/x', key)));
     expect(answers.filter((a) => a.status === 200)).toHaveLength(5);
     expect(answers.find((a) => a.status === 429)!.headers['retry-after']).toBeDefined();
+  });
+});
+
+describe('rate limits on WebSocket upgrades and with workers: 2', () => {
+  let ws: WsUpstream;
+  let upstream: TestUpstream;
+  let dir: TempDir;
+  let serve: KeygateProcess;
+  let key: string;
+
+  beforeAll(async () => {
+    [ws, upstream] = await Promise.all([startWsUpstream(), startUpstream()]);
+    dir = tempDir('keygate-limits-workers-');
+    const [listen, admin] = (await freePorts(2)) as [number, number];
+    const file = dir.writeYaml('keygate.yaml', {
+      workers: 2,
+      listen: { host: '127.0.0.1', port: listen },
+      admin: { host: '127.0.0.1', port: admin },
+      store: { path: `${dir.path}/data/keygate.db`, pollMs: 100 },
+      log: { level: 'info' },
+      shutdown: { graceMs: 1000 },
+      routes: [
+        { name: 'ws', pathPrefix: '/ws', upstream: ws.url, websocket: true, limits: { rates: [{ by: 'key', rate: '2/30s' }] } },
+        { name: 'api', pathPrefix: '/api', upstream: upstream.url, limits: { rates: [{ by: 'key', rate: '10/30s' }] } },
+      ],
+    });
+    serve = await spawnKeygate(file, { timeoutMs: 20_000 });
+    await waitFor(() => new Set(serve.logLines().filter((l) => l.msg === 'keygate listening').map((l) => l.pid)).size === 2, 15_000, 20);
+    const io = { out: () => {}, err: () => {}, env: { KEYGATE_PEPPER: TEST_PEPPER }, stdin: process.stdin };
+    key = await withKeyService(loadConfig(file, io.env), io, async (service) => (await cliKeys(service).create({ tenant: 'acme', name: 'k' })).key);
+  });
+
+  afterAll(async () => {
+    await serve?.stop('SIGTERM', 5000);
+    dir?.remove();
+    await ws?.close();
+    await upstream?.close();
+  });
+
+  it('the workers share one count: every request on a new connection, spread over both, gets exactly the limit', async () => {
+    const statuses: number[] = [];
+    for (let i = 0; i < 16; i++) {
+      const res = await fetch(`${serve.url}/api/x${i}`, { headers: { 'x-api-key': key, connection: 'close' } });
+      await res.arrayBuffer();
+      statuses.push(res.status);
+    }
+    expect(statuses.filter((s) => s === 200)).toHaveLength(10);
+    expect(statuses.slice(10).every((s) => s === 429)).toBe(true);
+    const served = await waitFor(() => {
+      const pids = new Set(serve.logLines().filter((l) => l.msg === 'request' && l.route === 'api' && l.status === 200).map((l) => l.pid));
+      return pids.size === 2 ? pids : null;
+    }, 5000, 50);
+    expect(served.size).toBe(2);
+  });
+
+  it('a WebSocket upgrade is counted like any request; refused upgrades never reach the upstream', async () => {
+    const opened: WsResult[] = [];
+    for (let i = 0; i < 3; i++) opened.push(await connectWs(`${serve.url.replace('http', 'ws')}/ws/chat`, { 'x-api-key': key }));
+    expect(opened.slice(0, 2).every((r) => r.ws !== null)).toBe(true);
+    expect(await echo(opened[0]!.ws!, 'hi')).toBe('hi');
+    expect(opened[2]!.ws).toBeNull();
+    expect(opened[2]!.status).toBe(429);
+    expect(JSON.parse(opened[2]!.body!).code).toBe('rate_limited');
+    expect(opened[2]!.headers!['retry-after']).toBeDefined();
+    expect(ws.upgrades.filter((u) => u.url === '/ws/chat')).toHaveLength(2);
+    for (const r of opened) r.ws?.close();
   });
 });
