@@ -200,21 +200,23 @@ async function change(args: string[], io: Io, command: 'update' | 'disable' | 'e
   }
   const who = `user "${name}" of tenant "${tenant}"`;
   const keys = plural(acting, 'key');
+  /** The verb for "its N keys": `is`/`are`, `works`/`work`, `has`/`have`. */
+  const verb = (one: string, many: string) => (acting === 1 ? one : many);
   if (command === 'disable') {
     io.out(
       before.disabledAt !== null
         ? `The ${who} was already disabled.`
-        : `Disabled the ${who}. Its ${keys} acting as it ${acting === 1 ? 'is' : 'are'} refused (401 user_disabled) on every instance from now on; their open WebSockets and streams are closed.`,
+        : `Disabled the ${who}. Its ${keys} acting as it ${verb('is', 'are')} refused (401 user_disabled) on every instance from now on; open WebSockets and streams of ${verb('it', 'them')} are closed.`,
     );
   } else if (command === 'enable') {
-    io.out(before.disabledAt === null ? `The ${who} was already enabled.` : `Enabled the ${who}. Its ${keys} acting as it work again, with the permissions of group ${after.group}.`);
+    io.out(before.disabledAt === null ? `The ${who} was already enabled.` : `Enabled the ${who}. Its ${keys} acting as it ${verb('works', 'work')} again, with the permissions of group ${after.group}.`);
   } else if (after.updatedAt === before.updatedAt) {
     io.out(`The ${who} is unchanged.`);
   } else {
     const changes: string[] = [];
     if (after.displayName !== before.displayName) changes.push(`display name "${before.displayName}" → "${after.displayName}"`);
     if (after.group !== before.group) changes.push(`group ${before.group} → ${after.group}`);
-    const reach = after.group !== before.group ? ` Its ${keys} acting as it have the permissions of group ${after.group} from their next request, on every instance.` : '';
+    const reach = after.group !== before.group ? ` Its ${keys} acting as it ${verb('has', 'have')} the permissions of group ${after.group} from ${verb('its', 'their')} next request, on every instance.` : '';
     io.out(`Updated the ${who}: ${changes.join(', ')}.${reach}`);
   }
   return 0;
