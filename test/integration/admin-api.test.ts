@@ -378,7 +378,7 @@ describe('key attributes', () => {
     expect((await admin.get('/v1/keys?prefix=kg_nosuchtenant_')).json.keys).toEqual([]);
   });
 
-  it('rename is the only edit; other fields are refused by name and change nothing', async () => {
+  it('name, rate limits and quota are the only edits; other fields are refused by name and change nothing', async () => {
     const k = await createOk(admin, { tenant: 'edits', name: 'before', permissions: ['read'] });
     const renamed = await admin.patch(`/v1/keys/${k.id}`, { name: '  after  ' });
     expect(renamed.status, renamed.text).toBe(200);
@@ -387,7 +387,7 @@ describe('key attributes', () => {
     for (const [field, value] of [['permissions', ['admin:*']], ['role', 'admin'], ['expires', 'never'], ['tenant', 'other'], ['status', 'revoked'], ['user', 'mallory']] as const) {
       expectInvalid(await admin.patch(`/v1/keys/${k.id}`, { name: 'sneaky', [field]: value }), `"${field}"`);
     }
-    expectInvalid(await admin.patch(`/v1/keys/${k.id}`, {}), 'body.name');
+    expectInvalid(await admin.patch(`/v1/keys/${k.id}`, {}), 'give name, rateLimits and/or quota');
     expectInvalid(await admin.patch(`/v1/keys/${k.id}`, { name: '   ' }), 'name');
     expectInvalid(await admin.patch(`/v1/keys/${k.id}`, { name: 'x'.repeat(129) }), 'body.name');
     const after = (await admin.get(`/v1/keys/${k.id}`)).json;

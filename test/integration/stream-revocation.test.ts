@@ -216,7 +216,7 @@ describe('which responses are registered', () => {
   let pool: Pool;
   let base: string;
   const added: LiveExchange[] = [];
-  const identity: Identity = toIdentity({ id: 'k1', tenant: 'acme', status: 'active', expiresAt: Date.now() + 3_600_000, revokesAt: null, permissions: [], group: null } as unknown as KeyRecord, testDirectory({}));
+  const identity: Identity = toIdentity({ id: 'k1', tenant: 'acme', status: 'active', expiresAt: Date.now() + 3_600_000, revokesAt: null, permissions: [], group: null, rateLimits: [], quota: null } as unknown as KeyRecord, testDirectory({}));
 
   class CountingLive extends LiveExchanges {
     override add(owner: LiveExchange, id: Identity | null, hash: string | null): LiveEntry {

@@ -319,7 +319,7 @@ describe('Verifier', () => {
     expect(isIdentity(await v.verify(key))).toBe(true);
   });
 
-  it('resolves groups at verification and re-resolves them after setGroups', async () => {
+  it('resolves groups at verification and re-resolves them after setGroups, from the cached record', async () => {
     const v = verifier();
     const { key } = await keys.create({ tenant: 'acme', name: 'k', group: 'writers' });
     const first = await v.verify(key);
@@ -327,7 +327,8 @@ describe('Verifier', () => {
     v.setGroups({ writers: ['write'] });
     const second = await v.verify(key);
     expect(isIdentity(second) && second.permissionsHeader).toBe('write');
-    expect(store.calls).toBe(2);
+    // The record did not change, only the group: no second store lookup.
+    expect(store.calls).toBe(1);
   });
 
   it('flush and resync forget everything, positive and negative', async () => {

@@ -16,7 +16,7 @@ const webhook = { url: 'https://hooks.example.com/keygate', secretEnv: 'KEYGATE_
 describe('notificationsSchema defaults', () => {
   it('turns an empty section into "no destinations, every key event"', () => {
     expect(notificationsSchema.parse({})).toEqual({
-      events: ['key.created', 'key.revoked', 'key.rotated', 'key.expiring', 'key.expired', 'key.leaked'],
+      events: ['key.created', 'key.revoked', 'key.rotated', 'key.expiring', 'key.expired', 'key.leaked', 'key.quota_low'],
       webhooks: [],
       retry: { attempts: 5, baseDelayMs: 1000, maxDelayMs: 60_000 },
       queue: { max: 1000, concurrency: 4 },
@@ -61,7 +61,7 @@ webhooks:
 describe('notificationsSchema errors name the field', () => {
   it('unknown event types, and an empty list', () => {
     expect(problems({ events: ['key.created', 'key.deleted'] })).toEqual([
-      'events[1]: must be one of key.created, key.revoked, key.rotated, key.expiring, key.expired, key.leaked, secret.created, secret.renamed, secret.removed',
+      'events[1]: must be one of key.created, key.revoked, key.rotated, key.expiring, key.expired, key.leaked, key.quota_low, secret.created, secret.renamed, secret.removed',
     ]);
     expect(problems({ events: [] })).toEqual(['events: must list at least one event type (leave the field out for the default)']);
     expect(problems({ webhooks: [{ ...webhook, events: ['nope'] }] })[0]).toMatch(/^webhooks\[0\]\.events\[0\]: must be one of/);

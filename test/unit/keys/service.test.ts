@@ -100,7 +100,7 @@ describe('KeyService.create', () => {
     expect(record.permissions).toEqual([]);
     const unknown = await refused({ tenant: 'acme', name: 'k', group: 'writers' });
     expect(unknown.field).toBe('group');
-    expect(unknown.message).toContain('"writers" is not defined in permissionGroups');
+    expect(unknown.message).toContain('"writers" is neither a group of tenant');
     const both = await refused({ tenant: 'acme', name: 'k', group: 'readers', permissions: ['read'] });
     expect(both.field).toBe('group');
     // An empty permissions list next to a group is "no permissions", not a conflict.

@@ -14,7 +14,7 @@ import { EventBoundary } from '../../../src/pipeline/forward.ts';
 import { LiveExchanges, type EndReason, type LiveExchange, type LiveKind } from '../../../src/pipeline/live-exchanges.ts';
 
 function identity(id: string, times: Partial<Pick<KeyRecord, 'status' | 'expiresAt' | 'revokesAt'>> = {}, issuer?: string): Identity {
-  const record = { id, tenant: 'acme', status: 'active', expiresAt: null, revokesAt: null, permissions: [], group: null, ...times } as unknown as KeyRecord;
+  const record = { id, tenant: 'acme', status: 'active', expiresAt: null, revokesAt: null, permissions: [], group: null, rateLimits: [], quota: null, ...times } as unknown as KeyRecord;
   const base = toIdentity(record, testDirectory({}));
   return issuer === undefined ? base : { ...base, issuer };
 }
