@@ -192,6 +192,10 @@ export const configSchema = z
       .strictObject({
         sweepMs: positiveInt('milliseconds').default(15_000),
         lastUsedFlushMs: positiveInt('milliseconds').default(60_000),
+        // Per-key usage counters (events/usage.ts, docs/usage.md): written every usageFlushMs;
+        // at most usageMaxCounters distinct counters are held in memory between two writes.
+        usageFlushMs: positiveInt('milliseconds').default(10_000),
+        usageMaxCounters: positiveInt('counters').default(100_000),
       })
       .prefault({}),
     echo: z.strictObject({ host: host.default('127.0.0.1'), port }).optional(),
