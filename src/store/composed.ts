@@ -14,6 +14,7 @@ import type { DirectorySnapshot, DirectoryStore, DirectoryWrite } from './direct
 import type { DirectoryChange } from '../users/records.ts';
 import type { QuotaDecision, QuotaStore } from './quota-store.ts';
 import type { QuotaAnswer, QuotaCounter } from '../limits/quota.ts';
+import type { UsageCounts, UsageScope, UsageStore } from './usage-store.ts';
 
 export interface StoreParts {
   keys: Pick<KeyStore, 'findByHash' | 'get' | 'create' | 'list' | 'revoke' | 'revokeTenant'>;
@@ -23,9 +24,10 @@ export interface StoreParts {
   replay: ReplayStore;
   directory: DirectoryStore;
   quotas: QuotaStore;
+  usage: UsageStore;
 }
 
-export abstract class ComposedStore implements KeyStore, LifecycleStore, SecretStore, SessionStore, ReplayStore, DirectoryStore, QuotaStore {
+export abstract class ComposedStore implements KeyStore, LifecycleStore, SecretStore, SessionStore, ReplayStore, DirectoryStore, QuotaStore, UsageStore {
   abstract readonly kind: KeyStore['kind'];
   abstract readonly feedHealthy: boolean;
   abstract subscribe(feed: StoreFeed): Promise<void>;
@@ -156,5 +158,14 @@ export abstract class ComposedStore implements KeyStore, LifecycleStore, SecretS
   }
   topUpQuota(counter: QuotaCounter, amount: number): Promise<QuotaAnswer> {
     return this.#parts.quotas.topUpQuota(counter, amount);
+  }
+
+  // ---- UsageStore -----------------------------------------------------------------------
+
+  addUsage(batch: readonly UsageCounts[], now: number): Promise<void> {
+    return this.#parts.usage.addUsage(batch, now);
+  }
+  readUsage(scope: UsageScope, id: string, days: readonly string[]): Promise<Record<string, number>[]> {
+    return this.#parts.usage.readUsage(scope, id, days);
   }
 }

@@ -10,8 +10,9 @@ import type { SessionStore } from './session-store.ts';
 import type { DirectoryStore } from './directory-store.ts';
 import type { LimitStore } from './limit-store.ts';
 import type { QuotaStore } from './quota-store.ts';
+import type { UsageStore } from './usage-store.ts';
 
-export type Store = KeyStore & LifecycleStore & SecretStore & SessionStore & ReplayStore & DirectoryStore & QuotaStore & {
+export type Store = KeyStore & LifecycleStore & SecretStore & SessionStore & ReplayStore & DirectoryStore & QuotaStore & UsageStore & {
   /** Rate limits shared by every instance of the store (Redis); absent: each machine decides (cluster/limits-ipc.ts). */
   readonly limiter?: LimitStore;
 };

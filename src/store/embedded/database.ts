@@ -71,6 +71,15 @@ CREATE TABLE IF NOT EXISTS quota_counters (
   period TEXT,
   expires_at INTEGER
 ) STRICT;
+CREATE TABLE IF NOT EXISTS usage_counters (
+  scope TEXT NOT NULL,
+  id TEXT NOT NULL,
+  day TEXT NOT NULL,
+  field TEXT NOT NULL,
+  n INTEGER NOT NULL,
+  PRIMARY KEY (scope, id, day, field)
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS usage_counters_day ON usage_counters (day);
 CREATE TABLE IF NOT EXISTS ended_sessions (id TEXT PRIMARY KEY, until INTEGER NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS replay_claims (id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) STRICT;
 CREATE INDEX IF NOT EXISTS replay_claims_expiry ON replay_claims (expires_at);

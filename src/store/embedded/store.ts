@@ -15,6 +15,7 @@ import { EmbeddedFeed } from './feed.ts';
 import { EmbeddedKeys } from './keys.ts';
 import { EmbeddedDirectory } from './directory.ts';
 import { EmbeddedQuotas } from './quotas.ts';
+import { EmbeddedUsage } from './usage.ts';
 import { EmbeddedLifecycle } from './lifecycle.ts';
 import { EmbeddedReplay } from './replay.ts';
 import { EmbeddedSecrets } from './secrets.ts';
@@ -30,7 +31,7 @@ function embeddedParts(options: EmbeddedStoreOptions) {
   const db = new Database(options.path);
   const feed = new EmbeddedFeed(db, options.pollMs ?? 250);
   const keys = new EmbeddedKeys(db, feed);
-  return { db, feed, keys, lifecycle: new EmbeddedLifecycle(db, keys, feed), secrets: new EmbeddedSecrets(db, feed), sessions: new EmbeddedSessions(db), replay: new EmbeddedReplay(options.path), directory: new EmbeddedDirectory(db, feed), quotas: new EmbeddedQuotas(db) };
+  return { db, feed, keys, lifecycle: new EmbeddedLifecycle(db, keys, feed), secrets: new EmbeddedSecrets(db, feed), sessions: new EmbeddedSessions(db), replay: new EmbeddedReplay(options.path), directory: new EmbeddedDirectory(db, feed), quotas: new EmbeddedQuotas(db), usage: new EmbeddedUsage(db) };
 }
 
 export class EmbeddedStore extends ComposedStore {

@@ -21,6 +21,7 @@ import { RedisKeys } from './keys.ts';
 import { RedisDirectory } from './directory.ts';
 import { RedisLimits } from './limits.ts';
 import { RedisQuotas } from './quotas.ts';
+import { RedisUsage } from './usage.ts';
 import { DirectoryLoader } from '../directory-feed.ts';
 import { RedisLifecycle } from './lifecycle.ts';
 import { RedisReplay } from './replay.ts';
@@ -45,7 +46,7 @@ function redisParts(config: RedisConfig, options: RedisStoreOptions) {
   const secrets = new RedisSecrets(redis);
   const feed = new RevocationFeed(redis, options.heartbeatMs ?? 1000, secrets);
   const directory = new RedisDirectory(redis, feed);
-  return { redis, feed, keys: new RedisKeys(redis, feed), lifecycle: new RedisLifecycle(redis, feed), secrets, sessions: new RedisSessions(redis), replay: new RedisReplay(redis), quotas: new RedisQuotas(redis), directory, loader: new DirectoryLoader(() => directory.directory()) };
+  return { redis, feed, keys: new RedisKeys(redis, feed), lifecycle: new RedisLifecycle(redis, feed), secrets, sessions: new RedisSessions(redis), replay: new RedisReplay(redis), quotas: new RedisQuotas(redis), usage: new RedisUsage(redis), directory, loader: new DirectoryLoader(() => directory.directory()) };
 }
 
 export class RedisStore extends ComposedStore {
