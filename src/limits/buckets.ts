@@ -68,6 +68,8 @@ export function identityBuckets(record: Pick<KeyRecord, 'id' | 'tenant'>, limits
 
 export interface RouteLimits {
   readonly rates: readonly { by: 'key' | 'tenant' | 'address'; rate: Rate }[];
+  /** Some rate counts client addresses: its buckets differ by request, not only by key. */
+  readonly byAddress: boolean;
   readonly weight: number;
   readonly onStoreError: 'open' | 'closed';
   readonly route: string;
@@ -75,7 +77,7 @@ export interface RouteLimits {
 
 export function compileRouteLimits(route: string, config: RouteLimitsConfig | undefined): RouteLimits | null {
   if (config === undefined) return null;
-  return { route, weight: config.weight, onStoreError: config.onStoreError, rates: config.rates.map((r) => ({ by: r.by, rate: parseRate(r.rate) as Rate })) };
+  return { route, weight: config.weight, onStoreError: config.onStoreError, byAddress: config.rates.some((r) => r.by === 'address'), rates: config.rates.map((r) => ({ by: r.by, rate: parseRate(r.rate) as Rate })) };
 }
 
 /**

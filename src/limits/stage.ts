@@ -72,20 +72,36 @@ function limitsOf(route: Route): RouteLimits | null {
   return limits;
 }
 
+/** A bucket list's RateLimit-Policy value, made once per list (lists are kept per identity and route). */
+const policies = new WeakMap<readonly ScopedBucket[], string>();
+
+function policyOf(buckets: readonly ScopedBucket[]): string {
+  let policy = policies.get(buckets);
+  if (policy === undefined) policies.set(buckets, (policy = buckets.map((b) => b.policy).join(', ')));
+  return policy;
+}
+
+/**
+ * The buckets of a request by a key on a route that does not count by address: the same for
+ * every request of that key there, so kept with the (cached) identity instead of made anew.
+ */
+const prepared = new WeakMap<object, Map<Route, ScopedBucket[]>>();
+
 /** RateLimit-Policy and RateLimit field values for a decision. */
 export function rateLimitFields(buckets: readonly ScopedBucket[], decision: LimitDecision): { policy: string; limit: string } {
   let closest = 0;
   let lowest = Infinity;
-  decision.answers.forEach((answer, i) => {
-    const share = answer.remaining / buckets[i]!.count;
+  const answers = decision.answers;
+  for (let i = 0; i < answers.length; i++) {
+    const share = answers[i]!.remaining / buckets[i]!.count;
     if (share < lowest) {
       lowest = share;
       closest = i;
     }
-  });
-  const answer = decision.answers[closest]!;
+  }
+  const answer = answers[closest]!;
   const reset = decision.allowed ? answer.resetMs : Math.max(answer.resetMs, decision.retryAfterMs);
-  return { policy: buckets.map((b) => b.policy).join(', '), limit: `${buckets[closest]!.name};r=${answer.remaining};t=${Math.ceil(reset / 1000)}` };
+  return { policy: policyOf(buckets), limit: `${buckets[closest]!.name};r=${answer.remaining};t=${Math.ceil(reset / 1000)}` };
 }
 
 function refusal(buckets: readonly ScopedBucket[], decision: LimitDecision): Refusal {
@@ -165,7 +181,17 @@ export function limitStage(options: LimitStageOptions): Stage<Exchange> {
       const own = identity?.limits ?? null;
       if (limits === null && own === null && (identity?.quotas ?? null) === null) return undefined;
       const record = identity?.record ?? null;
-      const buckets = requestBuckets(limits, own, record, () => clientAddress(exchange.req, current.state.headers.trustForwarded));
+      let buckets: ScopedBucket[] | undefined;
+      const keep = identity !== null && (limits === null || !limits.byAddress);
+      if (keep) buckets = prepared.get(identity)?.get(route);
+      if (buckets === undefined) {
+        buckets = requestBuckets(limits, own, record, () => clientAddress(exchange.req, current.state.headers.trustForwarded));
+        if (keep) {
+          let byRoute = prepared.get(identity);
+          if (byRoute === undefined) prepared.set(identity, (byRoute = new Map()));
+          byRoute.set(route, buckets);
+        }
+      }
       if (buckets.length === 0) return charge(exchange);
       const weight = limits?.weight ?? 1;
       let decision: LimitDecision | Promise<LimitDecision>;
@@ -175,9 +201,10 @@ export function limitStage(options: LimitStageOptions): Stage<Exchange> {
         return failed(exchange, limits, buckets, weight, error);
       }
       if (!(decision instanceof Promise)) return judged(exchange, buckets, decision);
+      const chosen = buckets;
       return decision.then(
-        (settled) => judged(exchange, buckets, settled),
-        (error: unknown) => failed(exchange, limits, buckets, weight, error),
+        (settled) => judged(exchange, chosen, settled),
+        (error: unknown) => failed(exchange, limits, chosen, weight, error),
       );
     },
   };

@@ -150,23 +150,21 @@ export class Commands {
     return Promise.race([promise, limit]).finally(() => clearTimeout(timer));
   }
 
-  async call(command: string, ...args: (string | number)[]): Promise<unknown> {
-    if (this.closed) throw new StoreUnavailableError('the Redis store is closed');
-    try {
-      return await this.#bounded(this.client.call(command, ...args));
-    } catch (error) {
+  // call and script are plain promise chains, not async functions: they run on every
+  // rate-limited request, and each async layer would add a promise and microtask turns.
+  call(command: string, ...args: (string | number)[]): Promise<unknown> {
+    if (this.closed) return Promise.reject(new StoreUnavailableError('the Redis store is closed'));
+    return this.#bounded(this.client.call(command, ...args)).catch((error: unknown) => {
       throw this.#unavailable(error);
-    }
+    });
   }
 
   /** EVALSHA, loading the script with EVAL when Redis does not have it (first use, restart, failover). */
-  async script(script: LuaScript, keys: string[], args: (string | number)[]): Promise<unknown> {
-    try {
-      return await this.call('EVALSHA', script.sha, keys.length, ...keys, ...args);
-    } catch (error) {
+  script(script: LuaScript, keys: string[], args: (string | number)[]): Promise<unknown> {
+    return this.call('EVALSHA', script.sha, keys.length, ...keys, ...args).catch((error: unknown) => {
       if (!(error instanceof StoreUnavailableError) || !error.message.includes('NOSCRIPT')) throw error;
       return this.call('EVAL', script.lua, keys.length, ...keys, ...args);
-    }
+    });
   }
 
   /** Runs `script` once per batch of up to 500 (id, time) pairs: last-used times. */

@@ -17,15 +17,20 @@ export class RedisLimits implements RateLimiter {
     this.#redis = redis;
   }
 
-  async decide(buckets: readonly Bucket[], weight: number): Promise<LimitDecision> {
+  decide(buckets: readonly Bucket[], weight: number): Promise<LimitDecision> {
     const keys: string[] = [];
     const args: (string | number)[] = [weight];
+    const prefix = this.#redis.keys.prefix;
     for (const b of buckets) {
-      keys.push(`${this.#redis.keys.prefix}rl:${b.id}`);
+      keys.push(`${prefix}rl:${b.id}`);
       args.push(b.count, b.periodMs);
     }
-    const reply = (await this.#redis.script(scripts.RATE_LIMIT, keys, args)) as unknown[];
-    const retryAfterMs = Math.ceil(Number(reply[0]));
-    return { allowed: retryAfterMs <= 0, retryAfterMs: Math.max(0, retryAfterMs), answers: gcraAnswers(buckets, reply.slice(1).map(Number)) };
+    return this.#redis.script(scripts.RATE_LIMIT, keys, args).then((reply) => {
+      const values = reply as unknown[];
+      const retryAfterMs = Math.ceil(Number(values[0]));
+      const used: number[] = [];
+      for (let i = 1; i < values.length; i++) used.push(Number(values[i]));
+      return { allowed: retryAfterMs <= 0, retryAfterMs: Math.max(0, retryAfterMs), answers: gcraAnswers(buckets, used) };
+    });
   }
 }
