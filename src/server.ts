@@ -45,6 +45,7 @@ import { createConsole } from './admin/console/console.ts';
 import { EventSink, type Notify } from './events/event-sink.ts';
 import { LastUsed } from './events/last-used.ts';
 import { LifecycleJobs } from './events/lifecycle-jobs.ts';
+import { Usage } from './events/usage.ts';
 import { KeyService } from './keys/service.ts';
 import { loadKeyring } from './secrets/crypto.ts';
 import { SecretService } from './secrets/service.ts';
@@ -61,6 +62,8 @@ export interface Keygate {
   readonly secrets: SecretService;
   readonly vault: Vault;
   readonly jobs: LifecycleJobs;
+  /** Per-key usage counters, written to the store in batches (events/usage.ts). */
+  readonly usage: Usage;
   readonly gateway: Gateway;
   /** The route table and header policy in force. */
   readonly current: Current;
@@ -172,7 +175,8 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   const lastUsed = new LastUsed();
   const jobs = new LifecycleJobs({ store, events, lastUsed, logger, sweepMs: config.lifecycle.sweepMs, lastUsedFlushMs: config.lifecycle.lastUsedFlushMs });
   const upstreams = new Upstreams();
-  const requestMetrics = new RequestMetrics(metrics, config.routes.map((route) => route.name));
+  const usage = new Usage({ store, logger, flushMs: config.lifecycle.usageFlushMs, maxCounters: config.lifecycle.usageMaxCounters });
+  const requestMetrics = new RequestMetrics(metrics, config.routes.map((route) => route.name), usage);
   // Issuers (and their JWKS caches) live as long as keygate; reloads keep the unchanged ones.
   const accessTokens = new AccessTokens(config.oauth, { keyPrefix: config.keys.prefix, logger });
   const accessLog = config.log.access ? (accessLogger ?? logger.child({ log: 'access' })) : null;
@@ -234,7 +238,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     console: webConsole?.handle,
     access,
     jwks: () => signer.jwks(),
-    api: createAdminApi({ service, users, quotas, secrets, verifier, events, systemTenant: config.tenants.system, logger, reload: reloadConfig ? () => reload() : undefined, authenticate: webConsole?.authenticate ?? keyAuth }),
+    api: createAdminApi({ service, users, quotas, usage: store, secrets, verifier, events, systemTenant: config.tenants.system, logger, reload: reloadConfig ? () => reload() : undefined, authenticate: webConsole?.authenticate ?? keyAuth }),
   });
   const echo = config.echo ? createEchoUpstream() : null;
 
@@ -251,6 +255,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     throw error;
   }
   jobs.start();
+  usage.start();
   vault.start();
   liveExchanges.start();
   accessTokens.warm(config.routes);
@@ -283,6 +288,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     secrets,
     vault,
     jobs,
+    usage,
     gateway,
     current,
     websockets,
@@ -309,6 +315,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
         });
         await Promise.all([closeServer(admin, 1000), echo ? closeServer(echo, 1000) : undefined]);
         await jobs.stop();
+        await usage.stop();
         await vault.stop();
         upstreams.destroy();
         await store.close();

@@ -18,6 +18,8 @@ import type { SecretService } from '../secrets/service.ts';
 import { parse, query, type AdminRoute, type Handler } from './routes.ts';
 import { secretRoutes } from './secret-routes.ts';
 import { directoryRoutes } from './directory-routes.ts';
+import { usageRoutes } from './usage-routes.ts';
+import type { UsageStore } from '../store/usage-store.ts';
 import type { UserService } from '../users/service.ts';
 import type { QuotaService } from '../limits/quota-service.ts';
 
@@ -33,6 +35,8 @@ export interface AdminApiOptions {
   users: UserService;
   /** Budgets: GET /v1/keys/{id}/quota, top-ups. */
   quotas: QuotaService;
+  /** Per-key usage: GET /v1/keys/{id}/usage, GET /v1/tenants/{tenant}/usage (usage-routes.ts); without it those answer 404. */
+  usage?: Pick<UsageStore, 'readUsage'>;
   /** POST /v1/reload (platform admins only). */
   reload?: () => { applied: string[]; restartNeeded: string[] };
   /** How callers are recognised; by default their key (authenticate.ts). The console adds its session cookie. */
@@ -73,7 +77,8 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
       /^\/v1\/keys$/,
       async (ctx) => {
         const q = parse(listKeysQuery, query(ctx), 'query');
-        const records = await service.list(ctx.caller, { tenant: q.tenant, includeRevoked: q.revoked === 'true', prefix: q.prefix, environment: q.environment });
+        const unusedDays = q.unusedDays === undefined ? undefined : Number(q.unusedDays);
+        const records = await service.list(ctx.caller, { tenant: q.tenant, includeRevoked: q.revoked === 'true', prefix: q.prefix, environment: q.environment, unusedDays });
         // One `now` for the whole answer: every status is keyState at the same instant.
         const now = Date.now();
         // What is left of each budget, for the keys that have one (one pipelined read each).
@@ -134,6 +139,7 @@ export function createAdminApi(options: AdminApiOptions): (req: IncomingMessage,
       },
     ],
     ...directoryRoutes(options.users, options.quotas),
+    ...usageRoutes(service, options.usage),
     ...secretRoutes(options.secrets),
     [
       'GET',

@@ -4,6 +4,7 @@ import { auditEntry, createdKey, createKeyBody, createSecretBody, keyRecord, pro
 import { listedSecret, secretUsage, secretUsages } from './schemas.ts';
 import { createGroupBody, createUserBody, groupRecord, tenantLimitsBody, updateGroupBody, updateUserBody, userRecord, userWithKeys } from './directory-schemas.ts';
 import { quotaStatus, topUpBody } from './schemas.ts';
+import { keyUsage, tenantUsage, usageDay } from './usage-routes.ts';
 
 const ref = (id: string) => ({ $ref: `#/components/schemas/${id}` });
 const json = (id: string) => ({ content: { 'application/json': { schema: ref(id) } } });
@@ -16,6 +17,7 @@ const errors = {
 };
 const idParam = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
 const tenantParam = { name: 'tenant', in: 'path', required: true, schema: { type: 'string' } };
+const usageDaysParam = { name: 'days', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 35, default: 30 }, description: 'how many UTC days up to today' };
 const nameParam = { name: 'name', in: 'path', required: true, schema: { type: 'string' }, description: 'percent-encoded' };
 
 export function openApiDocument(): unknown {
@@ -23,6 +25,7 @@ export function openApiDocument(): unknown {
   void [auditEntry, createdKey, createKeyBody, keyRecord, problem, renameKeyBody, rotatedKey, rotateKeyBody, createSecretBody, updateSecretBody, secretRecord, removedSecret, tenantSummary];
   void [listedSecret, secretUsage, secretUsages];
   void [createUserBody, updateUserBody, userRecord, userWithKeys, createGroupBody, updateGroupBody, groupRecord, tenantLimitsBody, topUpBody, quotaStatus];
+  void [usageDay, keyUsage, tenantUsage];
   const rendered = z.toJSONSchema(z.globalRegistry, { uri: (id) => `#/components/schemas/${id}` }) as { schemas: Record<string, Record<string, unknown>> };
   const schemas: Record<string, unknown> = {};
   for (const [id, schema] of Object.entries(rendered.schemas)) {
@@ -44,6 +47,7 @@ export function openApiDocument(): unknown {
             { name: 'revoked', in: 'query', schema: { type: 'string', enum: ['true', 'false'] }, description: 'include revoked keys' },
             { name: 'prefix', in: 'query', schema: { type: 'string' }, description: 'display prefix to match' },
             { name: 'environment', in: 'query', schema: { type: 'string', enum: ['live', 'sandbox'] }, description: 'only keys of this environment' },
+            { name: 'unusedDays', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 36500 }, description: 'only keys not used for this many days: last used before then, or never used and created before then (docs/usage.md)' },
           ],
           responses: { '200': { description: 'keys', content: { 'application/json': { schema: { type: 'object', properties: { keys: { type: 'array', items: ref('Key') } } } } } }, ...errors },
         },
@@ -148,6 +152,20 @@ export function openApiDocument(): unknown {
           summary: 'Delete a tenant group; refused (409, naming them) while users or working keys use it',
           parameters: [tenantParam, nameParam],
           responses: { '200': { description: 'the group as it was', ...json('Group') }, '409': { ...errors['400'], description: 'users or keys use the group' }, ...errors },
+        },
+      },
+      '/v1/keys/{id}/usage': {
+        get: {
+          summary: "The key's requests by UTC day, route and status class, oldest day first (docs/usage.md); written by each instance every lifecycle.usageFlushMs",
+          parameters: [idParam, usageDaysParam],
+          responses: { '200': { description: 'usage', ...json('KeyUsage') }, ...errors },
+        },
+      },
+      '/v1/tenants/{tenant}/usage': {
+        get: {
+          summary: "All of a tenant's keys' requests by UTC day, route and status class (a tenant admin: its own tenant only, 404 otherwise)",
+          parameters: [tenantParam, usageDaysParam],
+          responses: { '200': { description: 'usage', ...json('TenantUsage') }, ...errors },
         },
       },
       '/v1/keys/{id}/quota': {

@@ -70,6 +70,12 @@ export const listKeysQuery = z.strictObject({
   revoked: z.enum(['true', 'false'], { error: 'must be "true" or "false"' }).optional(),
   prefix: z.string().max(100).optional().describe('only keys whose display prefix starts with this'),
   environment: environment.optional().describe('only keys of this environment'),
+  unusedDays: z
+    .string()
+    .regex(/^[1-9]\d{0,4}$/, 'must be a whole number of days from 1 to 36500')
+    .refine((v) => Number(v) <= 36_500, 'must be a whole number of days from 1 to 36500')
+    .optional()
+    .describe('only keys not used for this many days: last used before then, or never used and created before then'),
 });
 
 export const auditQuery = z.strictObject({

@@ -258,14 +258,28 @@ export class KeyService {
    * rotated key past its `revokesAt` that no sweep has revoked in the store yet. With
    * `environment`, only keys of that environment (records written before environments are live).
    */
-  async list(caller: Caller, query: { tenant?: string; includeRevoked?: boolean; prefix?: string; environment?: Environment }): Promise<KeyRecord[]> {
+  /**
+   * `unusedDays`: only keys not used for that many days — last used before then, or never
+   * used and created before then (docs/usage.md); a whole number of 1 or more (422 naming
+   * `unusedDays` otherwise).
+   */
+  async list(caller: Caller, query: { tenant?: string; includeRevoked?: boolean; prefix?: string; environment?: Environment; unusedDays?: number }): Promise<KeyRecord[]> {
+    const unusedDays = query.unusedDays;
+    if (unusedDays !== undefined && (!Number.isSafeInteger(unusedDays) || unusedDays < 1 || unusedDays > 36_500)) throw invalidField('unusedDays', 'must be a whole number of days from 1 to 36500');
     if (caller.tenant !== null && query.tenant !== undefined && query.tenant !== caller.tenant) return [];
     const includeRevoked = query.includeRevoked ?? false;
     const records = await this.#store.list({ tenant: caller.tenant ?? query.tenant, includeRevoked });
     const now = this.#now();
     const prefix = query.prefix?.replace(/…$/, '');
     const environment = query.environment;
-    return records.filter((r) => (includeRevoked || keyState(r, now) !== 'revoked') && (!prefix || r.prefix.startsWith(prefix)) && (environment === undefined || r.environment === environment));
+    const usedSince = unusedDays === undefined ? -Infinity : now - unusedDays * 86_400_000;
+    return records.filter(
+      (r) =>
+        (includeRevoked || keyState(r, now) !== 'revoked') &&
+        (!prefix || r.prefix.startsWith(prefix)) &&
+        (environment === undefined || r.environment === environment) &&
+        (unusedDays === undefined || (r.lastUsedAt ?? r.createdAt) < usedSince),
+    );
   }
 
   /**

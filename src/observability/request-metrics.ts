@@ -5,7 +5,7 @@
  */
 import type { Counter, Gauge } from 'prom-client';
 import type { CounterCell, HistogramCell } from './hot-metrics.ts';
-import type { HttpExchange, AuthOutcome } from '../pipeline/exchange.ts';
+import type { Exchange, HttpExchange, AuthOutcome } from '../pipeline/exchange.ts';
 import type { GatewayHooks } from '../transports/http.ts';
 import type { Route } from '../routing/router.ts';
 import type { WebSocketHooks } from '../transports/websocket.ts';
@@ -39,14 +39,21 @@ function childrenFor(metrics: KeygateMetrics, route: string): RouteChildren {
   };
 }
 
+/** Per-key usage (events/usage.ts): told of every finished request and upgrade. */
+export interface UsageSink {
+  count(exchange: Exchange, status: number): void;
+}
+
 export class RequestMetrics implements GatewayHooks, WebSocketHooks {
   readonly #metrics: KeygateMetrics;
+  readonly #usage: UsageSink | null;
   #byRoute = new Map<string, RouteChildren>();
   readonly #outcomeIndex = new Map<AuthOutcome, number>(OUTCOMES.map((o, i) => [o, i]));
   readonly #none: RouteChildren;
 
-  constructor(metrics: KeygateMetrics, routeNames: readonly string[]) {
+  constructor(metrics: KeygateMetrics, routeNames: readonly string[], usage: UsageSink | null = null) {
     this.#metrics = metrics;
+    this.#usage = usage;
     this.#none = childrenFor(metrics, NO_ROUTE);
     this.setRoutes(routeNames);
   }
@@ -74,12 +81,15 @@ export class RequestMetrics implements GatewayHooks, WebSocketHooks {
 
   onRequestDone(exchange: HttpExchange, durationMs: number): void {
     const res = exchange.res;
-    this.#count(this.#children(exchange), res.writableFinished ? res.statusCode : 499, exchange.outcome, durationMs);
+    const status = res.writableFinished ? res.statusCode : 499;
+    this.#count(this.#children(exchange), status, exchange.outcome, durationMs);
+    this.#usage?.count(exchange, status);
   }
 
   /** A WebSocket upgrade: counted like a request (101 for an open tunnel), its duration the tunnel's life. */
-  onUpgradeDone(route: Route | null, status: number, outcome: AuthOutcome, durationMs: number): void {
+  onUpgradeDone(route: Route | null, status: number, outcome: AuthOutcome, durationMs: number, exchange?: Exchange): void {
     this.#count(this.#forRoute(route), status, outcome, durationMs);
+    if (exchange !== undefined) this.#usage?.count(exchange, status);
   }
 
   onTunnel(route: Route, open: boolean): void {

@@ -37,7 +37,7 @@ import { CLOSE_GOING_AWAY, CLOSE_POLICY_VIOLATION, CLOSE_TRY_AGAIN_LATER, closeF
 
 export interface WebSocketHooks {
   /** Once per upgrade request, when its connection is gone: 101 for a tunnel that opened. */
-  onUpgradeDone?(route: Route | null, status: number, outcome: AuthOutcome, durationMs: number): void;
+  onUpgradeDone?(route: Route | null, status: number, outcome: AuthOutcome, durationMs: number, exchange?: Exchange): void;
   /** A tunnel opened (true) or closed (false), for the open-streams gauge. */
   onTunnel?(route: Route, open: boolean): void;
 }
@@ -279,7 +279,7 @@ export class WebSockets {
     const ms = performance.now() - tunnel.start;
     // A client that left before any answer: 499, as on the request path.
     const status = tunnel.status === 0 ? 499 : tunnel.status;
-    this.#hooks.onUpgradeDone?.(tunnel.route, status, tunnel.outcome, ms);
+    this.#hooks.onUpgradeDone?.(tunnel.route, status, tunnel.outcome, ms, tunnel);
     if (this.#accessLog !== null) logExchange(this.#accessLog, tunnel, tunnel.path, status, ms, 'websocket');
   }
 }
