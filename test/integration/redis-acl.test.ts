@@ -52,6 +52,7 @@ beforeAll(async () => {
       routes: [
         { name: 'llm', pathPrefix: '/llm', upstream: up.url, secret: { id: 'openai', header: 'authorization', template: 'Bearer {value}' } },
         { name: 'api', pathPrefix: '/api', upstream: up.url },
+        { name: 'limited', pathPrefix: '/limited', upstream: up.url, limits: { rates: [{ by: 'key', rate: '2/10s' }] } },
       ],
       lifecycle: { sweepMs: 3_600_000, lastUsedFlushMs: 3_600_000 },
       log: { level: 'info', access: false },
@@ -126,6 +127,27 @@ describe('keygate as the documented Redis user', () => {
 
     expect((await adminA.call('DELETE', '/v1/secrets/openai?force=true')).status).toBe(200); // route llm names it
     await waitFor('b to stop injecting the removed secret', async () => (await proxied(b, '/llm/v1', user)).status !== 200, 2000);
+  });
+
+  it('users, groups, rate limits and quotas (set, charged, topped up, removed): written on one instance, applied on the other', async () => {
+    expect((await adminA.post('/v1/groups', { tenant: 'acl', name: 'readers', permissions: ['read'], rateLimits: ['100/s'] })).status).toBe(201);
+    expect((await adminA.post('/v1/users', { tenant: 'acl', name: 'ann', group: 'readers' })).status).toBe(201);
+    const key = await adminA.post('/v1/keys', { tenant: 'acl', name: 'k', user: 'ann', quota: '3/day' });
+    expect(key.status).toBe(201);
+    expect((await adminA.call('PUT', '/v1/tenants/acl/limits', { body: { rateLimits: ['50/s'], quota: '1000 credits' } })).status).toBe(200);
+    const statuses = [];
+    for (let i = 0; i < 4; i++) statuses.push((await fetch(`${b.url}/limited/x`, { headers: { 'x-api-key': key.json.key } })).status);
+    expect(statuses).toEqual([200, 200, 429, 429]);
+    expect((await fetch(`${b.url}/api/x`, { headers: { 'x-api-key': key.json.key } })).status).toBe(200);
+    expect((await fetch(`${a.url}/api/x`, { headers: { 'x-api-key': key.json.key } })).status).toBe(429);
+    expect((await adminB.post(`/v1/keys/${key.json.id}/quota/top-up`, { amount: 1 })).status).toBe(200);
+    expect((await adminB.post('/v1/tenants/acl/quota/top-up', { amount: 5 })).status).toBe(200);
+    const daily = await adminA.post('/v1/keys', { tenant: 'acl', name: 'daily', quota: '5/day' });
+    expect((await adminA.post(`/v1/keys/${daily.json.id}/quota/top-up`, { amount: 2 })).json.remaining).toBe(7);
+    expect((await adminA.patch(`/v1/keys/${daily.json.id}`, { quota: null })).json.quota).toBeNull();
+    expect((await adminB.patch('/v1/users/acl/ann', { disabled: true })).status).toBe(200);
+    expect((await fetch(`${a.url}/api/x`, { headers: { 'x-api-key': key.json.key } })).status).toBe(401);
+    expect((await adminA.call('DELETE', '/v1/groups/acl/readers')).status).toBe(409);
   });
 
   it('console sign-out and webhook replay claims', async () => {
