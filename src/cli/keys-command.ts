@@ -11,19 +11,25 @@ import { toPublic, type KeyRecord, type Role } from '../keys/record.ts';
 import { CLI_CALLER, orNullIfNotFound } from '../keys/service.ts';
 import { isKeygateError } from '../http/problem.ts';
 import { parseFlags, requireFlag, runSubcommand, usageError } from './args.ts';
+import { usageDays, usageReport, type UsageDay } from '../events/usage-report.ts';
 import { configFrom, withKeyService, type Io } from './context.ts';
 
 const USAGE = `usage:
   keygate keys create --tenant T --name N [--role api-user|admin] [--permissions p1,p2]
                       [--group G] [--user U] [--client C] [--expires 30d|90d|365d|never|<ISO date>]
                       [--environment live|sandbox] [--json]
-  keygate keys list [--tenant T] [--environment live|sandbox] [--revoked] [--json]
+  keygate keys list [--tenant T] [--environment live|sandbox] [--unused-days N] [--revoked] [--json]
 
   --environment sandbox: a sandbox key (<prefix>_sandbox_<tenant>_…) reaches only routes'
   sandbox upstreams (routes[].sandbox.upstream); live (the default) only their upstream.
   keygate keys revoke <key-id>
   keygate keys revoke --all --tenant T
-  keygate keys rotate <key-id> --overlap 0|<N>s|<N>m|<N>h|<N>d [--expires 30d|…|never|<ISO date>] [--json]`;
+  keygate keys rotate <key-id> --overlap 0|<N>s|<N>m|<N>h|<N>d [--expires 30d|…|never|<ISO date>] [--json]
+  keygate keys usage <key-id> [--days N] [--json]
+
+  --unused-days N: only keys not used for N days (last used before then, or never used and
+  created before then). keys usage: the key's requests per UTC day (1-35 days, default 30)
+  by route and status class (docs/usage.md).`;
 
 const common = { config: { type: 'string' }, json: { type: 'boolean' } } as const;
 
@@ -108,10 +114,19 @@ function showOnce(io: Io, headline: string, key: string): void {
 }
 
 async function listKeys(args: string[], io: Io): Promise<number> {
-  const { values } = parseFlags(args, { ...common, tenant: { type: 'string' }, revoked: { type: 'boolean' }, environment: { type: 'string' } });
+  const { values } = parseFlags(args, { ...common, tenant: { type: 'string' }, revoked: { type: 'boolean' }, environment: { type: 'string' }, 'unused-days': { type: 'string' } });
   const environment = environmentFlag(values.environment);
+  const unused = values['unused-days'];
+  if (unused !== undefined && !/^[1-9]\d{0,4}$/.test(unused)) throw usageError(`--unused-days must be a whole number of days from 1 to 36500, got "${unused}"`);
   const config = configFrom(values.config, io);
-  const records = await withKeyService(config, io, (service) => service.list(CLI_CALLER, { tenant: values.tenant, includeRevoked: values.revoked ?? false, environment }));
+  const records = await withKeyService(config, io, async (service) => {
+    try {
+      return await service.list(CLI_CALLER, { tenant: values.tenant, includeRevoked: values.revoked ?? false, environment, unusedDays: unused === undefined ? undefined : Number(unused) });
+    } catch (error) {
+      if (isKeygateError(error, 'validation_failed') && error.field === 'unusedDays') throw usageError(`--unused-days${error.message.slice(error.field.length)}`);
+      throw error;
+    }
+  });
   const now = Date.now();
   if (values.json) io.out(JSON.stringify(records.map((r) => toPublic(r, now))));
   else io.out(records.length ? table(records, now) : values.revoked ? 'No keys.' : 'No active keys (revoked keys are listed with --revoked).');
@@ -181,6 +196,43 @@ async function rotate(args: string[], io: Io): Promise<number> {
   return 0;
 }
 
+/** One line per UTC day: its total and, by route, its counts by class (or keygate's own status). */
+function usageTable(days: UsageDay[]): string {
+  const rows = [['DATE', 'TOTAL', 'BY ROUTE']];
+  for (const day of days) {
+    const routes = Object.entries(day.byRoute).map(([route, counts]) => `${route}: ${Object.entries(counts).map(([c, n]) => `${c} ${n}`).join(', ')}`);
+    rows.push([day.date, String(day.total), routes.join('; ') || '-']);
+  }
+  rows.push(['TOTAL', String(days.reduce((sum, d) => sum + d.total, 0)), '']);
+  const widths = [10, Math.max(...rows.map((r) => r[1]!.length))];
+  return rows.map(([date, total, routes]) => `${date!.padEnd(widths[0]!)}  ${total!.padStart(widths[1]!)}  ${routes}`.trimEnd()).join('\n');
+}
+
+async function usage(args: string[], io: Io): Promise<number> {
+  const { values, positionals } = parseFlags(args, { ...common, days: { type: 'string' } }, 1);
+  const id = positionals[0];
+  if (id === undefined) throw usageError('keys usage needs a <key-id>');
+  let days: number;
+  try {
+    days = usageDays(values.days, '--days');
+  } catch (error) {
+    if (isKeygateError(error, 'validation_failed')) throw usageError(error.message.replace(/^--days: /, '--days '));
+    throw error;
+  }
+  const config = configFrom(values.config, io);
+  const report = await withKeyService(config, io, async (service, store) => {
+    const record = await orNullIfNotFound(service.get(CLI_CALLER, id));
+    return record === null ? null : { id: record.id, tenant: record.tenant, days: await usageReport(store, 'k', record.id, days) };
+  });
+  if (report === null) {
+    io.err(`keygate: no key with id "${id}"`);
+    return 1;
+  }
+  if (values.json) io.out(JSON.stringify(report));
+  else io.out(`Requests of ${report.id} (tenant "${report.tenant}"), last ${days} day${days === 1 ? '' : 's'} (UTC); written by each keygate every lifecycle.usageFlushMs:\n\n${usageTable(report.days)}`);
+  return 0;
+}
+
 export function keysCommand(args: string[], io: Io): Promise<number> {
-  return runSubcommand('keys', USAGE, { create, list: listKeys, revoke, rotate }, args, io);
+  return runSubcommand('keys', USAGE, { create, list: listKeys, revoke, rotate, usage }, args, io);
 }
