@@ -13,6 +13,7 @@ import { renderKeys } from './keys-page.js';
 import { renderSecrets } from './secrets-page.js';
 import { renderSignIn } from './sign-in.js';
 import { renderUsers } from './users-page.js';
+import { renderKeyDetail, renderTenant } from './usage-page.js';
 
 const main = /** @type {HTMLElement} */ (document.getElementById('main'));
 const bar = /** @type {HTMLElement} */ (document.getElementById('bar'));
@@ -174,6 +175,15 @@ function render() {
     case 'audit':
       document.title = 'Audit log · keygate console';
       renderAudit(context);
+      break;
+    // A key's and a tenant's detail views, with their usage charts (usage-page.js).
+    case 'key':
+      document.title = 'API key · keygate console';
+      renderKeyDetail(context);
+      break;
+    case 'tenant':
+      document.title = 'Tenant · keygate console';
+      renderTenant(context);
       break;
     default:
       document.title = 'API keys · keygate console';

@@ -146,12 +146,14 @@ export function renderKeys(ctx) {
     /** '' (every environment), 'live' or 'sandbox' */
     environment: /^(live|sandbox)$/.test(ctx.params.get('env') ?? '') ? /** @type {string} */ (ctx.params.get('env')) : '',
     q: ctx.params.get('q') ?? '',
+    /** '' (any), or a number of days nobody has used the key for (the API's unusedDays, docs/usage.md) */
+    unused: /^(7|30|90)$/.test(ctx.params.get('unused') ?? '') ? /** @type {string} */ (ctx.params.get('unused')) : '',
     /** @type {KeyRecord[]} */
     keys: [],
     /** @type {Map<string, import('./api.js').TenantSummary>} */
     tenants: new Map(),
   };
-  const remember = () => ctx.setParams({ tenant: platform ? state.tenant : undefined, env: state.environment || undefined, revoked: state.revoked ? '1' : undefined, q: state.q || undefined });
+  const remember = () => ctx.setParams({ tenant: platform ? state.tenant : undefined, env: state.environment || undefined, revoked: state.revoked ? '1' : undefined, q: state.q || undefined, unused: state.unused || undefined });
 
   const title = h('h1', { id: 'keys-title', tabindex: '-1' }, 'API keys');
   const createButton = button('Create key', { kind: 'primary', onclick: () => createDialog() });
@@ -170,12 +172,24 @@ export function renderKeys(ctx) {
     h('option', { value: 'sandbox' }, 'Sandbox'),
   );
   environmentSelect.value = state.environment;
+  const unusedSelect = h(
+    'select',
+    { name: 'unused', onchange: () => ((state.unused = unusedSelect.value), remember(), void load()) },
+    h('option', { value: '' }, 'Any time'),
+    ['7', '30', '90'].map((n) => h('option', { value: n }, `${n} days`)),
+  );
+  unusedSelect.value = state.unused;
+  // The tenant's own view: its usage chart and the keys nobody uses (usage-page.js).
+  const tenantLink = h('a', { class: 'btn secondary' });
   const showRevoked = h('input', { type: 'checkbox', name: 'revoked', checked: state.revoked, onchange: () => ((state.revoked = showRevoked.checked), remember(), void load()) });
   const revokeAllButton = button('Revoke all…', { kind: 'danger', onclick: () => revokeAllDialog() });
   const syncRevokeAll = () => {
     revokeAllButton.disabled = state.tenant === '';
     revokeAllButton.title = state.tenant === '' ? 'Choose a tenant first' : '';
     replace(revokeAllButton, state.tenant === '' ? 'Revoke all…' : `Revoke all keys of ${state.tenant}…`);
+    tenantLink.hidden = state.tenant === '';
+    tenantLink.href = `#/tenant?name=${encodeURIComponent(state.tenant)}`;
+    replace(tenantLink, `Usage of ${state.tenant}`);
   };
   syncRevokeAll();
   const status = h('p', { class: 'muted', role: 'status', id: uid('keys-status') });
@@ -193,9 +207,10 @@ export function renderKeys(ctx) {
         { class: 'toolbar', role: 'group', 'aria-label': 'Filter keys' },
         platform ? field('Tenant', tenantSelect) : h('p', { class: 'fixed-tenant' }, 'Tenant ', h('strong', {}, state.tenant)),
         field('Environment', environmentSelect),
+        field('Not used for', unusedSelect, 'Not used since, or never used and created before'),
         field('Search by name or prefix', search),
         h('div', { class: 'field check' }, showRevoked, h('label', { for: (showRevoked.id = uid('f')) }, 'Show revoked')),
-        h('div', { class: 'field push' }, revokeAllButton),
+        h('div', { class: 'field push pager' }, tenantLink, revokeAllButton),
       ),
       status,
       tableHost,
@@ -225,7 +240,7 @@ export function renderKeys(ctx) {
   function load() {
     return loadInto(tableHost, 'the keys', async () => {
       /** @type {{ keys: KeyRecord[] }} */
-      const { keys } = await request('GET', `/v1/keys${query({ tenant: platform ? state.tenant : undefined, environment: state.environment || undefined, revoked: state.revoked ? 'true' : undefined })}`);
+      const { keys } = await request('GET', `/v1/keys${query({ tenant: platform ? state.tenant : undefined, environment: state.environment || undefined, revoked: state.revoked ? 'true' : undefined, unusedDays: state.unused || undefined })}`);
       state.keys = keys;
       renderTable();
     });
@@ -239,7 +254,7 @@ export function renderKeys(ctx) {
     const total = state.keys.length;
     replace(status, shown.length === total ? `${total} key${total === 1 ? '' : 's'}` : `${shown.length} of ${total} keys match “${state.q}”`);
     if (shown.length === 0) {
-      const none = state.environment ? `No ${state.revoked ? '' : 'active '}${state.environment} keys.` : state.revoked ? 'No keys yet.' : 'No active keys. Create one, or tick “Show revoked”.';
+      const none = state.unused ? `No ${state.revoked ? '' : 'active '}key unused for ${state.unused} days.` : state.environment ? `No ${state.revoked ? '' : 'active '}${state.environment} keys.` : state.revoked ? 'No keys yet.' : 'No active keys. Create one, or tick “Show revoked”.';
       replace(tableHost, h('p', { class: 'empty' }, total === 0 ? none : 'No key matches the search.'));
       return;
     }
@@ -249,7 +264,7 @@ export function renderKeys(ctx) {
       const own = key.id === info.key.id;
       /** @type {[string, Node | string][]} */
       const cells = [
-        ['Name', h('span', {}, h('span', { class: 'key-name' }, key.name), own ? h('span', { class: 'badge' }, 'you') : null, h('span', { class: 'sub' }, accessOf(key)))],
+        ['Name', h('span', {}, h('a', { class: 'key-name', href: `#/key?id=${encodeURIComponent(key.id)}`, title: 'Details and usage' }, key.name), own ? h('span', { class: 'badge' }, 'you') : null, h('span', { class: 'sub' }, accessOf(key)))],
         ['Key prefix', h('code', {}, key.prefix)],
         ['Environment', environmentBadge(key)],
         ...(allTenants ? /** @type {[string, Node | string][]} */ ([['Tenant', key.tenant]]) : []),
