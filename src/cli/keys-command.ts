@@ -129,7 +129,9 @@ async function listKeys(args: string[], io: Io): Promise<number> {
   });
   const now = Date.now();
   if (values.json) io.out(JSON.stringify(records.map((r) => toPublic(r, now))));
-  else io.out(records.length ? table(records, now) : values.revoked ? 'No keys.' : 'No active keys (revoked keys are listed with --revoked).');
+  else if (records.length) io.out(table(records, now));
+  else if (unused !== undefined) io.out(`No ${values.revoked ? '' : 'active '}keys unused for ${unused} days.`);
+  else io.out(values.revoked ? 'No keys.' : 'No active keys (revoked keys are listed with --revoked).');
   return 0;
 }
 

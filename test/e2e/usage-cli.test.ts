@@ -109,6 +109,7 @@ describe('keygate keys list --unused-days', () => {
     const table = await keygate('keys', 'list', '--tenant', 'acme', '--unused-days', '30');
     expect(table.stdout).toContain(idle.id);
     expect(table.stdout).not.toContain(used.id);
+    expect((await keygate('keys', 'list', '--tenant', 'acme', '--unused-days', '41')).stdout.trim()).toBe('No active keys unused for 41 days.');
     for (const n of ['0', '-1', 'soon']) {
       const res = await keygate('keys', 'list', '--unused-days', n);
       expect(res.code).toBe(2);
