@@ -1,5 +1,5 @@
 /**
- * keygate's entry point: `keygate serve|keys|users|groups|secrets|config …`. Exit status: 0 success,
+ * keygate's entry point: `keygate serve|keys|users|groups|tenants|secrets|config …`. Exit status: 0 success,
  * 1 runtime failure, 2 bad usage or invalid config.
  */
 import { exitStatus, wantsHelp } from './cli/args.ts';
@@ -8,18 +8,20 @@ import { keysCommand } from './cli/keys-command.ts';
 import { secretsCommand } from './cli/secrets-command.ts';
 import { usersCommand } from './cli/users-command.ts';
 import { groupsCommand } from './cli/groups-command.ts';
+import { tenantsCommand } from './cli/tenants-command.ts';
 import { configCommand } from './cli/config-command.ts';
 import { serveCommand } from './cli/serve-command.ts';
 
 const USAGE = `usage: keygate <command>
 
   serve [--config FILE]          run the gateway
-  keys create|list|revoke|rotate|usage …
-                                 manage API keys (keygate keys --help)
+  keys create|list|revoke|rotate|usage|limits|quota …
+                                 manage API keys, their rate limits and quotas (keygate keys --help)
   users list|create|show|update|disable|enable …
                                  manage a tenant's users (keygate users --help)
   groups list|create|update|delete …
                                  manage tenants' permission groups (keygate groups --help)
+  tenants limits|quota …         a tenant's rate limits and quota, top-ups (keygate tenants --help)
   secrets add|list|rename|remove|usages|rewrap …
                                  manage upstream secrets (keygate secrets --help)
   config check [--config FILE]   validate the configuration
@@ -43,6 +45,8 @@ export async function run(argv: string[], io: Io): Promise<number> {
         return await usersCommand(rest, io);
       case 'groups':
         return await groupsCommand(rest, io);
+      case 'tenants':
+        return await tenantsCommand(rest, io);
       case 'secrets':
         return await secretsCommand(rest, io);
       case 'config':

@@ -5,6 +5,7 @@ import { createKeyHasher } from '../keys/hash.ts';
 import { loadPepper } from '../keys/pepper.ts';
 import { KeyService } from '../keys/service.ts';
 import { UserService } from '../users/service.ts';
+import { QuotaService } from '../limits/quota-service.ts';
 import { EventSink } from '../events/event-sink.ts';
 import { openStore, type Store } from '../store/open.ts';
 import { loadKeyring } from '../secrets/crypto.ts';
@@ -46,6 +47,35 @@ export async function withUserService<T>(config: Config, io: Io, run: (service: 
   const store = await openStore(config);
   try {
     return await run(new UserService(store, config, new EventSink(store, null, null)));
+  } finally {
+    await store.close();
+  }
+}
+
+/** What the limit commands need, over one open store: budgets, and the keys and tenants they belong to. */
+export interface LimitServices {
+  quotas: QuotaService;
+  users: UserService;
+  /** Made on first use: only key commands need the pepper. */
+  keys(): KeyService;
+}
+
+/**
+ * Budgets (limits/quota-service.ts: status and top-ups, in limits.quotaTimeZone) with the
+ * key and user services whose rules set limits. The store's counters are shared with the
+ * running servers (one Redis, or the same SQLite file).
+ */
+export async function withQuotaService<T>(config: Config, io: Io, run: (services: LimitServices) => Promise<T>): Promise<T> {
+  loadKeyring(io.env);
+  const store = await openStore(config);
+  const events = new EventSink(store, null, null);
+  let keys: KeyService | undefined;
+  try {
+    return await run({
+      quotas: new QuotaService(store, config.limits.quotaTimeZone, events),
+      users: new UserService(store, config, events),
+      keys: () => (keys ??= new KeyService(store, createKeyHasher(loadPepper(config, io.env)), config, events)),
+    });
   } finally {
     await store.close();
   }

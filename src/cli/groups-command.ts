@@ -14,16 +14,19 @@ import type { Config } from '../config/schema.ts';
 import { parseFlags, requireFlag, runSubcommand, usageError } from './args.ts';
 import { configFrom, withUserService, type Io } from './context.ts';
 import { cliRules, columns, tenantArgument } from './users-command.ts';
+import { rateList, withFlags } from './limits-command.ts';
 
 const USAGE = `usage:
   keygate groups list [--tenant T] [--json]            (the config's groups and the tenants' own)
-  keygate groups create --tenant T --name N --permissions p1,p2 [--json]
-  keygate groups update <tenant> <name> --permissions p1,p2 [--json]
+  keygate groups create --tenant T --name N --permissions p1,p2 [--rate-limits 2/s,100/1d] [--json]
+  keygate groups update <tenant> <name> [--permissions p1,p2] [--rate-limits 2/s,100/1d|none] [--json]
   keygate groups delete <tenant> <name> [--json]       (refused while users or keys use it)
 
   A tenant's own permission group: users of the tenant are put in it (keygate users --help),
   and keys take its permissions at each request, so a change reaches them on every instance.
-  Groups of the config (permissionGroups) are listed too; they change only in the config file.`;
+  Groups of the config (permissionGroups) are listed too; they change only in the config file.
+  --rate-limits: each key of the group (its own or its user's) is counted against them on
+  every route (<count>/<period>, units ms, s, m, h, d); update replaces them, none removes them.`;
 
 const common = { config: { type: 'string' }, json: { type: 'boolean' } } as const;
 
@@ -49,12 +52,17 @@ function noSuchGroup(error: unknown, config: Config, tenant: string, name: strin
 type PublicGroup = ReturnType<typeof toPublicGroup>;
 
 function table(groups: PublicGroup[]): string {
-  const rows = [['TENANT', 'NAME', 'SOURCE', 'PERMISSIONS']];
-  for (const g of groups) rows.push([g.tenant ?? '-', g.name, g.source, g.permissions.join(',') || '(none)']);
+  // RATE LIMITS only when some group has them (most have none).
+  const limited = groups.some((g) => g.rateLimits.length > 0);
+  const rows = [['TENANT', 'NAME', 'SOURCE', 'PERMISSIONS', ...(limited ? ['RATE LIMITS'] : [])]];
+  for (const g of groups) rows.push([g.tenant ?? '-', g.name, g.source, g.permissions.join(',') || '(none)', ...(limited ? [g.rateLimits.join(',') || '-'] : [])]);
   return columns(rows);
 }
 
 const describe = (permissions: readonly string[]) => permissions.join(', ') || 'no permissions';
+/** `; rate limits 2/s, 100/1d for each of its keys`, or nothing. */
+const limitsText = (rates: readonly string[]) => (rates.length ? `; rate limits ${rates.join(', ')} for each of its keys` : '');
+const RATE_FLAG = { rateLimits: '--rate-limits' };
 
 async function list(args: string[], io: Io): Promise<number> {
   const { values } = parseFlags(args, { ...common, tenant: { type: 'string' } });
@@ -68,35 +76,40 @@ async function list(args: string[], io: Io): Promise<number> {
 }
 
 async function create(args: string[], io: Io): Promise<number> {
-  const { values } = parseFlags(args, { ...common, tenant: { type: 'string' }, name: { type: 'string' }, permissions: { type: 'string' } });
+  const { values } = parseFlags(args, { ...common, tenant: { type: 'string' }, name: { type: 'string' }, permissions: { type: 'string' }, 'rate-limits': { type: 'string' } });
   const tenant = requireFlag(values, 'tenant');
   const name = requireFlag(values, 'name');
   const permissions = permissionList(requireFlag(values, 'permissions'));
+  const rateLimits = rateList(values['rate-limits']);
   const config = configFrom(values.config, io);
-  const group = await withUserService(config, io, (service) => cliRules(() => service.createGroup(CLI_CALLER, { tenant, name, permissions })));
+  const group = await withUserService(config, io, (service) => cliRules(() => withFlags(RATE_FLAG, () => service.createGroup(CLI_CALLER, { tenant, name, permissions, rateLimits }))));
   if (values.json) io.out(JSON.stringify(toPublicGroup(group)));
-  else io.out(`Created group "${group.name}" in tenant "${group.tenant}" (${describe(group.permissions)}). Put users in it: keygate users create --tenant ${group.tenant} --name N --group ${group.name}`);
+  else io.out(`Created group "${group.name}" in tenant "${group.tenant}" (${describe(group.permissions)}${limitsText(group.rateLimits)}). Put users in it: keygate users create --tenant ${group.tenant} --name N --group ${group.name}`);
   return 0;
 }
 
 async function update(args: string[], io: Io): Promise<number> {
-  const { values, positionals } = parseFlags(args, { ...common, permissions: { type: 'string' } }, 2);
+  const { values, positionals } = parseFlags(args, { ...common, permissions: { type: 'string' }, 'rate-limits': { type: 'string' } }, 2);
   const { tenant, name } = groupArguments(positionals, 'update');
-  const permissions = permissionList(requireFlag(values, 'permissions'));
+  if (values.permissions === undefined && values['rate-limits'] === undefined) throw usageError('--permissions is required (or --rate-limits, to change only the rate limits)');
+  const permissions = values.permissions === undefined ? undefined : permissionList(requireFlag(values, 'permissions'));
+  const rateLimits = values['rate-limits'] === undefined ? undefined : rateList(values['rate-limits']);
   const config = configFrom(values.config, io);
   const { before, after } = await withUserService(config, io, (service) =>
     cliRules(async () => {
       try {
         const found: GroupRecord | undefined = (await service.listGroups(CLI_CALLER, tenant)).groups.find((g) => g.name === name);
-        return { before: found, after: await service.updateGroup(CLI_CALLER, tenant, name, { permissions }) };
+        return { before: found, after: await withFlags(RATE_FLAG, () => service.updateGroup(CLI_CALLER, tenant, name, { permissions, rateLimits })) };
       } catch (error) {
         throw noSuchGroup(error, config, tenant, name);
       }
     }),
   );
   if (values.json) io.out(JSON.stringify(toPublicGroup(after)));
-  else if (before !== undefined && before.updatedAt === after.updatedAt) io.out(`Group "${name}" of tenant "${tenant}" is unchanged (${describe(after.permissions)}).`);
-  else io.out(`Group "${name}" of tenant "${tenant}" now has ${describe(after.permissions)} (was ${describe(before?.permissions ?? [])}). The keys of its users, and keys created with --group ${name}, have them from their next request, on every instance.`);
+  else if (before !== undefined && before.updatedAt === after.updatedAt) io.out(`Group "${name}" of tenant "${tenant}" is unchanged (${describe(after.permissions)}${limitsText(after.rateLimits)}).`);
+  else if (permissions === undefined || describe(after.permissions) === describe(before?.permissions ?? [])) {
+    io.out(`Group "${name}" of tenant "${tenant}" now has the rate limits ${after.rateLimits.join(', ') || 'none'} (was ${before?.rateLimits.join(', ') || 'none'}) for each of its keys. The keys of its users, and keys created with --group ${name}, are counted against them from their next request, on every instance.`);
+  } else io.out(`Group "${name}" of tenant "${tenant}" now has ${describe(after.permissions)} (was ${describe(before?.permissions ?? [])})${limitsText(after.rateLimits)}. The keys of its users, and keys created with --group ${name}, have them from their next request, on every instance.`);
   return 0;
 }
 

@@ -1,5 +1,5 @@
 /**
- * `keygate keys create|list|revoke|rotate`
+ * `keygate keys create|list|revoke|rotate` (and `keys limits|quota`, limits-command.ts)
  *
  * The CLI is the operator: it opens the store itself, so it acts as a platform admin
  * (CLI_CALLER) — it may grant any permission and manage admin-role keys. Statuses it prints
@@ -13,11 +13,12 @@ import { isKeygateError } from '../http/problem.ts';
 import { parseFlags, requireFlag, runSubcommand, usageError } from './args.ts';
 import { usageDays, usageReport, type UsageDay } from '../events/usage-report.ts';
 import { configFrom, withKeyService, type Io } from './context.ts';
+import { keyLimits, keyQuota, rateList } from './limits-command.ts';
 
 const USAGE = `usage:
   keygate keys create --tenant T --name N [--role api-user|admin] [--permissions p1,p2]
                       [--group G] [--user U] [--client C] [--expires 30d|90d|365d|never|<ISO date>]
-                      [--environment live|sandbox] [--json]
+                      [--environment live|sandbox] [--rate-limit 20/s]… [--quota 10000/day] [--json]
   keygate keys list [--tenant T] [--environment live|sandbox] [--unused-days N] [--revoked] [--json]
 
   --environment sandbox: a sandbox key (<prefix>_sandbox_<tenant>_…) reaches only routes'
@@ -29,7 +30,16 @@ const USAGE = `usage:
 
   --unused-days N: only keys not used for N days (last used before then, or never used and
   created before then). keys usage: the key's requests per UTC day (1-35 days, default 30)
-  by route and status class (docs/usage.md).`;
+  by route and status class (docs/usage.md).
+
+  keygate keys limits <key-id> [--set 20/s,50000/1d | --clear] [--json]
+  keygate keys quota <key-id> [--set Q | --clear | --top-up N] [--json]
+
+  --rate-limit (repeatable) and limits --set: <count>/<period>, units ms, s, m, h, d; the key
+  is counted against its own, its group's, its tenant's and the route's limits. --quota and
+  quota --set: <count>/day, <count>/month, <count> credits or <count> credits/<day|month>.
+  keys quota shows what is left of the key's and its tenant's budgets; --top-up N adds N
+  (audited). Every instance applies a change within moments (docs/limits.md).`;
 
 const common = { config: { type: 'string' }, json: { type: 'boolean' } } as const;
 
@@ -73,6 +83,8 @@ async function create(args: string[], io: Io): Promise<number> {
     client: { type: 'string' },
     expires: { type: 'string' },
     environment: { type: 'string' },
+    'rate-limit': { type: 'string', multiple: true },
+    quota: { type: 'string' },
   });
   const tenant = requireFlag(values, 'tenant');
   const name = requireFlag(values, 'name');
@@ -82,7 +94,7 @@ async function create(args: string[], io: Io): Promise<number> {
   const config = configFrom(values.config, io);
   const created = await withKeyService(config, io, async (service) => {
     try {
-      return await service.create(CLI_CALLER, {
+      const made = await service.create(CLI_CALLER, {
         tenant,
         name,
         role: values.role as Role | undefined,
@@ -92,9 +104,13 @@ async function create(args: string[], io: Io): Promise<number> {
         client: values.client ?? null,
         environment: environment ?? 'live',
         expires: values.expires ?? 'never',
+        rateLimits: rateList(values['rate-limit']),
+        quota: values.quota ?? null,
       });
+      // A key for an existing user takes that user's group at each request: say which it is now.
+      return { ...made, userGroup: made.record.permissionsFrom === 'user' ? (await service.directoryFor(tenant)).user(tenant, made.record.user!)?.group : undefined };
     } catch (error) {
-      if (isKeygateError(error, 'validation_failed')) throw usageError(`--${error.message}`);
+      if (isKeygateError(error, 'validation_failed')) throw usageError(`--${error.message.replace(/^rateLimits: /, 'rate-limit: ')}`);
       throw error;
     }
   });
@@ -104,7 +120,14 @@ async function create(args: string[], io: Io): Promise<number> {
     return 0;
   }
   const where = record.environment === 'sandbox' ? ', sandbox: it reaches only sandbox upstreams' : '';
-  showOnce(io, `Created ${record.id} for tenant "${record.tenant}" (${record.name}, role ${record.role}, expires ${record.expiresAt ?? 'never'}${where}).`, created.key);
+  const acts =
+    record.permissionsFrom === 'user'
+      ? `\nIt acts as user "${record.user}" of tenant "${record.tenant}": it has no permissions of its own but those of the user's group (now "${created.userGroup}"), as it is at each request (permissionsFrom: user).`
+      : record.user !== null
+        ? `\n"${record.user}" is not a user of tenant "${record.tenant}": it is only sent upstream as the user's name; the key's permissions are its own.`
+        : '';
+  const limits = record.rateLimits.length || record.quota !== null ? `\nRate limits: ${record.rateLimits.join(', ') || 'none'}; quota: ${record.quota ?? 'none'}.` : '';
+  showOnce(io, `Created ${record.id} for tenant "${record.tenant}" (${record.name}, role ${record.role}, expires ${record.expiresAt ?? 'never'}${where}).${acts}${limits}`, created.key);
   return 0;
 }
 
@@ -236,5 +259,5 @@ async function usage(args: string[], io: Io): Promise<number> {
 }
 
 export function keysCommand(args: string[], io: Io): Promise<number> {
-  return runSubcommand('keys', USAGE, { create, list: listKeys, revoke, rotate, usage }, args, io);
+  return runSubcommand('keys', USAGE, { create, list: listKeys, revoke, rotate, usage, limits: keyLimits, quota: keyQuota }, args, io);
 }
