@@ -13,6 +13,7 @@ import { AccessTokens } from './auth/access-token.ts';
 import { Directory } from './users/directory.ts';
 import { UserService } from './users/service.ts';
 import { limitStage } from './limits/stage.ts';
+import { mcpPolicyStage } from './mcp/policy-stage.ts';
 import { Calendar } from './limits/quota.ts';
 import { QuotaService } from './limits/quota-service.ts';
 import { embeddedLimiter } from './cluster/limits-ipc.ts';
@@ -202,7 +203,8 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
       onLow: (record, spec, used, remaining) => events.quotaLow(record, spec.scope, spec.quota.text, used, remaining),
     },
   });
-  const parts: StageParts = { current, door, lastUsed, secrets: vault, signer, limit };
+  const mcpPolicy = mcpPolicyStage({ events, calls: metrics.mcpCalls });
+  const parts: StageParts = { current, door, lastUsed, secrets: vault, signer, limit, mcpPolicy };
   const gateway = new Gateway({ ...parts, webhooks, live: liveExchanges, hooks: requestMetrics, accessLog, logger });
   const websockets = new WebSockets({ ...parts, verifier, live: liveExchanges, logger, accessLog, hooks: requestMetrics });
   // Set in the same synchronous stretch as the subscription above resolved, so no event is

@@ -4,14 +4,14 @@
  */
 import { z } from 'zod';
 import { TENANT_PATTERN } from '../keys/format.ts';
-import { PERMISSION_PATTERN, USER_PATTERN } from '../keys/patterns.ts';
+import { PERMISSION_PATTERN, PERMISSION_RULE, USER_PATTERN } from '../keys/patterns.ts';
 import { isoDate, publicKeyRecordSchema } from '../keys/record.ts';
 import { GROUP_NAME_PATTERN, GROUP_NAME_RULE, USER_NAME_RULE } from '../users/records.ts';
 
 const tenant = z.string().regex(TENANT_PATTERN, 'must match [a-z0-9][a-z0-9-]{0,62}');
 const groupName = z.string().regex(GROUP_NAME_PATTERN, GROUP_NAME_RULE);
 const displayName = z.string().max(128, 'must be at most 128 characters');
-const permissions = z.array(z.string().regex(PERMISSION_PATTERN, 'must be a permission name: 1-128 letters, digits, "_", ".", ":", "*" or "-"')).max(100, 'at most 100 permissions');
+const permissions = z.array(z.string().regex(PERMISSION_PATTERN, PERMISSION_RULE)).max(100, 'at most 100 permissions');
 
 export const createUserBody = z
   .strictObject({

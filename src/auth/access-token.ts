@@ -72,7 +72,7 @@ export const TOKEN_FAILURE_DETAIL: Record<Exclude<TokenFailure, 'auth_unavailabl
   token_signature: 'the token signature is not valid',
   token_algorithm: 'the token is signed with an algorithm this route does not accept',
   token_key: "no key of the issuer's JWKS matches the token",
-  token_claims: 'the token lacks a required claim (exp), or its user, client or scope claims are not usable (a scope must be a permission name: letters, digits, "_", ".", ":", "*" or "-")',
+  token_claims: 'the token lacks a required claim (exp), or its user, client or scope claims are not usable (a scope must be a permission name: letters, digits, "_", ".", ":", "/", "*" or "-")',
   token_tenant: 'the token carries no usable tenant',
 };
 

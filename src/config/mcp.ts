@@ -7,6 +7,7 @@
 import { z } from 'zod';
 import { TENANT_PATTERN } from '../keys/format.ts';
 import { isResource, servedPaths } from '../mcp/resource-url.ts';
+import { mcpPolicySchema } from './mcp-policy.ts';
 
 const positiveInt = (what: string) => z.number({ error: `must be a number (${what})` }).int('must be a whole number').positive('must be greater than 0');
 
@@ -28,6 +29,8 @@ export const mcpSchema = z.strictObject({
   authorizationServers: z.array(z.string().refine((v) => isUrl(v, ['https:', 'http:']) && !v.includes('"') && !v.includes('?'), 'must be an http(s) URL without query or fragment (an authorization server issuer identifier)')).optional(),
   scopesSupported: z.array(scopeToken).optional(),
   resourceName: z.string().min(1, 'must not be empty').max(200, 'must be at most 200 characters').optional(),
+  /** Per-tool authorization (config/mcp-policy.ts); absent: keygate does not read MCP messages. */
+  policy: mcpPolicySchema.optional(),
 });
 
 /** Browser-serialised origin: what `new URL(x).origin` gives back unchanged. */

@@ -7,6 +7,7 @@
  *       - { by: key, rate: 20/s }          # each key on this route
  *       - { by: tenant, rate: 50000/1d }   # each tenant on this route, its keys together
  *       - { by: address, rate: 100/m }     # each client address (public routes too)
+ *       - { by: key, rate: 5/s, tool: "*" }   # MCP (mcp.policy): each key's calls of each tool
  *     weight: 1                            # a request counts as this many
  *     onStoreError: open                   # open: this instance decides alone; closed: 503
  */
@@ -24,6 +25,8 @@ export const routeLimitsSchema = z.strictObject({
       z.strictObject({
         by: z.enum(['key', 'tenant', 'address'], { error: 'must be "key", "tenant" or "address"' }).default('key'),
         rate: rateText,
+        /** MCP routes with `mcp.policy`: count only `tools/call` of this tool, or of each tool apart (`*`). */
+        tool: z.string().min(1, 'must not be empty').max(128, 'must be at most 128 characters').optional(),
       }),
     )
     .max(10, 'at most 10 rates')

@@ -3,7 +3,7 @@
  * receives a `Config` that is already known to be well-formed.
  */
 import { identitySigningSchema, signedIdentitySchema } from './signed-identity.ts';
-import { PERMISSION_PATTERN } from '../keys/patterns.ts';
+import { PERMISSION_PATTERN, PERMISSION_RULE } from '../keys/patterns.ts';
 import { z } from 'zod';
 import { PREFIX_PATTERN, TENANT_PATTERN } from '../keys/format.ts';
 import { notificationsSchema } from './notifications.ts';
@@ -172,7 +172,7 @@ export const configSchema = z
       .record(
         z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'group names are 1-64 letters, digits, "_", ".", ":" or "-"'),
         // Members are sent upstream comma-separated like a key's permissions: the same shape.
-        z.array(z.string().regex(PERMISSION_PATTERN, 'must be a permission name: 1-128 letters, digits, "_", ".", ":", "*" or "-"')),
+        z.array(z.string().regex(PERMISSION_PATTERN, PERMISSION_RULE)),
       )
       .default({}),
     forwarded: z.strictObject({ trustClient: z.boolean().default(false) }).prefault({}),

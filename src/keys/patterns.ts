@@ -9,7 +9,11 @@
  * One set of patterns for every way a value reaches an identity header: key creation (admin
  * API, CLI, console), permission groups in config, and OAuth access-token claims.
  */
-/** A permission: it is sent upstream comma-separated, so no comma, space or control character. */
-export const PERMISSION_PATTERN = /^[A-Za-z0-9_.:*-]{1,128}$/;
+/**
+ * A permission: it is sent upstream comma-separated, so no comma, space or control character.
+ * `/` for MCP method permissions (`mcp:tools/call:search`, src/mcp/permissions.ts).
+ */
+export const PERMISSION_PATTERN = /^[A-Za-z0-9_.:*/-]{1,128}$/;
+export const PERMISSION_RULE = 'must be a permission name: 1-128 letters, digits, "_", ".", ":", "/", "*" or "-"';
 export const USER_PATTERN = /^[\x21-\x7e](?:[\x20-\x7e]{0,254}[\x21-\x7e])?$/;
 export const CLIENT_PATTERN = /^[\x21-\x7e](?:[\x20-\x7e]{0,62}[\x21-\x7e])?$/;

@@ -66,9 +66,12 @@ export function identityBuckets(record: Pick<KeyRecord, 'id' | 'tenant'>, limits
   return out.length === 0 ? null : out;
 }
 
+/** What may stand in an sf-string (RateLimit fields): printable ASCII without `"` or `\`. */
+const SHOWABLE = /^[\x20\x21\x23-\x5b\x5d-\x7e]{1,64}$/;
+
 export interface RouteLimits {
-  readonly rates: readonly { by: 'key' | 'tenant' | 'address'; rate: Rate }[];
-  /** Some rate counts client addresses: its buckets differ by request, not only by key. */
+  readonly rates: readonly { by: 'key' | 'tenant' | 'address'; rate: Rate; tool: string | null }[];
+  /** Some rate counts client addresses or MCP tools: its buckets differ by request, not only by key. */
   readonly byAddress: boolean;
   readonly weight: number;
   readonly onStoreError: 'open' | 'closed';
@@ -77,7 +80,13 @@ export interface RouteLimits {
 
 export function compileRouteLimits(route: string, config: RouteLimitsConfig | undefined): RouteLimits | null {
   if (config === undefined) return null;
-  return { route, weight: config.weight, onStoreError: config.onStoreError, byAddress: config.rates.some((r) => r.by === 'address'), rates: config.rates.map((r) => ({ by: r.by, rate: parseRate(r.rate) as Rate })) };
+  return {
+    route,
+    weight: config.weight,
+    onStoreError: config.onStoreError,
+    byAddress: config.rates.some((r) => r.by === 'address' || r.tool !== undefined),
+    rates: config.rates.map((r) => ({ by: r.by, rate: parseRate(r.rate) as Rate, tool: r.tool ?? null })),
+  };
 }
 
 /**
@@ -85,15 +94,23 @@ export function compileRouteLimits(route: string, config: RouteLimitsConfig | un
  * route rate by key or tenant does not count a public request (there is no key); by address
  * counts everyone.
  */
-export function requestBuckets(limits: RouteLimits | null, own: readonly ScopedBucket[] | null, record: Pick<KeyRecord, 'id' | 'tenant'> | null, address: () => string): ScopedBucket[] {
+export function requestBuckets(limits: RouteLimits | null, own: readonly ScopedBucket[] | null, record: Pick<KeyRecord, 'id' | 'tenant'> | null, address: () => string, call: { method: string; name: string | undefined } | null = null): ScopedBucket[] {
   const out: ScopedBucket[] = own === null ? [] : [...own];
   if (limits === null) return out;
-  for (const { by, rate } of limits.rates) {
+  for (const { by, rate, tool } of limits.rates) {
+    // A per-tool rate counts only calls of its tool (`*`: each tool in a bucket of its own).
+    let toolPart = '';
+    if (tool !== null) {
+      if (call === null || call.method !== 'tools/call' || call.name === undefined || (tool !== '*' && tool !== call.name)) continue;
+      toolPart = `tool:${call.name}:`;
+    }
+    // The name goes into a response header: a tool name that is not plain printable ASCII is shown as `tool:*`.
+    const shown = toolPart === '' || SHOWABLE.test(call!.name!) ? toolPart : 'tool:*:';
     let who: string | undefined;
     if (by === 'address') who = address();
     else if (record !== null) who = by === 'tenant' ? record.tenant : record.id || undefined;
     if (who === undefined) continue;
-    out.push(scoped('route', `r:${limits.route}:${by}:${who}:${rate.text}`, `route:${by}:${rate.text}`, rate));
+    out.push(scoped('route', `r:${limits.route}:${by}:${who}:${toolPart}${rate.text}`, `route:${by}:${shown}${rate.text}`, rate));
   }
   return out;
 }

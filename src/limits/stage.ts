@@ -185,7 +185,7 @@ export function limitStage(options: LimitStageOptions): Stage<Exchange> {
       const keep = identity !== null && (limits === null || !limits.byAddress);
       if (keep) buckets = prepared.get(identity)?.get(route);
       if (buckets === undefined) {
-        buckets = requestBuckets(limits, own, record, () => clientAddress(exchange.req, current.state.headers.trustForwarded));
+        buckets = requestBuckets(limits, own, record, () => clientAddress(exchange.req, current.state.headers.trustForwarded), exchange.mcp);
         if (keep) {
           let byRoute = prepared.get(identity);
           if (byRoute === undefined) prepared.set(identity, (byRoute = new Map()));

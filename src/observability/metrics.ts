@@ -41,6 +41,7 @@ export interface KeygateMetrics {
   /** Connections and requests the proxy listener refused before they reached the gateway (transports/listener-limits.ts). */
   readonly listenerRejections: Counter<'reason'>;
   readonly rateLimited: Counter<'route' | 'scope'>;
+  readonly mcpCalls: Counter<'route' | 'method' | 'tool' | 'decision'>;
   readonly limitStoreErrors: Counter<'route' | 'policy'>;
 }
 
@@ -145,6 +146,12 @@ export function createMetrics(options: MetricsOptions = {}, cache: () => CacheSt
       name: 'keygate_rate_limited_total',
       help: 'Requests refused by a rate limit (429 rate_limited), by route and by the scope of the limit that refused: key (its own or its group\'s), tenant, route.',
       labelNames: ['route', 'scope'],
+      registers: [registry],
+    }),
+    mcpCalls: new Counter({
+      name: 'keygate_mcp_calls_total',
+      help: 'MCP messages judged by a route\'s policy, by method, tool (the name a call acts on; at most 200 per route, then "other") and decision (allowed, refused).',
+      labelNames: ['route', 'method', 'tool', 'decision'],
       registers: [registry],
     }),
     limitStoreErrors: new Counter({

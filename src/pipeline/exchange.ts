@@ -12,6 +12,7 @@ import type { ProblemCode } from '../http/problem.ts';
 import type { NormalizedTarget } from '../routing/normalize-path.ts';
 import type { Route } from '../routing/router.ts';
 import type { VerifiedDelivery } from '../webhooks/delivery.ts';
+import type { ResponseFilter } from '../mcp/list-filter.ts';
 
 /** Bounded label set for logs and metrics. */
 export type AuthOutcome = 'ok' | 'public' | 'missing' | 'invalid' | 'revoked' | 'expired' | 'disabled' | 'forbidden' | 'unavailable' | 'bad_request' | 'limited' | 'no_route';
@@ -28,6 +29,8 @@ export abstract class Exchange {
   /** The host the request names (undefined: none), for route selection. */
   host: string | undefined = undefined;
   route: Route | null = null;
+  /** The MCP call being made, when the route's policy read it (the tool a per-tool limit counts by). */
+  mcp: { readonly method: string; readonly name: string | undefined } | null = null;
   /** What the credential stage found; null on public routes. */
   credential: Credential | null = null;
   identity: Identity | null = null;
@@ -59,6 +62,10 @@ export class HttpExchange extends Exchange {
   cors = false;
   /** keygate set RateLimit fields (limits/stage.ts): the upstream's own are dropped (forward.ts). */
   rateLimitFields = false;
+  /** The request body, already read by a stage that had to judge it (MCP policy): forwarded as these bytes. */
+  body: Buffer | null = null;
+  /** Rewrites the upstream's response (MCP list answers, mcp/list-filter.ts); null: passed through as is. */
+  responseFilter: ResponseFilter | null = null;
   /** performance.now() when the upstream request was dispatched, and when its headers came (0: not yet). */
   upstreamStart = 0;
   upstreamHeadersAt = 0;

@@ -18,6 +18,7 @@
  */
 import { Router, targetOf } from '../routing/router.ts';
 import type { Current } from './current.ts';
+import type { ResponseFilter } from '../mcp/list-filter.ts';
 import type { Stage } from './pipeline.ts';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { performance } from 'node:perf_hooks';
@@ -120,6 +121,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler, LiveExchange {
   #events: EventBoundary | null = null;
   /** The response is over: complete, failed or abandoned. */
   #over = false;
+  /** Rewrites the response as it passes (exchange.responseFilter), when it applies to it. */
+  #filter: ResponseFilter | null = null;
   /** Its registration while it is a long-lived exchange. */
   #live: LiveEntry | null = null;
   /** keygate is ending this event stream once the event under way is complete; cut at this timer. */
@@ -200,6 +203,12 @@ class ForwardHandler implements Dispatcher.DispatchHandler, LiveExchange {
     }
     // writeHead drops the Vary set earlier when the upstream sends one: add Origin back.
     if (cors && headers.vary !== undefined) out.push('vary', 'Origin');
+    // A response keygate rewrites (MCP list answers) changes length: sent chunked instead.
+    const filter = this.#exchange.responseFilter;
+    if (filter !== null && filter.start(typeof headers['content-type'] === 'string' ? headers['content-type'] : undefined)) {
+      this.#filter = filter;
+      for (let i = out.length - 2; i >= 0; i -= 2) if (out[i] === 'content-length') out.splice(i, 2);
+    }
     this.#exchange.upstreamHeadersAt = performance.now();
     res.writeHead(statusCode, statusMessage || undefined, out);
     if (eventStream) {
@@ -267,8 +276,14 @@ class ForwardHandler implements Dispatcher.DispatchHandler, LiveExchange {
     this.#hooks.onEventStream?.(this.#exchange, false);
   }
 
-  onResponseData(controller: Controller, chunk: Buffer): void {
+  onResponseData(controller: Controller, data: Buffer): void {
     if (this.#stopped || this.#over) return;
+    let chunk = data;
+    if (this.#filter !== null) {
+      const rewritten = this.#filter.data(chunk);
+      if (rewritten === null || rewritten.length === 0) return;
+      chunk = rewritten;
+    }
     const res = this.#exchange.res as WithHandler;
     const events = this.#events;
     if (events !== null) {
@@ -294,6 +309,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler, LiveExchange {
     this.#over = true;
     this.#release();
     this.#streamEnded();
+    const rest = this.#filter?.end() ?? null;
+    if (rest !== null && rest.length > 0 && !this.#exchange.res.destroyed) this.#exchange.res.write(rest);
     this.#exchange.res.end();
     this.#hooks.onUpstreamDone?.(this.#exchange, null);
   }
@@ -369,7 +386,11 @@ export function forwardStage(current: Current, hooks: ForwardHooks): Stage<HttpE
       const headers = exchange.headers!;
       let body: IncomingMessage | AsyncIterable<Buffer> | Buffer | null = null;
       const delivery = exchange.delivery;
-      if (delivery !== null) {
+      if (exchange.body !== null) {
+        // Read and judged by a stage (MCP policy): these exact bytes, or the allowed part of a batch.
+        body = exchange.body;
+        for (let i = 0; i < headers.length; i += 2) if (headers[i] === 'content-length') headers[i + 1] = String(body.length);
+      } else if (delivery !== null) {
         // Verified webhook: the exact bytes, and the headers that say so (never taken from the client: headers.* are dropped).
         const names = current.state.headers.names;
         body = delivery.body;

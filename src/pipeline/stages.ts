@@ -3,7 +3,7 @@
  * goes through (README, "How a request is handled", lists the same names in the same order):
  *
  *   HTTP:      method → target → metadata → match → origin → body limit → credential → admit
- *              → limit → webhook signature → secret → rewrite → forward
+ *              → mcp policy → limit → webhook signature → secret → rewrite → forward
  *   WebSocket:          target+match (once, in shouldUpgrade) → origin → credential → admit
  *              → limit → secret → rewrite → connect
  *
@@ -39,6 +39,8 @@ export interface StageParts {
   signer: IdentitySigner | null;
   /** Rate limits (limits/stage.ts); null: none are counted. */
   limit: Stage<Exchange> | null;
+  /** Per-tool MCP authorization (mcp/policy-stage.ts) on routes with `mcp.policy`; null: never. */
+  mcpPolicy?: Stage<HttpExchange> | null;
 }
 
 const limitOf = <E extends Exchange>(parts: StageParts): Stage<E>[] => (parts.limit === null ? [] : [parts.limit as Stage<E>]);
@@ -54,6 +56,7 @@ export function httpStages(parts: StageParts, webhooks: WebhookVerifier | null, 
       bodyLimitStage,
       credentialStage,
       admitStage(parts.door, current, parts.lastUsed),
+      ...(parts.mcpPolicy ? [parts.mcpPolicy] : []),
       ...limitOf<HttpExchange>(parts),
       webhookStage(webhooks),
       secretStage(parts.secrets),

@@ -29,7 +29,8 @@ export type AuditAction =
   | 'tenant.limits'
   | 'key.limits'
   | 'key.quota_top_up'
-  | 'tenant.quota_top_up';
+  | 'tenant.quota_top_up'
+  | 'mcp.refused';
 
 /** Never a key, a hash or a secret value: ids, names and display prefixes only. */
 export interface AuditEntry {
