@@ -6,19 +6,21 @@
  * scoped like every key endpoint (another tenant's key or tenant is 404); ?unusedDays on the
  * key list; 422 naming the field. On the embedded store, and on two instances sharing Redis
  * (their counts add up in the same hashes, which expire 35 days after their day), with a day
- * rolling over under an injected clock.
+ * rolling over under an injected clock; and under the Redis ACL docs/redis.md documents.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { RawConfig } from '../../src/config/schema.ts';
+import { parseConfig } from '../../src/config/load.ts';
 import { Usage } from '../../src/events/usage.ts';
 import { CLI_CALLER } from '../../src/keys/service.ts';
 import type { Exchange } from '../../src/pipeline/exchange.ts';
-import type { RedisStore } from '../../src/store/redis/store.ts';
 import { DAY_MS, dayOf } from '../../src/store/usage-store.ts';
 import { adminClient, expectInvalid, shiftedService, startAdminKeygate, type AdminClient, type AdminTestKeygate } from '../helpers/admin.ts';
 import { expectProblem } from '../helpers/http.ts';
-import { startRedisPair, type RedisPair } from '../helpers/redis-fixture.ts';
+import { startRedis, startRedisPair, type RedisPair } from '../helpers/redis-fixture.ts';
+import { aclRefusals, documentedAcl } from '../helpers/redis-acl.ts';
+import { RedisStore as Redis } from '../../src/store/redis/store.ts';
 import { startUpstream, type TestUpstream } from '../helpers/upstream.ts';
 import { closed, connectWs, startWsUpstream, type WsUpstream } from '../helpers/ws-upstream.ts';
 
@@ -168,7 +170,7 @@ describe('usage on two instances sharing Redis', () => {
   beforeAll(async () => {
     pair = await startRedisPair<AdminTestKeygate>({ config: (store) => config(store, upstream, ws), start: (raw, env) => startAdminKeygate(raw, env) });
     admin = adminClient(pair.a.adminUrl, (await pair.a.keys.create({ tenant: 'system', name: 'root', role: 'admin' })).key);
-    prefix = (pair.a.keygate.store as RedisStore).layout.prefix;
+    prefix = (pair.a.keygate.store as Redis).layout.prefix;
   });
 
   afterAll(async () => {
@@ -237,5 +239,28 @@ describe('usage on two instances sharing Redis', () => {
     await pair.b.keygate.close(500);
     const res = await admin.get(`/v1/keys/${record.id}/usage?days=1`);
     expect(res.json.days).toEqual([{ date: today(), total: 2, byRoute: { api: { '2xx': 1, '3xx': 1 } } }]);
+  });
+});
+
+describe('usage counters under the documented Redis ACL (docs/redis.md)', () => {
+  it('are written and read by keygate\'s own user with no refusal in the ACL LOG', async () => {
+    const server = await startRedis();
+    try {
+      await server.raw.call('ACL', 'SETUSER', 'keygate', 'reset', ...documentedAcl('usage-secret-1'));
+      await server.raw.call('ACL', 'LOG', 'RESET');
+      const url = `redis://keygate:usage-secret-1@127.0.0.1:${server.redis.port}`;
+      const store = await Redis.connect(parseConfig({ store: { kind: 'redis', redis: { url, commandTimeoutMs: 1000 } } }, 'test').store.redis);
+      try {
+        const usage = new Usage({ store, flushMs: 3_600_000 });
+        usage.count({ identity: { record: { id: 'key_acl', tenant: 'acme' } }, route: { name: 'api' }, error: null } as unknown as Exchange, 200);
+        await usage.flush();
+        expect((await store.readUsage('k', 'key_acl', [dayOf(Date.now())]))[0]).toEqual({ 'api|2xx': 1 });
+      } finally {
+        await store.close();
+      }
+      expect(await aclRefusals(server.raw)).toEqual([]);
+    } finally {
+      await server.stop();
+    }
   });
 });
