@@ -16,7 +16,7 @@ import { Usage } from '../../src/events/usage.ts';
 import { CLI_CALLER } from '../../src/keys/service.ts';
 import type { Exchange } from '../../src/pipeline/exchange.ts';
 import { DAY_MS, dayOf } from '../../src/store/usage-store.ts';
-import { adminClient, expectInvalid, shiftedService, startAdminKeygate, type AdminClient, type AdminTestKeygate } from '../helpers/admin.ts';
+import { adminClient, expectInvalid, schemaProblems, shiftedService, startAdminKeygate, type AdminClient, type AdminTestKeygate } from '../helpers/admin.ts';
 import { expectProblem } from '../helpers/http.ts';
 import { startRedis, startRedisPair, type RedisPair } from '../helpers/redis-fixture.ts';
 import { aclRefusals, documentedAcl } from '../helpers/redis-acl.ts';
@@ -118,6 +118,13 @@ describe('usage on the embedded store', () => {
     expect(tenant.json.days).toHaveLength(7);
     expect(lastDay(tenant.json.days)).toEqual({ date: today(), total: 8, byRoute: { api: { '2xx': 4, '4xx': 1, '5xx': 1 }, billing: { '403': 1 }, ws: { '1xx': 1 } } });
     expect(lastDay((await admin.get('/v1/tenants/globex/usage?days=1')).json.days)).toMatchObject({ total: 1 });
+
+    // The answers are what /openapi.json says they are.
+    const openapi = (await admin.get('/openapi.json')).json;
+    expect(Object.keys(openapi.paths)).toEqual(expect.arrayContaining(['/v1/keys/{id}/usage', '/v1/tenants/{tenant}/usage']));
+    expect(openapi.paths['/v1/keys'].get.parameters.map((p: { name: string }) => p.name)).toContain('unusedDays');
+    expect(schemaProblems({ $ref: '#/components/schemas/KeyUsage' }, after.json, openapi.components.schemas)).toEqual([]);
+    expect(schemaProblems({ $ref: '#/components/schemas/TenantUsage' }, tenant.json, openapi.components.schemas)).toEqual([]);
   });
 
   it('counts a revoked key’s refusals (401) against it while keygate knows the key', async () => {
