@@ -146,15 +146,20 @@ export class McpListFilter implements ResponseFilter {
       return this.#prefix(rest === '' ? null : Buffer.from(rest, 'utf8'));
     }
     let messages: unknown;
-    if (this.#overflow) messages = this.#tooLarge();
+    // One error per list request instead of an answer that cannot be filtered; a single one as itself.
+    const instead = (): unknown => {
+      const errors = this.#tooLarge();
+      return errors.length === 1 ? errors[0] : errors;
+    };
+    if (this.#overflow) messages = instead();
     else {
       const body = Buffer.concat(this.#held);
       try {
         messages = JSON.parse(body.toString('utf8'));
       } catch {
         // Not JSON: nothing can be filtered; a list answer must not pass unread.
-        if (this.#lists.size > 0) messages = this.#tooLarge();
-        else return this.#inject.length === 0 ? body : body;
+        if (this.#lists.size > 0) messages = instead();
+        else return body;
       }
     }
     const list = Array.isArray(messages) ? messages.map((m) => this.#filter(m)) : [this.#filter(messages)];
