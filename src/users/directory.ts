@@ -117,9 +117,11 @@ export class Directory {
     let groupName = record.group;
     if (record.permissionsFrom === 'user' && record.user !== null) groupName = this.user(record.tenant, record.user)?.group ?? null;
     const group = groupName === null ? undefined : this.#groups.get(record.tenant)?.get(groupName);
-    const key = group === undefined || group.rateLimits.length === 0 ? record.rateLimits : [...record.rateLimits, ...group.rateLimits];
-    const own = this.tenant(record.tenant);
-    return { key, tenant: own?.rateLimits ?? NONE, keyQuota: record.quota, tenantQuota: own?.quota ?? null };
+    // A record built by hand (tests, tokens) may lack the field: none.
+    const own = record.rateLimits ?? NONE;
+    const key = group === undefined || group.rateLimits.length === 0 ? own : [...own, ...group.rateLimits];
+    const settings = this.tenant(record.tenant);
+    return { key, tenant: settings?.rateLimits ?? NONE, keyQuota: record.quota ?? null, tenantQuota: settings?.quota ?? null };
   }
 
   /** What a key with these attributes may do now, or USER_DISABLED (its user is disabled or unknown). */
