@@ -1,7 +1,7 @@
 /**
  * Permission groups: the configuration's (`permissionGroups`, which every tenant sees; shown
  * read-only, they change only in the config file) and each tenant's own, which can be
- * created, given other permissions and deleted. A changed group reaches every key of every
+ * created, given other permissions or rate limits (limits.js) and deleted. A changed group reaches every key of every
  * user in it on its next request, on every instance. Deleting a group that users or keys
  * still use is refused by keygate (409): the dialog shows keygate's detail, naming them.
  * Also the helpers the Users page shares: the group records, a tenant's group choices, the
@@ -12,12 +12,13 @@ import { button, confirmDialog, openDialog } from './dialogs.js';
 import { field, h, replace, time, uid } from './dom.js';
 import { fieldOf } from './keys-page.js';
 import { listRow, listTable, loadInto } from './list.js';
+import { groupRateLimitsDialog, RATE_HINT, rateList, ratesNode } from './limits.js';
 
 /**
  * A group as GET /v1/groups lists it: `tenant: null` and `source: 'config'` for one of the
  * configuration's.
  * @typedef {{ tenant: string | null, name: string, permissions: string[], source: 'config' | 'tenant',
- *   createdAt: string | null, updatedAt: string | null }} GroupRecord
+ *   createdAt: string | null, updatedAt: string | null, rateLimits?: string[] }} GroupRecord
  */
 /** @typedef {import('./app.js').PageContext} PageContext */
 
@@ -148,12 +149,13 @@ export function renderGroups(ctx) {
         ['Name', group.name],
         ['Tenant', group.tenant ?? h('span', { class: 'muted' }, 'every tenant')],
         ['Permissions', group.permissions.length ? h('span', { class: 'permissions' }, group.permissions.map((p) => h('code', {}, p))) : h('span', { class: 'muted' }, 'no permissions')],
+        ['Rate limits', group.source === 'config' ? h('span', { class: 'muted' }, '—') : ratesNode(group.rateLimits)],
         ['Defined in', group.source === 'config' ? h('span', { class: 'badge config', title: 'permissionGroups in the configuration file: read-only here' }, 'Configuration') : 'The tenant'],
         ['Updated', time(group.updatedAt)],
         ['Actions', actionsFor(group)],
       ]),
     );
-    replace(tableHost, listTable({ className: 'groups', caption: platform && state.tenant === '' ? 'Permission groups of every tenant' : `Permission groups of tenant ${state.tenant}`, columns: ['Name', 'Tenant', 'Permissions', 'Defined in', 'Updated', 'Actions'], rows }));
+    replace(tableHost, listTable({ className: 'groups', caption: platform && state.tenant === '' ? 'Permission groups of every tenant' : `Permission groups of tenant ${state.tenant}`, columns: ['Name', 'Tenant', 'Permissions', 'Rate limits', 'Defined in', 'Updated', 'Actions'], rows }));
   }
 
   /** @param {GroupRecord} group */
@@ -163,6 +165,7 @@ export function renderGroups(ctx) {
       'div',
       { class: 'row-actions' },
       h('button', { type: 'button', class: 'btn small secondary', 'aria-label': `Edit permissions of ${group.name}`, onclick: () => editDialog(group) }, 'Edit permissions'),
+      h('button', { type: 'button', class: 'btn small secondary', 'aria-label': `Rate limits of ${group.name}`, onclick: () => groupRateLimitsDialog(ctx, group, () => void load()) }, 'Rate limits'),
       h('button', { type: 'button', class: 'btn small danger', 'aria-label': `Delete ${group.name}`, onclick: () => deleteDialog(group) }, 'Delete'),
     );
   }
@@ -172,6 +175,7 @@ export function renderGroups(ctx) {
     const datalist = h('datalist', { id: 'group-tenants' }, [...tenantSelect.options].filter((o) => o.value).map((o) => h('option', { value: o.value })));
     const name = h('input', { name: 'name', required: true, pattern: GROUP_PATTERN, autocomplete: 'off', spellcheck: 'false', placeholder: 'writers' });
     const permissions = h('input', { name: 'permissions', autocomplete: 'off', spellcheck: 'false', placeholder: 'echo:read echo:write' });
+    const rates = h('input', { name: 'rateLimits', autocomplete: 'off', spellcheck: 'false', placeholder: '2/s, 100/1d' });
     const handle = openDialog({
       title: 'Create a permission group',
       body: [
@@ -179,12 +183,14 @@ export function renderGroups(ctx) {
         platform ? datalist : null,
         field('Name', name, 'Letters, digits, "_", ".", ":" or "-"; not the name of a group of the configuration.'),
         field('Permissions', permissions, 'Separated by spaces or commas. You can give only permissions your own key holds.'),
+        field('Rate limits (optional)', rates, `${RATE_HINT} Each key of the group is counted against them on every route.`),
       ],
       actions: [button('Cancel', { onclick: () => handle.close() }), button('Create group', { kind: 'primary', type: 'submit' })],
       async onSubmit(dialog) {
         /** @type {Record<string, unknown>} */
         const body = { name: name.value.trim(), permissions: permissionList(permissions.value) };
         if (platform) body.tenant = tenantInput.value.trim();
+        if (rateList(rates.value).length) body.rateLimits = rateList(rates.value);
         dialog.busy(true);
         /** @type {GroupRecord} */
         let created;

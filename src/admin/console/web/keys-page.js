@@ -1,7 +1,8 @@
 /**
  * Settings → API keys: the list (filter by tenant, environment, name or prefix, revoked ones
  * on request; each key's environment and the user it acts as), and create, the one-time key
- * dialog, rename, rotate, revoke and revoke-all.
+ * dialog, rename, rotate, revoke and revoke-all; each key's rate limits and quota, edited and
+ * topped up through limits.js.
  * Every action is an admin API call; the page adds no rules of its own beyond not offering
  * what the API would refuse (admin keys outside the system tenant, other tenants).
  */
@@ -10,12 +11,14 @@ import { button, confirmDialog, openDialog } from './dialogs.js';
 import { field, fromNow, h, replace, time, uid } from './dom.js';
 import { listRow, listTable, loadInto } from './list.js';
 import { oneTimeKeyDialog } from './one-time-key.js';
+import { keyLimitsDialog, keyTopUpDialog, limitFields, limitsCell, userPicker } from './limits.js';
 
 /**
  * A key as the admin API lists it, with the fields this page reads beyond api.js's KeyRecord:
  * `environment` (live or sandbox, docs/sandbox.md) and `permissionsFrom` (`user`: the key
  * takes its permissions from its user's group at each request).
- * @typedef {import('./api.js').KeyRecord & { environment?: 'live' | 'sandbox', permissionsFrom?: 'key' | 'user' }} KeyRecord
+ * @typedef {import('./api.js').KeyRecord & { environment?: 'live' | 'sandbox', permissionsFrom?: 'key' | 'user' }
+ *   & { rateLimits?: string[], quota?: string | null, quotaRemaining?: number }} KeyRecord
  */
 /** @typedef {import('./app.js').PageContext} PageContext */
 
@@ -258,7 +261,7 @@ export function renderKeys(ctx) {
       replace(tableHost, h('p', { class: 'empty' }, total === 0 ? none : 'No key matches the search.'));
       return;
     }
-    const columns = ['Name', 'Key prefix', 'Environment', ...(allTenants ? ['Tenant'] : []), 'Role', 'Status', 'Created', 'Expires', 'Last used', 'Acts as', 'Client', 'Actions'];
+    const columns = ['Name', 'Key prefix', 'Environment', ...(allTenants ? ['Tenant'] : []), 'Role', 'Status', 'Created', 'Expires', 'Last used', 'Acts as', 'Client', 'Limits', 'Actions'];
     const rows = shown.map((key) => {
       const s = statusOf(key, now);
       const own = key.id === info.key.id;
@@ -275,6 +278,7 @@ export function renderKeys(ctx) {
         ['Last used', time(key.lastUsedAt, 'never')],
         ['Acts as', actsAs(key)],
         ['Client', key.client ?? h('span', { class: 'muted' }, '—')],
+        ['Limits', limitsCell(key)],
         ['Actions', actionsFor(key)],
       ];
       return listRow({ 'data-key-id': key.id }, cells);
@@ -292,6 +296,9 @@ export function renderKeys(ctx) {
       { class: 'row-actions' },
       h('button', { type: 'button', class: 'btn small secondary', 'aria-label': `Rename ${key.name}`, onclick: () => renameDialog(key) }, 'Rename'),
       h('button', { type: 'button', class: 'btn small secondary', 'aria-label': `Rotate ${key.name}`, onclick: () => rotateDialog(key) }, 'Rotate'),
+      h('button', { type: 'button', class: 'btn small secondary', 'aria-label': `Limits of ${key.name}`, onclick: () => keyLimitsDialog(ctx, key, () => void load()) }, 'Limits'),
+      // Top-ups give a key more than it was given: platform admins only (keygate answers 403 to anyone else).
+      platform && (key.quota ?? null) !== null ? h('button', { type: 'button', class: 'btn small secondary', 'aria-label': `Top up ${key.name}`, onclick: () => keyTopUpDialog(ctx, key, () => void load()) }, 'Top up') : null,
       h('button', { type: 'button', class: 'btn small danger', 'aria-label': `Revoke ${key.name}`, onclick: () => revokeDialog(key) }, 'Revoke'),
     );
   }
@@ -305,6 +312,9 @@ export function renderKeys(ctx) {
     const tenantInput = h('input', { name: 'tenant', required: true, pattern: '[a-z0-9][a-z0-9\\-]{0,62}', value: state.tenant, autocomplete: 'off', spellcheck: 'false', list: 'known-tenants' });
     const datalist = h('datalist', { id: 'known-tenants' }, [...tenantSelect.options].filter((o) => o.value).map((o) => h('option', { value: o.value })));
     const name = h('input', { name: 'name', required: true, maxlength: '128', autocomplete: 'off' });
+    // "Acts as user", offering the tenant's users: a key for one of them takes its group, so no access is chosen (syncAccess).
+    const picker = userPicker(() => (platform ? tenantInput.value.trim() : state.tenant), () => syncAccess(), platform ? tenantInput : undefined);
+    const limits = limitFields();
     const roleUser = h('input', { type: 'radio', name: 'role', value: 'api-user', checked: true, id: uid('f') });
     const roleAdmin = h('input', { type: 'radio', name: 'role', value: 'admin', id: uid('f') });
     const roleSet = h(
@@ -327,8 +337,11 @@ export function renderKeys(ctx) {
     const permissionsField = field('Permissions', permissions, 'Separated by spaces or commas. Routes list the permissions they need; keys:manage lets a key manage its tenant’s keys.');
     const groupField = field('Permission group', group, 'A group from the configuration: its keys get the group’s permissions as they are at each request.');
     const syncAccess = () => {
-      permissionsField.hidden = !byList.checked;
-      groupField.hidden = !byGroup.checked;
+      const asUser = picker.user() !== undefined;
+      const accessSet = byList.closest('fieldset');
+      if (accessSet) accessSet.hidden = asUser;
+      permissionsField.hidden = asUser || !byList.checked;
+      groupField.hidden = asUser || !byGroup.checked;
     };
     byList.addEventListener('change', syncAccess);
     byGroup.addEventListener('change', syncAccess);
@@ -344,7 +357,7 @@ export function renderKeys(ctx) {
       h('div', { class: 'check' }, envSandbox, h('label', { for: envSandbox.id }, 'Sandbox: for testing, away from live upstreams')),
       envHint,
     );
-    const user = h('input', { name: 'user', maxlength: '256', autocomplete: 'off' });
+    const user = picker.input;
     const client = h('input', { name: 'client', maxlength: '64', autocomplete: 'off', placeholder: 'mcp' });
     const expiry = expiryPicker();
     const handle = openDialog({
@@ -364,8 +377,9 @@ export function renderKeys(ctx) {
         ),
         permissionsField,
         groupField,
-        field('Acts as user (optional)', user, 'Sent upstream as the user the key acts for.'),
+        ...picker.nodes,
         field('Client (optional)', client, 'e.g. mcp: limits the key to routes that allow this client.'),
+        ...limits.nodes,
         ...expiry.nodes,
       ],
       actions: [button('Cancel', { onclick: () => handle.close() }), button('Create key', { kind: 'primary', type: 'submit' })],
@@ -381,6 +395,12 @@ export function renderKeys(ctx) {
         if (user.value.trim()) body.user = user.value.trim();
         if (client.value.trim()) body.client = client.value.trim();
         if (envSandbox.checked) body.environment = 'sandbox';
+        // A key for an existing user takes the user's group: no permissions or group of its own (keygate refuses them).
+        if (picker.user() !== undefined) {
+          delete body.group;
+          delete body.permissions;
+        }
+        limits.addTo(body);
         dialog.busy(true);
         /** @type {import('./api.js').CreatedKey} */
         let created;
@@ -393,7 +413,8 @@ export function renderKeys(ctx) {
         dialog.close();
         void refresh();
         const sandbox = /** @type {KeyRecord} */ (created).environment === 'sandbox' ? ' It is a sandbox key: it reaches only sandbox upstreams.' : '';
-        oneTimeKeyDialog({ key: created.key, title: 'Copy your new key', intro: `Key “${created.name}” (${created.role}) for tenant ${created.tenant} was created.${sandbox}` });
+        const acting = /** @type {KeyRecord} */ (created).permissionsFrom === 'user' ? ` It acts as user ${created.user}: it has the permissions of the user’s group, as it is at each request.` : '';
+        oneTimeKeyDialog({ key: created.key, title: 'Copy your new key', intro: `Key “${created.name}” (${created.role}) for tenant ${created.tenant} was created.${sandbox}${acting}` });
       },
     });
   }

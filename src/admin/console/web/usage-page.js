@@ -9,6 +9,7 @@ import { ApiError, query, request } from './api.js';
 import { h, replace, time } from './dom.js';
 import { listRow, listTable, loadInto } from './list.js';
 import { usageChart } from './usage-chart.js';
+import { keyLimitsSection, tenantLimitsSection } from './limits.js';
 
 /** @typedef {import('./app.js').PageContext} PageContext */
 /** @typedef {import('./usage-chart.js').UsageDay} UsageDay */
@@ -36,6 +37,8 @@ export function renderKeyDetail(ctx) {
   const id = ctx.params.get('id') ?? '';
   const title = h('h1', { id: 'key-title', tabindex: '-1' }, 'API key');
   const details = h('div', { class: 'table-host' });
+  // Its rate limits and quota, with what is left (limits.js).
+  const limitsHost = h('div');
   const chartHost = h('div', { class: 'usage-host' });
   replace(
     ctx.main,
@@ -45,6 +48,7 @@ export function renderKeyDetail(ctx) {
       h('p', {}, h('a', { href: '#/keys' }, '← API keys')),
       h('div', { class: 'page-head' }, title),
       details,
+      limitsHost,
       h('h2', {}, 'Usage'),
       h('p', { class: 'muted' }, LAG_NOTE),
       chartHost,
@@ -74,6 +78,7 @@ export function renderKeyDetail(ctx) {
       ['Last used', time(key.lastUsedAt, 'never')],
     ];
     replace(details, h('dl', { class: 'facts' }, facts.flatMap(([label, value]) => [h('dt', {}, label), h('dd', {}, value)])));
+    replace(limitsHost, keyLimitsSection(ctx, key));
     await loadUsage(chartHost, `/v1/keys/${encodeURIComponent(id)}/usage`);
   });
 }
@@ -98,6 +103,8 @@ export function renderTenant(ctx) {
       h('p', {}, h('a', { href: `#/keys${query({ tenant: ctx.info.scope.platform ? tenant : undefined })}` }, `← API keys of ${tenant}`)),
       h('div', { class: 'page-head' }, title),
       counts,
+      // Its rate limits and quota, all its keys together, with what is left (limits.js).
+      tenantLimitsSection(ctx, tenant),
       h('h2', {}, 'Usage of all its keys'),
       h('p', { class: 'muted' }, LAG_NOTE),
       chartHost,
