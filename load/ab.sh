@@ -6,6 +6,8 @@
 # A_ROUTE / B_ROUTE add fields to the one route's mapping, e.g. B_ROUTE=', signedIdentity: {}'.
 # A_NODE_OPTIONS / B_NODE_OPTIONS give one side Node or V8 flags:
 # B_NODE_OPTIONS=--max-semi-space-size=32 load/ab.sh "" "" 8 4
+# KEY_FLAGS adds flags to the `keys create` of both sides' keys (e.g. --permissions mcp:tools);
+# WRK_SCRIPT runs wrk with a Lua script (e.g. load/mcp-call.lua: small MCP tools/call POSTs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/node_modules/.bin:$PATH" KEYGATE_PEPPER=bench-pepper-0123456789abcdef
@@ -22,8 +24,8 @@ for v in A B; do
   NODE_OPTIONS="$opts" node "$repo/bin/keygate.js" serve --config "$d/$v.yaml" >"$d/$v.log" 2>&1 & pids+=($!)
 done
 sleep 1.5
-ka=$(node bin/keygate.js keys create --config "$d/A.yaml" --tenant t --name b --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>process.stdout.write(JSON.parse(s).key))')
-kb=$(node bin/keygate.js keys create --config "$d/B.yaml" --tenant t --name b --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>process.stdout.write(JSON.parse(s).key))')
+ka=$(node bin/keygate.js keys create --config "$d/A.yaml" --tenant t --name b ${KEY_FLAGS:-} --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>process.stdout.write(JSON.parse(s).key))')
+kb=$(node bin/keygate.js keys create --config "$d/B.yaml" --tenant t --name b ${KEY_FLAGS:-} --json | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>process.stdout.write(JSON.parse(s).key))')
 # CPU time per request (user + system, from /proc) is steadier than rps on a shared
 # machine: it does not depend on how the scheduler placed wrk, nginx and keygate.
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -31,7 +33,7 @@ tck=$(getconf CLK_TCK)
 one() { # port key pid → "rps µs-cpu-per-request"
   local before after out
   before=$(cpu "$3")
-  out=$(wrk -t1 -c64 -d"${secs}s" -H "X-Api-Key: $2" "http://127.0.0.1:$1/")
+  out=$(wrk -t1 -c64 -d"${secs}s" ${WRK_SCRIPT:+-s "$WRK_SCRIPT"} -H "X-Api-Key: $2" "http://127.0.0.1:$1/")
   after=$(cpu "$3")
   awk -v b="$before" -v a="$after" -v t="$tck" '/requests in/{n=$1} /Requests\/sec/{r=$2} END{printf "%s %.1f\n", r, (a-b)/t*1e6/n}' <<<"$out"
 }
