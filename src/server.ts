@@ -16,6 +16,8 @@ import { limitStage } from './limits/stage.ts';
 import { mcpPolicyStage } from './mcp/policy-stage.ts';
 import { Calendar } from './limits/quota.ts';
 import { QuotaService } from './limits/quota-service.ts';
+import { checkPepper } from './store/pepper-check.ts';
+import { isKeygateError } from './http/problem.ts';
 import { embeddedLimiter } from './cluster/limits-ipc.ts';
 import { Verifier } from './auth/verify.ts';
 import { FailureLimiter } from './auth/failure-limiter.ts';
@@ -147,6 +149,16 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   const access = adminAccess(config.admin, env);
   // Redis unreachable at start: serve degraded (readyz 503, unknown keys 503) and recover.
   const store = await openStore(config, { allowUnavailable: true, logger });
+  // A pepper other than the one the store's keys were made with refuses every key: stop (exit 2).
+  try {
+    await checkPepper(store, pepper);
+  } catch (error) {
+    if (!isKeygateError(error, 'auth_unavailable')) {
+      await store.close();
+      throw error;
+    }
+    logger.warn('the store cannot be reached to check that this pepper is the one its keys were made with; starting without that check');
+  }
   const metrics = createMetrics({}, () => verifier);
   const storeOk = metrics.storeLatency.labels('ok');
   const storeError = metrics.storeLatency.labels('error');
@@ -179,7 +191,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   const usage = new Usage({ store, logger, flushMs: config.lifecycle.usageFlushMs, maxCounters: config.lifecycle.usageMaxCounters });
   const requestMetrics = new RequestMetrics(metrics, config.routes.map((route) => route.name), usage);
   // Issuers (and their JWKS caches) live as long as keygate; reloads keep the unchanged ones.
-  const accessTokens = new AccessTokens(config.oauth, { keyPrefix: config.keys.prefix, logger });
+  const accessTokens = new AccessTokens(config.oauth, { keyPrefix: config.keys.prefix, logger, env });
   const accessLog = config.log.access ? (accessLogger ?? logger.child({ log: 'access' })) : null;
   const webhooks = new WebhookVerifier({ secrets: vault, replay: store, metrics: new WebhookMetrics(metrics.registry), logger });
   webhooks.prepare(config.routes);
@@ -320,6 +332,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
         await usage.stop();
         await vault.stop();
         upstreams.destroy();
+        await accessTokens.close();
         await store.close();
       })();
       return closing;

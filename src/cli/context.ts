@@ -8,6 +8,7 @@ import { UserService } from '../users/service.ts';
 import { QuotaService } from '../limits/quota-service.ts';
 import { EventSink } from '../events/event-sink.ts';
 import { openStore, type Store } from '../store/open.ts';
+import { checkPepper } from '../store/pepper-check.ts';
 import { loadKeyring } from '../secrets/crypto.ts';
 
 export interface Io {
@@ -31,6 +32,8 @@ export async function withKeyService<T>(config: Config, io: Io, run: (service: K
   loadKeyring(io.env);
   const store = await openStore(config);
   try {
+    // Another pepper than the store's would mint keys no server accepts: stop here (exit 2).
+    await checkPepper(store, pepper);
     return await run(new KeyService(store, createKeyHasher(pepper), config, new EventSink(store, null, null)), store);
   } finally {
     await store.close();

@@ -3,7 +3,7 @@
  * unset, generated once into the data directory (mode 0600) so a single-machine install
  * needs no setup. Redis deployments share one pepper across instances, so it must be given.
  */
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Config } from '../config/schema.ts';
@@ -48,4 +48,14 @@ export function loadPepper(config: Config, env: NodeJS.ProcessEnv): string {
   const pepper = readFileSync(file, 'utf8').trim();
   if (pepper.length < 16) throw pepperError(file, `${file}: the pepper file is damaged (shorter than 16 characters)`);
   return pepper;
+}
+
+/**
+ * What identifies a pepper without revealing it: 16 characters of HMAC-SHA-256(pepper, a
+ * fixed label). Stored beside the keys (store/pepper-check.ts) so that a process holding
+ * another pepper — a second instance, the CLI with a different KEYGATE_PEPPER — is stopped
+ * with a message instead of silently minting keys nobody else can verify.
+ */
+export function pepperFingerprint(pepper: string): string {
+  return createHmac('sha256', pepper).update('keygate pepper fingerprint v1').digest('base64url').slice(0, 16);
 }

@@ -10,9 +10,10 @@ import type { SessionStore } from './session-store.ts';
 import type { DirectoryStore } from './directory-store.ts';
 import type { LimitStore } from './limit-store.ts';
 import type { QuotaStore } from './quota-store.ts';
+import type { PepperFingerprintStore } from './pepper-check.ts';
 import type { UsageStore } from './usage-store.ts';
 
-export type Store = KeyStore & LifecycleStore & SecretStore & SessionStore & ReplayStore & DirectoryStore & QuotaStore & UsageStore & {
+export type Store = KeyStore & LifecycleStore & SecretStore & SessionStore & ReplayStore & DirectoryStore & QuotaStore & UsageStore & PepperFingerprintStore & {
   /** Rate limits shared by every instance of the store (Redis); absent: each machine decides (cluster/limits-ipc.ts). */
   readonly limiter?: LimitStore;
 };

@@ -80,6 +80,7 @@ CREATE TABLE IF NOT EXISTS usage_counters (
   PRIMARY KEY (scope, id, day, field)
 ) STRICT, WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS usage_counters_day ON usage_counters (day);
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS ended_sessions (id TEXT PRIMARY KEY, until INTEGER NOT NULL) STRICT;
 CREATE TABLE IF NOT EXISTS replay_claims (id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL) STRICT;
 CREATE INDEX IF NOT EXISTS replay_claims_expiry ON replay_claims (expires_at);
@@ -156,6 +157,12 @@ export class Database {
     this.transaction(() => {
       for (const [id, at] of lastUsed) update.run(at, id, at);
     });
+  }
+
+  /** Records the pepper's fingerprint if none is; answers the one recorded (store/pepper-check.ts). */
+  claimPepperFingerprint(fingerprint: string): string {
+    this.db.prepare("INSERT OR IGNORE INTO meta (name, value) VALUES ('pepperFingerprint', ?)").run(fingerprint);
+    return (this.db.prepare("SELECT value FROM meta WHERE name = 'pepperFingerprint'").get() as { value: string }).value;
   }
 
   /** `WHERE a AND b …` of the conditions, or nothing. */

@@ -49,6 +49,10 @@ export class EmbeddedStore extends ComposedStore {
     return this.#parts.feed.subscribe(feed, this.#parts.directory);
   }
 
+  async claimPepperFingerprint(fingerprint: string): Promise<string> {
+    return this.#parts.db.claimPepperFingerprint(fingerprint);
+  }
+
   async ping(): Promise<void> {
     this.#parts.feed.ping();
   }

@@ -103,6 +103,13 @@ export class RedisStore extends ComposedStore {
     }, 1000).unref();
   }
 
+  /** SET NX then GET: the first process's fingerprint stays (store/pepper-check.ts). */
+  async claimPepperFingerprint(fingerprint: string): Promise<string> {
+    const key = `${this.#redis.keys.prefix}pepper-fingerprint`;
+    await this.#redis.call('SET', key, fingerprint, 'NX');
+    return String(await this.#redis.call('GET', key));
+  }
+
   async ping(): Promise<void> {
     await this.#redis.call('PING');
   }
