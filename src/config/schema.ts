@@ -74,11 +74,19 @@ const store = z
     if (r.sentinels && !r.name) ctx.addIssue({ code: 'custom', path: ['redis', 'name'], message: 'is required with sentinels (the master group name)' });
   });
 
-const timeouts = z.strictObject({
-  connectMs: positiveInt('milliseconds').default(3000),
-  headersMs: positiveInt('milliseconds').default(30_000),
-  idleMs: positiveInt('milliseconds').default(300_000),
-});
+const timeouts = z
+  .strictObject({
+    connectMs: positiveInt('milliseconds').default(3000),
+    headersMs: positiveInt('milliseconds').default(30_000),
+    idleMs: positiveInt('milliseconds').default(300_000),
+    /** text/event-stream responses: an SSE comment after this much silence between events (pipeline/forward.ts); absent: none. */
+    sseKeepAliveMs: z.number({ error: 'must be a number (milliseconds)' }).int('must be a whole number').min(100, 'must be at least 100').optional(),
+  })
+  .superRefine((t, ctx) => {
+    if (t.sseKeepAliveMs !== undefined && t.sseKeepAliveMs >= t.idleMs) {
+      ctx.addIssue({ code: 'custom', path: ['sseKeepAliveMs'], message: `must be less than timeouts.idleMs (${t.idleMs}): a keep-alive comes after that much silence, and idleMs still ends a stream silent inside an event` });
+    }
+  });
 
 const pathPrefix = z
   .string()

@@ -15,6 +15,16 @@
  *    is complete by then (head and body arrive together), so it costs an array push and is
  *    never registered: no registry entry, no timer, no HMAC. One that is still streaming is
  *    cut (a half body is the honest signal) and its upstream request aborted.
+ *
+ * SSE keep-alive (`timeouts.sseKeepAliveMs`): on such a route undici's bodyTimeout is off and
+ * the handler keeps time itself, one interval timer per response while it streams. After a
+ * period with nothing from the upstream, an event stream whose forwarded bytes end between two
+ * events gets `: keepalive` and a blank line — an SSE comment, which clients ignore and every
+ * proxy, balancer and browser on the way counts as traffic — so a stream that is quiet for
+ * longer than `idleMs` stays open. Never inside an event (EventBoundary), never while keygate
+ * is ending the stream, never while the client has not read what it was sent. Silence inside
+ * an event, or in any other response, still ends it after `idleMs` (counted in whole periods),
+ * as undici's bodyTimeout would.
  */
 import { Router, targetOf } from '../routing/router.ts';
 import type { Current } from './current.ts';
@@ -55,6 +65,13 @@ export interface ForwardHooks {
 export const EVENT_END_GRACE_MS = 1000;
 /** How long a response keygate ended may take to drain to its client before the connection is cut. */
 const DRAIN_GRACE_MS = 1000;
+/** The SSE keep-alive: a comment line, then the blank line that makes it a complete (empty) block. */
+export const SSE_KEEPALIVE = Buffer.from(': keepalive\n\n');
+
+/** What a silent upstream ends with on keep-alive routes: undici's own body-timeout code, so it is answered and counted alike. */
+function idleTimeout(): Error {
+  return Object.assign(new Error('the upstream sent nothing for timeouts.idleMs'), { code: 'UND_ERR_BODY_TIMEOUT' });
+}
 
 const LF = 0x0a;
 const CR = 0x0d;
@@ -127,10 +144,21 @@ class ForwardHandler implements Dispatcher.DispatchHandler, LiveExchange {
   #live: LiveEntry | null = null;
   /** keygate is ending this event stream once the event under way is complete; cut at this timer. */
   #ending: NodeJS.Timeout | null = null;
+  /** timeouts.sseKeepAliveMs (0: none, undici's bodyTimeout keeps time) and the idleMs it then enforces itself. */
+  readonly #keepAliveMs: number;
+  readonly #idleMs: number;
+  #ticker: NodeJS.Timeout | null = null;
+  /** The upstream sent something since the last tick. */
+  #heard = false;
+  /** Paused for the client (back-pressure): the upstream's silence is ours, not counted. */
+  #paused = false;
+  #silentMs = 0;
 
-  constructor(exchange: HttpExchange, hooks: ForwardHooks) {
+  constructor(exchange: HttpExchange, hooks: ForwardHooks, keepAliveMs = 0, idleMs = 0) {
     this.#exchange = exchange;
     this.#hooks = hooks;
+    this.#keepAliveMs = keepAliveMs;
+    this.#idleMs = idleMs;
   }
 
   get kind(): LiveKind {
@@ -146,8 +174,33 @@ class ForwardHandler implements Dispatcher.DispatchHandler, LiveExchange {
   }
 
   resume(): void {
+    this.#paused = false;
     this.#controller?.resume();
   }
+
+  /** Every sseKeepAliveMs while the response streams (keep-alive routes only). */
+  readonly #tick = (): void => {
+    if (this.#over || this.#stopped) return;
+    if (this.#heard || this.#paused) {
+      this.#heard = false;
+      this.#silentMs = 0;
+      return;
+    }
+    const events = this.#events;
+    const res = this.#exchange.res;
+    if (events !== null && events.atBoundary && this.#ending === null) {
+      // Between two events: a comment. Not to a client that has not read the last one yet.
+      if (!res.writableNeedDrain && !res.destroyed) {
+        events.observe(SSE_KEEPALIVE);
+        res.write(SSE_KEEPALIVE);
+      }
+      this.#silentMs = 0;
+      return;
+    }
+    this.#silentMs += this.#keepAliveMs;
+    // Inside an event, or not an event stream: idleMs of silence ends it, as undici's bodyTimeout would.
+    if (this.#silentMs >= this.#idleMs) this.#controller?.abort(idleTimeout());
+  };
 
   /**
    * The registry ends this response because its key or token stopped working (or at
@@ -211,6 +264,10 @@ class ForwardHandler implements Dispatcher.DispatchHandler, LiveExchange {
     }
     this.#exchange.upstreamHeadersAt = performance.now();
     res.writeHead(statusCode, statusMessage || undefined, out);
+    if (this.#keepAliveMs > 0) {
+      this.#ticker = setInterval(this.#tick, this.#keepAliveMs);
+      this.#ticker.unref();
+    }
     if (eventStream) {
       res.flushHeaders();
       this.#eventStream = true;
@@ -237,6 +294,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler, LiveExchange {
   #release(): void {
     if (this.#ending !== null) clearTimeout(this.#ending);
     this.#ending = null;
+    if (this.#ticker !== null) clearInterval(this.#ticker);
+    this.#ticker = null;
     if (this.#live === null) return;
     this.#hooks.live!.remove(this.#live);
     this.#live = null;
@@ -278,6 +337,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler, LiveExchange {
 
   onResponseData(controller: Controller, data: Buffer): void {
     if (this.#stopped || this.#over) return;
+    this.#heard = true;
     let chunk = data;
     if (this.#filter !== null) {
       const rewritten = this.#filter.data(chunk);
@@ -300,6 +360,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler, LiveExchange {
     }
     if (!res.write(chunk)) {
       controller.pause();
+      this.#paused = true;
       res[kHandler] = this;
       res.once('drain', onDrain);
     }
@@ -353,10 +414,13 @@ export interface ForwardRequest {
   body: Readable | AsyncIterable<Buffer> | Buffer | null;
   headersTimeout: number;
   bodyTimeout: number;
+  /** timeouts.sseKeepAliveMs: keygate keeps the body's time itself (bodyTimeout as idleMs), writing SSE keep-alives; 0 or absent: undici's bodyTimeout. */
+  keepAliveMs?: number;
 }
 
 export function forward(dispatcher: Dispatcher, exchange: HttpExchange, request: ForwardRequest, hooks: ForwardHooks): void {
-  const handler = new ForwardHandler(exchange, hooks);
+  const keepAliveMs = request.keepAliveMs ?? 0;
+  const handler = new ForwardHandler(exchange, hooks, keepAliveMs, request.bodyTimeout);
   exchange.upstream = handler;
   exchange.upstreamStart = performance.now();
   dispatcher.dispatch(
@@ -366,7 +430,7 @@ export function forward(dispatcher: Dispatcher, exchange: HttpExchange, request:
       headers: request.headers,
       body: request.body as Readable | null,
       headersTimeout: request.headersTimeout,
-      bodyTimeout: request.bodyTimeout,
+      bodyTimeout: keepAliveMs > 0 ? 0 : request.bodyTimeout,
     },
     handler,
   );
@@ -408,7 +472,14 @@ export function forwardStage(current: Current, hooks: ForwardHooks): Stage<HttpE
       forward(
         upstream.dispatcher,
         exchange,
-        { path: Router.upstreamPath(route, target.path, upstream) + target.query, headers, body, headersTimeout: route.config.timeouts.headersMs, bodyTimeout: route.config.timeouts.idleMs },
+        {
+          path: Router.upstreamPath(route, target.path, upstream) + target.query,
+          headers,
+          body,
+          headersTimeout: route.config.timeouts.headersMs,
+          bodyTimeout: route.config.timeouts.idleMs,
+          keepAliveMs: route.config.timeouts.sseKeepAliveMs,
+        },
         hooks,
       );
       return undefined;
