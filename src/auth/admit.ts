@@ -74,7 +74,7 @@ export class Door {
   #count(failures: FailureLimiter, admission: Admission, req: IncomingMessage, credential: Credential, trustForwarded: boolean): Admission {
     if (!isRefusal(admission) || admission.identity !== undefined) return admission;
     const code = admission.code;
-    if (this.#verifier.isGuess(credential.key, code)) failures.failed(req, trustForwarded);
+    if (admission.guess === true || this.#verifier.isGuess(credential.key, code)) failures.failed(req, trustForwarded);
     else if (code === 'key_revoked' || code === 'key_expired' || code === 'user_disabled') {
       const identity = this.#verifier.cachedIdentity(credential.key);
       if (identity !== undefined) return { ...admission, identity };
@@ -87,8 +87,10 @@ export class Door {
   #check(route: Route, credential: Credential, path: string, knownOnly: boolean): Admission | Promise<Admission> | typeof LOOKUP_REFUSED {
     const tokens = route.tokens;
     if (tokens !== null && !credential.inApiKey && !tokens.isKey(credential.key)) {
-      // Tokens are checked against cached issuer keys, never the key store: never limited.
-      const verified = tokens.verify(credential.key);
+      // JWTs are checked against cached issuer keys, never the key store: never limited. A token
+      // that would be introspected is, like an unknown key (the lookup is at the issuer).
+      const verified = tokens.verify(credential.key, knownOnly);
+      if (verified === LOOKUP_REFUSED) return verified;
       return verified instanceof Promise ? verified.then((v) => afterToken(route, path, v)) : afterToken(route, path, verified);
     }
     const result = knownOnly ? this.#verifier.verifyKnown(credential.key) : this.#verifier.verify(credential.key);

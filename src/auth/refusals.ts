@@ -22,6 +22,8 @@ export interface Refusal {
   headers: Record<string, string> | undefined;
   /** Who was refused, when it is known (a 403): for the access log. */
   identity?: Identity;
+  /** A made-up credential that cost a lookup elsewhere (an opaque token the issuer says is inactive): counts against the address (admit.ts). */
+  guess?: true;
 }
 
 /** For refusals that are nobody's fault (the store or an issuer cannot be reached): ask again in a second. */
@@ -33,7 +35,7 @@ export function isRefusal<T extends object>(value: T | Refusal): value is Refusa
 }
 
 export function rateLimited(waitSeconds: number): Refusal {
-  return { code: 'rate_limited', outcome: 'limited', detail: `too many unknown keys from this address; try again in ${waitSeconds} s (keys that work are still served)`, headers: { 'retry-after': String(waitSeconds) } };
+  return { code: 'rate_limited', outcome: 'limited', detail: `too many unknown keys or inactive tokens from this address; try again in ${waitSeconds} s (keys and tokens that work are still served)`, headers: { 'retry-after': String(waitSeconds) } };
 }
 
 const VERIFY: Record<VerifyFailure, [ProblemCode, AuthOutcome, string]> = {
@@ -44,8 +46,13 @@ const VERIFY: Record<VerifyFailure, [ProblemCode, AuthOutcome, string]> = {
   auth_unavailable: ['auth_unavailable', 'unavailable', 'the key store cannot be reached; try again shortly'],
 };
 
+/** RFC 6750 §3: error_description is %x20-21 / %x23-5B / %x5D-7E — no quote or backslash inside the quoted string. */
+function description(detail: string): string {
+  return detail.replace(/["\\]/g, "'");
+}
+
 function invalidToken(route: Route, code: ProblemCode, outcome: AuthOutcome, detail: string): Refusal {
-  return { code, outcome, detail, headers: { 'www-authenticate': `${route.challenge}, error="invalid_token", error_description="${detail}"` } };
+  return { code, outcome, detail, headers: { 'www-authenticate': `${route.challenge}, error="invalid_token", error_description="${description(detail)}"` } };
 }
 
 export function missingCredentials(route: Route): Refusal {
@@ -67,10 +74,12 @@ export function keyRefused(route: Route, failure: VerifyFailure): Refusal {
 }
 
 export function tokenRefused(route: Route, failure: Exclude<TokenResult, Identity>): Refusal {
-  if (failure === 'auth_unavailable') {
-    return { code: 'auth_unavailable', outcome: 'unavailable', detail: "the token issuer's keys (JWKS) cannot be fetched; try again shortly", headers: RETRY };
+  if (failure === 'auth_unavailable' || failure === 'introspection_unavailable' || failure === 'introspection_busy') {
+    return { code: 'auth_unavailable', outcome: 'unavailable', detail: TOKEN_FAILURE_DETAIL[failure], headers: RETRY };
   }
-  return invalidToken(route, 'invalid_token', failure === 'token_expired' ? 'expired' : 'invalid', TOKEN_FAILURE_DETAIL[failure]);
+  const refusal = invalidToken(route, 'invalid_token', failure === 'token_expired' ? 'expired' : 'invalid', TOKEN_FAILURE_DETAIL[failure]);
+  if (failure === 'token_inactive') refusal.guess = true;
+  return refusal;
 }
 
 export function forbidden(route: Route, denied: AuthorizeFailure): Refusal {

@@ -8,7 +8,8 @@
  *    store's pepper file is not created by a check);
  *  - KEYGATE_MASTER_KEY / _PREVIOUS: well-formed when set;
  *  - admin.metricsTokenEnv: set and long enough when configured;
- *  - notifications: every secretEnv / passwordEnv set and well-formed.
+ *  - notifications: every secretEnv / passwordEnv set and well-formed;
+ *  - oauth.issuers[].introspection.clientSecretEnv: set.
  */
 import { adminAccess } from '../admin/server.ts';
 import type { Config } from '../config/schema.ts';
@@ -16,6 +17,7 @@ import { createNotifier, type Notifier } from '../events/notifications/notifier.
 import { pepperFromEnv } from '../keys/pepper.ts';
 import type { Logger } from '../observability/logger.ts';
 import { loadKeyring } from '../secrets/crypto.ts';
+import { checkIntrospectionSecrets } from '../auth/introspection.ts';
 
 /**
  * Throws what `serve` would refuse; returns the notifier that checking the notification
@@ -25,5 +27,6 @@ export function checkEnvironment(config: Config, env: NodeJS.ProcessEnv, logger:
   pepperFromEnv(config, env);
   loadKeyring(env);
   adminAccess(config.admin, env);
+  checkIntrospectionSecrets(config.oauth.issuers, env);
   return createNotifier({ config: config.notifications, env, logger });
 }

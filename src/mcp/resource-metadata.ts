@@ -49,7 +49,20 @@ export interface ResourceDocumentInput {
   authorizationServers: readonly string[];
   scopesSupported: readonly string[];
   resourceName: string | undefined;
+  /** RFC 9728 `resource_documentation`: a page for people (how to get a key, or to sign in). */
+  resourceDocumentation?: string | undefined;
+  /** The route takes API keys (auth.required): said in KEYGATE_API_KEYS. */
+  apiKeys?: boolean;
 }
+
+/**
+ * The extension member (RFC 9728 §2 allows additional parameters) that says the resource
+ * takes keygate API keys and where they go. On a route that takes keys only there is no
+ * authorization server to list — the MCP spec's "authorization_servers containing at least
+ * one" is for resources that take OAuth tokens — so this, with `resource_documentation` for
+ * how to obtain a key, is what tells a client (or its user) how to get in.
+ */
+export const KEYGATE_API_KEYS = { headers: ['X-Api-Key', 'Authorization: Bearer'] } as const;
 
 export function compileMcpResource(input: ResourceDocumentInput): McpResource {
   const document: Record<string, unknown> = { resource: input.resource };
@@ -58,6 +71,8 @@ export function compileMcpResource(input: ResourceDocumentInput): McpResource {
   // Tokens and keys alike go in a header; keygate never reads them from a body or the query.
   document.bearer_methods_supported = ['header'];
   if (input.resourceName !== undefined) document.resource_name = input.resourceName;
+  if (input.resourceDocumentation !== undefined) document.resource_documentation = input.resourceDocumentation;
+  if (input.apiKeys === true) document.keygate_api_keys = KEYGATE_API_KEYS;
   return { resource: input.resource, metadataUrl: metadataUrl(input.resource), document: JSON.stringify(document), origin: resourceOrigin(input.resource) };
 }
 

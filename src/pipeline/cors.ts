@@ -6,7 +6,12 @@
  *    `Access-Control-Expose-Headers` (Mcp-Session-Id, WWW-Authenticate, …) — on keygate's own
  *    401/403 problems too, so a browser client can read the challenge and find the metadata.
  *    A preflight (`OPTIONS` + `Access-Control-Request-Method`) is answered here with 204 and
- *    needs no key: browsers never send credentials on a preflight.
+ *    needs no key: browsers never send credentials on a preflight. Its
+ *    `Access-Control-Allow-Headers` is the fixed MCP set and `allowHeaders`, plus every
+ *    requested header named `Mcp-*` — the 2026-07-28 transport's Mcp-Method, Mcp-Name and the
+ *    open-ended per-tool Mcp-Param-{name} family — echoed back by pattern, never a fixed list
+ *    (at most MAX_ECHOED of them, each a valid header name; anything else requested is not
+ *    echoed, so the browser refuses it).
  *  - Any other Origin (including `null`): 403 `forbidden_origin`.
  *  - No Origin (server-side clients, curl, the MCP SDK in Node): no CORS headers, no check.
  *  - Every response of a CORS route carries `Vary: Origin`, so caches keep them apart.
@@ -28,6 +33,11 @@ import type { RouteConfig } from '../config/schema.ts';
 export const CORS_ALLOW_HEADERS = ['Authorization', 'Content-Type', 'Mcp-Session-Id', 'MCP-Protocol-Version', 'Last-Event-ID', 'X-Api-Key'];
 /** What they must be able to read. */
 export const CORS_EXPOSE_HEADERS = ['Mcp-Session-Id', 'WWW-Authenticate'];
+/** Request headers allowed by name pattern (lower case, as browsers send Access-Control-Request-Headers). */
+export const MCP_HEADER_PATTERN = /^mcp-[a-z0-9!#$%&'*+.^_`|~-]{1,128}$/;
+/** At most this many pattern-matched names are echoed in one preflight answer; a longer request list is read no further. */
+const MAX_ECHOED = 64;
+const MAX_REQUEST_HEADERS_LENGTH = 8192;
 
 export interface CorsPolicy {
   readonly origins: ReadonlySet<string>;
@@ -35,6 +45,8 @@ export interface CorsPolicy {
   readonly exposeHeaders: string;
   /** The preflight answer's headers other than the origin, built once. */
   readonly preflight: Readonly<Record<string, string>>;
+  /** The fixed allowed request headers, lower-cased: not echoed again. */
+  readonly allowed: ReadonlySet<string>;
 }
 
 export function compileCors(config: RouteConfig): CorsPolicy | null {
@@ -47,7 +59,29 @@ export function compileCors(config: RouteConfig): CorsPolicy | null {
     vary: 'Origin, Access-Control-Request-Method, Access-Control-Request-Headers',
   };
   if (cors.credentials) preflight['access-control-allow-credentials'] = 'true';
-  return { origins: new Set(cors.origins), credentials: cors.credentials, exposeHeaders: [...CORS_EXPOSE_HEADERS, ...cors.exposeHeaders].join(', '), preflight };
+  const allowed = new Set([...CORS_ALLOW_HEADERS, ...cors.allowHeaders].map((h) => h.toLowerCase()));
+  return { origins: new Set(cors.origins), credentials: cors.credentials, exposeHeaders: [...CORS_EXPOSE_HEADERS, ...cors.exposeHeaders].join(', '), preflight, allowed };
+}
+
+/**
+ * `Access-Control-Allow-Headers` for one preflight: the fixed list, plus the requested
+ * `Mcp-*` names it does not hold already (e.g. mcp-param-region). A name of another shape, or
+ * past MAX_ECHOED, is left out: the browser then refuses the request, as it should.
+ */
+export function allowHeadersFor(policy: CorsPolicy, requested: string | undefined): string {
+  const fixed = policy.preflight['access-control-allow-headers']!;
+  if (requested === undefined || requested.length > MAX_REQUEST_HEADERS_LENGTH || !requested.toLowerCase().includes('mcp-')) return fixed;
+  let out = fixed;
+  let echoed = 0;
+  const seen = new Set<string>();
+  for (const part of requested.split(',')) {
+    const name = part.trim().toLowerCase();
+    if (!MCP_HEADER_PATTERN.test(name) || policy.allowed.has(name) || seen.has(name)) continue;
+    seen.add(name);
+    out += `, ${name}`;
+    if (++echoed === MAX_ECHOED) break;
+  }
+  return out;
 }
 
 export type OriginVerdict = 'continue' | 'answered' | 'forbidden';
@@ -65,7 +99,7 @@ export function applyCors(policy: CorsPolicy, req: IncomingMessage, res: ServerR
   }
   if (!policy.origins.has(origin)) return 'forbidden';
   if (req.method === 'OPTIONS' && req.headers['access-control-request-method'] !== undefined) {
-    res.writeHead(204, { ...policy.preflight, 'access-control-allow-origin': origin });
+    res.writeHead(204, { ...policy.preflight, 'access-control-allow-headers': allowHeadersFor(policy, req.headers['access-control-request-headers']), 'access-control-allow-origin': origin });
     res.end();
     return 'answered';
   }

@@ -33,10 +33,13 @@ export function compileFeatures(config: RouteConfig, tokens: AccessTokens | null
     const issuers = config.auth.issuers ?? [];
     mcp = compileMcpResource({
       resource: config.mcp.resource,
-      // By default the issuers whose tokens the route accepts are its authorization servers.
+      // By default the issuers whose tokens the route accepts are its authorization servers
+      // (at least one on a route that takes tokens, as MCP requires; none on a key-only route).
       authorizationServers: config.mcp.authorizationServers ?? (tokens === null ? [] : tokens.issuerUrls(issuers)),
       scopesSupported: config.mcp.scopesSupported ?? permissions,
       resourceName: config.mcp.resourceName,
+      resourceDocumentation: config.mcp.resourceDocumentation,
+      apiKeys: config.auth.required,
     });
     challenge = `${REALM}, resource_metadata="${mcp.metadataUrl}"`;
   }

@@ -56,7 +56,8 @@ beforeAll(async () => {
         mcp: { resource: 'https://mcp.example.com/mcp', authorizationServers: ['https://id.example.com/realms/corp'], resourceName: 'Example MCP' },
       },
       { name: 'slash', pathPrefix: '/slash', upstream: up.url, mcp: { resource: 'https://mcp.example.com/slash/', scopesSupported: ['a', 'b'] } },
-      { name: 'ext', pathPrefix: '/internal', upstream: up.url, mcp: { resource: 'https://api.example.com:8443/public/mcp' } },
+      { name: 'ext', pathPrefix: '/internal', upstream: up.url, mcp: { resource: 'https://api.example.com:8443/public/mcp', resourceDocumentation: 'https://docs.example.com/mcp-keys' } },
+      { name: 'open-mcp', pathPrefix: '/open-mcp', upstream: up.url, auth: { required: false }, mcp: { resource: 'https://mcp.example.com/open-mcp' } },
       { name: 'rooted', host: 'root.test', pathPrefix: '/', upstream: up.url, mcp: { resource: 'https://root.test' } },
       { name: 'plain', pathPrefix: '/plain', upstream: up.url },
     ],
@@ -97,8 +98,25 @@ describe('protected resource metadata', () => {
       scopes_supported: ['mcp:use'],
       bearer_methods_supported: ['header'],
       resource_name: 'Example MCP',
+      keygate_api_keys: { headers: ['X-Api-Key', 'Authorization: Bearer'] },
     });
     expect(up.received.length).toBe(before);
+  });
+
+  it('on a key-only route: no authorization_servers (there is none), but keygate_api_keys and resource_documentation say how to get in', async () => {
+    const doc = await req(a, `${WK}/public/mcp`);
+    expect(doc.json).toEqual({
+      resource: 'https://api.example.com:8443/public/mcp',
+      bearer_methods_supported: ['header'],
+      resource_documentation: 'https://docs.example.com/mcp-keys',
+      keygate_api_keys: { headers: ['X-Api-Key', 'Authorization: Bearer'] },
+    });
+  });
+
+  it('on a public MCP route (no key needed) it does not advertise keys', async () => {
+    const doc = await req(a, `${WK}/open-mcp`);
+    expect(doc.status).toBe(200);
+    expect(doc.json.keygate_api_keys).toBeUndefined();
   });
 
   it('the 401 points at it, from the configured resource, whatever Host the request names', async () => {
@@ -249,6 +267,41 @@ describe('CORS', () => {
     expect(res.headers.vary).toBe('Accept-Encoding, Origin');
   });
 
+  it('a preflight asking for Mcp-* headers (Mcp-Method, Mcp-Name, Mcp-Param-<name>) gets them allowed by pattern', async () => {
+    const res = await req(b, '/mcp', { origin: APP, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type,mcp-method,mcp-name,mcp-param-foo,mcp-param-region,mcp-protocol-version' }, 'OPTIONS');
+    expect(res.status).toBe(204);
+    const allowed = res.headers['access-control-allow-headers']!.split(', ').map((h) => h.toLowerCase());
+    for (const name of ['content-type', 'mcp-method', 'mcp-name', 'mcp-param-foo', 'mcp-param-region', 'mcp-protocol-version', 'authorization']) expect(allowed, name).toContain(name);
+    // Already in the fixed list: not repeated.
+    expect(allowed.filter((h) => h === 'mcp-protocol-version')).toHaveLength(1);
+    expect(res.headers.vary).toContain('Access-Control-Request-Headers');
+    // The browser then sends them, and they reach the upstream untouched.
+    const sent = await req(b, '/mcp', { origin: APP, 'x-api-key': keyB, 'mcp-method': 'tools/call', 'mcp-name': 'get_weather', 'mcp-param-region': 'us-west1' }, 'POST');
+    expect(sent.status).toBe(200);
+    const received = corsUp.received.at(-1)!.headers;
+    expect(received).toMatchObject({ 'mcp-method': 'tools/call', 'mcp-name': 'get_weather', 'mcp-param-region': 'us-west1' });
+  });
+
+  it('only Mcp-* names of header-name shape are echoed: other headers, look-alikes and floods are not', async () => {
+    const ask = (requested: string) => req(b, '/mcp', { origin: APP, 'access-control-request-method': 'POST', 'access-control-request-headers': requested }, 'OPTIONS');
+    const forged = await ask('x-tenant-id, x-evil, mcp-, mcp-param-a"b, mcpx-param-y, xmcp-param-z, mcp-param-ok, mcp-param-ok, MCP-PARAM-UPPER');
+    expect(forged.status).toBe(204);
+    const allowed = forged.headers['access-control-allow-headers']!;
+    expect(allowed).toBe('Authorization, Content-Type, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID, X-Api-Key, mcp-param-ok, mcp-param-upper');
+    // A thousand made-up names: at most 64 are echoed.
+    const many = Array.from({ length: 1000 }, (_, i) => `mcp-param-p${i}`);
+    const flooded = await ask(many.slice(0, 500).join(','));
+    expect(flooded.headers['access-control-allow-headers']!.split(', ').filter((h) => h.startsWith('mcp-param-'))).toHaveLength(64);
+    // A list longer than any browser sends (8 KB) is read no further: the fixed list only.
+    const huge = await ask(many.join(','));
+    expect(huge.status).toBe(204);
+    expect(huge.headers['access-control-allow-headers']).toBe('Authorization, Content-Type, Mcp-Session-Id, MCP-Protocol-Version, Last-Event-ID, X-Api-Key');
+    // And an Origin not on the list gets nothing, whatever it asks for.
+    const other = await req(b, '/mcp', { origin: 'https://evil.example', 'access-control-request-method': 'POST', 'access-control-request-headers': 'mcp-param-foo' }, 'OPTIONS');
+    expect(other.status).toBe(403);
+    expect(other.headers['access-control-allow-headers']).toBeUndefined();
+  });
+
   it('an OPTIONS without Access-Control-Request-Method is an ordinary request (key needed)', async () => {
     const res = await req(b, '/mcp', { origin: APP }, 'OPTIONS');
     expect(res.status).toBe(401);
@@ -297,6 +350,21 @@ describe('after a config reload', () => {
     const next = await idp.token('https://two.example/mcp/');
     expect((await rawRequest(url(), { path: '/mcp/x', headers: { authorization: `Bearer ${next}` } })).status).toBe(200);
     expect(idp.fetches).toBe(fetches);
+  });
+
+  it('a reload adding an introspection issuer whose secret is not in the environment is refused; what runs stays', async () => {
+    const before = raw;
+    raw = {
+      oauth: { issuers: [...raw.oauth!.issuers!, { name: 'opaque', issuer: 'https://as.example', tenant: 'acme', introspection: { endpoint: 'https://as.example/introspect', clientId: 'kg', clientSecretEnv: 'KG_TEST_UNSET_SECRET' } }] },
+      routes: [{ ...raw.routes![0]!, auth: { issuers: ['test', 'opaque'] } }],
+    };
+    try {
+      expect(() => keygate.reload()).toThrow(/oauth\.issuers\[1\]\.introspection\.clientSecretEnv: the environment variable KG_TEST_UNSET_SECRET is not set/);
+    } finally {
+      raw = before;
+    }
+    const token = await idp.token((raw.routes![0]!.mcp as { resource: string }).resource);
+    expect((await rawRequest(url(), { path: '/mcp/x', headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
   });
 
   it('an issuer added by a reload is used at once', async () => {

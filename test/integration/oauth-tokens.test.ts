@@ -15,6 +15,9 @@ import { closeAll } from '../helpers/close.ts';
 
 const RESOURCE = 'http://mcp.test/mcp';
 const OTHER = 'http://mcp.test/other';
+/** One server under several names (mcp.audiences). */
+const ALIASED = 'http://mcp.test/aliases';
+const ALIASES = ['https://mcp.internal.example/mcp', 'urn:example:mcp'];
 
 let up: TestUpstream;
 let idp: TestIssuer;
@@ -59,6 +62,7 @@ beforeAll(async () => {
       { name: 'tools', pathPrefix: '/tools', upstream: up.url, mcp: { resource: 'http://mcp.test/tools' }, auth: { permissions: ['tools:admin'], issuers: ['test'] } },
       { name: 'app-only', pathPrefix: '/app-only', upstream: up.url, mcp: { resource: 'http://mcp.test/app-only' }, auth: { clients: ['other-app'], issuers: ['test'] } },
       { name: 'other', pathPrefix: '/other', upstream: up.url, mcp: { resource: OTHER }, auth: { issuers: ['test'] } },
+      { name: 'aliases', pathPrefix: '/aliases', upstream: up.url, mcp: { resource: ALIASED, audiences: ALIASES }, auth: { issuers: ['test'] } },
       { name: 'keys-only', pathPrefix: '/keys-only', upstream: up.url },
       { name: 'down', pathPrefix: '/down', upstream: up.url, mcp: { resource: 'http://mcp.test/down' }, auth: { issuers: ['down'] } },
     ],
@@ -189,6 +193,32 @@ describe('tokens that are refused', () => {
     expect(res.status).toBe(401);
     expect(res.json.code).toBe('invalid_key');
     expect(res.headers['www-authenticate']).toMatch(/^Bearer realm="keygate", error="invalid_token"/);
+  });
+});
+
+describe('several audiences on one route (mcp.audiences)', () => {
+  it('a token for the resource or for each other name is accepted', async () => {
+    for (const aud of [ALIASED, ...ALIASES, [ALIASES[1]!, 'https://elsewhere.example']]) {
+      const res = await call('/aliases/x', await token(ALIASED, { claims: { aud } }));
+      expect(res.status, `${JSON.stringify(aud)}: ${res.body}`).toBe(200);
+    }
+  });
+
+  it('any other audience is refused with invalid_token saying so, a near miss included; the names are not shared with other routes', async () => {
+    for (const aud of ['https://mcp.internal.example/mcp/', 'https://MCP.internal.example/mcp', 'urn:example', OTHER, ['https://elsewhere.example'], [], 42]) {
+      const res = await call('/aliases/x', await token(ALIASED, { claims: { aud } }));
+      expect(res.status, JSON.stringify(aud)).toBe(401);
+      expect(res.json.code).toBe('invalid_token');
+      expect(res.json.detail).toBe('the token audience (aud) is not this resource: it names neither its resource identifier nor another name this route accepts');
+      expect(res.headers['www-authenticate']).toBe(`Bearer realm="keygate", resource_metadata="http://mcp.test/.well-known/oauth-protected-resource/aliases", error="invalid_token", error_description="${res.json.detail}"`);
+    }
+    expectInvalidToken(await call('/mcp/x', await token(ALIASES[0]!)), /audience/);
+  });
+
+  it('the metadata still names the one canonical resource', async () => {
+    const doc = await call('/.well-known/oauth-protected-resource/aliases', null);
+    expect(doc.json.resource).toBe(ALIASED);
+    expect(JSON.stringify(doc.json)).not.toContain('internal');
   });
 });
 

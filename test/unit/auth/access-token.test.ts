@@ -1,13 +1,17 @@
 /**
  * AccessTokens on its own: the verified-token cache (synchronous hits, never past exp, bad
  * tokens remembered, retryable failures not), claim mapping (paths, namespaced claims), and
- * issuers kept or replaced by update(). The JWKS is served on loopback by a test issuer.
+ * issuers kept or replaced by update(); introspected tokens (refused unasked for a limited
+ * address, bounded waiting, a missing secret). The JWKS and the introspection endpoint are
+ * served on loopback.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AccessTokens, type RouteTokens } from '../../../src/auth/access-token.ts';
 import type { Identity } from '../../../src/auth/identity.ts';
-import { parseConfig } from '../../../src/config/load.ts';
+import { ConfigError, parseConfig } from '../../../src/config/load.ts';
+import { LOOKUP_REFUSED } from '../../../src/auth/verify.ts';
+import { startIntrospection, type TestIntrospection } from '../../helpers/introspection-server.ts';
 import type { Config } from '../../../src/config/schema.ts';
 import { createLogger } from '../../../src/observability/logger.ts';
 import { captureStream } from '../../helpers/keygate.ts';
@@ -156,5 +160,76 @@ describe('claims become identity only in the shape a key would have', () => {
     expect(text).toContain('not a permission name');
     expect(text).not.toContain('billing:admin');
     expect(text).not.toContain(token.split('.')[1]!);
+  });
+});
+
+describe('introspected tokens (RFC 7662)', () => {
+  const SECRET = 'unit-secret';
+  let intro: TestIntrospection;
+
+  beforeAll(async () => {
+    intro = await startIntrospection('kg', SECRET);
+  });
+
+  afterAll(async () => {
+    await intro?.close();
+  });
+
+  function opaqueSetup(introspection: Record<string, unknown> = {}, env: NodeJS.ProcessEnv = { KG_UNIT_SECRET: SECRET }) {
+    const config = parseConfig(
+      {
+        oauth: { issuers: [{ name: 'as', issuer: 'https://as.test', tenant: 'acme', introspection: { endpoint: intro.url, clientId: 'kg', clientSecretEnv: 'KG_UNIT_SECRET', ...introspection } }] },
+        routes: [{ name: 'mcp', pathPrefix: '/mcp', upstream: 'http://127.0.0.1:1', mcp: { resource: AUD }, auth: { issuers: ['as'] } }],
+      },
+      'test',
+    );
+    const tokens = new AccessTokens(config.oauth, { keyPrefix: 'kg', logger, env });
+    return { config, tokens, route: tokens.forRoute(config.routes[0]!)! };
+  }
+
+  const good = (token: string) => intro.add(token, { aud: AUD, sub: 'alice', scope: 'mcp:use', exp: Math.floor(Date.now() / 1000) + 300 });
+
+  it('with knownOnly (an address over the failure limit), a token that would be introspected is refused before any request; a cached one is not', async () => {
+    const { route, tokens } = opaqueSetup();
+    good('tok-known');
+    intro.reset();
+    expect(typeof (await route.verify('tok-known'))).toBe('object');
+    expect(route.verify('tok-known', true)).toMatchObject({ issuer: 'as' });
+    expect(route.verify('tok-new', true)).toBe(LOOKUP_REFUSED);
+    expect(intro.calls).toBe(1);
+    await tokens.close();
+  });
+
+  it('past maxConcurrent + maxPending, a new token is introspection_busy at once; waiting ones get their answer', async () => {
+    const { route, tokens } = opaqueSetup({ maxConcurrent: 1, maxPending: 1 });
+    for (const t of ['b1', 'b2', 'b3']) good(t);
+    intro.reset();
+    intro.delayMs = 100;
+    const results = await Promise.all(['b1', 'b2', 'b3'].map((t) => route.verify(t)));
+    expect(results.map((r) => (typeof r === 'string' ? r : 'ok'))).toEqual(['ok', 'ok', 'introspection_busy']);
+    expect(intro.maxInFlight).toBe(1);
+    intro.delayMs = 0;
+    // Not remembered: once there is room, the same token is asked about.
+    expect(typeof (await route.verify('b3'))).toBe('object');
+    await tokens.close();
+  });
+
+  it('a waiting token that gets no place within timeoutMs is introspection_busy', async () => {
+    const { route, tokens } = opaqueSetup({ maxConcurrent: 1, maxPending: 4, timeoutMs: 200 });
+    intro.reset();
+    intro.mode = 'hang';
+    const [first, second] = await Promise.all([route.verify('h1'), route.verify('h2')]);
+    expect(first).toBe('introspection_unavailable');
+    expect(second).toBe('introspection_busy');
+    intro.mode = 'ok';
+    await tokens.close();
+  });
+
+  it('update(): an issuer whose secret is not in the environment throws a ConfigError and changes nothing', () => {
+    const { config, tokens, route } = opaqueSetup();
+    const before = route.introspector;
+    const changed = { ...config.oauth, issuers: [{ ...config.oauth.issuers[0]!, introspection: { ...config.oauth.issuers[0]!.introspection!, clientSecretEnv: 'KG_UNIT_UNSET' } }] };
+    expect(() => tokens.update(changed)).toThrow(ConfigError);
+    expect(tokens.forRoute(config.routes[0]!)!.introspector).toBe(before);
   });
 });
