@@ -36,6 +36,7 @@ import { Gateway } from './transports/http.ts';
 import { Current } from './pipeline/current.ts';
 import type { StageParts } from './pipeline/stages.ts';
 import { WebSockets } from './transports/websocket.ts';
+import { createForwardAuthListener } from './transports/forward-auth.ts';
 import { LiveExchanges } from './pipeline/live-exchanges.ts';
 import { guardListener, listenerOptions, REJECTION_REASONS } from './transports/listener-limits.ts';
 import { createHeaderPolicy } from './pipeline/rewrite.ts';
@@ -75,6 +76,8 @@ export interface Keygate {
   readonly proxyPort: number;
   readonly adminPort: number;
   readonly echoPort: number | null;
+  /** The forward-auth listener's port (`forwardAuth:`), null when it is off. */
+  readonly forwardAuthPort: number | null;
   /** The listeners themselves (tests watch their sockets). */
   readonly servers: { readonly proxy: Server; readonly admin: Server };
   /**
@@ -239,6 +242,20 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   if (leaks === null) proxy.on('request', (req, res) => gateway.handle(req, res));
   else proxy.on('request', (req, res) => (req.url === leaks.path ? leaks.handle(req, res) : gateway.handle(req, res)));
   proxy.on('upgrade', websockets.handle);
+  // keygate as the auth service of a proxy in front (transports/forward-auth.ts): its own listener, its own trust.
+  const forwardAuth =
+    config.forwardAuth === undefined
+      ? null
+      : createForwardAuthListener({
+          ...parts,
+          config: config.forwardAuth,
+          limits: config.limits,
+          logger,
+          accessLog,
+          // Counted like a request of the route it was about (and as the key's usage).
+          hooks: { onCheckDone: (route, status, outcome, ms, exchange) => requestMetrics.onUpgradeDone(route, status, outcome, ms, exchange) },
+          onRejected: (reason) => rejected.get(reason)!.inc(),
+        }).server;
   proxy.on('checkContinue', (req, res) => (leaks !== null && req.url === leaks.path ? leaks.handle(req, res, true) : gateway.handle(req, res, true)));
   let closing: Promise<void> | null = null;
   const keyAuth = createKeyAuthenticator({ verifier, events, systemTenant: config.tenants.system, failures: FailureLimiter.create(config.limits.failedAuth) });
@@ -259,12 +276,14 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   let proxyPort: number;
   let adminPort: number;
   let echoPort: number | null = null;
+  let forwardAuthPort: number | null = null;
   try {
     if (echo && config.echo) echoPort = await listen(echo, config.echo.host, config.echo.port);
     proxyPort = await listen(proxy, config.listen.host, config.listen.port);
     adminPort = await listen(admin, config.admin.host, config.admin.port);
+    if (forwardAuth !== null && config.forwardAuth) forwardAuthPort = await listen(forwardAuth, config.forwardAuth.host, config.forwardAuth.port);
   } catch (error) {
-    for (const server of [echo, proxy, admin]) server?.close();
+    for (const server of [echo, proxy, admin, forwardAuth]) server?.close();
     await store.close();
     throw error;
   }
@@ -276,7 +295,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
   const needSecrets = config.routes.filter((r) => r.secret || r.webhook).map((r) => r.name);
   if (keyring === null && needSecrets.length) logger.warn({ routes: needSecrets }, 'KEYGATE_MASTER_KEY is not set: these routes inject an upstream secret or verify webhook signatures with one, and will answer 502');
   logger.info(
-    { proxy: `${config.listen.host}:${proxyPort}`, admin: `${config.admin.host}:${adminPort}`, store: config.store.kind, routes: config.routes.map((r) => r.name) },
+    { proxy: `${config.listen.host}:${proxyPort}`, admin: `${config.admin.host}:${adminPort}`, forwardAuth: config.forwardAuth ? `${config.forwardAuth.host}:${forwardAuthPort}` : undefined, store: config.store.kind, routes: config.routes.map((r) => r.name) },
     'keygate listening',
   );
 
@@ -310,6 +329,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
     proxyPort,
     adminPort,
     echoPort,
+    forwardAuthPort,
     servers: { proxy, admin },
     close(graceMs = 10_000) {
       closing ??= (async () => {
@@ -327,7 +347,7 @@ export async function startKeygate({ config: initial, env, logger, accessLogger,
           const ended = gateway.endStreams();
           if (ended) logger.info({ streams: ended }, 'grace period over: ended open event streams');
         });
-        await Promise.all([closeServer(admin, 1000), echo ? closeServer(echo, 1000) : undefined]);
+        await Promise.all([closeServer(admin, 1000), echo ? closeServer(echo, 1000) : undefined, forwardAuth ? closeServer(forwardAuth, 1000) : undefined]);
         await jobs.stop();
         await usage.stop();
         await vault.stop();

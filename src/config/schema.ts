@@ -14,6 +14,7 @@ import { webhookRouteIssues, webhookSchema } from './webhooks.ts';
 import { limitsSchema } from './limits.ts';
 import { routeLimitsSchema } from './rate-limits.ts';
 import { leakReportsSchema } from './leak-reports.ts';
+import { forwardAuthSchema } from './forward-auth.ts';
 
 const port = z.number({ error: 'must be a port number' }).int('must be a whole number').min(0, 'must be 0-65535').max(65535, 'must be 0-65535');
 const host = z.string().min(1, 'must not be empty');
@@ -186,6 +187,8 @@ export const configSchema = z
     forwarded: z.strictObject({ trustClient: z.boolean().default(false) }).prefault({}),
     limits: limitsSchema.prefault({}),
     leakReports: leakReportsSchema.optional(),
+    /** keygate as the auth service of nginx, Caddy, Traefik or Envoy in front (config/forward-auth.ts); off when absent. */
+    forwardAuth: forwardAuthSchema.optional(),
     identitySigning: identitySigningSchema.prefault({}),
     log: z
       .strictObject({
@@ -245,6 +248,12 @@ export const configSchema = z
     checkMcpRoutes(config, ctx);
     if (config.listen.port !== 0 && config.listen.port === config.admin.port && config.listen.host === config.admin.host) {
       ctx.addIssue({ code: 'custom', path: ['admin', 'port'], message: 'must differ from listen.port' });
+    }
+    const fa = config.forwardAuth;
+    if (fa !== undefined && fa.port !== 0) {
+      for (const [name, other] of [['listen', config.listen], ['admin', config.admin]] as const) {
+        if (fa.port === other.port && fa.host === other.host) ctx.addIssue({ code: 'custom', path: ['forwardAuth', 'port'], message: `must differ from ${name}.port` });
+      }
     }
   });
 

@@ -102,18 +102,7 @@ export function upstreamHeaders(
     if (setByRoute(extra, name)) continue;
     out.push(raw[i]!, raw[i + 1]!);
   }
-  if (identity !== null) {
-    const r = identity.record;
-    const n = policy.names;
-    out.push(n.tenant, r.tenant, n.role, r.role);
-    // An OAuth access token has no key id (auth/access-token.ts).
-    if (r.id !== '') out.push(n.keyId, r.id);
-    if (identity.permissionsHeader !== '') out.push(n.permissions, identity.permissionsHeader);
-    if (r.user !== null && r.user !== '') out.push(n.user, r.user);
-    if (r.client !== null && r.client !== '') out.push(n.client, r.client);
-    // Always: `live` or `sandbox` (an access token's record is live), so an upstream can tell them apart.
-    out.push(n.environment, r.environment);
-  }
+  if (identity !== null) pushIdentity(out, identity, policy.names);
   const remote = req.socket.remoteAddress ?? '';
   if (policy.trustForwarded) {
     const xff = req.headers['x-forwarded-for'];
@@ -127,6 +116,24 @@ export function upstreamHeaders(
   if (host !== undefined) out.push('x-forwarded-host', host);
   if (extra !== null) for (let i = 0; i < extra.length; i++) out.push(extra[i]!);
   return out;
+}
+
+/**
+ * Appends the identity headers of `identity` to `out` ([name, value, …]), in the order of
+ * `headers.*`. A header without a value is left out — or, with `withEmpty`, sent as '' (the
+ * forward-auth answer, forward-auth-stages.ts: a proxy that copies the headers onto
+ * the upstream request then overwrites whatever the client sent under those names).
+ */
+export function pushIdentity(out: string[], identity: Identity, n: Config['headers'], withEmpty = false): void {
+  const r = identity.record;
+  out.push(n.tenant, r.tenant, n.role, r.role);
+  // An OAuth access token has no key id (auth/access-token.ts).
+  if (withEmpty || r.id !== '') out.push(n.keyId, r.id);
+  if (withEmpty || identity.permissionsHeader !== '') out.push(n.permissions, identity.permissionsHeader);
+  if (withEmpty || (r.user !== null && r.user !== '')) out.push(n.user, r.user ?? '');
+  if (withEmpty || (r.client !== null && r.client !== '')) out.push(n.client, r.client ?? '');
+  // Always: `live` or `sandbox` (an access token's record is live), so an upstream can tell them apart.
+  out.push(n.environment, r.environment);
 }
 
 function protocolOf(req: IncomingMessage): string {

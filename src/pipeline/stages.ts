@@ -6,6 +6,8 @@
  *              → mcp policy → limit → webhook signature → secret → rewrite → forward
  *   WebSocket:          target+match (once, in shouldUpgrade) → origin → credential → admit
  *              → limit → secret → rewrite → connect
+ *   Forward-auth: method → target → match (of the original request the proxy describes)
+ *              → body check → credential → admit → environment → limit → answer
  *
  * Stages marked by `applies` (origin, body limit, credential, admit, webhook signature,
  * secret) are left out of the routes they have nothing to do on, once per route.
@@ -25,6 +27,7 @@ import { methodStage } from './method-guard.ts';
 import type { Stage } from './pipeline.ts';
 import { rewriteStage } from './rewrite.ts';
 import { secretStage, type SecretSource } from './secret.ts';
+import { answerStage, bodyCheckStage, environmentStage, type ForwardAuthExchange } from './forward-auth-stages.ts';
 
 /** What the stages need, shared by both transports. */
 export interface StageParts {
@@ -72,5 +75,18 @@ export function upgradeStages<E extends Exchange>(parts: StageParts, connect: St
   return [
     [upgradeStage(current)],
     [upgradeOriginStage, credentialStage, admitStage(parts.door, current, parts.lastUsed), ...limitOf<E>(parts), secretStage(parts.secrets), rewriteStage(current, parts.signer), connect],
+  ];
+}
+
+/**
+ * The forward-auth transport (transports/forward-auth.ts): the original request a proxy asks
+ * about is matched and admitted like any other, then answered 200 with the identity headers
+ * (the proxy forwards it itself). No body is ever seen: routes that judge bodies are refused.
+ */
+export function forwardAuthStages(parts: StageParts): StageLists<ForwardAuthExchange> {
+  const { current } = parts;
+  return [
+    [methodStage, targetStage, matchStage(current)],
+    [bodyCheckStage, credentialStage, admitStage(parts.door, current, parts.lastUsed), environmentStage, ...limitOf<ForwardAuthExchange>(parts), answerStage(current)],
   ];
 }
