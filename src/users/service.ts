@@ -40,6 +40,10 @@ export interface GroupList {
   groups: GroupRecord[];
 }
 
+/** Users and groups are listed by tenant, then name. */
+const byTenantAndName = (a: { tenant: string; name: string }, b: { tenant: string; name: string }): number =>
+  a.tenant === b.tenant ? (a.name < b.name ? -1 : 1) : a.tenant < b.tenant ? -1 : 1;
+
 type UsersStore = DirectoryStore & Pick<KeyStore, 'list'>;
 
 export class UserService {
@@ -84,7 +88,7 @@ export class UserService {
   async listUsers(caller: Caller, tenant?: string): Promise<UserRecord[]> {
     if (caller.tenant !== null && tenant !== undefined && tenant !== caller.tenant) return [];
     const { users } = await this.#store.directory(caller.tenant ?? tenant);
-    return users.sort((a, b) => (a.tenant === b.tenant ? (a.name < b.name ? -1 : 1) : a.tenant < b.tenant ? -1 : 1));
+    return users.sort(byTenantAndName);
   }
 
   /** A user and the keys that name it (acting as it, or labelled with its name), newest first. */
@@ -157,7 +161,7 @@ export class UserService {
     const global = this.#config.permissionGroups;
     if (caller.tenant !== null && tenant !== undefined && tenant !== caller.tenant) return { global, groups: [] };
     const { groups } = await this.#store.directory(caller.tenant ?? tenant);
-    return { global, groups: groups.sort((a, b) => (a.tenant === b.tenant ? (a.name < b.name ? -1 : 1) : a.tenant < b.tenant ? -1 : 1)) };
+    return { global, groups: groups.sort(byTenantAndName) };
   }
 
   static #permissions(permissions: readonly string[]): string[] {
